@@ -1,0 +1,40 @@
+"""The ``fedledger bench`` group. Each area's CLI module adds its own ``bench <area>`` command here.
+
+A benchmark returns a JSON-serialisable dict; ``emit`` prints it as JSON or as a readable table.
+Ratios are always against a baseline measured in the same run, never against fixed numbers.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+bench_app = typer.Typer(no_args_is_help=True)
+
+
+def emit(name: str, result: dict[str, Any], as_json: bool) -> None:
+    """Print a benchmark result as JSON (machine-readable) or as a table (for people)."""
+    if as_json:
+        typer.echo(json.dumps(result, indent=2, sort_keys=True))
+        return
+    table = Table(title=f"fedledger bench {name}")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for key, value in _flatten(result):
+        table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
+    Console().print(table)
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    rows: list[tuple[str, Any]] = []
+    for key, value in data.items():
+        label = f"{prefix}{key}"
+        if isinstance(value, dict):
+            rows.extend(_flatten(value, prefix=f"{label}."))
+        else:
+            rows.append((label, value))
+    return rows
