@@ -1,0 +1,115 @@
+"""Canonical byte encodings of the two things that get SM9-signed.
+
+An update entry is signed by its institution's own SM9 identity key; a round record is signed by
+the consortium identity with a k-of-n threshold signature. Both encodings are fixed-layout,
+length-prefixed and domain-separated (with chain id and contract address), so a signature made
+for one ledger, round or kind of message can never be replayed as another.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from fractions import Fraction
+
+from fedledger.digests import sm3
+
+PPM = 1_000_000
+_UPDATE_TAG = b"fedledger/update-entry/v1"
+_RECORD_TAG = b"fedledger/round-record/v1"
+
+
+def width_to_ppm(width_rate: float | Fraction) -> int:
+    """A width rate in (0, 1] as integer parts per million (how the contract stores it)."""
+    ppm = round(float(width_rate) * PPM)
+    if not 0 < ppm <= PPM:
+        raise ValueError(f"width rate must be in (0, 1], got {width_rate!r}")
+    return ppm
+
+
+def ppm_to_width(ppm: int) -> float:
+    """Inverse of :func:`width_to_ppm`."""
+    if not 0 < ppm <= PPM:
+        raise ValueError(f"width rate in ppm must be in (0, {PPM}], got {ppm}")
+    return ppm / PPM
+
+
+def _address_bytes(address: str) -> bytes:
+    raw = bytes.fromhex(address.removeprefix("0x"))
+    if len(raw) != 20:
+        raise ValueError(f"not a 20-byte Ethereum address: {address!r}")
+    return raw
+
+
+def _digest(value: bytes, what: str) -> bytes:
+    if len(value) != 32:
+        raise ValueError(f"{what} must be 32 bytes, got {len(value)}")
+    return value
+
+
+def _text(value: str) -> bytes:
+    raw = value.encode("utf-8")
+    return struct.pack(">H", len(raw)) + raw
+
+
+@dataclass(frozen=True)
+class UpdateEntry:
+    """One institution's submission for one round, as recorded by ``UpdateSubmitted``."""
+
+    chain_id: int
+    contract: str
+    round: int
+    institution: str  # Ethereum address of the submitting institution
+    cid: str
+    digest: bytes  # SM3 of the update file
+    num_samples: int
+    width_ppm: int
+    mapping_digest: bytes  # SM3 of the sub-model index map
+
+    def message(self) -> bytes:
+        """The bytes the institution signs with its SM9 identity key."""
+        return b"".join(
+            [
+                _text(_UPDATE_TAG.decode()),
+                struct.pack(">Q", self.chain_id),
+                _address_bytes(self.contract),
+                struct.pack(">Q", self.round),
+                _address_bytes(self.institution),
+                _text(self.cid),
+                _digest(self.digest, "update digest"),
+                struct.pack(">QI", self.num_samples, self.width_ppm),
+                _digest(self.mapping_digest, "mapping digest"),
+            ]
+        )
+
+    def leaf(self, signature_der: bytes) -> bytes:
+        """Merkle leaf: the entry exactly as submitted, its signature included."""
+        return sm3(b"\x00" + self.message() + sm3(signature_der))
+
+
+@dataclass(frozen=True)
+class RoundRecord:
+    """What the consortium threshold-signs for a round: all of it is on chain after posting."""
+
+    chain_id: int
+    contract: str
+    round: int
+    base_digest: bytes  # digest of the model the round started from
+    global_cid: str
+    global_digest: bytes
+    updates_root: bytes
+
+    def message(self) -> bytes:
+        """The bytes the consortium identity signs (k-of-n threshold SM9)."""
+        return b"".join(
+            [
+                _text(_RECORD_TAG.decode()),
+                struct.pack(">Q", self.chain_id),
+                _address_bytes(self.contract),
+                struct.pack(">Q", self.round),
+                _digest(self.base_digest, "base digest"),
+                _text(self.global_cid),
+                _digest(self.global_digest, "global digest"),
+                _digest(self.updates_root, "updates root"),
+            ]
+        )
