@@ -35,3 +35,12 @@ def identity_bytes(identity: str | bytes) -> bytes:
     if isinstance(identity, bytes | bytearray):
         return bytes(identity)
     raise TypeError(f"an SM9 identity is str or bytes, not {type(identity).__name__}")
+
+
+def hash_to_scalar(tag: bytes, data: bytes) -> int:
+    """A scalar in [1, N-1] for protocol values (binding factors), domain-separated by ``tag``.
+
+    Same construction as H1/H2 with a length-prefixed tag in place of their one-byte prefix, so it
+    can never collide with an H1 or H2 input.
+    """
+    return _hash_to_range(b"\xff" + len(tag).to_bytes(2, "big") + tag, data)
