@@ -10,20 +10,22 @@ and at most 174 links per level in memory, so a 1 GiB file streams in bounded me
 
 from __future__ import annotations
 
+import hashlib
 import io
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from fedledger.store import dagpb, unixfs
-from fedledger.store.cid import CID, DAG_PB, RAW
+from fedledger.store.cid import CID, DAG_PB, RAW, SHA2_256
 
 CHUNK_SIZE = 256 * 1024
 MAX_LINKS = 174
 
-BlockSink = Callable[[CID, bytes], None]
-"""Receives every block the builder produces (children before their parents)."""
+BlockSink = Callable[[CID, Sequence[bytes]], None]
+"""Receives every block the builder produces (children before their parents), as pieces whose
+concatenation is the block: a leaf's few header bytes and its chunk are not copied into one buffer."""
 
 ProgressCallback = Callable[[int], None]
 """Called with the number of bytes just consumed (for progress bars)."""
@@ -121,28 +123,30 @@ class DagBuilder:
             child = self._inner(siblings)
             level += 1
 
-    def _emit(self, cid: CID, block: bytes) -> None:
+    def _emit(self, version: int, codec: int, parts: Sequence[bytes]) -> CID:
+        digest = hashlib.sha256()
+        for part in parts:
+            digest.update(part)
+        cid = CID(version, codec, bytes((SHA2_256, 32)) + digest.digest())
         self._blocks += 1
         if self._sink is not None:
-            self._sink(cid, block)
+            self._sink(cid, parts)
+        return cid
 
     def _leaf(self, chunk: bytes) -> _Child:
         if self._raw_leaves:
-            block = bytes(chunk)
-            cid = CID.for_block(block, version=1, codec=RAW)
-        else:
-            block = unixfs.leaf_block(chunk)
-            cid = CID.for_block(block, version=0, codec=DAG_PB)
-        self._emit(cid, block)
-        return _Child(cid, len(block), len(chunk))
+            cid = self._emit(1, RAW, (chunk,))
+            return _Child(cid, len(chunk), len(chunk))
+        parts = unixfs.leaf_block_parts(chunk)
+        cid = self._emit(0, DAG_PB, parts)
+        return _Child(cid, sum(len(p) for p in parts), len(chunk))
 
     def _inner(self, children: list[_Child]) -> _Child:
         filesize = sum(c.filesize for c in children)
         data = unixfs.inner_data(filesize, [c.filesize for c in children])
         links = [dagpb.PBLink(c.cid, c.tsize) for c in children]
         block = dagpb.encode_node(links, data)
-        cid = CID.for_block(block, version=self._version, codec=DAG_PB)
-        self._emit(cid, block)
+        cid = self._emit(self._version, DAG_PB, (block,))
         return _Child(cid, len(block) + sum(c.tsize for c in children), filesize)
 
 

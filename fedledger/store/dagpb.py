@@ -32,7 +32,7 @@ class PBLink:
 @dataclass(frozen=True, slots=True)
 class PBNode:
     links: tuple[PBLink, ...]
-    data: bytes | None
+    data: bytes | memoryview | None  # a view into the block when decoded (saves a copy per leaf)
 
 
 def encode_link(link: PBLink) -> bytes:
@@ -44,7 +44,7 @@ def encode_link(link: PBLink) -> bytes:
     return pb.bytes_field(_NODE_LINKS, body)
 
 
-def encode_node(links: Sequence[PBLink], data: bytes | None) -> bytes:
+def encode_node(links: Sequence[PBLink], data: bytes | memoryview | None) -> bytes:
     """Serialise a node: links first, then the Data field (omitted when ``data`` is None)."""
     parts = [encode_link(link) for link in links]
     if data is not None:
@@ -60,7 +60,7 @@ def data_field_header(length: int) -> bytes:
 def decode_node(block: bytes | memoryview) -> PBNode:
     """Parse a dag-pb block; raises ValueError when it is not one."""
     links: list[PBLink] = []
-    data: bytes | None = None
+    data: memoryview | None = None
     for field, wire_type, value in pb.iter_fields(block):
         if field == _NODE_LINKS and wire_type == pb.LEN:
             if data is not None:
@@ -71,7 +71,7 @@ def decode_node(block: bytes | memoryview) -> PBNode:
             if data is not None:
                 raise ValueError("duplicate Data field")
             assert isinstance(value, memoryview)
-            data = bytes(value)
+            data = value
         else:
             raise ValueError(f"unexpected field {field} (wire type {wire_type}) in PBNode")
     return PBNode(tuple(links), data)

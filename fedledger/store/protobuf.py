@@ -28,8 +28,8 @@ def bytes_field_header(field: int, length: int) -> bytes:
     return key(field, LEN) + encode_varint(length)
 
 
-def bytes_field(field: int, payload: bytes) -> bytes:
-    return bytes_field_header(field, len(payload)) + payload
+def bytes_field(field: int, payload: bytes | memoryview) -> bytes:
+    return bytes_field_header(field, len(payload)) + bytes(payload)
 
 
 def iter_fields(data: bytes | memoryview) -> Iterator[tuple[int, int, int | memoryview]]:

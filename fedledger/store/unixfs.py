@@ -37,14 +37,19 @@ class UnixFSData:
         return _TYPE_NAMES.get(self.type, f"unknown({self.type})")
 
 
-def leaf_block(chunk: bytes) -> bytes:
-    """The whole dag-pb block of a CIDv0 leaf: a link-less PBNode wrapping one file chunk."""
+def leaf_block_parts(chunk: bytes) -> tuple[bytes, bytes, bytes]:
+    """A CIDv0 leaf block (a link-less PBNode wrapping one chunk) as (header, chunk, trailer)."""
     if chunk:
         head = pb.varint_field(_F_TYPE, FILE) + pb.bytes_field_header(_F_DATA, len(chunk))
     else:
         head = pb.varint_field(_F_TYPE, FILE)
     tail = pb.varint_field(_F_FILESIZE, len(chunk))
-    return b"".join((data_field_header(len(head) + len(chunk) + len(tail)), head, chunk, tail))
+    return data_field_header(len(head) + len(chunk) + len(tail)) + head, chunk, tail
+
+
+def leaf_block(chunk: bytes) -> bytes:
+    """The whole dag-pb block of a CIDv0 leaf."""
+    return b"".join(leaf_block_parts(chunk))
 
 
 def inner_data(filesize: int, blocksizes: Sequence[int]) -> bytes:
@@ -54,7 +59,7 @@ def inner_data(filesize: int, blocksizes: Sequence[int]) -> bytes:
     return b"".join(parts)
 
 
-def decode(data: bytes) -> UnixFSData:
+def decode(data: bytes | memoryview) -> UnixFSData:
     """Parse a UnixFS Data message; raises ValueError when it is not one."""
     type_: int | None = None
     payload = b""
