@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Protocol
 
 from fedledger.store.errors import InvalidCIDError
 
@@ -22,6 +22,12 @@ _CODEC_NAMES = {DAG_PB: "dag-pb", RAW: "raw"}
 
 _B58_ALPHABET = b"123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 _B58_INDEX = {c: i for i, c in enumerate(_B58_ALPHABET)}
+
+
+class Readable(Protocol):
+    """Anything with ``read(n) -> bytes`` (files, sockets' makefile(), small adapters)."""
+
+    def read(self, n: int, /) -> bytes: ...
 
 
 # -- varints (unsigned LEB128, as in multiformats and protobuf) ---------------------------------
@@ -59,7 +65,7 @@ def decode_varint(data: bytes | memoryview, pos: int = 0) -> tuple[int, int]:
             raise ValueError("varint longer than 9 bytes")
 
 
-def read_varint(stream: BinaryIO) -> int | None:
+def read_varint(stream: Readable) -> int | None:
     """Read one varint from a stream; None at a clean end of stream (no byte read)."""
     value = 0
     shift = 0
