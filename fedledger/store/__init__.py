@@ -43,4 +43,3 @@ __all__ = [
     "import_car",
     "open_store",
 ]
-

@@ -208,9 +208,7 @@ class ContentStore(ABC):
                 raise
             raise BlockNotFoundError(str(cid), f"needed by {root}") from exc
 
-    def _decode_file_node(
-        self, root: CID, cid: CID, block: bytes
-    ) -> tuple[dagpb.PBNode, unixfs.UnixFSData]:
+    def _decode_file_node(self, root: CID, cid: CID, block: bytes) -> tuple[dagpb.PBNode, unixfs.UnixFSData]:
         try:
             node = dagpb.decode_node(block)
             if node.data is None:

