@@ -1,20 +1,18 @@
 // Hardhat 3 configuration for fedledger.
 //
 // The compiler is the npm `solc` package's soljson.js (WASM), named by `path`: Hardhat then never
-// tries to download a compiler (native solc downloads are not reachable here). The settings below
-// are mirrored by fedledger/chain/compiler.py, and a test checks both produce the same bytecode.
+// tries to download a compiler (native solc downloads are not reachable here). Version and settings
+// come from contracts/compiler.json, which fedledger/chain/compiler.py reads too; a test checks
+// that both produce the same bytecode.
+import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { defineConfig } from "hardhat/config";
 
 const require = createRequire(import.meta.url);
+const compiler = JSON.parse(readFileSync(new URL("./contracts/compiler.json", import.meta.url), "utf8"));
 
-export const SOLC_VERSION = "0.8.37";
-export const SOLC_SETTINGS = {
-  // solc 0.8.37 defaults to osaka; Anvil and Hardhat's node run prague.
-  evmVersion: "prague",
-  optimizer: { enabled: true, runs: 200 },
-  metadata: { bytecodeHash: "ipfs" },
-};
+export const SOLC_VERSION = compiler.version;
+export const SOLC_SETTINGS = compiler.settings;
 
 export default defineConfig({
   solidity: {

@@ -1,0 +1,535 @@
+"""A typed client for the FederatedLedger contract: one method per contract function and event.
+
+Transactions are signed locally with an eth-account ``LocalAccount`` (works with any RPC endpoint,
+no unlocked node accounts needed) and waited for. Reverts, whether found while estimating gas or
+in a mined receipt, surface as the ``fedledger.chain.errors`` exception for the contract's custom
+error. Event readers page through block ranges, since public RPC endpoints cap ``eth_getLogs``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+
+from eth_account.signers.local import LocalAccount
+from eth_utils import to_checksum_address
+
+from fedledger.chain.approvals import (
+    GlobalModelRecord,
+    LedgerDomain,
+    MembershipChange,
+    sign_global_model,
+    sign_membership_change,
+)
+from fedledger.chain.errors import ErrorDecoder, LedgerError, LedgerRevert, revert_data_of
+
+if TYPE_CHECKING:
+    from web3 import Web3
+    from web3.contract import Contract
+    from web3.types import TxParams
+
+FULL_WIDTH_PPM = 1_000_000
+DEFAULT_LOG_PAGE = 2_000
+GAS_MARGIN = Fraction(6, 5)  # estimates are exact for this contract; the margin covers state drift
+
+T = TypeVar("T")
+
+
+def width_rate_to_ppm(rate: float | Fraction) -> int:
+    """A width rate in (0, 1] (e.g. Fraction(1, 8)) as the contract's parts per million."""
+    ppm = round(Fraction(rate) * FULL_WIDTH_PPM)
+    if not 0 < ppm <= FULL_WIDTH_PPM:
+        raise ValueError(f"width rate {rate} is outside (0, 1]")
+    return ppm
+
+
+def _b32(value: bytes, what: str) -> bytes:
+    if not isinstance(value, bytes | bytearray) or len(value) != 32:
+        raise ValueError(f"{what} must be 32 bytes")
+    return bytes(value)
+
+
+# ---------------------------------------------------------------------------------- result types
+
+
+@dataclass(frozen=True)
+class TxResult:
+    tx_hash: str
+    block_number: int
+    gas_used: int
+
+
+@dataclass(frozen=True)
+class RoundState:
+    started: bool
+    round: int
+    open: bool
+    update_count: int
+
+    @property
+    def next_round(self) -> int:
+        """The round ``openRound`` accepts next (meaningful when no round is open)."""
+        return self.round + 1 if self.started else 0
+
+
+@dataclass(frozen=True)
+class Nonces:
+    global_model: int
+    membership: int
+
+
+@dataclass(frozen=True)
+class Institution:
+    address: str
+    active: bool
+    registered: bool
+    next_round: int
+    sm9_id: str
+
+
+@dataclass(frozen=True)
+class EventMeta:
+    block_number: int
+    tx_hash: str
+    log_index: int
+
+
+@dataclass(frozen=True)
+class RoundOpened:
+    round: int
+    base_cid: str
+    base_digest: bytes
+    aggregator: str
+    meta: EventMeta
+
+
+@dataclass(frozen=True)
+class UpdateSubmitted:
+    round: int
+    institution: str
+    cid: str
+    digest: bytes
+    mapping_digest: bytes
+    num_samples: int
+    width_rate_ppm: int
+    sm9_signature: bytes
+    meta: EventMeta
+
+    @property
+    def width_rate(self) -> Fraction:
+        return Fraction(self.width_rate_ppm, FULL_WIDTH_PPM)
+
+
+@dataclass(frozen=True)
+class GlobalModelPosted:
+    round: int
+    cid: str
+    digest: bytes
+    updates_root: bytes
+    sm9_threshold_signature: bytes
+    update_count: int
+    nonce: int
+    approvers: tuple[str, ...]
+    meta: EventMeta
+
+    def record(self) -> GlobalModelRecord:
+        return GlobalModelRecord(
+            self.round, self.cid, self.digest, self.updates_root, self.sm9_threshold_signature
+        )
+
+
+@dataclass(frozen=True)
+class AccessRecorded:
+    accessor: str
+    cid_hash: bytes
+    cid: str
+    purpose: str
+    meta: EventMeta
+
+
+@dataclass(frozen=True)
+class MembershipEvent:
+    """InstitutionAdded / InstitutionRemoved / ThresholdChanged / AggregatorChanged /
+    MembershipChangeApproved, with the event's arguments in ``args``."""
+
+    name: str
+    args: dict[str, Any]
+    meta: EventMeta
+
+
+# ---------------------------------------------------------------------------------- client
+
+
+class LedgerClient:
+    """Talks to one deployed FederatedLedger. ``from_block`` bounds event searches from below
+    (the deployment block, when known)."""
+
+    def __init__(self, w3: Web3, address: str, abi: list[dict[str, Any]], *, from_block: int = 0) -> None:
+        self.w3 = w3
+        self.address = to_checksum_address(address)
+        self.abi = abi
+        self.from_block = from_block
+        self.contract: Contract = w3.eth.contract(address=self.address, abi=abi)
+        self._decoder = ErrorDecoder(abi)
+        self._chain_id: int | None = None
+
+    @classmethod
+    def connect(
+        cls, rpc_url: str, address: str, abi: list[dict[str, Any]], *, from_block: int = 0
+    ) -> LedgerClient:
+        from web3 import HTTPProvider, Web3
+
+        w3 = Web3(HTTPProvider(rpc_url, request_kwargs={"timeout": 60}))
+        return cls(w3, address, abi, from_block=from_block)
+
+    def __repr__(self) -> str:
+        return f"LedgerClient({self.address})"
+
+    @property
+    def chain_id(self) -> int:
+        if self._chain_id is None:
+            self._chain_id = int(self.w3.eth.chain_id)
+        return self._chain_id
+
+    @property
+    def domain(self) -> LedgerDomain:
+        return LedgerDomain(self.chain_id, self.address)
+
+    # ------------------------------------------------------------------ transactions
+
+    def open_round(self, sender: LocalAccount, round: int, base_cid: str, base_digest: bytes) -> TxResult:
+        """Aggregator: open ``round`` from the base model (round r > 0: round r-1's global model)."""
+        fn = self.contract.functions.openRound(round, base_cid, _b32(base_digest, "base digest"))
+        return self._transact(sender, f"openRound(round {round})", fn)
+
+    def submit_update(
+        self,
+        sender: LocalAccount,
+        round: int,
+        cid: str,
+        digest: bytes,
+        mapping_digest: bytes,
+        num_samples: int,
+        width_rate_ppm: int,
+        sm9_signature: bytes,
+    ) -> TxResult:
+        """Institution: record its update for the open round (once per round)."""
+        fn = self.contract.functions.submitUpdate(
+            round,
+            cid,
+            _b32(digest, "update digest"),
+            _b32(mapping_digest, "mapping digest"),
+            num_samples,
+            width_rate_ppm,
+            bytes(sm9_signature),
+        )
+        return self._transact(sender, f"submitUpdate(round {round}, {sender.address})", fn)
+
+    def post_global_model(
+        self, sender: LocalAccount, record: GlobalModelRecord, approvals: Sequence[bytes]
+    ) -> TxResult:
+        """Aggregator: post the round's global model with k approvals; closes the round."""
+        fn = self.contract.functions.postGlobalModel(
+            record.round,
+            record.cid,
+            record.digest,
+            record.updates_root,
+            bytes(record.sm9_signature),
+            [bytes(a) for a in approvals],
+        )
+        return self._transact(sender, f"postGlobalModel(round {record.round})", fn)
+
+    def record_access(self, sender: LocalAccount, cid: str, purpose: str) -> TxResult:
+        """Member: log that ``sender`` retrieved ``cid`` and why."""
+        return self._transact(
+            sender, f"recordAccess({cid})", self.contract.functions.recordAccess(cid, purpose)
+        )
+
+    def add_institution(
+        self, sender: LocalAccount, account: str, sm9_id: str, new_threshold: int, approvals: Sequence[bytes]
+    ) -> TxResult:
+        fn = self.contract.functions.addInstitution(
+            to_checksum_address(account), sm9_id, new_threshold, [bytes(a) for a in approvals]
+        )
+        return self._transact(sender, f"addInstitution({account})", fn)
+
+    def remove_institution(
+        self, sender: LocalAccount, account: str, new_threshold: int, approvals: Sequence[bytes]
+    ) -> TxResult:
+        fn = self.contract.functions.removeInstitution(
+            to_checksum_address(account), new_threshold, [bytes(a) for a in approvals]
+        )
+        return self._transact(sender, f"removeInstitution({account})", fn)
+
+    def set_threshold(self, sender: LocalAccount, new_threshold: int, approvals: Sequence[bytes]) -> TxResult:
+        fn = self.contract.functions.setThreshold(new_threshold, [bytes(a) for a in approvals])
+        return self._transact(sender, f"setThreshold({new_threshold})", fn)
+
+    def set_aggregator(self, sender: LocalAccount, account: str, approvals: Sequence[bytes]) -> TxResult:
+        fn = self.contract.functions.setAggregator(
+            to_checksum_address(account), [bytes(a) for a in approvals]
+        )
+        return self._transact(sender, f"setAggregator({account})", fn)
+
+    def apply_membership_change(
+        self, sender: LocalAccount, change: MembershipChange, approvals: Sequence[bytes]
+    ) -> TxResult:
+        """Send whichever function ``change`` describes."""
+        from fedledger.chain.approvals import MembershipAction
+
+        if change.action is MembershipAction.ADD_INSTITUTION:
+            return self.add_institution(sender, change.account, change.sm9_id, change.threshold, approvals)
+        if change.action is MembershipAction.REMOVE_INSTITUTION:
+            return self.remove_institution(sender, change.account, change.threshold, approvals)
+        if change.action is MembershipAction.SET_THRESHOLD:
+            return self.set_threshold(sender, change.threshold, approvals)
+        return self.set_aggregator(sender, change.account, approvals)
+
+    # ------------------------------------------------------------------ approvals
+
+    def approve_global_model(self, approver: LocalAccount, record: GlobalModelRecord) -> bytes:
+        """``approver``'s EIP-712 approval of ``record`` at the ledger's current nonce."""
+        return sign_global_model(approver, self.domain, record, self.nonces().global_model)
+
+    def approve_membership_change(self, approver: LocalAccount, change: MembershipChange) -> bytes:
+        return sign_membership_change(approver, self.domain, change, self.nonces().membership)
+
+    # ------------------------------------------------------------------ views
+
+    def aggregator(self) -> str:
+        return str(self._call("aggregator()", self.contract.functions.aggregator()))
+
+    def threshold(self) -> int:
+        return int(self._call("threshold()", self.contract.functions.threshold()))
+
+    def active_institution_count(self) -> int:
+        return int(self._call("activeInstitutionCount()", self.contract.functions.activeInstitutionCount()))
+
+    def nonces(self) -> Nonces:
+        g, m = self._call("nonces()", self.contract.functions.nonces())
+        return Nonces(int(g), int(m))
+
+    def round_state(self) -> RoundState:
+        started, rnd, is_open, count = self._call("roundState()", self.contract.functions.roundState())
+        return RoundState(bool(started), int(rnd), bool(is_open), int(count))
+
+    def global_digest(self, round: int) -> bytes | None:
+        """Round ``round``'s posted global digest, or None while it has none."""
+        digest = bytes(self._call("globalDigest()", self.contract.functions.globalDigest(round)))
+        return None if digest == bytes(32) else digest
+
+    def institution(self, account: str) -> Institution:
+        address = to_checksum_address(account)
+        active, registered, next_round, sm9_id = self._call(
+            "institution()", self.contract.functions.institution(address)
+        )
+        return Institution(address, bool(active), bool(registered), int(next_round), str(sm9_id))
+
+    def institutions(self) -> list[Institution]:
+        """Every institution ever registered, active or not, in registration order."""
+        accounts, _ids, _active = self._call("institutions()", self.contract.functions.institutions())
+        return [self.institution(account) for account in accounts]
+
+    def active_institutions(self) -> list[Institution]:
+        return [i for i in self.institutions() if i.active]
+
+    def has_submitted(self, round: int, account: str) -> bool:
+        """Whether ``account`` submitted to ``round``, valid for the current round (past rounds:
+        read ``updates_submitted``)."""
+        return self.institution(account).next_round > round
+
+    def sm9_id_owner(self, sm9_id: str) -> str | None:
+        owner = str(self._call("sm9IdOwner()", self.contract.functions.sm9IdOwner(sm9_id)))
+        return None if int(owner, 16) == 0 else owner
+
+    def domain_separator(self) -> bytes:
+        return bytes(self._call("domainSeparator()", self.contract.functions.domainSeparator()))
+
+    def global_model_approval_digest(self, record: GlobalModelRecord) -> bytes:
+        """The digest the contract expects approvers to sign for ``record`` (current nonce)."""
+        fn = self.contract.functions.globalModelApprovalDigest(
+            record.round, record.cid, record.digest, record.updates_root, bytes(record.sm9_signature)
+        )
+        return bytes(self._call("globalModelApprovalDigest()", fn))
+
+    def membership_change_approval_digest(self, change: MembershipChange) -> bytes:
+        fn = self.contract.functions.membershipChangeApprovalDigest(
+            int(change.action), to_checksum_address(change.account), change.sm9_id, change.threshold
+        )
+        return bytes(self._call("membershipChangeApprovalDigest()", fn))
+
+    # ------------------------------------------------------------------ events
+
+    def rounds_opened(
+        self,
+        *,
+        round: int | None = None,
+        from_block: int | None = None,
+        to_block: int | None = None,
+        page_size: int = DEFAULT_LOG_PAGE,
+    ) -> list[RoundOpened]:
+        return [
+            RoundOpened(a["round"], a["baseCid"], bytes(a["baseDigest"]), a["aggregator"], meta)
+            for a, meta in self._events("RoundOpened", {"round": round}, from_block, to_block, page_size)
+        ]
+
+    def updates_submitted(
+        self,
+        *,
+        round: int | None = None,
+        institution: str | None = None,
+        from_block: int | None = None,
+        to_block: int | None = None,
+        page_size: int = DEFAULT_LOG_PAGE,
+    ) -> list[UpdateSubmitted]:
+        filters = {"round": round, "institution": to_checksum_address(institution) if institution else None}
+        return [
+            UpdateSubmitted(
+                a["round"],
+                a["institution"],
+                a["cid"],
+                bytes(a["digest"]),
+                bytes(a["mappingDigest"]),
+                a["numSamples"],
+                a["widthRate"],
+                bytes(a["sm9Signature"]),
+                meta,
+            )
+            for a, meta in self._events("UpdateSubmitted", filters, from_block, to_block, page_size)
+        ]
+
+    def global_models_posted(
+        self,
+        *,
+        round: int | None = None,
+        from_block: int | None = None,
+        to_block: int | None = None,
+        page_size: int = DEFAULT_LOG_PAGE,
+    ) -> list[GlobalModelPosted]:
+        return [
+            GlobalModelPosted(
+                a["round"],
+                a["cid"],
+                bytes(a["digest"]),
+                bytes(a["updatesRoot"]),
+                bytes(a["sm9ThresholdSignature"]),
+                a["updateCount"],
+                a["nonce"],
+                tuple(a["approvers"]),
+                meta,
+            )
+            for a, meta in self._events(
+                "GlobalModelPosted", {"round": round}, from_block, to_block, page_size
+            )
+        ]
+
+    def access_records(
+        self,
+        *,
+        accessor: str | None = None,
+        cid: str | None = None,
+        from_block: int | None = None,
+        to_block: int | None = None,
+        page_size: int = DEFAULT_LOG_PAGE,
+    ) -> list[AccessRecorded]:
+        from eth_utils import keccak
+
+        filters = {
+            "accessor": to_checksum_address(accessor) if accessor else None,
+            "cidHash": keccak(text=cid) if cid is not None else None,
+        }
+        return [
+            AccessRecorded(a["accessor"], bytes(a["cidHash"]), a["cid"], a["purpose"], meta)
+            for a, meta in self._events("AccessRecorded", filters, from_block, to_block, page_size)
+        ]
+
+    def membership_events(
+        self, *, from_block: int | None = None, to_block: int | None = None, page_size: int = DEFAULT_LOG_PAGE
+    ) -> list[MembershipEvent]:
+        """All membership history, in chain order."""
+        out: list[MembershipEvent] = []
+        for name in (
+            "InstitutionAdded",
+            "InstitutionRemoved",
+            "ThresholdChanged",
+            "AggregatorChanged",
+            "MembershipChangeApproved",
+        ):
+            found = self._events(name, {}, from_block, to_block, page_size)
+            out += [MembershipEvent(name, args, meta) for args, meta in found]
+        return sorted(out, key=lambda e: (e.meta.block_number, e.meta.log_index))
+
+    def _events(
+        self,
+        name: str,
+        filters: dict[str, Any],
+        from_block: int | None,
+        to_block: int | None,
+        page_size: int,
+    ) -> Iterator[tuple[dict[str, Any], EventMeta]]:
+        if page_size < 1:
+            raise ValueError("page_size must be at least 1 block")
+        event = getattr(self.contract.events, name)
+        argument_filters = {k: v for k, v in filters.items() if v is not None}
+        start = self.from_block if from_block is None else from_block
+        end = int(self.w3.eth.block_number) if to_block is None else to_block
+        for page_start in range(start, end + 1, page_size):
+            page_end = min(page_start + page_size - 1, end)
+            logs = event().get_logs(
+                from_block=page_start, to_block=page_end, argument_filters=argument_filters
+            )
+            for log in sorted(logs, key=lambda entry: (entry["blockNumber"], entry["logIndex"])):
+                tx_hash = "0x" + bytes(log["transactionHash"]).hex()
+                meta = EventMeta(int(log["blockNumber"]), tx_hash, int(log["logIndex"]))
+                yield dict(log["args"]), meta
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _call(self, what: str, fn: Any) -> Any:
+        return self._guard(what, fn.call)
+
+    def _guard(self, what: str, action: Callable[[], T]) -> T:
+        from web3.exceptions import ContractLogicError
+
+        try:
+            return action()
+        except ContractLogicError as exc:
+            data = revert_data_of(exc)
+            if data is None:
+                raise LedgerRevert({"detail": str(exc)}, call=what) from exc
+            raise self._decoder.decode(data, call=what) from None
+
+    def _transact(self, sender: LocalAccount, what: str, fn: Any) -> TxResult:
+        tx = self._guard(
+            what,
+            lambda: fn.build_transaction(
+                {
+                    "from": sender.address,
+                    "chainId": self.chain_id,
+                    "nonce": self.w3.eth.get_transaction_count(sender.address, "pending"),
+                }
+            ),
+        )
+        tx["gas"] = int(tx["gas"] * GAS_MARGIN)
+        signed = sender.sign_transaction(tx)
+        tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
+        receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=120)
+        if receipt["status"] != 1:
+            raise self._replay_failure(what, tx, int(receipt["blockNumber"]))
+        return TxResult("0x" + bytes(tx_hash).hex(), int(receipt["blockNumber"]), int(receipt["gasUsed"]))
+
+    def _replay_failure(self, what: str, tx: Any, block: int) -> LedgerError:
+        """Re-run a failed transaction as a call to learn its revert reason."""
+        from web3.exceptions import ContractLogicError
+
+        call = {k: tx[k] for k in ("from", "to", "data", "value", "gas") if k in tx}
+        try:
+            self.w3.eth.call(cast("TxParams", call), block - 1)
+        except ContractLogicError as exc:
+            data = revert_data_of(exc)
+            if data is not None:
+                return self._decoder.decode(data, call=what)
+            return LedgerRevert({"detail": str(exc)}, call=what)
+        return LedgerRevert({"detail": f"transaction failed in block {block} (ran out of gas?)"}, call=what)
