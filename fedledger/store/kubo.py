@@ -73,6 +73,8 @@ class KuboStore(ContentStore):
         self.retries = retries
         self.retry_delay = retry_delay
         self._errors = ipfshttpclient.exceptions
+        # ipfshttpclient 0.8.0a2 passes a parameter urllib3 2 deprecates, on every request.
+        warnings.filterwarnings("ignore", message="The 'strict' parameter", category=FutureWarning)
         try:
             # Client() instead of connect(): connect() asks the daemon for its version at once and
             # warns that every current Kubo is "unsupported"; we check reachability on first use.

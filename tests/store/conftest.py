@@ -119,6 +119,15 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def parse_bool(text: str) -> bool:
+    """Kubo parses boolean options with Go's strconv.ParseBool; so does the stand-in."""
+    if text in ("1", "t", "T", "TRUE", "true", "True"):
+        return True
+    if text in ("0", "f", "F", "FALSE", "false", "False"):
+        return False
+    raise ValueError(f"invalid boolean option {text!r}")
+
+
 @dataclass
 class StandinKubo:
     """A stand-in for Kubo's RPC API (POST /api/v0/...), backed by an embedded LocalStore.
@@ -177,13 +186,13 @@ class StandinKubo:
                         cid = CID.for_block(data, version=1, codec=codec)
                         store.put_block(cid, data)
                         return JSONResponse({"Key": str(cid), "Size": len(data)})
-                    if params.get("chunker") != "size-262144" or params.get("trickle") != "false":
+                    if params.get("chunker") != "size-262144" or parse_bool(params.get("trickle", "false")):
                         return error("stand-in only implements the default chunker and balanced layout")
                     version = int(params.get("cid-version", "0"))
-                    if (params.get("raw-leaves") == "true") != (version == 1):
+                    if parse_bool(params.get("raw-leaves", "false")) != (version == 1):
                         return error("stand-in only implements raw leaves together with CIDv1")
                     cid_text = store.put(saved, cid_version=version, pin=False)
-                    if params.get("pin") == "true":
+                    if parse_bool(params.get("pin", "true")):
                         pins.add(cid_text)
                     if "wrong-hash" in self.misbehave:
                         cid_text = "QmbFMke1KXqnYyBBWxB74N4c5SBnJMVAiMNRcGu6x1AwQH"
