@@ -37,7 +37,7 @@ def test_kubo_add_sends_kubo_chunking_parameters_against_standin_server(
     source = reference_files["1MB"]
     cid = store.put(source)
     assert cid == ipfs_cid_v0(source)  # type: ignore[operator]
-    command, params = next(r for r in standin_kubo.requests if r[0] == "add")
+    _, params = next(r for r in standin_kubo.requests if r[0] == "add")
     assert params["chunker"] == "size-262144"
     assert params["cid-version"] == "0" and parse_bool(params["raw-leaves"]) is False
     assert parse_bool(params["trickle"]) is False and parse_bool(params["pin"]) is True
