@@ -1,0 +1,437 @@
+"""``fedledger chain``: run a local chain, deploy the ledger, show its status, run the smoke demo.
+
+web3 and the compiler are imported inside the commands so ``fedledger --help`` stays fast.
+Private keys are never printed: dev keys are derived in-process, other keys come from a file or
+the environment.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from fedledger.cli.bench import bench_app, emit
+
+if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
+
+    from fedledger.chain.deploy import Deployment
+
+app = typer.Typer(no_args_is_help=True)
+console = Console()
+err_console = Console(stderr=True)
+
+DEPLOYMENT_FILE_HELP = "Deployment JSON file (default: $FEDLEDGER_DEPLOYMENT or .fedledger/deployment.json)."
+KEY_ENV = "FEDLEDGER_DEPLOYER_KEY"
+
+
+def _fail(message: str, code: int = 2) -> NoReturn:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def _check_kind(kind: str) -> Any:
+    if kind not in ("anvil", "hardhat"):
+        _fail(f"--kind must be 'anvil' or 'hardhat', not {kind!r}")
+    return kind
+
+
+def _default_deployment_file() -> Path:
+    from fedledger.chain.deploy import DEFAULT_DEPLOYMENT_FILE, DEPLOYMENT_ENV
+
+    return Path(os.environ.get(DEPLOYMENT_ENV) or DEFAULT_DEPLOYMENT_FILE)
+
+
+def _print_deployment(deployment: Deployment, path: Path) -> None:
+    console.print(f"RPC URL:    [bold]{deployment.rpc_url}[/]", highlight=False)
+    console.print(f"chain id:   {deployment.chain_id}", highlight=False)
+    console.print(
+        f"contract:   [bold]{deployment.address}[/] (block {deployment.deploy_block})", highlight=False
+    )
+    console.print(f"aggregator: {deployment.aggregator}", highlight=False)
+    console.print(f"k of n:     {deployment.threshold} of {len(deployment.institutions)}", highlight=False)
+    for spec in deployment.institutions:
+        console.print(f"  institution {spec.address}  SM9 id {spec.sm9_id}", highlight=False)
+    console.print(f"deployment written to {path}", highlight=False)
+
+
+# ---------------------------------------------------------------------------------- up
+
+
+@app.command("up")
+def up(
+    kind: Annotated[str, typer.Option("--kind", help="Local chain to run: anvil or hardhat.")] = "anvil",
+    port: Annotated[int, typer.Option("--port", help="Port on 127.0.0.1 (0: pick a free one).")] = 0,
+    state: Annotated[
+        Path | None,
+        typer.Option(
+            "--state", help="Anvil state file: loaded if present, written on exit (keeps the ledger)."
+        ),
+    ] = None,
+    institutions: Annotated[
+        int, typer.Option("--institutions", help="Number of dev institutions (1..7).")
+    ] = 5,
+    threshold: Annotated[int, typer.Option("--threshold", "-k", help="Approvals required (k).")] = 3,
+    deployment_file: Annotated[
+        Path | None, typer.Option("--deployment-file", help=DEPLOYMENT_FILE_HELP)
+    ] = None,
+) -> None:
+    """Start a local chain, deploy the ledger for dev institutions, and keep running until Ctrl-C."""
+    chain_kind = _check_kind(kind)
+    if not 1 <= institutions <= 7:
+        _fail(f"--institutions must be between 1 and 7, not {institutions}")
+    if not 1 <= threshold <= institutions:
+        _fail(f"--threshold must be between 1 and --institutions ({institutions}), not {threshold}")
+    if not 0 <= port <= 65535:
+        _fail(f"--port must be 0..65535, not {port}")
+    if state is not None and chain_kind != "anvil":
+        _fail("--state works with --kind anvil only")
+    from web3 import HTTPProvider, Web3
+
+    from fedledger.chain.deploy import deploy_ledger, dev_consortium
+    from fedledger.chain.devaccounts import dev_roles
+    from fedledger.chain.localchain import LocalChain, LocalChainError
+
+    path = deployment_file or _default_deployment_file()
+    chain = LocalChain(chain_kind, port=port or None, state_path=state)
+    try:
+        with console.status(f"starting {chain_kind}"):
+            chain.start()
+    except LocalChainError as exc:
+        _fail(str(exc), code=1)
+    try:
+        w3 = Web3(HTTPProvider(chain.rpc_url))
+        deployment = _reuse_persisted(w3, path, chain.rpc_url) if state is not None else None
+        if deployment is None:
+            roles = dev_roles(institutions)
+            with console.status("compiling and deploying FederatedLedger"):
+                deployment = deploy_ledger(
+                    w3,
+                    roles.deployer,
+                    aggregator=roles.aggregator.address,
+                    institutions=dev_consortium(institutions),
+                    threshold=threshold,
+                    rpc_url=chain.rpc_url,
+                )
+        else:
+            console.print("reusing the ledger from the saved state")
+        deployment.save(path)
+        _print_deployment(deployment, path)
+        console.print("dev accounts: 0 deployer, 1 aggregator, 2.. institutions (well-known local keys)")
+        console.print("[dim]Ctrl-C stops the chain[/]")
+        _wait_for_interrupt(chain)
+    finally:
+        chain.stop()
+    console.print("chain stopped" + (f"; state saved to {state}" if state else ""))
+
+
+def _reuse_persisted(w3: Any, path: Path, rpc_url: str) -> Deployment | None:
+    """The saved deployment, if the restored chain still has its contract."""
+    from fedledger.chain.deploy import Deployment
+
+    if not path.exists():
+        return None
+    try:
+        saved = Deployment.load(path)
+    except (ValueError, FileNotFoundError):
+        return None
+    if saved.chain_id != int(w3.eth.chain_id) or not w3.eth.get_code(saved.address):
+        return None
+    saved.rpc_url = rpc_url
+    return saved
+
+
+def _wait_for_interrupt(chain: Any) -> None:
+    stop = {"now": False}
+
+    def _handler(_signum: int, _frame: Any) -> None:
+        stop["now"] = True
+
+    previous = signal.signal(signal.SIGTERM, _handler)
+    try:
+        while not stop["now"]:
+            if not chain.running:
+                _fail("the local chain exited unexpectedly", code=1)
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+# ---------------------------------------------------------------------------------- deploy
+
+
+def _parse_institution(text: str) -> tuple[str, str]:
+    from eth_utils import is_address, to_checksum_address
+
+    address, sep, sm9_id = text.partition("=")
+    if not sep or not sm9_id:
+        _fail(f"--institution {text!r}: expected ADDRESS=SM9_ID")
+    if not is_address(address):
+        _fail(f"--institution {text!r}: {address!r} is not an Ethereum address")
+    return to_checksum_address(address), sm9_id
+
+
+def _load_key(key_file: Path | None) -> LocalAccount:
+    from eth_account import Account
+
+    if key_file is not None:
+        try:
+            raw = key_file.read_text().strip()
+        except OSError as exc:
+            _fail(f"cannot read --key-file {key_file}: {exc.strerror}")
+        source = f"--key-file {key_file}"
+    elif os.environ.get(KEY_ENV):
+        raw, source = os.environ[KEY_ENV].strip(), f"${KEY_ENV}"
+    else:
+        _fail(f"no deployer key: pass --key-file, set ${KEY_ENV}, or use --dev on a local chain")
+    try:
+        return Account.from_key(raw)
+    except Exception:  # the key itself must never reach the message
+        _fail(f"{source} does not hold a valid secp256k1 private key (hex)")
+
+
+@app.command("deploy")
+def deploy(
+    rpc_url: Annotated[str, typer.Option("--rpc-url", help="JSON-RPC endpoint of the chain to deploy on.")],
+    institution: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--institution", "-i", help="A founding institution as ADDRESS=SM9_ID (repeat for each)."
+        ),
+    ] = None,
+    aggregator: Annotated[str | None, typer.Option("--aggregator", help="Aggregator address.")] = None,
+    threshold: Annotated[int, typer.Option("--threshold", "-k", help="Approvals required (k).")] = 3,
+    dev: Annotated[
+        bool,
+        typer.Option(
+            "--dev", help="Use the well-known dev accounts (local chains only) for every role not given."
+        ),
+    ] = False,
+    dev_institutions: Annotated[
+        int, typer.Option("--dev-institutions", help="With --dev: how many dev institutions.")
+    ] = 5,
+    key_file: Annotated[
+        Path | None,
+        typer.Option("--key-file", help=f"File holding the deployer's hex private key (or set ${KEY_ENV})."),
+    ] = None,
+    deployment_file: Annotated[
+        Path | None, typer.Option("--deployment-file", help=DEPLOYMENT_FILE_HELP)
+    ] = None,
+) -> None:
+    """Deploy FederatedLedger on any chain and write the deployment file."""
+    from eth_utils import is_address, to_checksum_address
+
+    from fedledger.chain.deploy import InstitutionSpec, deploy_ledger, dev_consortium
+    from fedledger.chain.devaccounts import dev_roles
+    from fedledger.chain.errors import LedgerError
+
+    specs = [InstitutionSpec(*_parse_institution(text)) for text in institution or []]
+    if dev:
+        if not 1 <= dev_institutions <= 7:
+            _fail(f"--dev-institutions must be between 1 and 7, not {dev_institutions}")
+        roles = dev_roles(dev_institutions)
+        specs = specs or dev_consortium(dev_institutions)
+        aggregator = aggregator or roles.aggregator.address
+        deployer = roles.deployer if key_file is None and not os.environ.get(KEY_ENV) else _load_key(key_file)
+    else:
+        deployer = _load_key(key_file)
+    if not specs:
+        _fail("no institutions: pass --institution ADDRESS=SM9_ID (repeatable) or --dev")
+    if aggregator is None or not is_address(aggregator):
+        _fail(f"--aggregator must be an Ethereum address, got {aggregator!r}")
+    if not 1 <= threshold <= len(specs):
+        _fail(f"--threshold must be between 1 and the {len(specs)} institutions, not {threshold}")
+    w3 = _connect(rpc_url)
+    try:
+        with console.status("compiling and deploying FederatedLedger"):
+            deployment = deploy_ledger(
+                w3,
+                deployer,
+                aggregator=to_checksum_address(aggregator),
+                institutions=specs,
+                threshold=threshold,
+                rpc_url=rpc_url,
+            )
+    except LedgerError as exc:
+        _fail(str(exc), code=1)
+    path = deployment_file or _default_deployment_file()
+    deployment.save(path)
+    _print_deployment(deployment, path)
+
+
+def _connect(rpc_url: str) -> Any:
+    from web3 import HTTPProvider, Web3
+
+    if not rpc_url.startswith(("http://", "https://")):
+        _fail(f"--rpc-url must be an http(s) URL, got {rpc_url!r}")
+    w3 = Web3(HTTPProvider(rpc_url, request_kwargs={"timeout": 30}))
+    try:
+        w3.eth.chain_id  # noqa: B018 (connectivity probe)
+    except Exception as exc:
+        _fail(f"cannot reach {rpc_url}: {type(exc).__name__}", code=1)
+    return w3
+
+
+# ---------------------------------------------------------------------------------- status
+
+
+@app.command("status")
+def status(
+    deployment_file: Annotated[
+        Path | None, typer.Option("--deployment-file", help=DEPLOYMENT_FILE_HELP)
+    ] = None,
+    rpc_url: Annotated[
+        str | None, typer.Option("--rpc-url", help="Override the deployment file's RPC URL.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the status as JSON.")] = False,
+) -> None:
+    """Show the ledger: membership, k, the current round and the last posted global model."""
+    from fedledger.chain.deploy import Deployment
+
+    try:
+        deployment = Deployment.load(deployment_file)
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+    w3 = _connect(rpc_url or deployment.rpc_url)
+    if not w3.eth.get_code(deployment.address):
+        _fail(f"no contract at {deployment.address} on {rpc_url or deployment.rpc_url} (chain restarted?)", 1)
+    ledger = deployment.client(w3)
+    state = ledger.round_state()
+    posted = ledger.global_models_posted()
+    data: dict[str, Any] = {
+        "rpc_url": rpc_url or deployment.rpc_url,
+        "chain_id": ledger.chain_id,
+        "block": int(w3.eth.block_number),
+        "contract": ledger.address,
+        "aggregator": ledger.aggregator(),
+        "threshold": ledger.threshold(),
+        "institutions": [
+            {"address": i.address, "sm9_id": i.sm9_id, "active": i.active} for i in ledger.institutions()
+        ],
+        "round": {
+            "started": state.started,
+            "current": state.round if state.started else None,
+            "open": state.open,
+            "updates": state.update_count,
+        },
+        "rounds_posted": len(posted),
+        "last_global_model": (
+            {"round": posted[-1].round, "cid": posted[-1].cid, "digest": posted[-1].digest.hex()}
+            if posted
+            else None
+        ),
+    }
+    if as_json:
+        typer.echo(json.dumps(data, indent=2))
+        return
+    table = Table(
+        title=f"FederatedLedger {data['contract']} on chain {data['chain_id']} (block {data['block']})"
+    )
+    table.add_column("field")
+    table.add_column("value")
+    table.add_row("aggregator", data["aggregator"])
+    active = sum(1 for i in data["institutions"] if i["active"])
+    table.add_row("k of n", f"{data['threshold']} of {active} active")
+    for inst in data["institutions"]:
+        table.add_row(
+            "institution", f"{inst['address']}  {inst['sm9_id']}" + ("" if inst["active"] else " (removed)")
+        )
+    if state.started:
+        table.add_row(
+            "round", f"{state.round} ({'open' if state.open else 'closed'}, {state.update_count} updates)"
+        )
+    else:
+        table.add_row("round", "none opened yet")
+    last = data["last_global_model"]
+    table.add_row("last global model", f"round {last['round']}: {last['cid']}" if last else "none posted")
+    console.print(table)
+
+
+# ---------------------------------------------------------------------------------- smoke
+
+
+@app.command("smoke")
+def smoke(
+    kind: Annotated[str, typer.Option("--kind", help="Local chain to run: anvil or hardhat.")] = "anvil",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Interim demo: local chain, deploy (5 institutions, k = 3), one round with placeholder CIDs."""
+    from fedledger.chain.errors import LedgerError
+    from fedledger.chain.localchain import LocalChainError
+    from fedledger.chain.smoke import PLACEHOLDER_NOTE, run_smoke
+
+    chain_kind = _check_kind(kind)
+    if not as_json:
+        console.print(f"[bold yellow]Note:[/] {PLACEHOLDER_NOTE}")
+    try:
+        if as_json:
+            report = run_smoke(chain_kind)
+        else:
+            with console.status("starting") as spinner:
+                report = run_smoke(chain_kind, progress=lambda msg: spinner.update(msg))
+    except (LedgerError, LocalChainError) as exc:
+        _fail(str(exc), code=1)
+    if as_json:
+        from dataclasses import asdict
+
+        typer.echo(json.dumps(asdict(report), indent=2))
+        return
+    console.print(
+        f"{report.chain} at {report.rpc_url} (chain id {report.chain_id}); ledger {report.contract}; "
+        f"k = {report.threshold} of {len(report.institutions)}",
+        highlight=False,
+    )
+    table = Table(title="round 0 on the ledger")
+    table.add_column("step")
+    table.add_column("outcome")
+    table.add_column("gas", justify="right")
+    for step in report.steps:
+        table.add_row(step["step"], step["outcome"], "" if step["gas"] is None else f"{step['gas']:,}")
+    console.print(table)
+    g = report.global_model
+    console.print(
+        f"read back: round {report.round_state['round']} closed with {g['updates_in_round']} updates; "
+        f"global model {g['cid']} approved by {len(g['approvers'])} institutions; "
+        f"on-chain digest matches: {g['digest_on_chain_matches']}; access records: {g['access_records']}",
+        highlight=False,
+    )
+    console.print(f"[bold yellow]Reminder:[/] {PLACEHOLDER_NOTE}")
+    if not g["digest_on_chain_matches"]:
+        _fail("the posted digest does not match the ledger", code=1)
+
+
+# ---------------------------------------------------------------------------------- bench
+
+
+@bench_app.command("chain")
+def bench_chain(
+    kind: Annotated[
+        str, typer.Option("--kind", help="Local chain to measure on: anvil or hardhat.")
+    ] = "anvil",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
+) -> None:
+    """Gas used by every ledger operation (realistic calldata), against the issue's targets."""
+    from fedledger.chain.bench import measure_gas
+    from fedledger.chain.localchain import LocalChainError
+
+    chain_kind = _check_kind(kind)
+    try:
+        if as_json or not sys.stderr.isatty():
+            result = measure_gas(chain_kind)
+        else:
+            with err_console.status("measuring gas") as spinner:
+                result = measure_gas(chain_kind, progress=lambda msg: spinner.update(msg))
+    except LocalChainError as exc:
+        _fail(str(exc), code=1)
+    emit("chain", result, as_json)
