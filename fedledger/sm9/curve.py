@@ -31,6 +31,7 @@ G1Point = tuple[Any, Any] | None
 G2Point = tuple[Fp2, Fp2] | None
 
 B1 = mpz(5)
+_ONE_MPZ = mpz(1)
 B2: Fp2 = (mpz(0), mpz(5))  # 5u
 
 P1: G1Point = (
@@ -150,8 +151,75 @@ def _window_mul(
     return result
 
 
+def g1_multi_mul(pairs: list[tuple[G1Point, int]]) -> G1Point:
+    """sum [k_i]P_i (Straus: the ~256 doublings are shared), Jacobian accumulator, affine tables.
+
+    Jacobian doubling and mixed addition cost a few gmpy2 products and no inversion, which beats
+    affine steps (one inversion each) by ~2x in Python.
+    """
+    tables: list[list[G1Point]] = []
+    scalars: list[int] = []
+    for pt, k in pairs:
+        k = int(k) % int(N)
+        if k == 0 or pt is None:
+            continue
+        table: list[G1Point] = [None, pt]
+        for _ in range(14):
+            table.append(g1_add(table[-1], pt))
+        tables.append(table)
+        scalars.append(k)
+    if not scalars:
+        return None
+    top = max(k.bit_length() for k in scalars)
+    x1, y1, z1 = _ONE_MPZ, _ONE_MPZ, mpz(0)  # Z = 0: the point at infinity
+    for shift in range((top + 3) // 4 * 4 - 4, -1, -4):
+        if z1:
+            for _ in range(4):  # dbl-2009-l
+                a = x1 * x1 % P
+                b = y1 * y1 % P
+                c = b * b % P
+                d = 2 * ((x1 + b) * (x1 + b) - a - c) % P
+                e = 3 * a
+                x3 = (e * e - 2 * d) % P
+                z1 = 2 * y1 * z1 % P
+                y1 = (e * (d - x3) - 8 * c) % P
+                x1 = x3
+        for table, k in zip(tables, scalars, strict=True):
+            digit = (k >> shift) & 15
+            if not digit:
+                continue
+            x2, y2 = table[digit]  # type: ignore[misc]
+            if not z1:
+                x1, y1, z1 = x2, y2, _ONE_MPZ
+                continue
+            z1z1 = z1 * z1 % P  # madd-2007-bl
+            h = (x2 * z1z1 - x1) % P
+            r = 2 * (y2 * z1 * z1z1 - y1) % P
+            if h == 0:
+                if r == 0:  # same point: double it (affine, rare)
+                    zi = fp_inv(z1)
+                    dbl = g1_double((x1 * zi * zi % P, y1 * zi * zi * zi % P))
+                    x1, y1, z1 = (dbl[0], dbl[1], _ONE_MPZ) if dbl else (_ONE_MPZ, _ONE_MPZ, mpz(0))
+                else:
+                    x1, y1, z1 = _ONE_MPZ, _ONE_MPZ, mpz(0)
+                continue
+            hh = h * h % P
+            i = 4 * hh
+            j = h * i % P
+            v = x1 * i % P
+            x3 = (r * r - j - 2 * v) % P
+            y1 = (r * (v - x3) - 2 * y1 * j) % P
+            z1 = ((z1 + h) * (z1 + h) - z1z1 - hh) % P
+            x1 = x3
+    if not z1:
+        return None
+    zi = fp_inv(z1)
+    zi2 = zi * zi % P
+    return (x1 * zi2 % P, y1 * zi2 * zi % P)
+
+
 def g1_mul(pt: G1Point, k: int) -> G1Point:
-    return _window_mul(pt, k, g1_add, g1_double)
+    return g1_multi_mul([(pt, k)])
 
 
 def g2_mul(pt: G2Point, k: int) -> G2Point:

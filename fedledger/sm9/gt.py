@@ -30,8 +30,12 @@ def gt_multi_pow(pairs: list[tuple[Fp12, int]]) -> Fp12:
         if e == 0:
             continue
         hi, lo = divmod(e, _FROB_EXPONENT)
-        bases += [base, fp12_frobenius(base, 1)]
-        exps += [lo, hi]
+        if lo:
+            bases.append(base)
+            exps.append(lo)
+        if hi:
+            bases.append(fp12_frobenius(base, 1))
+            exps.append(hi)
     tables: list[list[Fp12]] = []
     for base in bases:
         table = [FP12_ONE, base]

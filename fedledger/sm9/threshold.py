@@ -26,7 +26,7 @@ from typing import Any
 import gmpy2
 
 from fedledger.digests import sm3
-from fedledger.sm9.curve import G1Point, g1_add, g1_mul, g1_neg, p1_mul
+from fedledger.sm9.curve import G1Point, g1_add, g1_mul, g1_multi_mul, g1_neg, p1_mul
 from fedledger.sm9.encoding import g1_from_bytes, g1_to_bytes
 from fedledger.sm9.errors import (
     SM9CheatingSignersError,
@@ -359,8 +359,13 @@ class PartialSignature:
 class _SessionValues:
     indices: tuple[int, ...]
     rho: dict[int, int]
-    r_points: dict[int, G1Point]
+    commitments: dict[int, Commitment]
     h: int
+
+    def r_point(self, j: int) -> G1Point:
+        """R_j = D_j + [rho_j]E_j (only needed to single out a cheater)."""
+        c = self.commitments[j]
+        return g1_add(c.D, g1_mul(c.E, self.rho[j]))
 
 
 _SESSION_CACHE: OrderedDict[bytes, _SessionValues] = OrderedDict()
@@ -405,15 +410,14 @@ def _session_values(
     if cached is not None:
         return cached
     rho = {c.index: hash_to_scalar(_RHO_TAG, transcript + c.index.to_bytes(2, "big")) for c in ordered}
-    r_points = {c.index: g1_add(c.D, g1_mul(c.E, rho[c.index])) for c in ordered}
-    r_total: G1Point = None
-    for point in r_points.values():
-        r_total = g1_add(r_total, point)
+    r_total = g1_multi_mul([(c.D, 1) for c in ordered] + [(c.E, rho[c.index]) for c in ordered])
     if r_total is None:
         raise SM9ThresholdError("the joint nonce R is the point at infinity; start a new session")
     _, lines = public.master_public_key.identity_point(public.identity)
     w = final_exponentiation(miller_loop(r_total, lines))
-    values = _SessionValues(tuple(c.index for c in ordered), rho, r_points, h2(message + fp12_to_bytes(w)))
+    values = _SessionValues(
+        tuple(c.index for c in ordered), rho, {c.index: c for c in ordered}, h2(message + fp12_to_bytes(w))
+    )
     _SESSION_CACHE[cache_key] = values
     if len(_SESSION_CACHE) > _SESSION_CACHE_SIZE:
         _SESSION_CACHE.popitem(last=False)
@@ -515,24 +519,25 @@ def aggregate(
     h = values.h
     # Per signer: e(S_j - R_j, Q) * Y_j^(h lambda_j) = 1. Batch with random 128-bit exponents e_j:
     # X = sum [e_j / (h lambda_j)](S_j - R_j) must satisfy e(X, Q) * prod Y_j^(e_j) = 1.
-    diffs: dict[int, G1Point] = {}
+    # X is one multi-scalar product over S_j, D_j and E_j (R_j = D_j + [rho_j]E_j).
     scale: dict[int, int] = {}
-    for j in values.indices:
-        s_j = by_index[j].S
-        if s_j is None:
-            raise SM9CheatingSignersError([j])
-        diffs[j] = g1_add(s_j, g1_neg(values.r_points[j]))
-        scale[j] = h * lagrange_at_zero(j, values.indices) % N
+    terms: list[tuple[G1Point, int]] = []
     exps = {j: secrets.randbits(128) | 1 for j in values.indices}
-    combined: G1Point = None
     for j in values.indices:
-        coefficient = int(exps[j] * gmpy2.invert(scale[j], N) % N)
-        combined = g1_add(combined, g1_mul(diffs[j], coefficient))
+        if by_index[j].S is None:
+            raise SM9CheatingSignersError([j])
+        scale[j] = h * lagrange_at_zero(j, values.indices) % N
+        c_j = int(exps[j] * gmpy2.invert(scale[j], N) % N)
+        commitment = values.commitments[j]
+        terms += [(by_index[j].S, c_j), (commitment.D, -c_j), (commitment.E, -c_j * values.rho[j])]
+    combined = g1_multi_mul(terms)
     if not _pair_is_one(combined, public, [(public.verification[j], exps[j]) for j in values.indices]):
         cheaters = [
             j
             for j in values.indices
-            if not _pair_is_one(diffs[j], public, [(public.verification[j], scale[j])])
+            if not _pair_is_one(
+                g1_add(by_index[j].S, g1_neg(values.r_point(j))), public, [(public.verification[j], scale[j])]
+            )
         ]
         raise SM9CheatingSignersError(cheaters or list(values.indices))
     s_total: G1Point = None
