@@ -1,0 +1,101 @@
+"""Local training of a sub-model: same seed, same data, same state in, same state out.
+
+Determinism comes from a private generator for shuffling, single-threaded-safe CPU kernels and
+no dropout; the model's own initialisation never matters because the sub-state is loaded into it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+
+from fedledger.fl.data import Dataset
+from fedledger.fl.models import ModelSpec, build_model
+
+OPTIMIZERS = ("sgd", "adam")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How an institution trains in one round."""
+
+    epochs: int = 1
+    batch_size: int = 32
+    lr: float = 0.05
+    optimizer: str = "sgd"
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError("epochs and batch_size must be at least 1")
+        if not self.lr > 0:
+            raise ValueError("lr must be positive")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def configure_threads(threads: int | None = None) -> int:
+    """Keep torch to a few threads: the machine is shared and our models are small.
+
+    Default: ``FEDLEDGER_TORCH_THREADS`` or 1 (tiny models gain nothing from more threads).
+    """
+    wanted = threads if threads is not None else int(os.environ.get("FEDLEDGER_TORCH_THREADS", "1"))
+    wanted = max(1, min(wanted, os.cpu_count() or 1))
+    torch.set_num_threads(wanted)
+    return wanted
+
+
+def _optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    if config.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.SGD(
+        model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+    )
+
+
+def train_local(
+    spec: ModelSpec,
+    sub_state: Mapping[str, torch.Tensor],
+    width_rate: float,
+    dataset: Dataset,
+    config: TrainConfig,
+) -> tuple[dict[str, torch.Tensor], int, dict[str, float]]:
+    """Train the sub-model at ``width_rate`` from ``sub_state`` on ``dataset``.
+
+    Returns the new sub-state (same names, shapes, dtypes), the number of training samples (the
+    aggregation weight) and metrics (mean loss of the last epoch, steps taken).
+    """
+    if len(dataset) == 0:
+        raise ValueError(f"{dataset.name}: no training samples")
+    model = build_model(spec, width_rate)
+    model.load_state_dict(dict(sub_state), strict=True)
+    model.train()
+    optimiser = _optimizer(model, config)
+    X, y = dataset.tensors()
+    generator = torch.Generator().manual_seed(config.seed)
+    steps = 0
+    last_loss = 0.0
+    for _ in range(config.epochs):
+        order = torch.randperm(len(y), generator=generator)
+        total, seen = 0.0, 0
+        for start in range(0, len(y), config.batch_size):
+            batch = order[start : start + config.batch_size]
+            optimiser.zero_grad(set_to_none=True)
+            loss = torch.nn.functional.cross_entropy(model(X[batch]), y[batch])
+            loss.backward()
+            optimiser.step()
+            total += float(loss.detach()) * len(batch)
+            seen += len(batch)
+            steps += 1
+        last_loss = total / seen
+    new_state = {name: t.detach().clone().contiguous() for name, t in model.state_dict().items()}
+    return new_state, len(dataset), {"loss": last_loss, "steps": float(steps)}
