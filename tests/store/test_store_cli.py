@@ -1,0 +1,102 @@
+"""The `fedledger store` commands and `fedledger bench store`, run as a user would run them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def fedledger(*args: str, env_home: Path, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    env = {**os.environ, "FEDLEDGER_HOME": str(env_home)}
+    env.pop("FEDLEDGER_STORE", None)
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "fedledger"), *args],
+        capture_output=True,
+        env=env,
+        input=stdin,
+        timeout=300,
+    )
+
+
+def test_add_get_car_round_trip_via_cli(
+    tmp_path: Path, reference_files: dict[str, Path], ipfs_cid_v0: object
+) -> None:
+    source = reference_files["1MB"]
+    added = fedledger("store", "add", str(source), env_home=tmp_path / "home")
+    assert added.returncode == 0, added.stderr
+    cid = added.stdout.decode().strip()
+    assert cid == ipfs_cid_v0(source)  # type: ignore[operator]
+    assert (tmp_path / "home" / "store" / "blocks").is_dir()  # default store under $FEDLEDGER_HOME
+
+    out = tmp_path / "out.bin"
+    got = fedledger("store", "get", cid, "-o", str(out), env_home=tmp_path / "home")
+    assert got.returncode == 0, got.stderr
+    assert out.read_bytes() == source.read_bytes()
+
+    car = tmp_path / "x.car"
+    assert fedledger("store", "export-car", cid, "-o", str(car), env_home=tmp_path / "home").returncode == 0
+    other = f"local:{tmp_path / 'other'}"
+    imported = fedledger("store", "import-car", str(car), "--store", other, env_home=tmp_path / "home")
+    assert imported.returncode == 0, imported.stderr
+    assert imported.stdout.decode().split() == [cid]
+    stat = fedledger("store", "stat", cid, "--store", other, env_home=tmp_path / "home")
+    assert json.loads(stat.stdout)["size"] == source.stat().st_size
+
+
+def test_stdin_and_cid_version_1(tmp_path: Path) -> None:
+    added = fedledger("store", "add", "-", "--cid-version", "1", env_home=tmp_path, stdin=b"")
+    assert added.stdout.decode().strip() == "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["store", "get", "not-a-cid", "-o", "x"],
+        ["store", "add", "/definitely/missing/file"],
+        ["store", "add", "x", "--store", "ftp:somewhere"],
+    ],
+)
+def test_bad_input_exits_2_without_traceback(args: list[str], tmp_path: Path) -> None:
+    result = fedledger(*args, env_home=tmp_path)
+    assert result.returncode == 2
+    assert b"Traceback" not in result.stderr
+    assert b"error" in result.stderr
+
+
+def test_invalid_cid_exit_code_is_2(tmp_path: Path) -> None:
+    assert fedledger("store", "get", "not-a-cid", "-o", "x", env_home=tmp_path).returncode == 2
+
+
+def test_missing_content_is_reported(tmp_path: Path) -> None:
+    result = fedledger(
+        "store",
+        "get",
+        "QmbFMke1KXqnYyBBWxB74N4c5SBnJMVAiMNRcGu6x1AwQH",
+        "-o",
+        str(tmp_path / "o"),
+        env_home=tmp_path,
+    )
+    assert result.returncode == 1 and b"not found" in result.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_bench_store_prints_its_ratio(tmp_path: Path) -> None:
+    result = fedledger(
+        "bench", "store", "--json", "--size-mib", "8", "--dir", str(tmp_path), env_home=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout)
+    for key in (
+        "sha256_mb_per_s",
+        "put_mb_per_s",
+        "get_mb_per_s",
+        "put_ratio_to_sha256",
+        "get_ratio_to_sha256",
+    ):
+        assert figures[key] > 0
+    assert figures["goal_ratio"] == 0.5
