@@ -238,3 +238,41 @@ def fp12_from_bytes(data: bytes) -> Fp12:
             raise ValueError("Fp12 coefficient not below p")
         coeffs[pos] = mpz(value)
     return tuple(coeffs)
+
+
+def _fp4_sqr(x0: Fp, x1: Fp, y0: Fp, y1: Fp) -> tuple[Fp, Fp, Fp, Fp]:
+    """(X0 + X1 v)^2 in Fp4 for X0 = x0 + x1 u, X1 = y0 + y1 u (v^2 = u, u^2 = -2), unreduced."""
+    return (
+        x0 * x0 - 2 * x1 * x1 - 4 * y0 * y1,
+        2 * x0 * x1 + y0 * y0 - 2 * y1 * y1,
+        2 * (x0 * y0 - 2 * x1 * y1),
+        2 * (x0 * y1 + x1 * y0),
+    )
+
+
+def fp12_cyclotomic_sqr(f: Fp12) -> Fp12:
+    """Squaring for elements of the cyclotomic subgroup (after the easy part of the final exponentiation).
+
+    Granger-Scott (PKC 2010): with Fp12 = Fp4[w]/(w^3 - v) and f = g + h w + i w^2,
+    f^2 = (3g^2 - 2 conj(g)) + (3 v i^2 + 2 conj(h)) w + (3h^2 - 2 conj(i)) w^2, conj(a0 + a1 v) = a0 - a1 v.
+    Three Fp4 squarings (~36 products) instead of 78.
+    """
+    f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11 = f
+    g0, g1, g2, g3 = _fp4_sqr(f0, f6, f3, f9)  # g^2 = (g0 + g1 u) + (g2 + g3 u) v
+    h0, h1, h2, h3 = _fp4_sqr(f1, f7, f4, f10)
+    i0, i1, i2, i3 = _fp4_sqr(f2, f8, f5, f11)
+    # v * i^2 = u*(i2 + i3 u) + (i0 + i1 u) v = (-2 i3 + i2 u) + (i0 + i1 u) v
+    return (
+        (3 * g0 - 2 * f0) % P,  # w^0
+        (-6 * i3 + 2 * f1) % P,  # w^1
+        (3 * h0 - 2 * f2) % P,  # w^2
+        (3 * g2 + 2 * f3) % P,  # w^3
+        (3 * i0 - 2 * f4) % P,  # w^4
+        (3 * h2 + 2 * f5) % P,  # w^5
+        (3 * g1 - 2 * f6) % P,  # w^6
+        (3 * i2 + 2 * f7) % P,  # w^7
+        (3 * h1 - 2 * f8) % P,  # w^8
+        (3 * g3 + 2 * f9) % P,  # w^9
+        (3 * i1 - 2 * f10) % P,  # w^10
+        (3 * h3 + 2 * f11) % P,  # w^11
+    )

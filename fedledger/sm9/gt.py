@@ -13,9 +13,9 @@ from fedledger.sm9.fields import (
     N,
     P,
     fp12_conj,
+    fp12_cyclotomic_sqr,
     fp12_frobenius,
     fp12_mul,
-    fp12_sqr,
 )
 
 _FROB_EXPONENT = int(P) % int(N)  # a^p = a^(6t^2) for a in GT
@@ -48,7 +48,7 @@ def gt_multi_pow(pairs: list[tuple[Fp12, int]]) -> Fp12:
     for shift in range((top + 3) // 4 * 4 - 4, -1, -4):
         if started:
             for _ in range(4):
-                result = fp12_sqr(result)
+                result = fp12_cyclotomic_sqr(result)
         for table, e in zip(tables, exps, strict=True):
             digit = (e >> shift) & 15
             if digit:

@@ -27,6 +27,7 @@ from fedledger.sm9.fields import (
     fp2_sqr,
     fp2_sub,
     fp12_conj,
+    fp12_cyclotomic_sqr,
     fp12_frobenius,
     fp12_inv,
     fp12_mul,
@@ -104,7 +105,7 @@ def _cyclotomic_pow_t(a: Fp12) -> Fp12:
     """a^t for a in the cyclotomic subgroup (t > 0)."""
     result = a
     for bit in bin(T)[3:]:
-        result = fp12_sqr(result)
+        result = fp12_cyclotomic_sqr(result)
         if bit == "1":
             result = fp12_mul(result, a)
     return result
@@ -125,13 +126,13 @@ def final_exponentiation(f: Fp12) -> Fp12:
     y4 = fp12_conj(fp12_mul(fx, fp12_frobenius(fx2, 1)))
     y5 = fp12_conj(fx2)
     y6 = fp12_conj(fp12_mul(fx3, fp12_frobenius(fx3, 1)))
-    t0 = fp12_mul(fp12_mul(fp12_sqr(y6), y4), y5)
+    t0 = fp12_mul(fp12_mul(fp12_cyclotomic_sqr(y6), y4), y5)
     t1 = fp12_mul(fp12_mul(y3, y5), t0)
     t0 = fp12_mul(t0, y2)
-    t1 = fp12_sqr(fp12_mul(fp12_sqr(t1), t0))
+    t1 = fp12_cyclotomic_sqr(fp12_mul(fp12_cyclotomic_sqr(t1), t0))
     t0 = fp12_mul(t1, y1)
     t1 = fp12_mul(t1, y0)
-    t0 = fp12_sqr(t0)
+    t0 = fp12_cyclotomic_sqr(t0)
     return fp12_mul(t0, t1)
 
 

@@ -23,6 +23,7 @@ from fedledger.sm9.fields import (
     FP12_ONE,
     N,
     P,
+    fp12_cyclotomic_sqr,
     fp12_frobenius,
     fp12_inv,
     fp12_is_one,
@@ -109,3 +110,10 @@ def test_gt_fixed_base_table() -> None:
     table = GTFixedBase(_E)
     for e in (1, 15, 16, 2**200 + 12345, int(N) - 1):
         assert table.pow(e) == fp12_pow(_E, e)
+
+
+@settings(max_examples=5, deadline=None)
+@given(scalars)
+def test_cyclotomic_squaring_matches_generic_squaring_in_gt(a: int) -> None:
+    y = fp12_pow(_E, a)
+    assert fp12_cyclotomic_sqr(y) == fp12_sqr(y)
