@@ -15,8 +15,24 @@ from fedledger.sm9.errors import (
 )
 from fedledger.sm9.keys import SignMasterKey, SignMasterPublicKey, SignPrivateKey, extract_sign_key
 from fedledger.sm9.signature import Signature, sign, verify
+from fedledger.sm9.threshold import (
+    Commitment,
+    Coordinator,
+    KeyShare,
+    PartialSignature,
+    Signer,
+    ThresholdPublic,
+    aggregate,
+    new_session_id,
+    split_key,
+    threshold_sign_local,
+)
 
 __all__ = [
+    "Commitment",
+    "Coordinator",
+    "KeyShare",
+    "PartialSignature",
     "SM9CheatingSignersError",
     "SM9EncodingError",
     "SM9Error",
@@ -26,7 +42,13 @@ __all__ = [
     "SignMasterPublicKey",
     "SignPrivateKey",
     "Signature",
+    "Signer",
+    "ThresholdPublic",
+    "aggregate",
     "extract_sign_key",
+    "new_session_id",
     "sign",
+    "split_key",
+    "threshold_sign_local",
     "verify",
 ]

@@ -8,6 +8,7 @@ lines. Secret values never appear in reprs or error messages.
 from __future__ import annotations
 
 import secrets
+import threading
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ from fedledger.sm9.pairing import G2Lines, pairing
 KIND_MASTER = "sm9-sign-master-key"
 KIND_USER = "sm9-sign-private-key"
 _IDENTITY_CACHE = 256
+_CACHE_LOCK = threading.Lock()  # the caches may be shared by a web server's worker threads
 
 
 def random_scalar() -> int:
@@ -101,17 +103,19 @@ class SignMasterPublicKey:
     def identity_point(self, identity: str | bytes) -> tuple[G2Point, G2Lines]:
         """Q = [H1(ID||hid, N)]P2 + Ppub-s and its Miller-loop lines (LRU-cached per identity)."""
         ident = identity_bytes(identity)
-        cached = self._identities.get(ident)
-        if cached is not None:
-            self._identities.move_to_end(ident)
-            return cached
+        with _CACHE_LOCK:
+            cached = self._identities.get(ident)
+            if cached is not None:
+                self._identities.move_to_end(ident)
+                return cached
         q = g2_add(p2_mul(h1(ident + HID_SIGN)), self.point)
         if q is None:  # only if H1(ID) = -ks: then t1 = 0 and no key exists for ID
             raise SM9KeyError("identity hashes to -ks; the standard requires a new master key")
         entry = (q, G2Lines(q))
-        self._identities[ident] = entry
-        if len(self._identities) > _IDENTITY_CACHE:
-            self._identities.popitem(last=False)
+        with _CACHE_LOCK:
+            self._identities[ident] = entry
+            if len(self._identities) > _IDENTITY_CACHE:
+                self._identities.popitem(last=False)
         return entry
 
     def __eq__(self, other: object) -> bool:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -370,6 +371,7 @@ class _SessionValues:
 
 _SESSION_CACHE: OrderedDict[bytes, _SessionValues] = OrderedDict()
 _SESSION_CACHE_SIZE = 64
+_SESSION_LOCK = threading.Lock()
 
 
 def _normalise_commitments(
@@ -406,7 +408,8 @@ def _session_values(
         for part in (sid, public.identity, public.master_public_key.to_der(), sm3(message), encoded)
     )
     cache_key = sm3(transcript)
-    cached = _SESSION_CACHE.get(cache_key)
+    with _SESSION_LOCK:
+        cached = _SESSION_CACHE.get(cache_key)
     if cached is not None:
         return cached
     rho = {c.index: hash_to_scalar(_RHO_TAG, transcript + c.index.to_bytes(2, "big")) for c in ordered}
@@ -418,9 +421,10 @@ def _session_values(
     values = _SessionValues(
         tuple(c.index for c in ordered), rho, {c.index: c for c in ordered}, h2(message + fp12_to_bytes(w))
     )
-    _SESSION_CACHE[cache_key] = values
-    if len(_SESSION_CACHE) > _SESSION_CACHE_SIZE:
-        _SESSION_CACHE.popitem(last=False)
+    with _SESSION_LOCK:
+        _SESSION_CACHE[cache_key] = values
+        if len(_SESSION_CACHE) > _SESSION_CACHE_SIZE:
+            _SESSION_CACHE.popitem(last=False)
     return values
 
 
