@@ -1,0 +1,98 @@
+"""The institution's configuration file (TOML), validated on load with messages that name the field."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+import tomli_w
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+CONFIG_NAME = "node.toml"
+
+
+class ConfigError(Exception):
+    """The configuration file is missing or invalid; the message says which field and why."""
+
+
+class DataConfig(BaseModel):
+    """Where the institution's local data comes from and which share of it this node holds.
+
+    In a real deployment ``source`` is the hospital's own data (a DICOM folder or a MedMNIST
+    ``.npz``) with ``partitions = 1``; demos split one public data set between institutions.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    source: str = Field(description="digits | breast_cancer | dicom:DIR | medmnist:FILE.npz")
+    partitions: int = Field(1, ge=1, description="how many institutions share this source")
+    index: int = Field(0, ge=0, description="this institution's partition (0-based)")
+    scheme: Literal["iid", "dirichlet"] = "iid"
+    alpha: float = Field(0.5, gt=0)
+    seed: int = 0
+
+
+class TrainingConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    epochs: int = Field(2, ge=1)
+    batch_size: int = Field(32, ge=1)
+    learning_rate: float = Field(0.05, gt=0)
+    seed: int = 0
+
+
+class NodeConfig(BaseModel):
+    """Everything a node needs to take part; paths are relative to the config file's folder."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=64)
+    sm9_identity: str = Field(min_length=1, max_length=256)
+    width_rate: float = Field(gt=0, le=1)
+    rpc_url: str
+    contract: str = Field(pattern=r"^0x[0-9a-fA-F]{40}$")
+    aggregator_url: str
+    store: str = Field(description="local:DIR or kubo:MULTIADDR")
+    eth_key_file: str = "keys/eth-key.json"
+    sm9_key_file: str = "keys/sm9-sign-key.json"
+    share_file: str = "keys/consortium-share.json"
+    master_public_key_file: str = "keys/sign-master-public-key.pem"
+    threshold_public_file: str = "keys/threshold-public.json"
+    state_dir: str = "state"
+    poll_interval: float = Field(0.5, gt=0, le=60)
+    data: DataConfig
+    training: TrainingConfig = TrainingConfig()
+
+    @field_validator("rpc_url", "aggregator_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"must be an http(s) URL, got {value!r}")
+        return value.rstrip("/")
+
+
+def load_config(path: str | Path) -> tuple[NodeConfig, Path]:
+    """Load and validate a node config; returns it with the folder its relative paths start from."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / CONFIG_NAME
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"no node config at {path} (create one with `fedledger node init`)") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    try:
+        return NodeConfig.model_validate(raw), path.parent.resolve()
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors())
+        raise ConfigError(f"invalid node config {path}: {problems}") from None
+
+
+def save_config(config: NodeConfig, path: str | Path) -> Path:
+    """Write the config as TOML (no secrets live in it: keys are separate 0600 files)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / CONFIG_NAME
+    tmp = path.with_suffix(".toml.tmp")
+    tmp.write_text(tomli_w.dumps(config.model_dump()), encoding="utf-8")
+    tmp.replace(path)
+    return path

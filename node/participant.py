@@ -1,0 +1,310 @@
+"""The node's side of the round protocol: train and submit, then check and co-sign the record.
+
+Every step first asks the ledger what has already happened, so a node that crashed and restarts
+carries on where the chain says it is: it never submits twice and never signs a record it has
+not checked. What a node checks before it contributes a partial signature:
+
+- the record names the open round and the base model the round was opened with;
+- the listed entries are exactly ``UpdateSubmitted`` events of this round, their Merkle root is the
+  record's ``updates_root``, and its own entry is among them exactly as it submitted it;
+- the global model's content is in the store and its SM3 digest is the record's.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from eth_account.signers.local import LocalAccount
+
+from fedledger.chain.approvals import GlobalModelRecord
+from fedledger.chain.client import LedgerClient, UpdateSubmitted
+from fedledger.digests import sm3_file
+from fedledger.fl import Dataset, TrainConfig
+from fedledger.protocol import RoundRecord, UpdateEntry, merkle_root, width_to_ppm
+from fedledger.protocol.consortium import Consortium
+from fedledger.protocol.session_auth import sign_payload
+from fedledger.sm9 import Signature, SignMasterPublicKey, SignPrivateKey, sign, verify
+from fedledger.sm9.threshold import Commitment, Signer, ThresholdPublic
+from fedledger.store import ContentStore
+from node.training_step import fetch_verified_model, train_update
+
+log = logging.getLogger(__name__)
+
+
+class RecordRefused(Exception):
+    """The aggregator's round record failed one of the node's checks; the node will not sign it."""
+
+
+@dataclass
+class NodeContext:
+    """Everything a running node holds: keys (never printed), clients, and its local data."""
+
+    name: str
+    account: LocalAccount
+    sm9_key: SignPrivateKey
+    sm9_identity: str
+    signer: Signer
+    threshold_public: ThresholdPublic
+    master_public_key: SignMasterPublicKey
+    consortium: Consortium
+    ledger: LedgerClient
+    store: ContentStore
+    aggregator_url: str
+    width_rate: float
+    selection: str
+    train_data: Dataset
+    train_config: TrainConfig
+    state_dir: Path
+
+    def __repr__(self) -> str:
+        return f"NodeContext(name={self.name!r}, address={self.account.address})"
+
+
+def entry_of(ledger: LedgerClient, event: UpdateSubmitted) -> UpdateEntry:
+    """The signed entry an ``UpdateSubmitted`` event stands for."""
+    return UpdateEntry(
+        chain_id=ledger.chain_id,
+        contract=ledger.address,
+        round=event.round,
+        institution=event.institution,
+        cid=event.cid,
+        digest=event.digest,
+        num_samples=event.num_samples,
+        width_ppm=event.width_rate_ppm,
+        mapping_digest=event.mapping_digest,
+    )
+
+
+def verify_posted_round(ctx: NodeContext, round_index: int) -> None:
+    """Check round ``round_index``'s posted global model: its threshold SM9 signature over the record."""
+    posted = ctx.ledger.global_models_posted(round=round_index)
+    opened = ctx.ledger.rounds_opened(round=round_index)
+    if not posted or not opened:
+        raise RecordRefused(f"round {round_index} has no posted global model on the ledger")
+    event = posted[0]
+    record = RoundRecord(
+        ctx.ledger.chain_id,
+        ctx.ledger.address,
+        round_index,
+        opened[0].base_digest,
+        event.cid,
+        event.digest,
+        event.updates_root,
+    )
+    signature = Signature.from_der(event.sm9_threshold_signature)
+    if not verify(ctx.master_public_key, ctx.threshold_public.identity, record.message(), signature):
+        raise RecordRefused(f"round {round_index}: the consortium's threshold signature is invalid")
+
+
+def train_and_submit(ctx: NodeContext, round_index: int) -> bool:
+    """Train on the round's base model and submit; False when this node already submitted."""
+    if ctx.ledger.has_submitted(round_index, ctx.account.address):
+        return False
+    opened = ctx.ledger.rounds_opened(round=round_index)
+    if not opened:
+        raise RecordRefused(f"round {round_index} is not open on the ledger")
+    base = opened[0]
+    if round_index > 0:
+        posted = ctx.ledger.global_models_posted(round=round_index - 1)
+        if not posted or posted[0].cid != base.base_cid or posted[0].digest != base.base_digest:
+            raise RecordRefused(f"round {round_index} does not start from round {round_index - 1}'s model")
+        verify_posted_round(ctx, round_index - 1)
+    rounds_dir = ctx.state_dir / f"round-{round_index}"
+    base_path = fetch_verified_model(
+        ctx.store, base.base_cid, base.base_digest, rounds_dir / "base.safetensors"
+    )
+    ctx.ledger.record_access(ctx.account, base.base_cid, f"train round {round_index}")
+    config = TrainConfig(
+        epochs=ctx.train_config.epochs,
+        batch_size=ctx.train_config.batch_size,
+        lr=ctx.train_config.lr,
+        seed=ctx.train_config.seed + round_index,
+    )
+    trained, _spec = train_update(
+        base_path,
+        base.base_digest,
+        ctx.name,
+        round_index,
+        ctx.width_rate,
+        ctx.selection,
+        ctx.train_data,
+        config,
+        rounds_dir / "update.safetensors",
+    )
+    cid = ctx.store.put(trained.path)
+    entry = UpdateEntry(
+        chain_id=ctx.ledger.chain_id,
+        contract=ctx.ledger.address,
+        round=round_index,
+        institution=ctx.account.address,
+        cid=cid,
+        digest=trained.digest,
+        num_samples=trained.num_samples,
+        width_ppm=width_to_ppm(trained.width_rate),
+        mapping_digest=trained.mapping_digest,
+    )
+    signature = sign(ctx.sm9_key, entry.message()).to_der()
+    (rounds_dir / "submitted.json").write_text(
+        json.dumps({"cid": cid, "digest": trained.digest.hex(), "loss": trained.loss}), encoding="utf-8"
+    )
+    ctx.ledger.submit_update(
+        ctx.account,
+        round_index,
+        cid,
+        trained.digest,
+        trained.mapping_digest,
+        trained.num_samples,
+        entry.width_ppm,
+        signature,
+    )
+    log.info("%s: submitted round %d update %s (loss %.4f)", ctx.name, round_index, cid, trained.loss)
+    return True
+
+
+def check_record(ctx: NodeContext, view: dict[str, Any]) -> RoundRecord:
+    """The node's checks before it signs (see the module docstring); returns the record."""
+    raw = view["record"]
+    round_index = int(raw["round"])
+    record = RoundRecord(
+        int(raw["chain_id"]),
+        str(raw["contract"]),
+        round_index,
+        bytes.fromhex(raw["base_digest"].removeprefix("0x")),
+        str(raw["global_cid"]),
+        bytes.fromhex(raw["global_digest"].removeprefix("0x")),
+        bytes.fromhex(raw["updates_root"].removeprefix("0x")),
+    )
+    if record.chain_id != ctx.ledger.chain_id or record.contract.lower() != ctx.ledger.address.lower():
+        raise RecordRefused("the record names another ledger")
+    state = ctx.ledger.round_state()
+    if not state.open or state.round != round_index:
+        raise RecordRefused(f"round {round_index} is not the open round on the ledger")
+    opened = ctx.ledger.rounds_opened(round=round_index)
+    if not opened or opened[0].base_digest != record.base_digest:
+        raise RecordRefused(
+            f"round {round_index}: the record's base model is not the one the round opened with"
+        )
+    events = {e.institution.lower(): e for e in ctx.ledger.updates_submitted(round=round_index)}
+    included = [str(a).lower() for a in view["included"]]
+    if included != sorted(set(included)):
+        raise RecordRefused("included entries must be distinct and sorted by address")
+    leaves = []
+    for address in included:
+        event = events.get(address)
+        if event is None:
+            raise RecordRefused(f"record includes {address}, which submitted nothing in round {round_index}")
+        leaves.append(entry_of(ctx.ledger, event).leaf(event.sm9_signature))
+    if merkle_root(leaves) != record.updates_root:
+        raise RecordRefused("the updates root does not match the included ledger entries")
+    mine = ctx.account.address.lower()
+    if mine in events and mine not in included:
+        raise RecordRefused(f"this node's round {round_index} update was left out of the record")
+    if mine in events:
+        submitted = ctx.state_dir / f"round-{round_index}" / "submitted.json"
+        if submitted.exists():
+            local = json.loads(submitted.read_text(encoding="utf-8"))
+            if local["cid"] != events[mine].cid or local["digest"] != events[mine].digest.hex():
+                raise RecordRefused("the ledger's entry for this node differs from what it submitted")
+    global_path = ctx.state_dir / f"round-{round_index}" / "global-candidate.safetensors"
+    global_path.parent.mkdir(parents=True, exist_ok=True)
+    ctx.store.get_to_path(record.global_cid, global_path)
+    if sm3_file(global_path) != record.global_digest:
+        raise RecordRefused("the global model's content does not match the record's digest")
+    return record
+
+
+class SessionParticipant:
+    """Follows the aggregator's signing session for the open round, one poll at a time."""
+
+    def __init__(self, ctx: NodeContext, http: httpx.Client) -> None:
+        self.ctx = ctx
+        self.http = http
+        self._checked: dict[str, RoundRecord] = {}
+        self._done: set[tuple[str, str]] = set()  # (session id, phase) this node has acted on
+
+    def _post(self, path: str, body: dict[str, Any]) -> None:
+        response = self.http.post(f"{self.ctx.aggregator_url}{path}", json=body)
+        if response.status_code >= 400:
+            log.warning("%s: aggregator refused %s: %s", self.ctx.name, path, response.text)
+
+    def _post_signed(self, path: str, payload: dict[str, Any]) -> None:
+        self._post(path, {"payload": payload, "auth": sign_payload(bytes(self.ctx.account.key), payload)})
+
+    def step(self, round_index: int) -> str:
+        """Act on the session's current phase once; returns the phase seen ('none' if no session)."""
+        response = self.http.get(f"{self.ctx.aggregator_url}/rounds/{round_index}/session")
+        if response.status_code == 404:
+            return "none"
+        response.raise_for_status()
+        view = response.json()
+        sid, phase = view["session_id"], view["phase"]
+        if (sid, phase) in self._done:
+            return phase
+        index = self.ctx.signer.index
+        base = f"/rounds/{round_index}/sessions/{sid}"
+        if phase == "commit":
+            if index in view["excluded"]:
+                self._done.add((sid, phase))
+                return phase
+            if sid not in self._checked:
+                self._checked[sid] = check_record(self.ctx, view)
+            payload = self.ctx.signer.commit(sid).to_dict()
+            self._post(
+                f"{base}/commitments",
+                {"payload": payload, "auth": sign_payload(self.ctx.account.key, payload)},
+            )
+        elif phase == "sign":
+            commitments = [Commitment.from_dict(c) for c in view["commitments"]]
+            record = self._checked.get(sid)
+            if record is not None and any(c.index == index for c in commitments):
+                partial = self.ctx.signer.sign(sid, record.message(), commitments)
+                payload = partial.to_dict()
+                self._post(
+                    f"{base}/partials",
+                    {"payload": payload, "auth": sign_payload(self.ctx.account.key, payload)},
+                )
+        elif phase in ("approve", "ready"):
+            record = self._checked.get(sid) or check_record(self.ctx, view)
+            self._checked[sid] = record
+            signature_der = bytes.fromhex(view["signature_der"])
+            if not verify(
+                self.ctx.master_public_key,
+                self.ctx.threshold_public.identity,
+                record.message(),
+                Signature.from_der(signature_der),
+            ):
+                raise RecordRefused("the aggregated threshold signature does not verify")
+            approval = self.ctx.ledger.approve_global_model(
+                self.ctx.account,
+                GlobalModelRecord(
+                    record.round, record.global_cid, record.global_digest, record.updates_root, signature_der
+                ),
+            )
+            self._post(f"{base}/approvals", {"approval": "0x" + approval.hex()})
+        self._done.add((sid, phase))
+        return phase
+
+
+def run_node(ctx: NodeContext, rounds: int | None, poll_interval: float = 0.5) -> int:
+    """Follow rounds until round ``rounds - 1`` is posted (forever when ``rounds`` is None)."""
+    with httpx.Client(timeout=30.0) as http:
+        participant = SessionParticipant(ctx, http)
+        while True:
+            state = ctx.ledger.round_state()
+            if rounds is not None and state.started and not state.open and state.round >= rounds - 1:
+                return state.round + 1
+            if state.open:
+                try:
+                    if not train_and_submit(ctx, state.round):
+                        participant.step(state.round)
+                except RecordRefused as exc:
+                    log.error("%s: %s", ctx.name, exc)
+                except httpx.HTTPError as exc:
+                    log.warning("%s: aggregator unreachable (%s); retrying", ctx.name, exc)
+            time.sleep(poll_interval)

@@ -1,0 +1,81 @@
+"""The node's learning work for one round: verified base model in, signed-ready update file out.
+
+Knows the store and the FL core, not the chain: the caller passes the base model's CID and the
+digest the ledger recorded, and gets back the update's file, digest and mapping.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from fedledger.digests import sm3_file
+from fedledger.fl import (
+    Dataset,
+    ModelSpec,
+    TrainConfig,
+    UpdateMetadata,
+    extract_submodel,
+    load_global,
+    save_update,
+    train_local,
+)
+from fedledger.store import ContentStore
+
+
+class BaseModelMismatch(Exception):
+    """The model fetched for a round does not match what the ledger recorded."""
+
+
+@dataclass(frozen=True)
+class TrainedUpdate:
+    path: Path
+    digest: bytes
+    mapping_digest: bytes
+    num_samples: int
+    width_rate: float
+    loss: float
+
+
+def fetch_verified_model(store: ContentStore, cid: str, expected_digest: bytes, dest: Path) -> Path:
+    """Fetch ``cid`` to ``dest`` (the store checks every block) and check its SM3 against the ledger."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    store.get_to_path(cid, dest)
+    actual = sm3_file(dest)
+    if actual != expected_digest:
+        dest.unlink(missing_ok=True)
+        raise BaseModelMismatch(
+            f"model {cid}: SM3 {actual.hex()} differs from the ledger's {expected_digest.hex()}"
+        )
+    return dest
+
+
+def train_update(
+    base_path: Path,
+    base_digest: bytes,
+    institution: str,
+    round_index: int,
+    width_rate: float,
+    selection: str,
+    data: Dataset,
+    train: TrainConfig,
+    out: Path,
+) -> tuple[TrainedUpdate, ModelSpec]:
+    """Cut the sub-model out of the base, train it locally and write the update file."""
+    state, meta = load_global(base_path)
+    if meta.spec is None:
+        raise BaseModelMismatch(f"{base_path}: global model carries no model spec")
+    sub_state, index_map = extract_submodel(state, meta.spec, width_rate, selection, round_index)
+    new_state, num_samples, metrics = train_local(meta.spec, sub_state, width_rate, data, train)
+    metadata = UpdateMetadata(
+        institution=institution,
+        round_index=round_index,
+        num_samples=num_samples,
+        base_digest=base_digest,
+        index_map=index_map,
+        selection=selection,
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    digest = save_update(out, new_state, metadata)
+    trained = TrainedUpdate(out, digest, index_map.digest(), num_samples, width_rate, metrics["loss"])
+    return trained, meta.spec
