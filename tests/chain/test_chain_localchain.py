@@ -1,0 +1,76 @@
+"""LocalChain: a real Anvil (and Hardhat node) started, probed, persisted and stopped."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from fedledger.chain.compiler import CompiledContract
+from fedledger.chain.devaccounts import DevRoles
+from fedledger.chain.localchain import LocalChain, LocalChainError, rpc_request
+
+
+def test_anvil_starts_answers_and_releases_its_port() -> None:
+    chain = LocalChain("anvil", chain_id=4242)
+    with chain:
+        assert chain.running
+        assert int(str(rpc_request(chain.rpc_url, "eth_chainId")), 16) == 4242
+        assert chain.rpc_url.startswith("http://127.0.0.1:")
+        port = chain.port
+        assert port is not None
+    assert not chain.running
+    # The port is released: a new chain can listen on it at once.
+    with LocalChain("anvil", port=port) as again:
+        assert rpc_request(again.rpc_url, "eth_blockNumber") == "0x0"
+    with pytest.raises(LocalChainError, match="not running"):
+        _ = chain.rpc_url
+
+
+def test_state_persists_across_restarts(
+    tmp_path: Path, compiled_ledger: CompiledContract, dev_accounts: DevRoles
+) -> None:
+    from fedledger.chain.deploy import deploy_ledger, dev_consortium
+    from fedledger.digests import sm3
+
+    state = tmp_path / "state" / "anvil.json"
+    with LocalChain("anvil", state_path=state) as chain:
+        from web3 import HTTPProvider, Web3
+
+        w3 = Web3(HTTPProvider(chain.rpc_url))
+        deployment = deploy_ledger(
+            w3, dev_accounts.deployer, aggregator=dev_accounts.aggregator.address,
+            institutions=dev_consortium(5), threshold=3, compiled=compiled_ledger,
+        )  # fmt: skip
+        deployment.client(w3).open_round(dev_accounts.aggregator, 0, "QmBase", sm3(b"base"))
+    assert state.exists()
+    with LocalChain("anvil", state_path=state) as chain:
+        w3 = Web3(HTTPProvider(chain.rpc_url))
+        ledger = deployment.client(w3)
+        assert w3.eth.get_code(deployment.address)
+        assert ledger.round_state().open
+        assert ledger.threshold() == 3
+
+
+def test_occupied_port_is_reported() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(1)
+        port = sock.getsockname()[1]
+        with pytest.raises(LocalChainError, match="anvil"):
+            LocalChain("anvil", port=port, startup_timeout=10).start()
+
+
+def test_invalid_options_are_refused() -> None:
+    with pytest.raises(ValueError, match="unknown chain kind"):
+        LocalChain("ganache")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="Anvil only"):
+        LocalChain("hardhat", state_path="x.json")
+
+
+def test_hardhat_node_runs_the_same_dev_accounts(hardhat_chain: LocalChain, dev_accounts: DevRoles) -> None:
+    accounts = [str(a).lower() for a in rpc_request(hardhat_chain.rpc_url, "eth_accounts")]  # type: ignore[union-attr]
+    assert dev_accounts.deployer.address.lower() in accounts
+    assert all(a.address.lower() in accounts for a in dev_accounts.institutions)
+    assert "HardhatNetwork" in str(rpc_request(hardhat_chain.rpc_url, "web3_clientVersion"))
