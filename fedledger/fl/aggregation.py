@@ -59,9 +59,7 @@ class StreamingAccumulator:
         weight = float(update.num_samples)
         for name, dims in update.index_map.indices.items():
             if name not in self._sums:
-                raise AggregationError(
-                    f"institution {update.institution}, tensor {name}: not in the global model"
-                )
+                raise AggregationError(f"institution {update.institution}, tensor {name}: not in the global model")
             acc, wacc = self._sums[name], self._weights[name]
             value = update.state[name]
             shape = tuple(acc.shape)
@@ -130,9 +128,7 @@ class FedAvg(AlignmentAggregation):
 
     def _accept(self, update: ClientUpdate) -> ClientUpdate:
         if not update.index_map.is_full():
-            partial = next(
-                n for n, dims in update.index_map.indices.items() if any(i is not None for i in dims)
-            )
+            partial = next(n for n, dims in update.index_map.indices.items() if any(i is not None for i in dims))
             raise AggregationError(
                 f"institution {update.institution}, tensor {partial}: FedAvg needs full-width updates "
                 f"(width rate {update.width_rate})"

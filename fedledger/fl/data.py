@@ -45,9 +45,7 @@ class Dataset:
         return tuple(int(d) for d in self.X.shape[1:])
 
     def subset(self, indices: np.ndarray, name: str | None = None) -> Dataset:
-        return Dataset(
-            name or self.name, self.X[indices], self.y[indices], self.num_classes, self.class_names
-        )
+        return Dataset(name or self.name, self.X[indices], self.y[indices], self.num_classes, self.class_names)
 
     def tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
         return torch.from_numpy(np.ascontiguousarray(self.X)), torch.from_numpy(np.ascontiguousarray(self.y))
@@ -93,9 +91,7 @@ def _load_builtin(name: str) -> Dataset:
         return Dataset(name, X.astype(np.float32), np.asarray(bunch.target, dtype=np.int64), 2, names)
     bunch = datasets.load_digits()
     images = (np.asarray(bunch.images, dtype=np.float32) / 16.0)[:, None, :, :]
-    return Dataset(
-        name, images, np.asarray(bunch.target, dtype=np.int64), 10, tuple(str(i) for i in range(10))
-    )
+    return Dataset(name, images, np.asarray(bunch.target, dtype=np.int64), 10, tuple(str(i) for i in range(10)))
 
 
 def _encode_labels(raw: list[str], where: str) -> tuple[np.ndarray, tuple[str, ...]]:
@@ -110,9 +106,7 @@ def _encode_labels(raw: list[str], where: str) -> tuple[np.ndarray, tuple[str, .
     return np.asarray([lookup[v] for v in raw], dtype=np.int64), names
 
 
-def load_dicom_folder(
-    folder: str | Path, *, labels_csv: str | Path | None = None, image_size: int = 28
-) -> Dataset:
+def load_dicom_folder(folder: str | Path, *, labels_csv: str | Path | None = None, image_size: int = 28) -> Dataset:
     """DICOM images listed in a CSV with columns ``file,label`` (default ``<folder>/labels.csv``).
 
     Each image becomes one grey channel, scaled to [0, 1] per image and resized to
@@ -248,9 +242,7 @@ def partition(
     return shards
 
 
-def _dirichlet_shares(
-    y: np.ndarray, n: int, alpha: float, needed: int, rng: np.random.Generator
-) -> list[np.ndarray]:
+def _dirichlet_shares(y: np.ndarray, n: int, alpha: float, needed: int, rng: np.random.Generator) -> list[np.ndarray]:
     classes = np.unique(y)
     for _ in range(1000):
         buckets: list[list[np.ndarray]] = [[] for _ in range(n)]

@@ -355,9 +355,7 @@ def plot_accuracy(results: dict[str, Any], path: str | Path) -> None:
     plt.close(fig)
 
 
-def write_outputs(
-    results: dict[str, Any], out_dir: str | Path, stem: str = "fl-experiment"
-) -> dict[str, Path]:
+def write_outputs(results: dict[str, Any], out_dir: str | Path, stem: str = "fl-experiment") -> dict[str, Path]:
     """Markdown table, PNG and full JSON (with histories) into ``out_dir``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

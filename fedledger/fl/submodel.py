@@ -137,9 +137,7 @@ def select_units(channels: int, keep: int, selection: str, round_index: int) -> 
     return torch.sort((torch.arange(keep, dtype=torch.int64) + start) % channels).values
 
 
-def make_index_map(
-    spec: ModelSpec, width_rate: float, selection: str = "static", round_index: int = 0
-) -> IndexMap:
+def make_index_map(spec: ModelSpec, width_rate: float, selection: str = "static", round_index: int = 0) -> IndexMap:
     """The mapping of the sub-model at ``width_rate`` chosen by ``selection`` for round ``round_index``."""
     check_rate(width_rate)
     if round_index < 0:
@@ -147,8 +145,7 @@ def make_index_map(
     full = parameter_shapes(spec, 1.0)
     keep = spec.hidden_at(width_rate)
     units = [
-        None if k == c else select_units(c, k, selection, round_index)
-        for c, k in zip(spec.hidden, keep, strict=True)
+        None if k == c else select_units(c, k, selection, round_index) for c, k in zip(spec.hidden, keep, strict=True)
     ]
     indices = {
         name: tuple(None if layer is None else units[layer] for layer in axes)
@@ -224,9 +221,7 @@ def gather(tensor: torch.Tensor, dims: tuple[DimIndex, ...]) -> torch.Tensor:
     blocks = iter_blocks(dims, shape)
     if blocks is None:
         return tensor[advanced_index(dims, shape)].detach().clone().contiguous()
-    sub_shape = tuple(
-        size if idx is None else int(idx.numel()) for idx, size in zip(dims, shape, strict=True)
-    )
+    sub_shape = tuple(size if idx is None else int(idx.numel()) for idx, size in zip(dims, shape, strict=True))
     out = torch.empty(sub_shape, dtype=tensor.dtype)
     for g, s in blocks:
         out[s] = tensor[g]
@@ -245,9 +240,7 @@ def extract_submodel(
     return extract_with_map(global_state, index_map), index_map
 
 
-def extract_with_map(
-    global_state: Mapping[str, torch.Tensor], index_map: IndexMap
-) -> dict[str, torch.Tensor]:
+def extract_with_map(global_state: Mapping[str, torch.Tensor], index_map: IndexMap) -> dict[str, torch.Tensor]:
     """The sub-state an index map describes (used to rebuild an update's base for norm checks)."""
     missing = sorted(set(index_map.indices) - set(global_state))
     if missing:

@@ -21,7 +21,12 @@ OPTIMIZERS = ("sgd", "adam")
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How an institution trains in one round."""
+    """How an institution trains in one round.
+
+    ``mask_absent_classes``: logits of classes the institution has no samples of are masked out
+    of the loss (HeteroFL's masked classifier), so a hospital that never sees a class does not
+    teach the shared head to suppress it; important under label skew.
+    """
 
     epochs: int = 1
     batch_size: int = 32
@@ -30,6 +35,7 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 0.0
     seed: int = 0
+    mask_absent_classes: bool = False
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -57,9 +63,7 @@ def configure_threads(threads: int | None = None) -> int:
 def _optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     if config.optimizer == "adam":
         return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    return torch.optim.SGD(
-        model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
-    )
+    return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
 
 
 def train_local(
@@ -82,6 +86,10 @@ def train_local(
     optimiser = _optimizer(model, config)
     X, y = dataset.tensors()
     generator = torch.Generator().manual_seed(config.seed)
+    absent: torch.Tensor | None = None
+    if config.mask_absent_classes:
+        absent = torch.ones(spec.num_classes, dtype=torch.bool)
+        absent[torch.unique(y)] = False
     steps = 0
     last_loss = 0.0
     for _ in range(config.epochs):
@@ -90,7 +98,10 @@ def train_local(
         for start in range(0, len(y), config.batch_size):
             batch = order[start : start + config.batch_size]
             optimiser.zero_grad(set_to_none=True)
-            loss = torch.nn.functional.cross_entropy(model(X[batch]), y[batch])
+            logits = model(X[batch])
+            if absent is not None:
+                logits = logits.masked_fill(absent, float("-inf"))
+            loss = torch.nn.functional.cross_entropy(logits, y[batch])
             loss.backward()
             optimiser.step()
             total += float(loss.detach()) * len(batch)

@@ -164,9 +164,7 @@ def _check_update_shapes(state: Mapping[str, torch.Tensor], metadata: UpdateMeta
     names, mapped = set(state), set(metadata.index_map.indices)
     if names != mapped:
         diff = sorted(names ^ mapped)
-        raise ModelFileError(
-            f"{what} ({metadata.institution}): tensors {diff} are not in both state and index map"
-        )
+        raise ModelFileError(f"{what} ({metadata.institution}): tensors {diff} are not in both state and index map")
     for name, t in state.items():
         if tuple(t.shape) != metadata.index_map.sub_shape(name):
             raise ModelFileError(
@@ -181,9 +179,7 @@ def load_client_update(path: str | Path) -> ClientUpdate:
     return ClientUpdate(meta.institution, state, meta.index_map, meta.num_samples, meta.base_digest)
 
 
-def global_bytes(
-    state: Mapping[str, torch.Tensor], spec: ModelSpec | None = None, round_index: int = 0
-) -> bytes:
+def global_bytes(state: Mapping[str, torch.Tensor], spec: ModelSpec | None = None, round_index: int = 0) -> bytes:
     """The exact bytes ``save_global`` writes for this state."""
     meta: dict[str, Any] = {"format": GLOBAL_FORMAT, "round": int(round_index)}
     if spec is not None:
@@ -191,9 +187,7 @@ def global_bytes(
     return _serialise(state, meta, "global model")
 
 
-def global_digest(
-    state: Mapping[str, torch.Tensor], spec: ModelSpec | None = None, round_index: int = 0
-) -> bytes:
+def global_digest(state: Mapping[str, torch.Tensor], spec: ModelSpec | None = None, round_index: int = 0) -> bytes:
     """SM3 of the global model file's bytes, computed in memory (equals ``sm3_file`` of the file)."""
     return sm3(global_bytes(state, spec, round_index))
 
@@ -218,14 +212,10 @@ def load_global(path: str | Path) -> tuple[dict[str, torch.Tensor], GlobalMetada
     if spec is not None:
         expected = parameter_shapes(spec, 1.0)
         if set(expected) != set(state):
-            raise ModelFileError(
-                f"{path}: tensors {sorted(set(expected) ^ set(state))} disagree with the spec"
-            )
+            raise ModelFileError(f"{path}: tensors {sorted(set(expected) ^ set(state))} disagree with the spec")
         for name, shape in expected.items():
             if tuple(state[name].shape) != shape:
-                raise ModelFileError(
-                    f"{path}, tensor {name}: shape {tuple(state[name].shape)} != spec {shape}"
-                )
+                raise ModelFileError(f"{path}, tensor {name}: shape {tuple(state[name].shape)} != spec {shape}")
     return state, info
 
 

@@ -91,9 +91,7 @@ def validate_update(
         if not isinstance(tensor, torch.Tensor):
             raise reject(name, "is not a tensor")
         if tuple(tensor.shape) != shape:
-            raise reject(
-                name, f"shape {tuple(tensor.shape)} does not match width rate {rate}: expected {shape}"
-            )
+            raise reject(name, f"shape {tuple(tensor.shape)} does not match width rate {rate}: expected {shape}")
         expected_dtype = global_state[name].dtype
         if tensor.dtype != expected_dtype:
             raise reject(name, f"dtype {tensor.dtype} does not match the global model's {expected_dtype}")
@@ -125,9 +123,7 @@ def _check_mapping(
         if name not in full:
             raise reject(name, "index map names a tensor the model does not have")
         if tuple(index_map.global_shapes[name]) != full[name]:
-            raise reject(
-                name, f"index map global shape {tuple(index_map.global_shapes[name])} != {full[name]}"
-            )
+            raise reject(name, f"index map global shape {tuple(index_map.global_shapes[name])} != {full[name]}")
         if len(index_map.indices[name]) != len(full[name]):
             raise reject(name, "index map has the wrong number of dimensions")
         if index_map.sub_shape(name) != expected[name]:
@@ -156,9 +152,7 @@ def _check_mapping(
                 first is not None and idx is not None and torch.equal(first, idx)
             )
             if not same:
-                raise reject(
-                    name, f"index map dim {d} selects other units of hidden layer {layer} than {first_name}"
-                )
+                raise reject(name, f"index map dim {d} selects other units of hidden layer {layer} than {first_name}")
 
 
 def _apply_norm_bound(
@@ -182,8 +176,7 @@ def _apply_norm_bound(
         )
     factor = bound / norm
     clipped = {
-        name: (base[name].double() + deltas[name] * factor).to(update.state[name].dtype).contiguous()
-        for name in base
+        name: (base[name].double() + deltas[name] * factor).to(update.state[name].dtype).contiguous() for name in base
     }
     return replace(update, state=clipped)
 
