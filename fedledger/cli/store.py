@@ -100,13 +100,9 @@ def add(
     file: Annotated[Path, typer.Argument(help="File to add ('-' reads standard input).")],
     cid_version: Annotated[
         int,
-        typer.Option(
-            "--cid-version", min=0, max=1, help="0: Kubo's default CIDv0; 1: CIDv1 with raw leaves."
-        ),
+        typer.Option("--cid-version", min=0, max=1, help="0: Kubo's default CIDv0; 1: CIDv1 with raw leaves."),
     ] = 0,
-    pin: Annotated[
-        bool, typer.Option("--pin/--no-pin", help="Pin the file (protects it from cleanup).")
-    ] = True,
+    pin: Annotated[bool, typer.Option("--pin/--no-pin", help="Pin the file (protects it from cleanup).")] = True,
     store: StoreOption = None,
     timeout: TimeoutOption = 60.0,
 ) -> None:
@@ -126,9 +122,7 @@ def add(
 @app.command("get")
 def get(
     cid: Annotated[str, typer.Argument(help="CID of the file to fetch.")],
-    output: Annotated[
-        Path, typer.Option("--output", "-o", help="Where to write the file (written atomically).")
-    ],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the file (written atomically).")],
     store: StoreOption = None,
     timeout: TimeoutOption = 60.0,
 ) -> None:
@@ -144,9 +138,7 @@ def get(
 @app.command("cid")
 def cid_of(
     file: Annotated[Path, typer.Argument(help="File to hash.")],
-    cid_version: Annotated[
-        int, typer.Option("--cid-version", min=0, max=1, help="0 (default) or 1 (raw leaves).")
-    ] = 0,
+    cid_version: Annotated[int, typer.Option("--cid-version", min=0, max=1, help="0 (default) or 1 (raw leaves).")] = 0,
 ) -> None:
     """Print a file's CID without storing anything (like `ipfs add --only-hash`)."""
     source = _input_file(file)

@@ -134,9 +134,7 @@ class ContentStore(ABC):
                 raise StoreError(f"{cid} holds {size} bytes, more than max_size={max_size}")
         return b"".join(self.get(cid))
 
-    def get_to_path(
-        self, cid: str | CID, path: str | Path, *, progress: ProgressCallback | None = None
-    ) -> int:
+    def get_to_path(self, cid: str | CID, path: str | Path, *, progress: ProgressCallback | None = None) -> int:
         """Write the file to ``path`` atomically; returns its size.
 
         Data goes to a temporary file next to ``path`` that is renamed over it only after every
@@ -240,13 +238,9 @@ class ContentStore(ABC):
                     produced += len(chunk)
                     yield chunk
             if data.filesize is not None and data.filesize != produced:
-                raise MalformedDagError(
-                    str(cid), f"filesize {data.filesize} but {produced} bytes below it (in {root})"
-                )
+                raise MalformedDagError(str(cid), f"filesize {data.filesize} but {produced} bytes below it (in {root})")
         if expected is not None and produced != expected:
-            raise MalformedDagError(
-                str(cid), f"parent announces {expected} bytes, node holds {produced} (in {root})"
-            )
+            raise MalformedDagError(str(cid), f"parent announces {expected} bytes, node holds {produced} (in {root})")
 
 
 class _IteratorRaw(io.RawIOBase):

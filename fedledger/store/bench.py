@@ -64,9 +64,7 @@ def _copy_with_fsync(src: Path, dst: Path) -> None:
         os.fsync(fout.fileno())
 
 
-def run_store_bench(
-    size_mib: int = 1024, work_dir: str | Path | None = None, durable: bool = True
-) -> dict[str, Any]:
+def run_store_bench(size_mib: int = 1024, work_dir: str | Path | None = None, durable: bool = True) -> dict[str, Any]:
     """Measure on a fresh random file of ``size_mib`` MiB in ``work_dir`` (default: a temp dir)."""
     if size_mib < 1:
         raise ValueError("size_mib must be at least 1")

@@ -173,9 +173,7 @@ def open_source(source: Source) -> BinaryIO:
         return open(source, "rb", buffering=0)
     if hasattr(source, "read"):
         return source
-    raise TypeError(
-        f"cannot read content from {type(source).__name__}; pass bytes, a path or a binary stream"
-    )
+    raise TypeError(f"cannot read content from {type(source).__name__}; pass bytes, a path or a binary stream")
 
 
 def build_dag(

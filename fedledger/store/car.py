@@ -45,9 +45,7 @@ def car_header(roots: list[CID]) -> bytes:
     return encode_varint(len(body)) + bytes(body)
 
 
-def write_car(
-    store: ContentStore, cid: str | CID, out: BinaryIO, progress: ProgressCallback | None = None
-) -> int:
+def write_car(store: ContentStore, cid: str | CID, out: BinaryIO, progress: ProgressCallback | None = None) -> int:
     """Write the DAG of ``cid`` as CARv1 to a stream; returns the number of blocks."""
     root = as_cid(cid)
     out.write(car_header([root]))

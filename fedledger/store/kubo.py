@@ -92,9 +92,7 @@ class KuboStore(ContentStore):
 
     # -- transport ---------------------------------------------------------------------------
 
-    def _call(
-        self, what: str, fn: Callable[[], _T], *, retry_timeouts: bool = True, retries: int | None = None
-    ) -> _T:
+    def _call(self, what: str, fn: Callable[[], _T], *, retry_timeouts: bool = True, retries: int | None = None) -> _T:
         """Run one RPC call with retries; map transport errors to BackendUnavailableError."""
         errors = self._errors
         max_retries = self.retries if retries is None else retries
@@ -116,9 +114,7 @@ class KuboStore(ContentStore):
             except errors.ErrorResponse as exc:
                 raise _map_error_response(what, exc) from exc
             except errors.StatusError as exc:
-                raise BackendUnavailableError(
-                    f"Kubo RPC API at {self.address}: {what} failed: {exc}"
-                ) from exc
+                raise BackendUnavailableError(f"Kubo RPC API at {self.address}: {what} failed: {exc}") from exc
             attempt += 1
             time.sleep(self.retry_delay * attempt)
 
@@ -131,14 +127,10 @@ class KuboStore(ContentStore):
 
     def _read_block(self, cid: CID) -> bytes:
         try:
-            data: Any = self._call(
-                f"block/get {cid}", lambda: self._client.block.get(str(cid)), retry_timeouts=False
-            )
+            data: Any = self._call(f"block/get {cid}", lambda: self._client.block.get(str(cid)), retry_timeouts=False)
         except BackendUnavailableError as exc:
             if "did not answer" in str(exc):  # Kubo searches the network for missing blocks
-                raise BlockNotFoundError(
-                    str(cid), f"{self.location} did not find it within {self.timeout}s"
-                ) from exc
+                raise BlockNotFoundError(str(cid), f"{self.location} did not find it within {self.timeout}s") from exc
             raise
         return bytes(data)
 
@@ -155,9 +147,7 @@ class KuboStore(ContentStore):
         if not parsed.matches(data):
             raise ContentMismatchError(str(parsed), "refusing to store a block that hashes differently")
         opts = {"cid-codec": parsed.codec_name, "mhtype": "sha2-256"}
-        reply: Any = self._call(
-            f"block/put {parsed}", lambda: self._client.block.put(io.BytesIO(data), opts=opts)
-        )
+        reply: Any = self._call(f"block/put {parsed}", lambda: self._client.block.put(io.BytesIO(data), opts=opts))
         returned = CID.parse(str(reply["Key"]))
         if returned.multihash != parsed.multihash:
             raise ContentMismatchError(str(parsed), f"{self.location} stored the block as {returned}")
@@ -176,7 +166,10 @@ class KuboStore(ContentStore):
         replayable = isinstance(source, bytes | bytearray | memoryview | str | Path)
 
         def upload() -> str:
-            stream = open_source(source)
+            try:
+                stream = open_source(source)
+            except OSError as exc:
+                raise StoreError(f"cannot read the file to add: {exc}") from exc
             try:
                 hashing = _HashingReader(stream, DagBuilder(None, cid_version=cid_version), progress)
                 reply: Any = self._client.add(
@@ -218,9 +211,7 @@ class KuboStore(ContentStore):
     def is_pinned(self, cid: str | CID) -> bool:
         parsed = as_cid(cid)
         try:
-            reply: Any = self._call(
-                f"pin/ls {parsed}", lambda: self._client.pin.ls(str(parsed), type="recursive")
-            )
+            reply: Any = self._call(f"pin/ls {parsed}", lambda: self._client.pin.ls(str(parsed), type="recursive"))
         except StoreError as exc:
             if "not pinned" in str(exc) or isinstance(exc, BlockNotFoundError):
                 return False

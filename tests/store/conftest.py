@@ -49,8 +49,7 @@ def write_pseudo_random(path: Path, size: int, seed: int) -> Path:
 def reference_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     base = tmp_path_factory.mktemp("reference-files")
     return {
-        name: write_pseudo_random(base / name, size, seed=i)
-        for i, (name, size) in enumerate(REFERENCE_SIZES.items())
+        name: write_pseudo_random(base / name, size, seed=i) for i, (name, size) in enumerate(REFERENCE_SIZES.items())
     }
 
 
@@ -209,9 +208,7 @@ class StandinKubo:
                     return JSONResponse({"Key": arg, "Size": len(store.get_block(arg))})
                 if command == "pin/add":
                     if not store.has_block(arg):
-                        return error(
-                            f"pin: block was not found locally (offline): ipld: could not find {arg}"
-                        )
+                        return error(f"pin: block was not found locally (offline): ipld: could not find {arg}")
                     pins.add(str(CID.parse(arg)))
                     return JSONResponse({"Pins": [arg]})
                 if command == "pin/rm":
@@ -235,9 +232,7 @@ def standin_kubo(tmp_path: Path) -> Iterator[StandinKubo]:
     import uvicorn
 
     server_state = StandinKubo(root=tmp_path, port=free_port())
-    config = uvicorn.Config(
-        server_state.build_app(), host="127.0.0.1", port=server_state.port, log_level="warning"
-    )
+    config = uvicorn.Config(server_state.build_app(), host="127.0.0.1", port=server_state.port, log_level="warning")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -20,9 +20,7 @@ from fedledger.store.cid import CID, decode_varint
 
 
 @pytest.mark.parametrize("cid_version", [0, 1])
-def test_car_round_trip_into_a_fresh_store(
-    cid_version: int, tmp_path: Path, reference_files: dict[str, Path]
-) -> None:
+def test_car_round_trip_into_a_fresh_store(cid_version: int, tmp_path: Path, reference_files: dict[str, Path]) -> None:
     source = reference_files["deep-175-chunks"]
     first = LocalStore(tmp_path / "a")
     cid = first.put(source, cid_version=cid_version)

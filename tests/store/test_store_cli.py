@@ -23,9 +23,7 @@ def fedledger(*args: str, env_home: Path, stdin: bytes | None = None) -> subproc
     )
 
 
-def test_add_get_car_round_trip_via_cli(
-    tmp_path: Path, reference_files: dict[str, Path], ipfs_cid_v0: object
-) -> None:
+def test_add_get_car_round_trip_via_cli(tmp_path: Path, reference_files: dict[str, Path], ipfs_cid_v0: object) -> None:
     source = reference_files["1MB"]
     added = fedledger("store", "add", str(source), env_home=tmp_path / "home")
     assert added.returncode == 0, added.stderr
@@ -86,9 +84,7 @@ def test_missing_content_is_reported(tmp_path: Path) -> None:
 
 
 def test_bench_store_prints_its_ratio(tmp_path: Path) -> None:
-    result = fedledger(
-        "bench", "store", "--json", "--size-mib", "8", "--dir", str(tmp_path), env_home=tmp_path
-    )
+    result = fedledger("bench", "store", "--json", "--size-mib", "8", "--dir", str(tmp_path), env_home=tmp_path)
     assert result.returncode == 0, result.stderr
     figures = json.loads(result.stdout)
     for key in (

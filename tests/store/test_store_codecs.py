@@ -69,9 +69,7 @@ def test_unsupported_hash_is_refused() -> None:
         CID.parse("b" + base64.b32encode(binary).decode().lower().rstrip("="))
 
 
-@given(
-    st.lists(st.tuples(st.binary(min_size=1, max_size=40), st.integers(0, 2**40)), max_size=5), st.binary()
-)
+@given(st.lists(st.tuples(st.binary(min_size=1, max_size=40), st.integers(0, 2**40)), max_size=5), st.binary())
 def test_dagpb_round_trip(links: list[tuple[bytes, int]], data: bytes) -> None:
     pb_links = [PBLink(CID.for_block(b, version=1, codec=0x55), size) for b, size in links]
     node = decode_node(encode_node(pb_links, data))

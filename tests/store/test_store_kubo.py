@@ -69,9 +69,7 @@ def test_kubo_round_trip_v0_and_v1_against_standin_server(
     assert not store.has("QmbFMke1KXqnYyBBWxB74N4c5SBnJMVAiMNRcGu6x1AwQH")
 
 
-def test_kubo_corrupted_blocks_are_rejected_against_standin_server(
-    standin_kubo: StandinKubo, tmp_path: Path
-) -> None:
+def test_kubo_corrupted_blocks_are_rejected_against_standin_server(standin_kubo: StandinKubo, tmp_path: Path) -> None:
     store = KuboStore(standin_kubo.multiaddr, timeout=10)
     cid = store.put(os.urandom(700_000))
     standin_kubo.misbehave.add("corrupt-blocks")

@@ -48,9 +48,7 @@ def test_round_trip(
     assert store.is_pinned(cid)
 
 
-def test_put_accepts_bytes_streams_and_paths_alike(
-    store: LocalStore, reference_files: dict[str, Path]
-) -> None:
+def test_put_accepts_bytes_streams_and_paths_alike(store: LocalStore, reference_files: dict[str, Path]) -> None:
     source = reference_files["1MB"]
     data = source.read_bytes()
     by_path = store.put(source)
@@ -204,18 +202,14 @@ def _add_in_process(root: str, source: str, barrier: object, queue: object) -> N
     queue.put(cid)  # type: ignore[attr-defined]
 
 
-def test_two_processes_adding_the_same_content_at_once(
-    tmp_path: Path, reference_files: dict[str, Path]
-) -> None:
+def test_two_processes_adding_the_same_content_at_once(tmp_path: Path, reference_files: dict[str, Path]) -> None:
     source = tmp_path / "src.bin"
     source.write_bytes(reference_files["1MB"].read_bytes() * 5)
     root = tmp_path / "shared-store"
     ctx = multiprocessing.get_context("spawn")
     barrier = ctx.Barrier(2)
     queue = ctx.Queue()
-    procs = [
-        ctx.Process(target=_add_in_process, args=(str(root), str(source), barrier, queue)) for _ in range(2)
-    ]
+    procs = [ctx.Process(target=_add_in_process, args=(str(root), str(source), barrier, queue)) for _ in range(2)]
     for proc in procs:
         proc.start()
     for proc in procs:
