@@ -32,9 +32,7 @@ def test_python_bytecode_equals_hardhat_build(compiled_ledger: CompiledContract,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Downloading" not in result.stdout + result.stderr  # the npm soljson, never a download
-    artifact = json.loads(
-        (tmp_path / "artifacts/contracts/FederatedLedger.sol/FederatedLedger.json").read_text()
-    )
+    artifact = json.loads((tmp_path / "artifacts/contracts/FederatedLedger.sol/FederatedLedger.json").read_text())
     assert artifact["bytecode"] == "0x" + compiled_ledger.bytecode.hex()
     assert artifact["deployedBytecode"] == "0x" + compiled_ledger.deployed_bytecode.hex()
     assert artifact["abi"] == compiled_ledger.abi

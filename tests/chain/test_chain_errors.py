@@ -23,13 +23,10 @@ def test_revert_data_decodes_with_fields_and_message(compiled_ledger: CompiledCo
     assert isinstance(exc, errors.NotEnoughApprovals)
     assert exc.fields == {"distinct": 2, "required": 3}
     assert str(exc) == (
-        "postGlobalModel(round 4): 2 distinct approvals from active institutions, 3 required"
-        " [NotEnoughApprovals]"
+        "postGlobalModel(round 4): 2 distinct approvals from active institutions, 3 required [NotEnoughApprovals]"
     )
     owner = "0x" + "ab" * 20
-    data = keccak(text="Sm9IdTaken(string,address)")[:4] + encode(
-        ["string", "address"], ["hospital-a", owner]
-    )
+    data = keccak(text="Sm9IdTaken(string,address)")[:4] + encode(["string", "address"], ["hospital-a", owner])
     exc = decoder.decode(data)
     assert isinstance(exc, errors.Sm9IdTaken)
     assert "'hospital-a'" in str(exc) and "0xABaBaBaBABabABabAbAbABAbABabababaBaBABaB" in str(exc)

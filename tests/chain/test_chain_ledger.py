@@ -20,9 +20,7 @@ CID0 = "QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG"
 SIG = bytes(range(1, 105))  # 104 bytes, the size of a DER SM9 signature
 
 
-def _submit(
-    ledger: LedgerClient, account: LocalAccount, round_: int, i: int, rate_ppm: int = 500_000
-) -> TxResult:
+def _submit(ledger: LedgerClient, account: LocalAccount, round_: int, i: int, rate_ppm: int = 500_000) -> TxResult:
     return ledger.submit_update(
         account, round_, f"QmUpdate{round_}x{i}", sm3(b"update %d/%d" % (round_, i)),
         sm3(b"map %d" % i), 10 + i, rate_ppm, SIG,
@@ -30,9 +28,7 @@ def _submit(
 
 
 def _record(round_: int) -> GlobalModelRecord:
-    return GlobalModelRecord(
-        round_, f"QmGlobal{round_}", sm3(b"global %d" % round_), sm3(b"root %d" % round_), SIG
-    )
+    return GlobalModelRecord(round_, f"QmGlobal{round_}", sm3(b"global %d" % round_), sm3(b"root %d" % round_), SIG)
 
 
 def _post(ledger: LedgerClient, roles: DevRoles, record: GlobalModelRecord, approvers: list[int]) -> None:
@@ -221,9 +217,7 @@ def test_event_reading_pages_through_block_ranges(ledger: LedgerClient, dev_acco
         ledger.updates_submitted(page_size=0)
 
 
-def test_client_rejects_malformed_digests_before_sending(
-    ledger: LedgerClient, dev_accounts: DevRoles
-) -> None:
+def test_client_rejects_malformed_digests_before_sending(ledger: LedgerClient, dev_accounts: DevRoles) -> None:
     with pytest.raises(ValueError, match="32 bytes"):
         ledger.open_round(dev_accounts.aggregator, 0, CID0, b"short")
     with pytest.raises(ValueError, match="updates root"):
