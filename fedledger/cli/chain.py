@@ -39,6 +39,16 @@ def _fail(message: str, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
+def _tool_failures() -> tuple[type[Exception], ...]:
+    """Failures of the chain tooling that deserve a message (exit 1), not a traceback."""
+    from fedledger.chain.compiler import CompilationError
+    from fedledger.chain.errors import LedgerError
+    from fedledger.chain.localchain import LocalChainError
+    from fedledger.chain.paths import ToolNotFoundError
+
+    return (LedgerError, LocalChainError, CompilationError, ToolNotFoundError)
+
+
 def _check_kind(kind: str) -> Any:
     if kind not in ("anvil", "hardhat"):
         _fail(f"--kind must be 'anvil' or 'hardhat', not {kind!r}")
@@ -99,14 +109,14 @@ def up(
 
     from fedledger.chain.deploy import deploy_ledger, dev_consortium
     from fedledger.chain.devaccounts import dev_roles
-    from fedledger.chain.localchain import LocalChain, LocalChainError
+    from fedledger.chain.localchain import LocalChain
 
     path = deployment_file or _default_deployment_file()
     chain = LocalChain(chain_kind, port=port or None, state_path=state)
     try:
         with console.status(f"starting {chain_kind}"):
             chain.start()
-    except LocalChainError as exc:
+    except _tool_failures() as exc:
         _fail(str(exc), code=1)
     try:
         w3 = Web3(HTTPProvider(chain.rpc_url))
@@ -129,6 +139,9 @@ def up(
         console.print("dev accounts: 0 deployer, 1 aggregator, 2.. institutions (well-known local keys)")
         console.print("[dim]Ctrl-C stops the chain[/]")
         _wait_for_interrupt(chain)
+    except _tool_failures() as exc:
+        chain.stop()
+        _fail(str(exc), code=1)
     finally:
         chain.stop()
     console.print("chain stopped" + (f"; state saved to {state}" if state else ""))
@@ -234,8 +247,6 @@ def deploy(
 
     from fedledger.chain.deploy import InstitutionSpec, deploy_ledger, dev_consortium
     from fedledger.chain.devaccounts import dev_roles
-    from fedledger.chain.errors import LedgerError
-
     specs = [InstitutionSpec(*_parse_institution(text)) for text in institution or []]
     if dev:
         if not 1 <= dev_institutions <= 7:
@@ -263,7 +274,7 @@ def deploy(
                 threshold=threshold,
                 rpc_url=rpc_url,
             )
-    except LedgerError as exc:
+    except _tool_failures() as exc:
         _fail(str(exc), code=1)
     path = deployment_file or _default_deployment_file()
     deployment.save(path)
@@ -367,8 +378,6 @@ def smoke(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Interim demo: local chain, deploy (5 institutions, k = 3), one round with placeholder CIDs."""
-    from fedledger.chain.errors import LedgerError
-    from fedledger.chain.localchain import LocalChainError
     from fedledger.chain.smoke import PLACEHOLDER_NOTE, run_smoke
 
     chain_kind = _check_kind(kind)
@@ -380,7 +389,7 @@ def smoke(
         else:
             with console.status("starting") as spinner:
                 report = run_smoke(chain_kind, progress=lambda msg: spinner.update(msg))
-    except (LedgerError, LocalChainError) as exc:
+    except _tool_failures() as exc:
         _fail(str(exc), code=1)
     if as_json:
         from dataclasses import asdict
@@ -423,7 +432,6 @@ def bench_chain(
 ) -> None:
     """Gas used by every ledger operation (realistic calldata), against the issue's targets."""
     from fedledger.chain.bench import measure_gas
-    from fedledger.chain.localchain import LocalChainError
 
     chain_kind = _check_kind(kind)
     try:
@@ -432,6 +440,6 @@ def bench_chain(
         else:
             with err_console.status("measuring gas") as spinner:
                 result = measure_gas(chain_kind, progress=lambda msg: spinner.update(msg))
-    except LocalChainError as exc:
+    except _tool_failures() as exc:
         _fail(str(exc), code=1)
     emit("chain", result, as_json)
