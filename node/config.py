@@ -56,6 +56,8 @@ class NodeConfig(BaseModel):
     share_file: str = "keys/consortium-share.json"
     master_public_key_file: str = "keys/sign-master-public-key.pem"
     threshold_public_file: str = "keys/threshold-public.json"
+    consortium_file: str = "keys/consortium.json"
+    selection: Literal["static", "rolling"] = "static"
     state_dir: str = "state"
     poll_interval: float = Field(0.5, gt=0, le=60)
     data: DataConfig

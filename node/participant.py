@@ -116,9 +116,7 @@ def train_and_submit(ctx: NodeContext, round_index: int) -> bool:
             raise RecordRefused(f"round {round_index} does not start from round {round_index - 1}'s model")
         verify_posted_round(ctx, round_index - 1)
     rounds_dir = ctx.state_dir / f"round-{round_index}"
-    base_path = fetch_verified_model(
-        ctx.store, base.base_cid, base.base_digest, rounds_dir / "base.safetensors"
-    )
+    base_path = fetch_verified_model(ctx.store, base.base_cid, base.base_digest, rounds_dir / "base.safetensors")
     ctx.ledger.record_access(ctx.account, base.base_cid, f"train round {round_index}")
     config = TrainConfig(
         epochs=ctx.train_config.epochs,
@@ -187,9 +185,7 @@ def check_record(ctx: NodeContext, view: dict[str, Any]) -> RoundRecord:
         raise RecordRefused(f"round {round_index} is not the open round on the ledger")
     opened = ctx.ledger.rounds_opened(round=round_index)
     if not opened or opened[0].base_digest != record.base_digest:
-        raise RecordRefused(
-            f"round {round_index}: the record's base model is not the one the round opened with"
-        )
+        raise RecordRefused(f"round {round_index}: the record's base model is not the one the round opened with")
     events = {e.institution.lower(): e for e in ctx.ledger.updates_submitted(round=round_index)}
     included = [str(a).lower() for a in view["included"]]
     if included != sorted(set(included)):

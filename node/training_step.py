@@ -44,9 +44,7 @@ def fetch_verified_model(store: ContentStore, cid: str, expected_digest: bytes, 
     actual = sm3_file(dest)
     if actual != expected_digest:
         dest.unlink(missing_ok=True)
-        raise BaseModelMismatch(
-            f"model {cid}: SM3 {actual.hex()} differs from the ledger's {expected_digest.hex()}"
-        )
+        raise BaseModelMismatch(f"model {cid}: SM3 {actual.hex()} differs from the ledger's {expected_digest.hex()}")
     return dest
 
 

@@ -1,0 +1,220 @@
+"""The aggregator's round driver: open, collect, align, authorize, post — resumable from the ledger.
+
+Each pass asks the ledger where the protocol is and does the next step, so after a crash the
+aggregator picks up where the chain says it is. Aggregation is deterministic (same updates, same
+global model bytes, same CID), so redoing an interrupted round yields the same record.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from eth_account.signers.local import LocalAccount
+
+from aggregator.aggregation_step import RoundOutcome, SubmittedUpdate, aggregate_round
+from aggregator.http_api import SessionBoard
+from aggregator.signing import SigningSession
+from fedledger.chain.approvals import GlobalModelRecord, global_model_typed_data, recover_signer
+from fedledger.chain.client import LedgerClient, UpdateSubmitted
+from fedledger.fl import ModelSpec, ValidationPolicy, initial_global_state, load_global, save_global
+from fedledger.protocol import RoundRecord, UpdateEntry, merkle_root
+from fedledger.protocol.consortium import Consortium
+from fedledger.sm9 import SignMasterPublicKey
+from fedledger.sm9.threshold import ThresholdPublic
+from fedledger.store import ContentStore
+
+log = logging.getLogger(__name__)
+
+
+class RoundFailed(Exception):
+    """A round cannot complete (e.g. fewer than k honest signers remain); the message says why."""
+
+
+@dataclass
+class AggregatorContext:
+    account: LocalAccount
+    ledger: LedgerClient
+    store: ContentStore
+    spec: ModelSpec
+    master_public_key: SignMasterPublicKey
+    threshold_public: ThresholdPublic
+    consortium: Consortium
+    state_dir: Path
+    board: SessionBoard
+    init_seed: int = 0
+    min_updates: int = 0
+    round_deadline: float = 300.0
+    session_timeout: float = 120.0
+    policy: ValidationPolicy | None = None
+    poll_interval: float = 0.25
+
+    def __repr__(self) -> str:
+        return f"AggregatorContext(address={self.account.address})"
+
+
+def entry_of(ledger: LedgerClient, event: UpdateSubmitted) -> UpdateEntry:
+    return UpdateEntry(
+        ledger.chain_id,
+        ledger.address,
+        event.round,
+        event.institution,
+        event.cid,
+        event.digest,
+        event.num_samples,
+        event.width_rate_ppm,
+        event.mapping_digest,
+    )
+
+
+def open_first_round(ctx: AggregatorContext) -> None:
+    """Round 0 starts from the seeded initial model, whose CID and digest go on the ledger."""
+    path = ctx.state_dir / "global-initial.safetensors"
+    digest = save_global(path, initial_global_state(ctx.spec, ctx.init_seed), ctx.spec, 0)
+    cid = ctx.store.put(path)
+    ctx.ledger.open_round(ctx.account, 0, cid, digest)
+    log.info("opened round 0 from the initial model %s", cid)
+
+
+def open_next_round(ctx: AggregatorContext, previous: int) -> None:
+    posted = ctx.ledger.global_models_posted(round=previous)
+    if not posted:
+        raise RoundFailed(f"round {previous} is closed but its global model is not on the ledger")
+    ctx.ledger.open_round(ctx.account, previous + 1, posted[0].cid, posted[0].digest)
+    log.info("opened round %d from %s", previous + 1, posted[0].cid)
+
+
+def wait_for_updates(ctx: AggregatorContext, round_index: int, stop: threading.Event) -> list[UpdateSubmitted]:
+    """Until every active institution (or ``min_updates``) submitted, or the deadline passed."""
+    wanted = ctx.min_updates or ctx.ledger.active_institution_count()
+    deadline = time.monotonic() + ctx.round_deadline
+    while not stop.is_set():
+        events = ctx.ledger.updates_submitted(round=round_index)
+        ctx.board.status = {"state": "collecting", "round": round_index, "updates": len(events)}
+        if len(events) >= wanted or (events and time.monotonic() >= deadline):
+            return events
+        time.sleep(ctx.poll_interval)
+    raise RoundFailed("stopped while waiting for updates")
+
+
+def _approval_signer(ctx: AggregatorContext, record: RoundRecord) -> Callable[[bytes, bytes], str]:
+    def signer(signature_der: bytes, approval: bytes) -> str:
+        nonce = ctx.ledger.nonces().global_model
+        typed = global_model_typed_data(
+            ctx.ledger.domain,
+            GlobalModelRecord(
+                record.round, record.global_cid, record.global_digest, record.updates_root, signature_der
+            ),
+            nonce,
+        )
+        return recover_signer(typed, approval)
+
+    return signer
+
+
+def authorize(
+    ctx: AggregatorContext, record: RoundRecord, included: list[str], stop: threading.Event
+) -> tuple[bytes, list[bytes]]:
+    """Run signing sessions until one yields a threshold signature and k approvals."""
+    excluded: set[int] = set()
+    while not stop.is_set():
+        session = SigningSession(
+            ctx.threshold_public,
+            ctx.consortium,
+            record,
+            included,
+            _approval_signer(ctx, record),
+            excluded=frozenset(excluded),
+        )
+        ctx.board.publish(session)
+        ctx.board.status = {"state": "signing", "round": record.round, "session": session.session_id}
+        started = time.monotonic()
+        while not stop.is_set() and time.monotonic() - started < ctx.session_timeout:
+            phase = session.tick()
+            if phase == "ready" and session.signature_der is not None:
+                return session.signature_der, list(session.approvals.values())
+            if phase == "failed":
+                names = [ctx.consortium.by_share(i).name for i in session.cheaters]
+                log.warning("round %d: partial signatures from %s failed the check", record.round, names)
+                excluded |= set(session.cheaters)
+                break
+            time.sleep(ctx.poll_interval)
+        else:
+            log.warning("round %d: session %s timed out; starting a new one", record.round, session.session_id)
+        if len(ctx.consortium.members) - len(excluded) < ctx.threshold_public.k:
+            raise RoundFailed(f"round {record.round}: fewer than k honest signers remain")
+    raise RoundFailed("stopped while signing")
+
+
+def run_round(ctx: AggregatorContext, round_index: int, stop: threading.Event) -> RoundOutcome:
+    opened = ctx.ledger.rounds_opened(round=round_index)[0]
+    workdir = ctx.state_dir / f"round-{round_index}"
+    workdir.mkdir(parents=True, exist_ok=True)
+    base_path = workdir / "base.safetensors"
+    ctx.store.get_to_path(opened.base_cid, base_path)
+    base_state, _ = load_global(base_path)
+    events = wait_for_updates(ctx, round_index, stop)
+    identities = {i.address.lower(): i.sm9_id for i in ctx.ledger.institutions()}
+    submissions = [
+        SubmittedUpdate(entry_of(ctx.ledger, e), e.sm9_signature, identities[e.institution.lower()]) for e in events
+    ]
+    ctx.board.status = {"state": "aggregating", "round": round_index, "updates": len(events)}
+    outcome = aggregate_round(
+        ctx.store,
+        ctx.master_public_key,
+        ctx.spec,
+        base_state,
+        opened.base_digest,
+        submissions,
+        round_index,
+        workdir,
+        ctx.policy,
+    )
+    if not outcome.included:
+        raise RoundFailed(f"round {round_index}: no valid update ({outcome.rejected})")
+    leaves = [s.entry.leaf(s.signature_der) for s in outcome.included]
+    record = RoundRecord(
+        ctx.ledger.chain_id,
+        ctx.ledger.address,
+        round_index,
+        opened.base_digest,
+        outcome.global_cid,
+        outcome.global_digest,
+        merkle_root(leaves),
+    )
+    included = [s.entry.institution.lower() for s in outcome.included]
+    signature, approvals = authorize(ctx, record, included, stop)
+    ctx.ledger.post_global_model(
+        ctx.account,
+        GlobalModelRecord(round_index, record.global_cid, record.global_digest, record.updates_root, signature),
+        approvals,
+    )
+    log.info(
+        "round %d posted: %s with %d updates (%d rejected)",
+        round_index,
+        record.global_cid,
+        len(included),
+        len(outcome.rejected),
+    )
+    return outcome
+
+
+def run_aggregator(ctx: AggregatorContext, rounds: int, stop: threading.Event | None = None) -> int:
+    """Drive the ledger until ``rounds`` rounds are posted; returns the number posted."""
+    stop = stop or threading.Event()
+    while not stop.is_set():
+        state = ctx.ledger.round_state()
+        if not state.started:
+            open_first_round(ctx)
+        elif state.open:
+            run_round(ctx, state.round, stop)
+        elif state.round + 1 >= rounds:
+            ctx.board.status = {"state": "done", "rounds": state.round + 1}
+            return state.round + 1
+        else:
+            open_next_round(ctx, state.round)
+    return ctx.ledger.round_state().round

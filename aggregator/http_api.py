@@ -1,0 +1,88 @@
+"""The aggregator's HTTP API: where nodes find the current signing session and post to it.
+
+Nodes only ever call out to the aggregator (hospitals rarely accept inbound connections), so the
+protocol is polling: GET the session, POST commitments, partials and approvals. Every POST is
+authenticated (EIP-191 by the member's Ethereum key, or the EIP-712 approval itself) and checked
+by the session; refusals come back as 409/422 with a JSON message.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from fastapi import FastAPI, HTTPException
+from pydantic import BaseModel, Field
+
+from aggregator.signing import SessionRejected, SigningSession
+
+
+class SignedBody(BaseModel):
+    payload: dict[str, Any] = Field(description="commitment or partial signature (SM9 module encoding)")
+    auth: str = Field(description="EIP-191 signature of the payload by the member's Ethereum key")
+
+
+class ApprovalBody(BaseModel):
+    approval: str = Field(description="65-byte EIP-712 GlobalModel approval, hex")
+
+
+class SessionBoard:
+    """Holds the current session per round (and the last status), shared with the round driver."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sessions: dict[int, SigningSession] = {}
+        self.status: dict[str, Any] = {"state": "starting"}
+
+    def publish(self, session: SigningSession) -> None:
+        with self._lock:
+            self._sessions[session.record.round] = session
+
+    def get(self, round_index: int) -> SigningSession:
+        with self._lock:
+            session = self._sessions.get(round_index)
+        if session is None:
+            raise HTTPException(404, f"no signing session for round {round_index} yet")
+        return session
+
+    def checked(self, round_index: int, session_id: str) -> SigningSession:
+        session = self.get(round_index)
+        if session.session_id != session_id:
+            raise HTTPException(409, f"session {session_id} is over; the current one is {session.session_id}")
+        return session
+
+
+def create_app(board: SessionBoard) -> FastAPI:
+    app = FastAPI(title="fedledger aggregator", version="1", description=__doc__)
+
+    @app.get("/health")
+    def health() -> dict[str, Any]:
+        return {"ok": True, **board.status}
+
+    @app.get("/rounds/{round_index}/session")
+    def session(round_index: int) -> dict[str, Any]:
+        return board.get(round_index).describe()
+
+    def _apply(action: Any) -> dict[str, Any]:
+        try:
+            action()
+        except SessionRejected as exc:
+            raise HTTPException(409, str(exc)) from None
+        return {"accepted": True}
+
+    @app.post("/rounds/{round_index}/sessions/{session_id}/commitments")
+    def commit(round_index: int, session_id: str, body: SignedBody) -> dict[str, Any]:
+        s = board.checked(round_index, session_id)
+        return _apply(lambda: s.add_commitment(body.payload, body.auth))
+
+    @app.post("/rounds/{round_index}/sessions/{session_id}/partials")
+    def partial(round_index: int, session_id: str, body: SignedBody) -> dict[str, Any]:
+        s = board.checked(round_index, session_id)
+        return _apply(lambda: s.add_partial(body.payload, body.auth))
+
+    @app.post("/rounds/{round_index}/sessions/{session_id}/approvals")
+    def approve(round_index: int, session_id: str, body: ApprovalBody) -> dict[str, Any]:
+        s = board.checked(round_index, session_id)
+        return _apply(lambda: s.add_approval(body.approval))
+
+    return app

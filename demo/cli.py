@@ -1,0 +1,232 @@
+"""``fedledger demo``: a whole consortium on this machine, every party in its own process.
+
+A local Anvil chain, the ledger contract, a KGC (SM9 master key, institution keys, k-of-n shares of
+the consortium key), five institutions at widths 1, 1/2, 1/2, 1/4, 1/8 training on digits split by
+Dirichlet(0.5), the aggregator, and the audit API. Parties talk only through the chain, the store
+and the aggregator's HTTP API. At the end the audit API's summary says whether every entry checks out.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class _Processes:
+    """Child processes with their logs; all are stopped on exit, whatever happens."""
+
+    def __init__(self, logs: Path) -> None:
+        self.logs = logs
+        self.children: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
+        log = open(self.logs / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "FEDLEDGER_TORCH_THREADS": "1"}
+        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
+        self.children[name] = proc
+        return proc
+
+    def failed(self) -> list[str]:
+        return [n for n, p in self.children.items() if p.poll() not in (None, 0)]
+
+    def stop(self) -> None:
+        for proc in self.children.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.children.values():
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def _accuracy_per_round(layout: Any, rounds: int) -> list[dict[str, float]]:
+    """Evaluate each posted global model on the institutions' pooled local test splits."""
+    import numpy as np
+
+    from fedledger.chain.deploy import Deployment
+    from fedledger.fl import evaluate, load_dataset, load_global, partition
+    from fedledger.store import open_store
+
+    ledger = Deployment.load(layout.root / "deployment.json").client()
+    store = open_store(layout.store_spec)
+    shards = partition(load_dataset("digits"), 5, "dirichlet", 0.5, 0)
+    X = np.concatenate([s.test.X for s in shards])
+    y = np.concatenate([s.test.y for s in shards])
+    out = []
+    for event in ledger.rounds_opened()[: rounds + 1]:
+        path = layout.root / f"eval-{event.round}.safetensors"
+        store.get_to_path(event.base_cid, path)
+        state, meta = load_global(path)
+        out.append({"round": event.round, **evaluate(meta.spec, state, X, y)})  # type: ignore[arg-type]
+    posted = ledger.global_models_posted()
+    if len(posted) >= rounds:
+        path = layout.root / "eval-final.safetensors"
+        store.get_to_path(posted[rounds - 1].cid, path)
+        state, meta = load_global(path)
+        out.append({"round": rounds, **evaluate(meta.spec, state, X, y)})  # type: ignore[arg-type]
+    return out
+
+
+def _plot(points: list[dict[str, float]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot([p["round"] for p in points], [p["accuracy"] for p in points], marker="o", label="accuracy")
+    ax.plot([p["round"] for p in points], [p["macro_f1"] for p in points], marker="s", label="macro-F1")
+    ax.set_xlabel("global model after round (0 = initial)")
+    ax.set_ylabel("score on pooled local test splits")
+    ax.set_ylim(0, 1)
+    ax.set_title("fedledger demo: digits, 5 institutions, widths 1, 1/2, 1/2, 1/4, 1/8")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def run_demo(workdir: Path, rounds: int, timeout: float, progress: bool) -> dict[str, Any]:
+    """Run the whole demo; returns the closing summary."""
+    import httpx
+    from rich.progress import Progress
+
+    from demo.consortium_setup import setup_consortium
+    from fedledger.chain.deploy import Deployment
+    from fedledger.chain.localchain import LocalChain
+
+    if workdir.exists():
+        shutil.rmtree(workdir)
+    (workdir / "logs").mkdir(parents=True)
+    exe = [sys.executable, "-m", "fedledger.cli"]
+    started = time.monotonic()
+    with LocalChain("anvil") as chain:
+        layout = setup_consortium(workdir, chain.rpc_url, aggregator_port=_free_port())
+        procs = _Processes(workdir / "logs")
+        audit_port = _free_port()
+        try:
+            agg = layout.aggregator_dir
+            procs.start(
+                "aggregator",
+                [
+                    *exe,
+                    "aggregator",
+                    "run",
+                    "-c",
+                    str(agg),
+                    "--rounds",
+                    str(rounds),
+                    "--password-file",
+                    str(agg / "password"),
+                    "-v",
+                ],
+            )
+            for home in layout.node_dirs:
+                procs.start(
+                    home.name,
+                    [
+                        *exe,
+                        "node",
+                        "run",
+                        "-c",
+                        str(home),
+                        "--rounds",
+                        str(rounds),
+                        "--password-file",
+                        str(home / "password"),
+                        "-v",
+                    ],
+                )
+            import importlib.util
+
+            if importlib.util.find_spec("fedledger.cli.audit") is not None:
+                procs.start(
+                    "audit",
+                    [
+                        *exe,
+                        "audit",
+                        "serve",
+                        "--deployment",
+                        str(workdir / "deployment.json"),
+                        "--store",
+                        layout.store_spec,
+                        "--master-public-key",
+                        str(layout.master_public_key),
+                        "--port",
+                        str(audit_port),
+                    ],
+                )
+            ledger = Deployment.load(workdir / "deployment.json").client()
+            with Progress(disable=not progress, transient=True) as bar:
+                task = bar.add_task("federated rounds", total=rounds)
+                while True:
+                    posted = len(ledger.global_models_posted())
+                    bar.update(task, completed=posted)
+                    if posted >= rounds and procs.children["aggregator"].poll() is not None:
+                        break
+                    failed = procs.failed()
+                    if failed:
+                        raise RuntimeError(f"{failed} exited with an error; see {workdir / 'logs'}")
+                    if time.monotonic() - started > timeout:
+                        raise RuntimeError(f"demo did not finish within {timeout:.0f} s; see {workdir / 'logs'}")
+                    time.sleep(0.5)
+            audit_url = f"http://127.0.0.1:{audit_port}"
+            summary: dict[str, Any] = {}
+            for _ in range(120 if "audit" in procs.children else 0):
+                try:
+                    summary = httpx.get(f"{audit_url}/summary", timeout=60).json()
+                    break
+                except httpx.HTTPError:
+                    time.sleep(0.5)
+            accuracy = _accuracy_per_round(layout, rounds)
+            _plot(accuracy, workdir / "accuracy.png")
+        finally:
+            procs.stop()
+    return {
+        "rounds": rounds,
+        "contract": layout.deployment.address,
+        "seconds": round(time.monotonic() - started, 1),
+        "accuracy_per_round": accuracy,
+        "plot": str(workdir / "accuracy.png"),
+        "audit": summary,
+        "logs": str(workdir / "logs"),
+    }
+
+
+def demo(
+    workdir: Annotated[Path, typer.Option(help="Where the demo writes keys, store, logs and the plot.")] = Path(
+        "demo-output"
+    ),
+    rounds: Annotated[int, typer.Option(min=1, max=20, help="Federated rounds to run.")] = 3,
+    timeout: Annotated[float, typer.Option(help="Give up after this many seconds.")] = 600.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the closing summary as JSON.")] = False,
+) -> None:
+    """Run a whole consortium locally: chain, KGC, 5 institutions, aggregator, audit API."""
+    try:
+        summary = run_demo(workdir.resolve(), rounds, timeout, progress=not as_json)
+    except RuntimeError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2))
+        return
+    typer.echo(json.dumps(summary, indent=2))

@@ -1,0 +1,160 @@
+"""Setting up a local consortium on disk: ledger, KGC keys, shares, node and aggregator configs.
+
+This is what the KGC and each institution would do by hand with `fedledger kgc ...` and
+`fedledger node init`; the demo and the end-to-end tests do it in one call. Every secret file is
+written encrypted with mode 0600; each party gets its own random password file (0600).
+"""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from web3 import Web3
+
+from aggregator.config import AggregatorConfig
+from aggregator.config import save_config as save_aggregator_config
+from fedledger.chain.deploy import Deployment, InstitutionSpec, deploy_ledger
+from fedledger.chain.devaccounts import dev_roles
+from fedledger.fl import default_spec, load_dataset
+from fedledger.protocol.consortium import Consortium, Member, consortium_identity
+from fedledger.sm9 import SignMasterKey, extract_sign_key
+from fedledger.sm9.keystore import write_private_bytes
+from fedledger.sm9.threshold import split_key
+from node.config import DataConfig, NodeConfig, TrainingConfig
+from node.config import save_config as save_node_config
+from node.context import save_eth_key
+
+DEFAULT_RATES = (1.0, 0.5, 0.5, 0.25, 0.125)
+
+
+@dataclass(frozen=True)
+class ConsortiumLayout:
+    """Where everything was written."""
+
+    root: Path
+    deployment: Deployment
+    store_spec: str
+    aggregator_dir: Path
+    aggregator_url: str
+    node_dirs: tuple[Path, ...]
+    master_public_key: Path
+    consortium: Consortium
+
+    def password_file(self, party_dir: Path) -> Path:
+        return party_dir / "password"
+
+
+def _password(path: Path) -> str:
+    password = secrets.token_urlsafe(24)
+    write_private_bytes(path, password.encode("utf-8"))
+    return password
+
+
+def setup_consortium(
+    root: Path,
+    rpc_url: str,
+    *,
+    rates: tuple[float, ...] = DEFAULT_RATES,
+    threshold: int = 3,
+    dataset: str = "digits",
+    alpha: float = 0.5,
+    seed: int = 0,
+    epochs: int = 5,
+    aggregator_port: int = 8700,
+) -> ConsortiumLayout:
+    """Deploy a ledger on ``rpc_url`` and write every party's files under ``root``."""
+    w3 = Web3(Web3.HTTPProvider(rpc_url))
+    roles = dev_roles(len(rates))
+    names = [f"hospital-{i + 1}" for i in range(len(rates))]
+    institutions = [InstitutionSpec(a.address, f"inst:{n}") for a, n in zip(roles.institutions, names, strict=True)]
+    deployment = deploy_ledger(
+        w3,
+        roles.deployer,
+        aggregator=roles.aggregator.address,
+        institutions=institutions,
+        threshold=threshold,
+        rpc_url=rpc_url,
+    )
+    deployment.save(root / "deployment.json")
+
+    kgc = root / "kgc"
+    kgc.mkdir(parents=True, exist_ok=True)
+    kgc_password = _password(kgc / "password")
+    master = SignMasterKey.generate()
+    master.save(kgc / "sign_master.key", kgc_password)
+    mpk_path = kgc / "sign_master_public.pem"
+    master.public_key.save(mpk_path)
+    identity = consortium_identity(deployment.chain_id, deployment.address)
+    shares, public = split_key(master, identity, threshold, len(rates))
+    public_path = kgc / "threshold_public.json"
+    public.save(public_path)
+    consortium = Consortium(
+        deployment.chain_id,
+        deployment.address,
+        identity,
+        threshold,
+        tuple(
+            Member(name, inst.address, inst.sm9_id, i + 1)
+            for i, (name, inst) in enumerate(zip(names, institutions, strict=True))
+        ),
+    )
+    roster = kgc / "consortium.json"
+    consortium.save(roster)
+
+    store_spec = f"local:{root / 'store'}"
+    aggregator_url = f"http://127.0.0.1:{aggregator_port}"
+    data = load_dataset(dataset)
+    node_dirs = []
+    for i, (name, rate) in enumerate(zip(names, rates, strict=True)):
+        home = root / name
+        keys = home / "keys"
+        keys.mkdir(parents=True, exist_ok=True)
+        password = _password(home / "password")
+        extract_sign_key(master, institutions[i].sm9_id).save(keys / "sm9-sign-key.json", password)
+        shares[i].save(keys / "consortium-share.json", password)
+        save_eth_key(keys / "eth-key.json", roles.institutions[i], password)
+        shutil.copyfile(mpk_path, keys / "sign-master-public-key.pem")
+        shutil.copyfile(public_path, keys / "threshold-public.json")
+        shutil.copyfile(roster, keys / "consortium.json")
+        save_node_config(
+            NodeConfig(
+                name=name,
+                sm9_identity=institutions[i].sm9_id,
+                width_rate=rate,
+                rpc_url=rpc_url,
+                contract=deployment.address,
+                aggregator_url=aggregator_url,
+                store=store_spec,
+                data=DataConfig(
+                    source=dataset, partitions=len(rates), index=i, scheme="dirichlet", alpha=alpha, seed=seed
+                ),
+                training=TrainingConfig(epochs=epochs, seed=seed + i),
+            ),
+            home,
+        )
+        node_dirs.append(home)
+
+    agg = root / "aggregator"
+    (agg / "keys").mkdir(parents=True, exist_ok=True)
+    agg_password = _password(agg / "password")
+    save_eth_key(agg / "keys" / "eth-key.json", roles.aggregator, agg_password)
+    shutil.copyfile(mpk_path, agg / "keys" / "sign-master-public-key.pem")
+    shutil.copyfile(public_path, agg / "keys" / "threshold-public.json")
+    shutil.copyfile(roster, agg / "keys" / "consortium.json")
+    spec = default_spec(data.input_shape, data.num_classes)
+    save_aggregator_config(
+        AggregatorConfig(
+            rpc_url=rpc_url,
+            contract=deployment.address,
+            store=store_spec,
+            port=aggregator_port,
+            model=spec.to_dict(),
+            init_seed=seed,
+            round_deadline_seconds=120.0,
+        ),
+        agg,
+    )
+    return ConsortiumLayout(root, deployment, store_spec, agg, aggregator_url, tuple(node_dirs), mpk_path, consortium)

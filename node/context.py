@@ -1,0 +1,92 @@
+"""Turning a node's config and key files into a running :class:`NodeContext`.
+
+Secrets are decrypted here with the node's password and held only in memory; nothing secret is
+logged or put in an exception message.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+
+from fedledger.chain.client import LedgerClient
+from fedledger.chain.compiler import compile_ledger
+from fedledger.fl import TrainConfig, load_dataset, partition
+from fedledger.protocol.consortium import Consortium
+from fedledger.sm9 import SignMasterPublicKey, SignPrivateKey
+from fedledger.sm9.keystore import write_private_bytes
+from fedledger.sm9.threshold import KeyShare, Signer, ThresholdPublic
+from fedledger.store import open_store
+from node.config import NodeConfig
+from node.participant import NodeContext
+
+
+class KeyFileError(Exception):
+    """A key file is missing, unreadable, or the password does not open it."""
+
+
+def save_eth_key(path: Path, account: LocalAccount, password: str) -> None:
+    """Write the Ethereum key as an encrypted keystore file (mode 0600)."""
+    keystore = Account.encrypt(account.key, password)
+    write_private_bytes(path, json.dumps(keystore).encode("utf-8"))
+
+
+def load_eth_key(path: Path, password: str) -> LocalAccount:
+    try:
+        keystore = json.loads(path.read_text(encoding="utf-8"))
+        return Account.from_key(Account.decrypt(keystore, password))
+    except FileNotFoundError:
+        raise KeyFileError(f"no Ethereum key file at {path}") from None
+    except (ValueError, KeyError, json.JSONDecodeError):
+        raise KeyFileError(f"cannot open Ethereum key file {path}: wrong password or corrupt file") from None
+
+
+def build_context(config: NodeConfig, base: Path, password: str) -> NodeContext:
+    """Open keys, clients and local data for the node described by ``config``."""
+
+    def at(relative: str) -> Path:
+        return (base / relative).resolve()
+
+    account = load_eth_key(at(config.eth_key_file), password)
+    try:
+        sm9_key = SignPrivateKey.load(at(config.sm9_key_file), password)
+        share = KeyShare.load(at(config.share_file), password)
+    except Exception as exc:  # the SM9 keystore names the file and the failure, never the secret
+        raise KeyFileError(str(exc)) from None
+    public = ThresholdPublic.load(at(config.threshold_public_file))
+    mpk = SignMasterPublicKey.load(at(config.master_public_key_file))
+    consortium = Consortium.load(at(config.consortium_file))
+    ledger = LedgerClient.connect(config.rpc_url, config.contract, compile_ledger().abi)
+    data = config.data
+    dataset = load_dataset(data.source)
+    shards = partition(dataset, data.partitions, data.scheme, data.alpha, data.seed)
+    if not 0 <= data.index < len(shards):
+        raise ValueError(f"data.index {data.index} is outside the {len(shards)} partitions")
+    state_dir = at(config.state_dir)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    return NodeContext(
+        name=config.name,
+        account=account,
+        sm9_key=sm9_key,
+        sm9_identity=config.sm9_identity,
+        signer=Signer(share, public),
+        threshold_public=public,
+        master_public_key=mpk,
+        consortium=consortium,
+        ledger=ledger,
+        store=open_store(config.store),
+        aggregator_url=config.aggregator_url,
+        width_rate=config.width_rate,
+        selection=config.selection,
+        train_data=shards[data.index].train,
+        train_config=TrainConfig(
+            epochs=config.training.epochs,
+            batch_size=config.training.batch_size,
+            lr=config.training.learning_rate,
+            seed=config.training.seed,
+        ),
+        state_dir=state_dir,
+    )
