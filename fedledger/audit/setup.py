@@ -59,11 +59,11 @@ def open_audit_service(
     if from_block < 0:
         raise ValueError("the first block must be >= 0")
     mpk_path = Path(master_public_key)
+    if not mpk_path.is_file():
+        raise FileNotFoundError(f"no SM9 master public key at {mpk_path}")
     try:
         mpk = SignMasterPublicKey.load(mpk_path)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"no SM9 master public key at {mpk_path}") from None
-    except (SM9Error, ValueError) as exc:
+    except (SM9Error, ValueError, OSError) as exc:
         raise ValueError(f"{mpk_path} is not an SM9 sign master public key: {exc}") from None
     try:
         content_store = open_store(store)

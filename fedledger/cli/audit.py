@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 if TYPE_CHECKING:
     from fedledger.audit.models import AuditSummary
@@ -126,12 +125,10 @@ def print_summary(summary: AuditSummary) -> None:
     if summary.all_verified:
         console.print("[bold green]every entry verified[/]")
         return
-    table = Table(title=f"{len(summary.failures)} failed check(s)", show_lines=False)
-    for column in ("round", "kind", "institution", "check", "detail"):
-        table.add_column(column, overflow="fold")
+    console.print(f"[bold red]{len(summary.failures)} failed check(s):[/]")
     for f in summary.failures:
-        table.add_row(str(f.round), f.kind, f.institution or "-", f.check, f.detail)
-    console.print(table)
+        where = f"round {f.round} {f.kind}" + (f" of {f.institution}" if f.institution else "")
+        console.print(f"  {where}: [bold]{f.check}[/]: {f.detail}", highlight=False, soft_wrap=True)
 
 
 @app.command("summary")
