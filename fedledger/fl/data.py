@@ -173,8 +173,11 @@ def load_medmnist(path: str | Path, splits: tuple[str, ...] = _MEDMNIST_SPLITS) 
         for split in splits:
             if f"{split}_images" not in archive or f"{split}_labels" not in archive:
                 raise DatasetError(f"{path}: missing {split}_images or {split}_labels")
-            images = np.asarray(archive[f"{split}_images"])
-            labels = np.asarray(archive[f"{split}_labels"])
+            try:
+                images = np.asarray(archive[f"{split}_images"])
+                labels = np.asarray(archive[f"{split}_labels"])
+            except ValueError as exc:  # e.g. object arrays, which would need pickle
+                raise DatasetError(f"{path}: cannot read {split} arrays ({exc})") from exc
             if labels.ndim == 2 and labels.shape[1] == 1:
                 labels = labels[:, 0]
             if labels.ndim != 1:

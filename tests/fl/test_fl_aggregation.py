@@ -125,11 +125,7 @@ def _dense_reference(global_state, updates):
     seed=st.integers(0, 10_000),
 )
 def test_matches_dense_reference(rates, samples, rounds, selection, family, seed):
-    spec = (
-        ModelSpec("mlp", (3,), 3, (8, 6))
-        if family == "mlp"
-        else ModelSpec("cnn", (1, 4, 4), 2, (8, 5))
-    )
+    spec = ModelSpec("mlp", (3,), 3, (8, 6)) if family == "mlp" else ModelSpec("cnn", (1, 4, 4), 2, (8, 5))
     gen = torch.Generator().manual_seed(seed)
     from fedledger.fl import initial_global_state
 
@@ -155,7 +151,12 @@ def test_scattered_index_map_uses_advanced_indexing_path():
     imap = IndexMap(
         0.5,
         {n: tuple(t.shape) for n, t in g.items()},
-        {"layers.0.weight": (units, None), "layers.0.bias": (units,), "head.weight": (None, units), "head.bias": (None,)},
+        {
+            "layers.0.weight": (units, None),
+            "layers.0.bias": (units,),
+            "head.weight": (None, units),
+            "head.bias": (None,),
+        },
     )
     state = {n: torch.ones(imap.sub_shape(n)) for n in g}
     new = AlignmentAggregation().aggregate(g, [ClientUpdate("A", state, imap, 1)])

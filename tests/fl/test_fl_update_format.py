@@ -126,8 +126,9 @@ def test_global_bytes_identical_across_processes(tmp_path):
         "sys.stdout.write(save_global(sys.argv[1], initial_global_state(spec, 5), spec, 2).hex())"
     )
     digests = {
-        subprocess.run([sys.executable, "-c", script, str(tmp_path / f"g{i}.st")], check=True, capture_output=True,
-                       text=True).stdout
+        subprocess.run(
+            [sys.executable, "-c", script, str(tmp_path / f"g{i}.st")], check=True, capture_output=True, text=True
+        ).stdout
         for i in range(3)
     }
     assert len(digests) == 1

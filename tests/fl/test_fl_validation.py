@@ -127,8 +127,9 @@ def test_rejects_nan_and_inf(global_state, bad):
 def test_norm_bound_reject_names_largest_tensor(global_state):
     update = _good(global_state, shift=0.0)
     update.state["layers.0.weight"] += 1.0  # 8 x 5 entries moved by 1: norm sqrt(40)
-    exc = _rejects(update, global_state, "layers.0.weight", ["L2 norm 6.325", "bound 1"],
-                   policy=ValidationPolicy(max_norm=1.0))
+    exc = _rejects(
+        update, global_state, "layers.0.weight", ["L2 norm 6.325", "bound 1"], policy=ValidationPolicy(max_norm=1.0)
+    )
     assert "largest" in exc.reason
 
 

@@ -1,0 +1,86 @@
+"""The ``fedledger fl`` commands through the real root CLI app (in-process, so torch loads once)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from fedledger.cli import app
+
+from fedledger.fl import ModelSpec, UpdateMetadata, extract_submodel, initial_global_state, save_global, save_update
+
+
+class _Result:
+    def __init__(self, returncode: int, stdout: str, stderr: str) -> None:
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+
+def _run(*args: str) -> _Result:
+    result = CliRunner().invoke(app, list(args))
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return _Result(result.exit_code, result.stdout, result.stderr)
+
+
+def test_quick_experiment_prints_json_figures():
+    result = _run("fl", "experiment", "--quick", "--rounds", "2")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    (setting,) = data["settings"]
+    assert setting["label"].startswith("digits")
+    assert set(setting["methods"]) == {
+        "centralised",
+        "fedavg_full",
+        "fedavg_smallest",
+        "alignment_static",
+        "alignment_rolling",
+    }
+    assert all(len(curve) == 2 for curve in setting["accuracy_per_round"].values())
+    assert 0 <= setting["methods"]["fedavg_full"]["accuracy_mean"] <= 100
+
+
+def test_full_experiment_writes_table_and_plot(tmp_path: Path):
+    result = _run(
+        "fl",
+        "experiment",
+        "--datasets",
+        "breast_cancer",
+        "--rounds",
+        "1",
+        "--seeds",
+        "0,1",
+        "--out",
+        str(tmp_path),
+        "--stem",
+        "exp",
+    )
+    assert result.returncode == 0, result.stderr
+    table = (tmp_path / "exp.md").read_text()
+    assert "| breast_cancer / iid | alignment, rolling |" in table
+    assert "claim holds" in table and table in result.stdout + "\n"
+    assert (tmp_path / "exp-accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bad_input_exits_2_without_traceback():
+    for args in (("--datasets", "mnist"), ("--seeds", "a,b")):
+        result = _run("fl", "experiment", *args)
+        assert result.returncode == 2
+        assert "error:" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_inspect_update_and_global_files(tmp_path: Path):
+    spec = ModelSpec("mlp", (4,), 2, (8,))
+    g = initial_global_state(spec, 0)
+    base = save_global(tmp_path / "g.st", g, spec, 3)
+    sub, imap = extract_submodel(g, spec, 0.5)
+    save_update(tmp_path / "u.st", sub, UpdateMetadata("h1", 3, 10, base, imap))
+    update_info = json.loads(_run("fl", "inspect", str(tmp_path / "u.st")).stdout)
+    assert update_info["kind"] == "update" and update_info["base_digest"] == base.hex()
+    assert update_info["mapping_digest"] == imap.digest().hex() and update_info["tensors"]["layers.0.bias"] == [4]
+    global_info = json.loads(_run("fl", "inspect", str(tmp_path / "g.st")).stdout)
+    assert global_info["kind"] == "global" and global_info["sm3"] == base.hex()
+    (tmp_path / "junk").write_bytes(b"not a model")
+    bad = _run("fl", "inspect", str(tmp_path / "junk"))
+    assert bad.returncode == 2 and "junk" in bad.stderr and "Traceback" not in bad.stderr
