@@ -8,7 +8,6 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from fedledger.cli import app
-
 from fedledger.fl import ModelSpec, UpdateMetadata, extract_submodel, initial_global_state, save_global, save_update
 
 

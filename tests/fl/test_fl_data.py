@@ -18,7 +18,7 @@ def test_builtin_sources():
     assert abs(float(bc.X.mean())) < 1e-4  # standardised
     digits = load_dataset("digits")
     assert digits.X.shape == (1797, 1, 8, 8) and digits.num_classes == 10
-    assert 0.0 <= digits.X.min() and digits.X.max() <= 1.0
+    assert digits.X.min() >= 0.0 and digits.X.max() <= 1.0
 
 
 def _indices_of(ds: Dataset, parts) -> list[np.ndarray]:
@@ -46,8 +46,12 @@ def test_partition_is_seeded():
     a = partition(ds, 4, "dirichlet", 0.5, seed=9)
     b = partition(ds, 4, "dirichlet", 0.5, seed=9)
     c = partition(ds, 4, "dirichlet", 0.5, seed=10)
-    assert all(np.array_equal(x.train.y, y.train.y) and np.array_equal(x.test.X, y.test.X) for x, y in zip(a, b))
-    assert any(len(x.train) != len(y.train) or not np.array_equal(x.train.y, y.train.y) for x, y in zip(a, c))
+    assert all(
+        np.array_equal(x.train.y, y.train.y) and np.array_equal(x.test.X, y.test.X) for x, y in zip(a, b, strict=True)
+    )
+    assert any(
+        len(x.train) != len(y.train) or not np.array_equal(x.train.y, y.train.y) for x, y in zip(a, c, strict=True)
+    )
 
 
 def _label_skew(shards, classes):
@@ -105,7 +109,7 @@ def test_dicom_folder_with_labels_csv(dicom_folder):
     assert ds.X.shape == (4, 1, 16, 16) and ds.X.dtype == np.float32
     assert ds.class_names == ("healthy", "tumour")
     assert ds.y.tolist() == [1, 0, 0, 1]
-    assert 0.0 <= ds.X.min() and ds.X.max() <= 1.0
+    assert ds.X.min() >= 0.0 and ds.X.max() <= 1.0
     import pydicom
 
     # independent check: the CT image's brightest pixel stays the brightest region after scaling
@@ -116,16 +120,16 @@ def test_dicom_folder_with_labels_csv(dicom_folder):
 
 def test_dicom_errors_name_the_file(dicom_folder):
     (dicom_folder / "labels.csv").write_text("file,label\nmissing.dcm,1\n")
-    with pytest.raises(DatasetError, match="missing.dcm"):
+    with pytest.raises(DatasetError, match=r"missing\.dcm"):
         load_dataset(dicom_folder)
     (dicom_folder / "labels.csv").write_text("file,label\n../../etc/passwd,1\n")
-    with pytest.raises(DatasetError, match="outside"):
+    with pytest.raises(DatasetError, match=r"outside"):
         load_dataset(dicom_folder)
     (dicom_folder / "labels.csv").write_text("name,class\nCT_small.dcm,1\n")
-    with pytest.raises(DatasetError, match="labels.csv"):
+    with pytest.raises(DatasetError, match=r"labels\.csv"):
         load_dataset(dicom_folder)
     (dicom_folder / "labels.csv").unlink()
-    with pytest.raises(DatasetError, match="labels.csv"):
+    with pytest.raises(DatasetError, match=r"labels\.csv"):
         load_dataset(dicom_folder)
 
 
@@ -158,7 +162,7 @@ def test_medmnist_npz_layout(tmp_path, rgb):
 
 def test_medmnist_missing_split_and_pickled_arrays_refused(tmp_path):
     np.savez(tmp_path / "bad.npz", train_images=np.zeros((2, 28, 28), np.uint8))
-    with pytest.raises(DatasetError, match="bad.npz"):
+    with pytest.raises(DatasetError, match=r"bad\.npz"):
         load_dataset(tmp_path / "bad.npz")
     np.savez(
         tmp_path / "obj.npz",
@@ -169,10 +173,10 @@ def test_medmnist_missing_split_and_pickled_arrays_refused(tmp_path):
         test_images=np.zeros(1),
         test_labels=np.zeros(1),
     )
-    with pytest.raises(DatasetError, match="obj.npz"):
+    with pytest.raises(DatasetError, match=r"obj\.npz"):
         load_dataset(tmp_path / "obj.npz")
 
 
 def test_unknown_source_is_refused(tmp_path):
-    with pytest.raises(DatasetError, match="nope"):
+    with pytest.raises(DatasetError, match=r"nope"):
         load_dataset("nope")

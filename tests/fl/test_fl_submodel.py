@@ -22,7 +22,7 @@ def test_width_is_ceil_of_rate_times_channels(channels, rate, expected):
 
 @pytest.mark.parametrize("rate", [0.0, -0.5, 1.5])
 def test_bad_rates_are_refused(rate):
-    with pytest.raises(ValueError, match="width rate"):
+    with pytest.raises(ValueError, match=r"width rate"):
         build_model(MLP, rate)
 
 

@@ -80,7 +80,7 @@ def test_loading_never_unpickles(tmp_path, monkeypatch):
 def test_pickle_file_is_refused(tmp_path):
     path = tmp_path / "evil.safetensors"
     torch.save({"x": torch.zeros(1)}, path)  # a pickle-based file
-    with pytest.raises(ModelFileError, match="evil.safetensors"):
+    with pytest.raises(ModelFileError, match=r"evil\.safetensors"):
         load_update(path)
 
 
@@ -95,16 +95,16 @@ def test_tampered_mapping_digest_is_detected(tmp_path):
     header = header[:start] + ("7" if digit != "7" else "6") + header[start + 1 :]
     raw[8 : 8 + header_len] = header.encode()
     path.write_bytes(bytes(raw))
-    with pytest.raises(ModelFileError, match="mapping digest|index"):
+    with pytest.raises(ModelFileError, match=r"mapping digest|index"):
         load_update(path)
 
 
 def test_missing_file_and_wrong_kind(tmp_path):
-    with pytest.raises(ModelFileError, match="cannot read"):
+    with pytest.raises(ModelFileError, match=r"cannot read"):
         load_update(tmp_path / "absent.safetensors")
     g = initial_global_state(SPEC, 0)
     save_global(tmp_path / "g.safetensors", g, SPEC, 0)
-    with pytest.raises(ModelFileError, match="not an update file"):
+    with pytest.raises(ModelFileError, match=r"not an update file"):
         load_update(tmp_path / "g.safetensors")
 
 
@@ -139,5 +139,5 @@ def test_global_shape_disagreeing_with_spec_is_refused(tmp_path):
     g = initial_global_state(SPEC, 3)
     g["head.bias"] = torch.zeros(11)
     save_global(tmp_path / "g.st", g, SPEC, 0)
-    with pytest.raises(ModelFileError, match="head.bias"):
+    with pytest.raises(ModelFileError, match=r"head\.bias"):
         load_global(tmp_path / "g.st")

@@ -157,6 +157,6 @@ def test_aggregator_with_validator_refuses_and_leaves_global_untouched(global_st
     bad.state["head.weight"][0, 0] = math.nan
     bad = replace(bad, institution="hospital-7")
     strategy = AlignmentAggregation(check=UpdateValidator(SPEC, global_state, BASE))
-    with pytest.raises(UpdateRejected, match="head.weight"):
+    with pytest.raises(UpdateRejected, match=r"head\.weight"):
         strategy.aggregate(global_state, [good, bad])
     assert all(torch.equal(before[n], global_state[n]) for n in before)
