@@ -30,42 +30,18 @@ def run(
     import uvicorn
 
     from aggregator.config import AggregatorConfigError, load_config
-    from aggregator.driver import AggregatorContext, RoundFailed, run_aggregator
+    from aggregator.driver import RoundFailed, build_context, run_aggregator
     from aggregator.http_api import SessionBoard, create_app
-    from fedledger.chain.client import LedgerClient
-    from fedledger.chain.compiler import compile_ledger
-    from fedledger.fl import ModelSpec, ValidationPolicy
-    from fedledger.protocol.consortium import Consortium
-    from fedledger.sm9 import SignMasterPublicKey
-    from fedledger.sm9.threshold import ThresholdPublic
-    from fedledger.store import open_store
-    from node.context import KeyFileError, load_eth_key
+    from fedledger.chain.keyfile import KeyFileError
 
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    board = SessionBoard()
     try:
         cfg, base = load_config(config)
         password = read_password(password_file, "the aggregator's Ethereum key")
-        board = SessionBoard()
-        ctx = AggregatorContext(
-            account=load_eth_key(base / cfg.eth_key_file, password),
-            ledger=LedgerClient.connect(cfg.rpc_url, cfg.contract, compile_ledger().abi),
-            store=open_store(cfg.store),
-            spec=ModelSpec.from_dict(cfg.model),
-            master_public_key=SignMasterPublicKey.load(base / cfg.master_public_key_file),
-            threshold_public=ThresholdPublic.load(base / cfg.threshold_public_file),
-            consortium=Consortium.load(base / cfg.consortium_file),
-            state_dir=base / cfg.state_dir,
-            board=board,
-            init_seed=cfg.init_seed,
-            min_updates=cfg.min_updates,
-            round_deadline=cfg.round_deadline_seconds,
-            session_timeout=cfg.session_timeout_seconds,
-            policy=ValidationPolicy(cfg.max_update_norm, cfg.norm_policy),
-            poll_interval=cfg.poll_interval,
-        )
+        ctx = build_context(cfg, base, password, board)
     except (AggregatorConfigError, KeyFileError, ValueError, OSError) as exc:
         fail(str(exc))
-    ctx.state_dir.mkdir(parents=True, exist_ok=True)
     server = uvicorn.Server(uvicorn.Config(create_app(board), host=cfg.host, port=cfg.port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

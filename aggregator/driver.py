@@ -17,6 +17,7 @@ from pathlib import Path
 from eth_account.signers.local import LocalAccount
 
 from aggregator.aggregation_step import RoundOutcome, SubmittedUpdate, aggregate_round
+from aggregator.config import AggregatorConfig
 from aggregator.http_api import SessionBoard
 from aggregator.signing import SigningSession
 from fedledger.chain.approvals import GlobalModelRecord, global_model_typed_data, recover_signer
@@ -201,6 +202,33 @@ def run_round(ctx: AggregatorContext, round_index: int, stop: threading.Event) -
         len(outcome.rejected),
     )
     return outcome
+
+
+def build_context(config: AggregatorConfig, base: Path, password: str, board: SessionBoard) -> AggregatorContext:
+    """Open keys, clients and public consortium data for the aggregator described by ``config``."""
+    from fedledger.chain.compiler import compile_ledger
+    from fedledger.chain.keyfile import load_eth_key
+    from fedledger.store import open_store
+
+    state_dir = base / config.state_dir
+    state_dir.mkdir(parents=True, exist_ok=True)
+    return AggregatorContext(
+        account=load_eth_key(base / config.eth_key_file, password),
+        ledger=LedgerClient.connect(config.rpc_url, config.contract, compile_ledger().abi),
+        store=open_store(config.store),
+        spec=ModelSpec.from_dict(config.model),
+        master_public_key=SignMasterPublicKey.load(base / config.master_public_key_file),
+        threshold_public=ThresholdPublic.load(base / config.threshold_public_file),
+        consortium=Consortium.load(base / config.consortium_file),
+        state_dir=state_dir,
+        board=board,
+        init_seed=config.init_seed,
+        min_updates=config.min_updates,
+        round_deadline=config.round_deadline_seconds,
+        session_timeout=config.session_timeout_seconds,
+        policy=ValidationPolicy(config.max_update_norm, config.norm_policy),
+        poll_interval=config.poll_interval,
+    )
 
 
 def run_aggregator(ctx: AggregatorContext, rounds: int, stop: threading.Event | None = None) -> int:

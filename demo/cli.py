@@ -20,6 +20,8 @@ from typing import Annotated, Any
 
 import typer
 
+from fedledger.cli.bench import bench_app, emit
+
 
 def _free_port() -> int:
     import socket
@@ -230,3 +232,14 @@ def demo(
         typer.echo(json.dumps(summary, indent=2))
         return
     typer.echo(json.dumps(summary, indent=2))
+
+
+@bench_app.command("round")
+def bench_round(
+    epochs: Annotated[int, typer.Option(min=1, help="Local epochs per institution (more = more FL work).")] = 5,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
+) -> None:
+    """Wall time of one round with ledger, store and SM9 against the same FL round without them."""
+    from demo.bench_round import run
+
+    emit("round", run(epochs), as_json)

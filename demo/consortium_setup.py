@@ -18,6 +18,7 @@ from aggregator.config import AggregatorConfig
 from aggregator.config import save_config as save_aggregator_config
 from fedledger.chain.deploy import Deployment, InstitutionSpec, deploy_ledger
 from fedledger.chain.devaccounts import dev_roles
+from fedledger.chain.keyfile import save_eth_key
 from fedledger.fl import default_spec, load_dataset
 from fedledger.protocol.consortium import Consortium, Member, consortium_identity
 from fedledger.sm9 import SignMasterKey, extract_sign_key
@@ -25,7 +26,6 @@ from fedledger.sm9.keystore import write_private_bytes
 from fedledger.sm9.threshold import split_key
 from node.config import DataConfig, NodeConfig, TrainingConfig
 from node.config import save_config as save_node_config
-from node.context import save_eth_key
 
 DEFAULT_RATES = (1.0, 0.5, 0.5, 0.25, 0.125)
 

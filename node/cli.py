@@ -20,8 +20,9 @@ ConfigOption = Annotated[
 
 
 def _context(config_path: Path, password_file: Path | None):  # type: ignore[no-untyped-def]
+    from fedledger.chain.keyfile import KeyFileError
     from node.config import ConfigError, load_config
-    from node.context import KeyFileError, build_context
+    from node.context import build_context
 
     try:
         config, base = load_config(config_path)
@@ -66,10 +67,10 @@ def init(
     """Write the node's config and keys: KGC files are re-encrypted under the node's own password."""
     from eth_account import Account
 
+    from fedledger.chain.keyfile import load_eth_key, save_eth_key
     from fedledger.sm9 import SignPrivateKey
     from fedledger.sm9.threshold import KeyShare
     from node.config import DataConfig, NodeConfig, save_config
-    from node.context import load_eth_key, save_eth_key
 
     password = read_password(password_file, f"node {name}'s keys", confirm=True)
     kgc_password = read_password(kgc_password_file, "the KGC-issued files") if kgc_password_file else password

@@ -6,42 +6,18 @@ logged or put in an exception message.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-
-from eth_account import Account
-from eth_account.signers.local import LocalAccount
 
 from fedledger.chain.client import LedgerClient
 from fedledger.chain.compiler import compile_ledger
+from fedledger.chain.keyfile import KeyFileError, load_eth_key
 from fedledger.fl import TrainConfig, load_dataset, partition
 from fedledger.protocol.consortium import Consortium
 from fedledger.sm9 import SignMasterPublicKey, SignPrivateKey
-from fedledger.sm9.keystore import write_private_bytes
 from fedledger.sm9.threshold import KeyShare, Signer, ThresholdPublic
 from fedledger.store import open_store
 from node.config import NodeConfig
 from node.participant import NodeContext
-
-
-class KeyFileError(Exception):
-    """A key file is missing, unreadable, or the password does not open it."""
-
-
-def save_eth_key(path: Path, account: LocalAccount, password: str) -> None:
-    """Write the Ethereum key as an encrypted keystore file (mode 0600)."""
-    keystore = Account.encrypt(account.key, password)
-    write_private_bytes(path, json.dumps(keystore).encode("utf-8"))
-
-
-def load_eth_key(path: Path, password: str) -> LocalAccount:
-    try:
-        keystore = json.loads(path.read_text(encoding="utf-8"))
-        return Account.from_key(Account.decrypt(keystore, password))
-    except FileNotFoundError:
-        raise KeyFileError(f"no Ethereum key file at {path}") from None
-    except (ValueError, KeyError, json.JSONDecodeError):
-        raise KeyFileError(f"cannot open Ethereum key file {path}: wrong password or corrupt file") from None
 
 
 def build_context(config: NodeConfig, base: Path, password: str) -> NodeContext:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
-import time
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -287,11 +287,14 @@ class SessionParticipant:
         return phase
 
 
-def run_node(ctx: NodeContext, rounds: int | None, poll_interval: float = 0.5) -> int:
-    """Follow rounds until round ``rounds - 1`` is posted (forever when ``rounds`` is None)."""
+def run_node(
+    ctx: NodeContext, rounds: int | None, poll_interval: float = 0.5, stop: threading.Event | None = None
+) -> int:
+    """Follow rounds until round ``rounds - 1`` is posted (forever when ``rounds`` is None) or ``stop``."""
+    stop = stop or threading.Event()
     with httpx.Client(timeout=30.0) as http:
         participant = SessionParticipant(ctx, http)
-        while True:
+        while not stop.is_set():
             state = ctx.ledger.round_state()
             if rounds is not None and state.started and not state.open and state.round >= rounds - 1:
                 return state.round + 1
@@ -303,4 +306,5 @@ def run_node(ctx: NodeContext, rounds: int | None, poll_interval: float = 0.5) -
                     log.error("%s: %s", ctx.name, exc)
                 except httpx.HTTPError as exc:
                     log.warning("%s: aggregator unreachable (%s); retrying", ctx.name, exc)
-            time.sleep(poll_interval)
+            stop.wait(poll_interval)
+        return ctx.ledger.round_state().round

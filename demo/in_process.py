@@ -1,0 +1,96 @@
+"""A whole consortium inside one process: institutions as threads, the aggregator with its HTTP API.
+
+Each institution still has its own keys, ledger client and signer and reaches the aggregator only
+over HTTP; only the process is shared. Used by the end-to-end tests and ``fedledger bench round``,
+where starting seven Python processes would dominate what is measured.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import uvicorn
+
+from aggregator.config import load_config as load_aggregator_config
+from aggregator.driver import AggregatorContext, build_context, run_aggregator
+from aggregator.http_api import SessionBoard, create_app
+from demo.consortium_setup import ConsortiumLayout, setup_consortium
+from fedledger.chain.localchain import LocalChain
+from node.config import load_config as load_node_config
+from node.context import build_context as build_node_context
+from node.participant import NodeContext, run_node
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def password_of(party_dir: Path) -> str:
+    return (party_dir / "password").read_text(encoding="utf-8").strip()
+
+
+@dataclass
+class InProcessConsortium:
+    layout: ConsortiumLayout
+    nodes: list[NodeContext]
+    errors: list[BaseException] = field(default_factory=list)
+
+    @classmethod
+    def create(cls, root: Path, chain: LocalChain, epochs: int = 1) -> InProcessConsortium:
+        layout = setup_consortium(root, chain.rpc_url, aggregator_port=free_port(), epochs=epochs)
+        nodes = []
+        for home in layout.node_dirs:
+            config, base = load_node_config(home)
+            nodes.append(build_node_context(config, base, password_of(home)))
+        return cls(layout, nodes)
+
+    def aggregator_context(self) -> AggregatorContext:
+        config, base = load_aggregator_config(self.layout.aggregator_dir)
+        return build_context(config, base, password_of(self.layout.aggregator_dir), SessionBoard())
+
+    def start_nodes(self, rounds: int, stop: threading.Event) -> list[threading.Thread]:
+        def target(ctx: NodeContext) -> None:
+            try:
+                run_node(ctx, rounds, poll_interval=0.1, stop=stop)
+            except BaseException as exc:  # reported by run_rounds
+                self.errors.append(exc)
+
+        threads = [threading.Thread(target=target, args=(ctx,), daemon=True) for ctx in self.nodes]
+        for t in threads:
+            t.start()
+        return threads
+
+    def run_rounds(self, rounds: int, timeout: float = 240.0) -> AggregatorContext:
+        """Run the aggregator (HTTP API + driver) here until ``rounds`` rounds are posted."""
+        ctx = self.aggregator_context()
+        ctx.poll_interval = 0.1
+        config, _ = load_aggregator_config(self.layout.aggregator_dir)
+        server = uvicorn.Server(
+            uvicorn.Config(create_app(ctx.board), host="127.0.0.1", port=config.port, log_level="warning")
+        )
+        http = threading.Thread(target=server.run, daemon=True)
+        http.start()
+        stop = threading.Event()
+        nodes = self.start_nodes(rounds, stop)
+        timer = threading.Timer(timeout, stop.set)
+        timer.start()
+        try:
+            run_aggregator(ctx, rounds, stop)
+        except BaseException:
+            stop.set()
+            raise
+        finally:
+            timer.cancel()
+            for t in nodes:
+                t.join(timeout=60)
+            stop.set()
+            server.should_exit = True
+            http.join(timeout=10)
+        if self.errors:
+            raise RuntimeError(f"institution thread failed: {self.errors[0]!r}") from self.errors[0]
+        return ctx
