@@ -17,9 +17,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from e2e_support import Consortium
 
 from aggregator.aggregation_step import SubmittedUpdate, check_submission
+from demo.in_process import InProcessConsortium as Consortium
 from fedledger.audit.service import AuditService
 from fedledger.chain.approvals import GlobalModelRecord
 from fedledger.chain.client import LedgerClient
