@@ -5,6 +5,11 @@ sub-model from the same initial model, train on the same data shards with the sa
 the aggregator aligns the five updates. The baseline does only that, in memory. The measured side
 runs the real protocol in one process (institutions as threads, a real Anvil, the embedded store,
 SM9 signatures, a 3-of-5 threshold signing session over HTTP, EIP-712 approvals, the post).
+
+The protocol's cost is a fixed amount per round (transactions, SM9, signing session, polling),
+so its ratio to the learning work falls as training grows; the output says how long a round's
+training must be for the 5% goal. Institutions share one interpreter here (threads), so the
+measured side also pays for contention that separate hospitals would not.
 """
 
 from __future__ import annotations
@@ -70,6 +75,9 @@ def run(epochs: int = 5) -> dict[str, Any]:
         "fl_round_seconds": round(baseline, 3),
         "protocol_round_seconds": round(measured, 3),
         "ratio": round(measured / baseline, 3),
+        "protocol_overhead_seconds": round(measured - baseline, 3),
+        # The overhead is per round, not per epoch: the goal holds once a round's training takes this long.
+        "fl_round_seconds_for_goal": round((measured - baseline) / 0.05, 1),
         "overhead_percent": round(100 * (measured / baseline - 1), 1),
         "goal_overhead_percent": 5.0,
     }

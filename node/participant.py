@@ -240,13 +240,14 @@ class SessionParticipant:
         response.raise_for_status()
         view = response.json()
         sid, phase = view["session_id"], view["phase"]
-        if (sid, phase) in self._done:
+        step_key = (sid, "approve" if phase == "ready" else phase)  # one approval per session
+        if step_key in self._done:
             return phase
         index = self.ctx.signer.index
         base = f"/rounds/{round_index}/sessions/{sid}"
         if phase == "commit":
             if index in view["excluded"]:
-                self._done.add((sid, phase))
+                self._done.add(step_key)
                 return phase
             if sid not in self._checked:
                 self._checked[sid] = check_record(self.ctx, view)
@@ -283,7 +284,7 @@ class SessionParticipant:
                 ),
             )
             self._post(f"{base}/approvals", {"approval": "0x" + approval.hex()})
-        self._done.add((sid, phase))
+        self._done.add(step_key)
         return phase
 
 
