@@ -44,54 +44,103 @@ class AggregationError(ValueError):
 
 
 class StreamingAccumulator:
-    """Weighted sum and weight per global entry, fed one update at a time."""
+    """Weighted sums per global entry, fed one update at a time; weights kept in factored form.
+
+    The weight of entry (i, j, ...) is sum_u n_u * [i in I_u] * [j in J_u] * ..., a sum of
+    outer products of per-dimension indicator vectors. Keeping only (n_u, I_u, J_u, ...) per
+    update (a few KB) and materialising the weights once at the end, over the selected
+    dimensions only and broadcast over the rest, costs one small matmul instead of a second
+    global-size accumulator touched by every update.
+    """
 
     def __init__(self, global_state: Mapping[str, torch.Tensor], dtype: torch.dtype | None = None) -> None:
         self._global = global_state
         self._sums = {n: torch.zeros_like(t, dtype=dtype or t.dtype) for n, t in global_state.items()}
-        self._weights = {n: torch.zeros_like(t, dtype=dtype or t.dtype) for n, t in global_state.items()}
+        self._factors: dict[str, list[tuple[float, tuple[torch.Tensor | None, ...]]]] = {n: [] for n in global_state}
         self.count = 0
         self.total_samples = 0
 
     def add(self, update: ClientUpdate) -> None:
+        """Accumulate one update; it is checked fully first, so a bad update changes nothing."""
+        who = update.institution
         if update.num_samples <= 0:
-            raise AggregationError(f"institution {update.institution}: sample count must be positive")
+            raise AggregationError(f"institution {who}: sample count must be positive")
+        for name in update.index_map.indices:
+            if name not in self._sums:
+                raise AggregationError(f"institution {who}, tensor {name}: not in the global model")
+            value = update.state.get(name)
+            shape = tuple(self._sums[name].shape)
+            if (
+                value is None
+                or tuple(value.shape) != update.index_map.sub_shape(name)
+                or shape != tuple(update.index_map.global_shapes[name])
+            ):
+                raise AggregationError(f"institution {who}, tensor {name}: does not match its index map")
         weight = float(update.num_samples)
         for name, dims in update.index_map.indices.items():
-            if name not in self._sums:
-                raise AggregationError(f"institution {update.institution}, tensor {name}: not in the global model")
-            acc, wacc = self._sums[name], self._weights[name]
+            acc = self._sums[name]
             value = update.state[name]
             shape = tuple(acc.shape)
-            if tuple(value.shape) != update.index_map.sub_shape(name) or shape != tuple(
-                update.index_map.global_shapes[name]
-            ):
-                raise AggregationError(
-                    f"institution {update.institution}, tensor {name}: shape {tuple(value.shape)} does not "
-                    f"match its index map"
-                )
             blocks = iter_blocks(dims, shape)
             if blocks is None:  # scattered mapping: one advanced-index accumulate per tensor
-                index = advanced_index(dims, shape)
-                acc.index_put_(index, value.to(acc.dtype) * weight, accumulate=True)
-                wacc.index_put_(index, torch.full_like(value, weight, dtype=wacc.dtype), accumulate=True)
-                continue
-            for g, s in blocks:
-                acc[g].add_(value[s], alpha=weight)
-                wacc[g].add_(weight)
+                acc.index_put_(advanced_index(dims, shape), value.to(acc.dtype) * weight, accumulate=True)
+            else:
+                for g, s in blocks:
+                    acc[g].add_(value[s], alpha=weight)
+            self._factors[name].append((weight, dims))
         self.count += 1
         self.total_samples += update.num_samples
+
+    def _weights(self, name: str) -> tuple[torch.Tensor, bool]:
+        """Weight per entry (broadcastable to the tensor) and whether every entry is covered."""
+        factors = self._factors[name]
+        acc = self._sums[name]
+        shape = tuple(acc.shape)
+        selected = [d for d in range(len(shape)) if any(dims[d] is not None for _, dims in factors)]
+        # sample counts are integers: float32 sums are exact below 2**24, and sgemm is ~10x faster
+        exact32 = sum(w for w, _ in factors) < 2**24
+        wdtype = torch.float32 if exact32 else torch.float64
+        weights = torch.tensor([w for w, _ in factors], dtype=wdtype)
+        full_cover = any(all(idx is None for idx in dims) for _, dims in factors)
+        if not selected:
+            return weights.sum().to(acc.dtype).reshape([1] * len(shape)), True
+        indicators = []
+        for d in selected:
+            m = torch.zeros(len(factors), shape[d], dtype=wdtype)
+            for u, (_, dims) in enumerate(factors):
+                if dims[d] is None:
+                    m[u] = 1.0
+                else:
+                    m[u, dims[d]] = 1.0
+            indicators.append(m)
+        if len(indicators) == 1:
+            dense = weights @ indicators[0]
+        elif len(indicators) == 2:  # the usual case (weights of linear / conv layers): one matmul
+            dense = (indicators[0] * weights[:, None]).T @ indicators[1]
+        else:
+            letters = "abcdefghijklmnopqrstuvwxyz"[: len(selected)]
+            spec = "u," + ",".join(f"u{c}" for c in letters) + "->" + letters
+            dense = torch.einsum(spec, weights, *indicators)  # sum_u n_u * outer(indicators_u)
+        view = [shape[d] if d in selected else 1 for d in range(len(shape))]
+        return dense.to(acc.dtype).reshape(view), full_cover
 
     def result(self) -> dict[str, torch.Tensor]:
         """The aligned global state: weighted mean where covered, previous value elsewhere."""
         out: dict[str, torch.Tensor] = {}
         for name, previous in self._global.items():
-            acc, wacc = self._sums[name], self._weights[name]
-            covered = wacc > 0
-            acc.div_(wacc.clamp_min_(torch.finfo(wacc.dtype).tiny))
+            acc = self._sums[name]
+            if not self._factors[name]:
+                out[name] = previous.clone()
+                continue
+            weights, full_cover = self._weights(name)
+            if full_cover:
+                out[name] = acc.div_(weights).to(previous.dtype).contiguous()
+                continue
+            covered = weights > 0
+            acc.div_(torch.where(covered, weights, torch.ones_like(weights)))
             out[name] = torch.where(covered, acc.to(previous.dtype), previous).contiguous()
         # the accumulators now hold means; drop them so result() cannot be misused twice
-        self._sums, self._weights = {}, {}
+        self._sums, self._factors = {}, {}
         return out
 
 
