@@ -74,13 +74,14 @@ def _accuracy_per_round(layout: Any, rounds: int) -> list[dict[str, float]]:
     y = np.concatenate([s.test.y for s in shards])
     out = []
     for event in ledger.rounds_opened()[: rounds + 1]:
-        path = layout.root / f"eval-{event.round}.safetensors"
+        path = layout.root / "evaluation" / f"global-before-round-{event.round}.safetensors"
+        path.parent.mkdir(exist_ok=True)
         store.get_to_path(event.base_cid, path)
         state, meta = load_global(path)
         out.append({"round": event.round, **evaluate(meta.spec, state, X, y)})  # type: ignore[arg-type]
     posted = ledger.global_models_posted()
     if len(posted) >= rounds:
-        path = layout.root / "eval-final.safetensors"
+        path = layout.root / "evaluation" / f"global-after-round-{rounds - 1}.safetensors"
         store.get_to_path(posted[rounds - 1].cid, path)
         state, meta = load_global(path)
         out.append({"round": rounds, **evaluate(meta.spec, state, X, y)})  # type: ignore[arg-type]
@@ -96,10 +97,11 @@ def _plot(points: list[dict[str, float]], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot([p["round"] for p in points], [p["accuracy"] for p in points], marker="o", label="accuracy")
     ax.plot([p["round"] for p in points], [p["macro_f1"] for p in points], marker="s", label="macro-F1")
-    ax.set_xlabel("global model after round (0 = initial)")
+    ax.set_xlabel("rounds completed (0 = initial model)")
     ax.set_ylabel("score on pooled local test splits")
     ax.set_ylim(0, 1)
-    ax.set_title("fedledger demo: digits, 5 institutions, widths 1, 1/2, 1/2, 1/4, 1/8")
+    ax.set_xticks([int(p["round"]) for p in points])
+    ax.set_title("fedledger demo: digits, widths 1, 1/2, 1/2, 1/4, 1/8")
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
@@ -121,7 +123,14 @@ def run_demo(workdir: Path, rounds: int, timeout: float, progress: bool) -> dict
     (workdir / "logs").mkdir(parents=True)
     exe = [sys.executable, "-m", "fedledger.cli"]
     started = time.monotonic()
+
+    def say(text: str) -> None:
+        if progress:
+            typer.echo(text, err=True)
+
+    say("starting a local Anvil chain")
     with LocalChain("anvil") as chain:
+        say("deploying the ledger; KGC: SM9 master key, 5 institution keys, 3-of-5 consortium key shares")
         layout = setup_consortium(workdir, chain.rpc_url, aggregator_port=_free_port())
         procs = _Processes(workdir / "logs")
         audit_port = _free_port()
@@ -177,6 +186,7 @@ def run_demo(workdir: Path, rounds: int, timeout: float, progress: bool) -> dict
                         str(audit_port),
                     ],
                 )
+            say(f"started the aggregator, 5 institutions and the audit API (logs: {workdir / 'logs'})")
             ledger = Deployment.load(workdir / "deployment.json").client()
             with Progress(disable=not progress, transient=True) as bar:
                 task = bar.add_task("federated rounds", total=rounds)
@@ -199,6 +209,7 @@ def run_demo(workdir: Path, rounds: int, timeout: float, progress: bool) -> dict
                     break
                 except httpx.HTTPError:
                     time.sleep(0.5)
+            say("evaluating each round's global model; asking the audit API for its summary")
             accuracy = _accuracy_per_round(layout, rounds)
             _plot(accuracy, workdir / "accuracy.png")
         finally:
@@ -228,10 +239,45 @@ def demo(
     except RuntimeError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
+    audit = summary.get("audit") or {}
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
+    else:
+        _print_summary(summary)
+    if not audit.get("all_verified"):
+        raise typer.Exit(1)
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title=f"fedledger demo: {summary['rounds']} rounds in {summary['seconds']} s")
+    table.add_column("global model")
+    table.add_column("accuracy", justify="right")
+    table.add_column("macro-F1", justify="right")
+    for point in summary["accuracy_per_round"]:
+        label = "initial" if point["round"] == 0 else f"after round {point['round'] - 1}"
+        table.add_row(label, f"{point['accuracy']:.3f}", f"{point['macro_f1']:.3f}")
+    console.print(table)
+    audit = summary.get("audit") or {}
+    if not audit:
+        console.print("[red]audit API gave no summary[/red]")
         return
-    typer.echo(json.dumps(summary, indent=2))
+    updates, globals_ = audit["updates"], audit["global_models"]
+    verdict = "[green]every entry verified[/green]" if audit["all_verified"] else "[red]FAILED checks[/red]"
+    console.print(
+        f"audit ({audit['consortium_identity']}, k={audit['threshold']}): {verdict}: "
+        f"{updates['verified']}/{updates['total']} updates, {globals_['verified']}/{globals_['total']} "
+        f"global models, {audit.get('access_records', 0)} access records"
+    )
+    for failure in audit.get("failures", []):
+        console.print(
+            f"  [red]round {failure['round']} {failure['kind']} {failure.get('cid')}: "
+            f"{failure['check']}: {failure['detail']}[/red]"
+        )
+    console.print(f"contract {summary['contract']}; plot {summary['plot']}; logs {summary['logs']}")
 
 
 @bench_app.command("round")
