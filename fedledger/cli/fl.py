@@ -34,12 +34,12 @@ def _parse_list(text: str, what: str, kind: type) -> tuple:
 @app.command("experiment")
 def experiment(
     quick: bool = typer.Option(False, "--quick", help="One data set, few rounds, one seed (< 1 min); prints JSON."),
-    rounds: int = typer.Option(None, "--rounds", min=1, help="Rounds per run (default 30; quick: 8)."),
-    epochs: int = typer.Option(None, "--epochs", min=1, help="Local epochs per round (default 2; quick: 1)."),
+    rounds: int = typer.Option(None, "--rounds", min=1, help="Rounds per run (default 50; quick: 8)."),
+    epochs: int = typer.Option(None, "--epochs", min=1, help="Local epochs per round (default 1)."),
     seeds: str = typer.Option(None, "--seeds", help="Comma-separated seeds (default 0,1,2; quick: 0)."),
     datasets: str = typer.Option(None, "--datasets", help="Comma-separated: digits, breast_cancer."),
     lr: float = typer.Option(0.05, "--lr", min=1e-6, help="SGD learning rate of round 0."),
-    lr_decay: float = typer.Option(0.95, "--lr-decay", min=0.01, max=1.0, help="Learning rate factor per round."),
+    lr_decay: float = typer.Option(0.97, "--lr-decay", min=0.01, max=1.0, help="Learning rate factor per round."),
     mask_absent: bool = typer.Option(
         False, "--mask-absent-classes", help="Mask classes an institution has no samples of (HeteroFL)."
     ),

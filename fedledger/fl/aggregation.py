@@ -2,9 +2,10 @@
 
 Each global entry becomes the sample-weighted mean over the sub-models that cover it; entries
 no sub-model covers keep their previous value. Accumulation streams: updates arrive one at a
-time (e.g. loaded lazily from files), each is added into two accumulators of global size (the
-weighted sum and the weight), then dropped. Work per update is a handful of slice additions
-per tensor (contiguous runs of the mapping), never a Python loop over entries.
+time (e.g. loaded lazily from files), each is added into one weighted-sum buffer of global size,
+then dropped, so memory is one global model, one buffer and one update. Work per update is a
+handful of slice additions per tensor (contiguous runs of the mapping), never a Python loop
+over entries.
 """
 
 from __future__ import annotations

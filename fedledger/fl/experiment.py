@@ -76,7 +76,7 @@ class ExperimentConfig:
         }
 
 
-def full_config(rounds: int = 40, epochs: int = 2) -> ExperimentConfig:
+def full_config(rounds: int = 50, epochs: int = 1) -> ExperimentConfig:
     settings = tuple(
         Setting(ds, scheme, alpha)
         for ds in ("digits", "breast_cancer")
