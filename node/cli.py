@@ -116,13 +116,24 @@ def status(config: ConfigOption = Path("node.toml"), password_file: PasswordFile
 
 @app.command()
 def train(config: ConfigOption = Path("node.toml"), password_file: PasswordFileOption = None) -> None:
-    """Train on the open round's base model and submit the update (same as `submit`)."""
-    submit(config, password_file)
+    """Fetch and verify the open round's base model and train the update (not submitted yet)."""
+    from node.participant import RecordRefused, train_for_round
+
+    ctx = _context(config, password_file)
+    state = ctx.ledger.round_state()
+    if not state.open:
+        fail(f"no round is open on ledger {ctx.ledger.address}")
+    try:
+        with _spinner(f"round {state.round}: training at width {ctx.width_rate}"):
+            trained = train_for_round(ctx, state.round)
+    except RecordRefused as exc:
+        fail(str(exc))
+    typer.echo(f"trained round {state.round}: {trained.path} (SM3 {trained.digest.hex()}, loss {trained.loss:.4f})")
 
 
 @app.command()
 def submit(config: ConfigOption = Path("node.toml"), password_file: PasswordFileOption = None) -> None:
-    """Fetch and verify the open round's base model, train, store and submit the update."""
+    """Submit this round's update: the one `train` made, or train first if there is none."""
     from node.participant import RecordRefused, train_and_submit
 
     ctx = _context(config, password_file)
@@ -130,12 +141,17 @@ def submit(config: ConfigOption = Path("node.toml"), password_file: PasswordFile
     if not state.open:
         fail(f"no round is open on ledger {ctx.ledger.address}")
     try:
-        with typer.progressbar(length=1, label=f"round {state.round}: training at width {ctx.width_rate}") as bar:
+        with _spinner(f"round {state.round}: submitting"):
             done = train_and_submit(ctx, state.round)
-            bar.update(1)
     except RecordRefused as exc:
         fail(str(exc))
-    typer.echo("submitted" if done else f"already submitted for round {state.round}")
+    typer.echo(f"submitted round {state.round}" if done else f"already submitted for round {state.round}")
+
+
+def _spinner(text: str):  # type: ignore[no-untyped-def]
+    from rich.console import Console
+
+    return Console(stderr=True).status(text)
 
 
 @app.command()

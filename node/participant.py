@@ -32,7 +32,7 @@ from fedledger.protocol.session_auth import sign_payload
 from fedledger.sm9 import Signature, SignMasterPublicKey, SignPrivateKey, sign, verify
 from fedledger.sm9.threshold import Commitment, Signer, ThresholdPublic
 from fedledger.store import ContentStore
-from node.training_step import fetch_verified_model, train_update
+from node.training_step import TrainedUpdate, fetch_verified_model, train_update
 
 log = logging.getLogger(__name__)
 
@@ -102,10 +102,16 @@ def verify_posted_round(ctx: NodeContext, round_index: int) -> None:
         raise RecordRefused(f"round {round_index}: the consortium's threshold signature is invalid")
 
 
-def train_and_submit(ctx: NodeContext, round_index: int) -> bool:
-    """Train on the round's base model and submit; False when this node already submitted."""
-    if ctx.ledger.has_submitted(round_index, ctx.account.address):
-        return False
+def round_dir(ctx: NodeContext, round_index: int) -> Path:
+    return ctx.state_dir / f"round-{round_index}"
+
+
+def train_for_round(ctx: NodeContext, round_index: int) -> TrainedUpdate:
+    """Check the round's base model against the ledger, fetch it, train, and write the update file.
+
+    For r > 0 the base must be round r-1's posted global model and its threshold signature must
+    verify. The retrieval is logged on the ledger (``recordAccess``), as EMR practice asks.
+    """
     opened = ctx.ledger.rounds_opened(round=round_index)
     if not opened:
         raise RecordRefused(f"round {round_index} is not open on the ledger")
@@ -115,8 +121,8 @@ def train_and_submit(ctx: NodeContext, round_index: int) -> bool:
         if not posted or posted[0].cid != base.base_cid or posted[0].digest != base.base_digest:
             raise RecordRefused(f"round {round_index} does not start from round {round_index - 1}'s model")
         verify_posted_round(ctx, round_index - 1)
-    rounds_dir = ctx.state_dir / f"round-{round_index}"
-    base_path = fetch_verified_model(ctx.store, base.base_cid, base.base_digest, rounds_dir / "base.safetensors")
+    folder = round_dir(ctx, round_index)
+    base_path = fetch_verified_model(ctx.store, base.base_cid, base.base_digest, folder / "base.safetensors")
     ctx.ledger.record_access(ctx.account, base.base_cid, f"train round {round_index}")
     config = TrainConfig(
         epochs=ctx.train_config.epochs,
@@ -133,8 +139,15 @@ def train_and_submit(ctx: NodeContext, round_index: int) -> bool:
         ctx.selection,
         ctx.train_data,
         config,
-        rounds_dir / "update.safetensors",
+        folder / "update.safetensors",
     )
+    trained.save_summary(folder / "trained.json", base.base_digest)
+    log.info("%s: trained round %d (loss %.4f)", ctx.name, round_index, trained.loss)
+    return trained
+
+
+def submit_trained(ctx: NodeContext, round_index: int, trained: TrainedUpdate) -> str:
+    """Put the update in the store, sign its entry with the SM9 identity key, submit it; returns the CID."""
     cid = ctx.store.put(trained.path)
     entry = UpdateEntry(
         chain_id=ctx.ledger.chain_id,
@@ -148,8 +161,8 @@ def train_and_submit(ctx: NodeContext, round_index: int) -> bool:
         mapping_digest=trained.mapping_digest,
     )
     signature = sign(ctx.sm9_key, entry.message()).to_der()
-    (rounds_dir / "submitted.json").write_text(
-        json.dumps({"cid": cid, "digest": trained.digest.hex(), "loss": trained.loss}), encoding="utf-8"
+    (round_dir(ctx, round_index) / "submitted.json").write_text(
+        json.dumps({"cid": cid, "digest": trained.digest.hex()}), encoding="utf-8"
     )
     ctx.ledger.submit_update(
         ctx.account,
@@ -161,7 +174,22 @@ def train_and_submit(ctx: NodeContext, round_index: int) -> bool:
         entry.width_ppm,
         signature,
     )
-    log.info("%s: submitted round %d update %s (loss %.4f)", ctx.name, round_index, cid, trained.loss)
+    log.info("%s: submitted round %d update %s", ctx.name, round_index, cid)
+    return cid
+
+
+def train_and_submit(ctx: NodeContext, round_index: int) -> bool:
+    """Train (or reuse this round's already trained update) and submit; False if already submitted."""
+    if ctx.ledger.has_submitted(round_index, ctx.account.address):
+        return False
+    opened = ctx.ledger.rounds_opened(round=round_index)
+    folder = round_dir(ctx, round_index)
+    trained = None
+    if opened:
+        trained = TrainedUpdate.load_summary(
+            folder / "trained.json", folder / "update.safetensors", opened[0].base_digest
+        )
+    submit_trained(ctx, round_index, trained or train_for_round(ctx, round_index))
     return True
 
 

@@ -6,6 +6,7 @@ digest the ledger recorded, and gets back the update's file, digest and mapping.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,12 +30,46 @@ class BaseModelMismatch(Exception):
 
 @dataclass(frozen=True)
 class TrainedUpdate:
+    """A trained update file and what its ledger entry will say."""
+
     path: Path
     digest: bytes
     mapping_digest: bytes
     num_samples: int
     width_rate: float
     loss: float
+
+    def save_summary(self, path: Path, base_digest: bytes) -> None:
+        """Remember the trained update, so `submit` after `train` (or a restart) reuses it."""
+        summary = {
+            "digest": self.digest.hex(),
+            "mapping_digest": self.mapping_digest.hex(),
+            "num_samples": self.num_samples,
+            "width_rate": self.width_rate,
+            "loss": self.loss,
+            "base_digest": base_digest.hex(),
+        }
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(summary), encoding="utf-8")
+        tmp.replace(path)
+
+    @classmethod
+    def load_summary(cls, summary: Path, update: Path, base_digest: bytes) -> TrainedUpdate | None:
+        """The update trained earlier for this base, if its file is intact; None otherwise."""
+        try:
+            data = json.loads(summary.read_text(encoding="utf-8"))
+            if bytes.fromhex(data["base_digest"]) != base_digest or sm3_file(update) != bytes.fromhex(data["digest"]):
+                return None
+            return cls(
+                update,
+                bytes.fromhex(data["digest"]),
+                bytes.fromhex(data["mapping_digest"]),
+                int(data["num_samples"]),
+                float(data["width_rate"]),
+                float(data["loss"]),
+            )
+        except (OSError, ValueError, KeyError, json.JSONDecodeError):
+            return None
 
 
 def fetch_verified_model(store: ContentStore, cid: str, expected_digest: bytes, dest: Path) -> Path:

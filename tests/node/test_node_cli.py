@@ -1,0 +1,132 @@
+"""The institution's CLI against a real chain and store: init, status, train, submit, bad input."""
+
+from __future__ import annotations
+
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from aggregator.driver import open_first_round
+from demo.in_process import InProcessConsortium
+from fedledger.chain.localchain import LocalChain
+from fedledger.cli import app
+from node.config import load_config
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def consortium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessConsortium]:
+    with LocalChain("anvil") as chain:
+        c = InProcessConsortium.create(tmp_path_factory.mktemp("node-cli"), chain)
+        open_first_round(c.aggregator_context())
+        yield c
+
+
+def _init_args(c: InProcessConsortium, home: Path, new_password: Path) -> list[str]:
+    source = c.layout.node_dirs[0]
+    kgc = c.layout.root / "kgc"
+    return [
+        "node",
+        "init",
+        "--home",
+        str(home),
+        "--name",
+        "hospital-1",
+        "--sm9-identity",
+        "inst:hospital-1",
+        "--width-rate",
+        "0.5",
+        "--rpc-url",
+        c.nodes[0].ledger.w3.provider.endpoint_uri,  # type: ignore[attr-defined]
+        "--contract",
+        c.layout.deployment.address,
+        "--aggregator-url",
+        c.layout.aggregator_url,
+        "--sm9-key",
+        str(source / "keys" / "sm9-sign-key.json"),
+        "--share",
+        str(source / "keys" / "consortium-share.json"),
+        "--eth-key",
+        str(source / "keys" / "eth-key.json"),
+        "--master-public-key",
+        str(kgc / "sign_master_public.pem"),
+        "--threshold-public",
+        str(kgc / "threshold_public.json"),
+        "--consortium",
+        str(kgc / "consortium.json"),
+        "--data-source",
+        "digits",
+        "--partitions",
+        "5",
+        "--index",
+        "0",
+        "--scheme",
+        "dirichlet",
+        "--store",
+        c.layout.store_spec,
+        "--kgc-password-file",
+        str(source / "password"),
+        "--password-file",
+        str(new_password),
+    ]
+
+
+def test_init_train_submit_status(consortium: InProcessConsortium, tmp_path: Path) -> None:
+    c = consortium
+    home = tmp_path / "node"
+    password = tmp_path / "pw"
+    password.write_text("a new node password\n")
+    result = runner.invoke(app, _init_args(c, home, password))
+    assert result.exit_code == 0, result.output
+    config, _ = load_config(home)
+    assert config.width_rate == 0.5 and config.data.scheme == "dirichlet"
+    for secret in ("eth-key.json", "sm9-sign-key.json", "consortium-share.json"):
+        assert stat.S_IMODE((home / "keys" / secret).stat().st_mode) == 0o600, secret
+    key_hex = bytes(c.nodes[0].account.key).hex()
+    assert key_hex not in result.output
+
+    trained = runner.invoke(app, ["node", "train", "-c", str(home), "--password-file", str(password)])
+    assert trained.exit_code == 0, trained.output
+    assert (home / "state" / "round-0" / "update.safetensors").exists()
+    assert not c.nodes[0].ledger.has_submitted(0, c.nodes[0].account.address)
+
+    submitted = runner.invoke(app, ["node", "submit", "-c", str(home), "--password-file", str(password)])
+    assert submitted.exit_code == 0, submitted.output
+    events = c.nodes[0].ledger.updates_submitted(round=0, institution=c.nodes[0].account.address)
+    assert len(events) == 1 and events[0].width_rate_ppm == 500_000
+
+    again = runner.invoke(app, ["node", "submit", "-c", str(home), "--password-file", str(password)])
+    assert again.exit_code == 0 and "already submitted" in again.output
+    status = runner.invoke(app, ["node", "status", "-c", str(home), "--password-file", str(password)])
+    assert status.exit_code == 0 and events[0].cid in status.output
+    assert key_hex not in trained.output + submitted.output + status.output
+
+
+def test_wrong_password_and_bad_config_are_clear_errors(consortium: InProcessConsortium, tmp_path: Path) -> None:
+    home = consortium.layout.node_dirs[1]
+    wrong = tmp_path / "wrong"
+    wrong.write_text("not the password\n")
+    result = runner.invoke(app, ["node", "status", "-c", str(home), "--password-file", str(wrong)])
+    assert result.exit_code == 2
+    assert "wrong password" in result.output and "Traceback" not in result.output
+
+    bad = tmp_path / "node.toml"
+    bad.write_text((home / "node.toml").read_text().replace("width_rate = 0.5", "width_rate = 1.5"))
+    result = runner.invoke(app, ["node", "status", "-c", str(bad), "--password-file", str(home / "password")])
+    assert result.exit_code == 2 and "width_rate" in result.output
+
+    missing = runner.invoke(app, ["node", "status", "-c", str(tmp_path / "nowhere")])
+    assert missing.exit_code == 2 and "no node config" in missing.output
+
+
+def test_init_refuses_unreadable_kgc_files(consortium: InProcessConsortium, tmp_path: Path) -> None:
+    password = tmp_path / "pw"
+    password.write_text("pw\n")
+    args = _init_args(consortium, tmp_path / "node", password)
+    args[args.index("--sm9-key") + 1] = str(tmp_path / "missing.json")
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and "missing.json" in result.output
