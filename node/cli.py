@@ -50,7 +50,9 @@ def init(
     master_public_key: Annotated[Path, typer.Option(help="KGC's SM9 sign master public key (PEM).")],
     threshold_public: Annotated[Path, typer.Option(help="Threshold public data (JSON) from `kgc split`.")],
     consortium: Annotated[Path, typer.Option(help="Consortium roster (JSON): members, addresses, shares.")],
-    data_source: Annotated[str, typer.Option(help="digits | breast_cancer | dicom:DIR | medmnist:FILE.npz")],
+    data_source: Annotated[
+        str, typer.Option(help="digits | breast_cancer | DICOM folder (+labels.csv) | MedMNIST .npz")
+    ],
     store: Annotated[str, typer.Option(help="Content store: local:DIR or kubo:MULTIADDR.")],
     partitions: Annotated[int, typer.Option(help="Split the source among this many institutions.")] = 1,
     index: Annotated[int, typer.Option(help="This institution's partition (0-based).")] = 0,

@@ -24,7 +24,7 @@ class DataConfig(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid")
-    source: str = Field(description="digits | breast_cancer | dicom:DIR | medmnist:FILE.npz")
+    source: str = Field(description="digits | breast_cancer | a DICOM folder with labels.csv | a MedMNIST .npz file")
     partitions: int = Field(1, ge=1, description="how many institutions share this source")
     index: int = Field(0, ge=0, description="this institution's partition (0-based)")
     scheme: Literal["iid", "dirichlet"] = "iid"
