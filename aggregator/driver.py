@@ -139,9 +139,13 @@ def authorize(
             if phase == "ready" and session.signature_der is not None:
                 return session.signature_der, list(session.approvals.values())
             if phase == "failed":
-                names = [ctx.consortium.by_share(i).name for i in session.cheaters]
-                log.warning("round %d: partial signatures from %s failed the check", record.round, names)
-                excluded |= set(session.cheaters)
+                if session.cheaters:
+                    names = [ctx.consortium.by_share(i).name for i in session.cheaters]
+                    log.warning("round %d: partial signatures from %s failed the check", record.round, names)
+                if session.unresponsive:
+                    names = [ctx.consortium.by_share(i).name for i in session.unresponsive]
+                    log.warning("round %d: %s committed but sent no partial signature", record.round, names)
+                excluded |= set(session.cheaters) | set(session.unresponsive)
                 break
             time.sleep(ctx.poll_interval)
         else:

@@ -37,6 +37,7 @@ class SigningSession:
         approval_signer: Callable[[bytes, bytes], str],
         excluded: frozenset[int] = frozenset(),
         grace_seconds: float = 3.0,
+        partial_timeout: float = 20.0,
     ) -> None:
         self.public = public
         self.consortium = consortium
@@ -46,6 +47,9 @@ class SigningSession:
         self.coordinator = Coordinator(public, record.message(), excluded=excluded)
         self.session_id = self.coordinator.session_id
         self.grace_seconds = grace_seconds
+        self.partial_timeout = partial_timeout
+        self.unresponsive: list[int] = []
+        self._sign_started: float | None = None
         self.phase = "commit"
         self.cheaters: list[int] = []
         self.signature_der: bytes | None = None
@@ -151,6 +155,12 @@ class SigningSession:
                 self._tick_commit(now)
             elif self.phase == "sign" and len(self._partials) == len(self._frozen):
                 self._aggregate()
+            elif self.phase == "sign" and self._sign_started is not None:
+                if now - self._sign_started >= self.partial_timeout:
+                    # A signer that committed and went silent (crashed) holds the session up:
+                    # end it, so the driver can run a new one without that signer.
+                    self.unresponsive = sorted({c.index for c in self._frozen} - set(self._partials))
+                    self.phase = "failed"
             elif self.phase == "approve" and len(self.approvals) >= self.public.k:
                 signers = {self.consortium.by_share(c.index).address.lower() for c in self._frozen}
                 if signers <= set(self.approvals) or self._waited(now):
@@ -168,6 +178,7 @@ class SigningSession:
         if self._committed >= self._expected or self._waited(now):
             self._frozen = self.coordinator.commitments
             self._quorum_since = None
+            self._sign_started = now
             self.phase = "sign"
 
     def _aggregate(self) -> None:

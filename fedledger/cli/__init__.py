@@ -48,7 +48,11 @@ def _register_core_groups() -> None:
 
 def _register_plugin_groups() -> None:
     for entry in entry_points(group="fedledger.commands"):
-        plugin = entry.load()
+        try:
+            plugin = entry.load()
+        except ImportError as exc:  # a stale or partial install must not take the whole CLI down
+            typer.echo(f"fedledger: command group {entry.name!r} unavailable ({exc})", err=True)
+            continue
         if isinstance(plugin, typer.Typer):
             app.add_typer(plugin, name=entry.name)
         else:  # a plain function becomes a single command (e.g. `fedledger demo`)
