@@ -55,8 +55,10 @@ test: install lint test-solidity test-python
 demo: install
 	fedledger demo
 
+# Every benchmark prints JSON with ratios against a baseline measured in the same run.
+BENCHES := chain sm9 store fl round
 bench: install
-	fedledger bench all --json
+	@for b in $(BENCHES); do echo "== fedledger bench $$b"; fedledger bench $$b --json || exit 1; done
 
 clean:
 	rm -rf artifacts cache build dist demo-output bench-output .pytest_cache .mypy_cache .ruff_cache
