@@ -53,3 +53,56 @@ def run(
         server.should_exit = True
         thread.join(timeout=5)
     typer.echo(f"aggregator: {posted} round(s) posted on {ctx.ledger.address}")
+
+
+@app.command()
+def init(
+    home: Annotated[Path, typer.Option(help="Folder for the config, the key (0600) and state.")],
+    rpc_url: Annotated[str, typer.Option(help="JSON-RPC URL of the chain.")],
+    contract: Annotated[str, typer.Option(help="Address of the FederatedLedger contract.")],
+    store: Annotated[str, typer.Option(help="Content store: local:DIR or kubo:MULTIADDR.")],
+    master_public_key: Annotated[Path, typer.Option(help="KGC's SM9 sign master public key (PEM).")],
+    threshold_public: Annotated[Path, typer.Option(help="Threshold public data (JSON) from `kgc split`.")],
+    consortium: Annotated[Path, typer.Option(help="Consortium roster (JSON): members, addresses, shares.")],
+    dataset: Annotated[
+        str, typer.Option(help="Data set whose shape fixes the model: digits, breast_cancer, a folder, an .npz.")
+    ] = "digits",
+    eth_key: Annotated[
+        Path | None, typer.Option(help="Existing Ethereum keystore of the aggregator role; else a new key.")
+    ] = None,
+    port: Annotated[int, typer.Option(help="Port of the signing-session HTTP API.")] = 8700,
+    password_file: PasswordFileOption = None,
+) -> None:
+    """Write the aggregator's config and key (the key must be the contract's aggregator role)."""
+    import secrets
+    import shutil
+
+    from eth_account import Account
+
+    from aggregator.config import AggregatorConfig, save_config
+    from fedledger.chain.keyfile import KeyFileError, load_eth_key, save_eth_key
+    from fedledger.fl import DatasetError, default_spec, load_dataset
+
+    password = read_password(password_file, "the aggregator's Ethereum key", confirm=True)
+    keys = home / "keys"
+    try:
+        data = load_dataset(dataset)
+        account = load_eth_key(eth_key, password) if eth_key else Account.from_key(secrets.token_bytes(32))
+        keys.mkdir(parents=True, exist_ok=True)
+        save_eth_key(keys / "eth-key.json", account, password)
+        shutil.copyfile(master_public_key, keys / "sign-master-public-key.pem")
+        shutil.copyfile(threshold_public, keys / "threshold-public.json")
+        shutil.copyfile(consortium, keys / "consortium.json")
+        path = save_config(
+            AggregatorConfig(
+                rpc_url=rpc_url,
+                contract=contract,
+                store=store,
+                port=port,
+                model=default_spec(data.input_shape, data.num_classes).to_dict(),
+            ),
+            home,
+        )
+    except (KeyFileError, DatasetError, ValueError, OSError) as exc:
+        fail(str(exc))
+    typer.echo(f"aggregator: config {path}, Ethereum address {account.address}")
