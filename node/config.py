@@ -60,6 +60,9 @@ class NodeConfig(BaseModel):
     selection: Literal["static", "rolling"] = "static"
     state_dir: str = "state"
     poll_interval: float = Field(0.5, gt=0, le=60)
+    verify_aggregation: bool = Field(
+        True, description="recompute the global model from the included updates before co-signing"
+    )
     data: DataConfig
     training: TrainingConfig = TrainingConfig()
 

@@ -65,4 +65,5 @@ def build_context(config: NodeConfig, base: Path, password: str) -> NodeContext:
             seed=config.training.seed,
         ),
         state_dir=state_dir,
+        verify_aggregation=config.verify_aggregation,
     )

@@ -25,14 +25,14 @@ from eth_account.signers.local import LocalAccount
 from fedledger.chain.approvals import GlobalModelRecord
 from fedledger.chain.client import LedgerClient, UpdateSubmitted
 from fedledger.digests import sm3_file
-from fedledger.fl import Dataset, TrainConfig
+from fedledger.fl import Dataset, ModelFileError, TrainConfig
 from fedledger.protocol import RoundRecord, UpdateEntry, merkle_root, width_to_ppm
 from fedledger.protocol.consortium import Consortium
 from fedledger.protocol.session_auth import sign_payload
 from fedledger.sm9 import Signature, SignMasterPublicKey, SignPrivateKey, sign, verify
 from fedledger.sm9.threshold import Commitment, Signer, ThresholdPublic
 from fedledger.store import ContentStore
-from node.training_step import TrainedUpdate, fetch_verified_model, train_update
+from node.training_step import TrainedUpdate, fetch_verified_model, realigned_digest, train_update
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,7 @@ class NodeContext:
     train_data: Dataset
     train_config: TrainConfig
     state_dir: Path
+    verify_aggregation: bool = True
 
     def __repr__(self) -> str:
         return f"NodeContext(name={self.name!r}, address={self.account.address})"
@@ -240,7 +241,25 @@ def check_record(ctx: NodeContext, view: dict[str, Any]) -> RoundRecord:
     ctx.store.get_to_path(record.global_cid, global_path)
     if sm3_file(global_path) != record.global_digest:
         raise RecordRefused("the global model's content does not match the record's digest")
+    if ctx.verify_aggregation:
+        _check_alignment(ctx, record, opened[0].base_cid, [events[a] for a in included])
     return record
+
+
+def _check_alignment(ctx: NodeContext, record: RoundRecord, base_cid: str, included: list[UpdateSubmitted]) -> None:
+    """Recompute the global model from the base and the included updates; it must be the posted one."""
+    folder = round_dir(ctx, record.round) / "realign"
+    base_path = fetch_verified_model(ctx.store, base_cid, record.base_digest, folder / "base.safetensors")
+    paths = []
+    for event in included:
+        path = fetch_verified_model(ctx.store, event.cid, event.digest, folder / f"{event.institution.lower()}.st")
+        paths.append(path)
+    try:
+        expected = realigned_digest(base_path, paths, record.round)
+    except (ModelFileError, ValueError) as exc:
+        raise RecordRefused(f"an included update cannot be aligned: {exc}") from None
+    if expected != record.global_digest:
+        raise RecordRefused("the global model is not the alignment of the included updates")
 
 
 class SessionParticipant:

@@ -12,11 +12,14 @@ from pathlib import Path
 
 from fedledger.digests import sm3_file
 from fedledger.fl import (
+    AlignmentAggregation,
     Dataset,
     ModelSpec,
     TrainConfig,
     UpdateMetadata,
     extract_submodel,
+    global_digest,
+    load_client_update,
     load_global,
     save_update,
     train_local,
@@ -112,3 +115,15 @@ def train_update(
     digest = save_update(out, new_state, metadata)
     trained = TrainedUpdate(out, digest, index_map.digest(), num_samples, width_rate, metrics["loss"])
     return trained, meta.spec
+
+
+def realigned_digest(base_path: Path, update_paths: list[Path], round_index: int) -> bytes:
+    """The digest the round's global model must have if it is the alignment of these updates.
+
+    Same code, same order (updates sorted by institution address), same bytes: a node can check
+    that the aggregator posted exactly the alignment of the included updates and nothing else.
+    """
+    state, meta = load_global(base_path)
+    updates = (load_client_update(path) for path in update_paths)
+    aligned = AlignmentAggregation().aggregate(state, updates)
+    return global_digest(aligned, meta.spec, round_index + 1)

@@ -26,13 +26,15 @@ from fedledger.chain.client import LedgerClient
 from fedledger.chain.devaccounts import dev_roles
 from fedledger.chain.errors import NotActiveInstitution, NotEnoughApprovals
 from fedledger.chain.localchain import LocalChain
-from fedledger.fl import UpdateRejected
+from fedledger.digests import sm3
+from fedledger.fl import AlignmentAggregation, UpdateRejected, load_client_update, load_global, save_global
 from fedledger.protocol import RoundRecord, UpdateEntry, merkle_root
 from fedledger.sm9 import Signature, SignMasterPublicKey, sign, verify
 from fedledger.sm9.curve import P1, g1_add
 from fedledger.sm9.threshold import PartialSignature, Signer
 from fedledger.store import open_store
-from node.participant import entry_of
+from node.participant import RecordRefused, check_record, entry_of, train_and_submit
+from node.training_step import realigned_digest
 
 
 @pytest.fixture(scope="module")
@@ -186,8 +188,6 @@ def test_a_bad_sm9_signature_is_flagged_by_the_audit_and_rejected_by_the_aggrega
     ledger = node.ledger
     store = open_store(c.layout.store_spec)
     cid = store.put(b"an update whose entry is signed for another round")
-    from fedledger.digests import sm3
-
     digest = sm3(b"an update whose entry is signed for another round")
     entry = UpdateEntry(
         ledger.chain_id, ledger.address, open_round_four, node.account.address, cid, digest, 10, 1_000_000, b"\x01" * 32
@@ -227,3 +227,42 @@ def test_a_non_member_cannot_submit_and_k_minus_1_approvals_cannot_post(c: Conso
     with pytest.raises(NotEnoughApprovals):
         ledger.post_global_model(roles.aggregator, record, approvals)
     assert ledger.round_state().open
+
+
+def test_nodes_refuse_a_global_model_that_is_not_the_alignment_of_the_included_updates(
+    c: Consortium, open_round_four: int
+) -> None:
+
+    honest, checker = c.nodes[1], c.nodes[2]
+    ledger = honest.ledger
+    train_and_submit(honest, open_round_four)
+    event = ledger.updates_submitted(round=open_round_four, institution=honest.account.address)[0]
+    opened = ledger.rounds_opened(round=open_round_four)[0]
+    store = open_store(c.layout.store_spec)
+    workdir = c.layout.root / "tamper-global"
+    workdir.mkdir(exist_ok=True)
+    store.get_to_path(opened.base_cid, workdir / "base.safetensors")
+    store.get_to_path(event.cid, workdir / "update.safetensors")
+
+    def view_for(global_cid: str, global_digest: bytes) -> dict[str, object]:
+        return {
+            "record": {
+                "chain_id": ledger.chain_id, "contract": ledger.address, "round": open_round_four,
+                "base_digest": opened.base_digest.hex(), "global_cid": global_cid,
+                "global_digest": global_digest.hex(),
+                "updates_root": merkle_root([entry_of(ledger, event).leaf(event.sm9_signature)]).hex(),
+            },
+            "included": [honest.account.address.lower()],
+        }  # fmt: skip
+
+    # The honest alignment passes every check.
+    state, meta = load_global(workdir / "base.safetensors")
+    aligned = AlignmentAggregation().aggregate(state, [load_client_update(workdir / "update.safetensors")])
+    digest = save_global(workdir / "aligned.safetensors", aligned, meta.spec, open_round_four + 1)
+    assert digest == realigned_digest(workdir / "base.safetensors", [workdir / "update.safetensors"], open_round_four)
+    check_record(checker, view_for(store.put(workdir / "aligned.safetensors"), digest))
+    # A model with the right digest on the record but other weights is refused.
+    tampered = {name: t + 0.01 for name, t in aligned.items()}
+    bad_digest = save_global(workdir / "tampered.safetensors", tampered, meta.spec, open_round_four + 1)
+    with pytest.raises(RecordRefused, match="not the alignment"):
+        check_record(checker, view_for(store.put(workdir / "tampered.safetensors"), bad_digest))
