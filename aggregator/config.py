@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Any
 
-import tomli_w
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
+
+from fedledger.config_files import ConfigError as AggregatorConfigError
+from fedledger.config_files import load_toml, save_toml
 
 CONFIG_NAME = "aggregator.toml"
-
-
-class AggregatorConfigError(Exception):
-    """The configuration file is missing or invalid; the message says which field and why."""
+__all__ = ["CONFIG_NAME", "AggregatorConfig", "AggregatorConfigError", "load_config", "save_config"]
 
 
 class AggregatorConfig(BaseModel):
@@ -41,27 +39,9 @@ class AggregatorConfig(BaseModel):
 
 
 def load_config(path: str | Path) -> tuple[AggregatorConfig, Path]:
-    path = Path(path)
-    if path.is_dir():
-        path = path / CONFIG_NAME
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise AggregatorConfigError(f"no aggregator config at {path}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise AggregatorConfigError(f"{path} is not valid TOML: {exc}") from None
-    try:
-        return AggregatorConfig.model_validate(raw), path.parent.resolve()
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-        raise AggregatorConfigError(f"invalid aggregator config {path}: {problems}") from None
+    """Load and validate the aggregator's config; returns it with its folder."""
+    return load_toml(path, AggregatorConfig, CONFIG_NAME, " (create one with `fedledger aggregator init`)")
 
 
 def save_config(config: AggregatorConfig, path: str | Path) -> Path:
-    path = Path(path)
-    if path.is_dir():
-        path = path / CONFIG_NAME
-    tmp = path.with_suffix(".toml.tmp")
-    tmp.write_text(tomli_w.dumps(config.model_dump(exclude_none=True)), encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return save_toml(config, path, CONFIG_NAME)

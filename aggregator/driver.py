@@ -58,20 +58,6 @@ class AggregatorContext:
         return f"AggregatorContext(address={self.account.address})"
 
 
-def entry_of(ledger: LedgerClient, event: UpdateSubmitted) -> UpdateEntry:
-    return UpdateEntry(
-        ledger.chain_id,
-        ledger.address,
-        event.round,
-        event.institution,
-        event.cid,
-        event.digest,
-        event.num_samples,
-        event.width_rate_ppm,
-        event.mapping_digest,
-    )
-
-
 def open_first_round(ctx: AggregatorContext) -> None:
     """Round 0 starts from the seeded initial model, whose CID and digest go on the ledger."""
     path = ctx.state_dir / "global-initial.safetensors"
@@ -165,7 +151,12 @@ def run_round(ctx: AggregatorContext, round_index: int, stop: threading.Event) -
     events = wait_for_updates(ctx, round_index, stop)
     identities = {i.address.lower(): i.sm9_id for i in ctx.ledger.institutions()}
     submissions = [
-        SubmittedUpdate(entry_of(ctx.ledger, e), e.sm9_signature, identities[e.institution.lower()]) for e in events
+        SubmittedUpdate(
+            UpdateEntry.from_event(ctx.ledger.chain_id, ctx.ledger.address, e),
+            e.sm9_signature,
+            identities[e.institution.lower()],
+        )
+        for e in events
     ]
     ctx.board.status = {"state": "aggregating", "round": round_index, "updates": len(events)}
     outcome = aggregate_round(

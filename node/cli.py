@@ -122,15 +122,13 @@ def train(config: ConfigOption = Path("node.toml"), password_file: PasswordFileO
     from node.participant import RecordRefused, train_for_round
 
     ctx = _context(config, password_file)
-    state = ctx.ledger.round_state()
-    if not state.open:
-        fail(f"no round is open on ledger {ctx.ledger.address}")
+    round_index = _open_round(ctx)
     try:
-        with _spinner(f"round {state.round}: training at width {ctx.width_rate}"):
-            trained = train_for_round(ctx, state.round)
+        with _spinner(f"round {round_index}: training at width {ctx.width_rate}"):
+            trained = train_for_round(ctx, round_index)
     except RecordRefused as exc:
         fail(str(exc))
-    typer.echo(f"trained round {state.round}: {trained.path} (SM3 {trained.digest.hex()}, loss {trained.loss:.4f})")
+    typer.echo(f"trained round {round_index}: {trained.path} (SM3 {trained.digest.hex()}, loss {trained.loss:.4f})")
 
 
 @app.command()
@@ -139,15 +137,20 @@ def submit(config: ConfigOption = Path("node.toml"), password_file: PasswordFile
     from node.participant import RecordRefused, train_and_submit
 
     ctx = _context(config, password_file)
+    round_index = _open_round(ctx)
+    try:
+        with _spinner(f"round {round_index}: submitting"):
+            done = train_and_submit(ctx, round_index)
+    except RecordRefused as exc:
+        fail(str(exc))
+    typer.echo(f"submitted round {round_index}" if done else f"already submitted for round {round_index}")
+
+
+def _open_round(ctx) -> int:  # type: ignore[no-untyped-def]
     state = ctx.ledger.round_state()
     if not state.open:
         fail(f"no round is open on ledger {ctx.ledger.address}")
-    try:
-        with _spinner(f"round {state.round}: submitting"):
-            done = train_and_submit(ctx, state.round)
-    except RecordRefused as exc:
-        fail(str(exc))
-    typer.echo(f"submitted round {state.round}" if done else f"already submitted for round {state.round}")
+    return int(state.round)
 
 
 def _spinner(text: str):  # type: ignore[no-untyped-def]

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Literal
 
-import tomli_w
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from fedledger.config_files import ConfigError, load_toml, save_toml
 
 CONFIG_NAME = "node.toml"
-
-
-class ConfigError(Exception):
-    """The configuration file is missing or invalid; the message says which field and why."""
+__all__ = ["CONFIG_NAME", "ConfigError", "DataConfig", "NodeConfig", "TrainingConfig", "load_config", "save_config"]
 
 
 class DataConfig(BaseModel):
@@ -76,28 +73,9 @@ class NodeConfig(BaseModel):
 
 def load_config(path: str | Path) -> tuple[NodeConfig, Path]:
     """Load and validate a node config; returns it with the folder its relative paths start from."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / CONFIG_NAME
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"no node config at {path} (create one with `fedledger node init`)") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
-    try:
-        return NodeConfig.model_validate(raw), path.parent.resolve()
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors())
-        raise ConfigError(f"invalid node config {path}: {problems}") from None
+    return load_toml(path, NodeConfig, CONFIG_NAME, " (create one with `fedledger node init`)")
 
 
 def save_config(config: NodeConfig, path: str | Path) -> Path:
     """Write the config as TOML (no secrets live in it: keys are separate 0600 files)."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / CONFIG_NAME
-    tmp = path.with_suffix(".toml.tmp")
-    tmp.write_text(tomli_w.dumps(config.model_dump()), encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return save_toml(config, path, CONFIG_NAME)

@@ -69,17 +69,7 @@ class NodeContext:
 
 def entry_of(ledger: LedgerClient, event: UpdateSubmitted) -> UpdateEntry:
     """The signed entry an ``UpdateSubmitted`` event stands for."""
-    return UpdateEntry(
-        chain_id=ledger.chain_id,
-        contract=ledger.address,
-        round=event.round,
-        institution=event.institution,
-        cid=event.cid,
-        digest=event.digest,
-        num_samples=event.num_samples,
-        width_ppm=event.width_rate_ppm,
-        mapping_digest=event.mapping_digest,
-    )
+    return UpdateEntry.from_event(ledger.chain_id, ledger.address, event)
 
 
 def verify_posted_round(ctx: NodeContext, round_index: int) -> None:

@@ -219,17 +219,7 @@ class AuditService:
 
     @staticmethod
     def _entry(snap: LedgerSnapshot, event: UpdateSubmitted) -> UpdateEntry:
-        return UpdateEntry(
-            chain_id=snap.chain_id,
-            contract=snap.contract,
-            round=event.round,
-            institution=event.institution,
-            cid=event.cid,
-            digest=event.digest,
-            num_samples=event.num_samples,
-            width_ppm=event.width_rate_ppm,
-            mapping_digest=event.mapping_digest,
-        )
+        return UpdateEntry.from_event(snap.chain_id, snap.contract, event)
 
     @staticmethod
     def _sm9_identity_of(snap: LedgerSnapshot, event: UpdateSubmitted) -> str | None:

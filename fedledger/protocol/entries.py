@@ -11,6 +11,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Protocol
 
 from fedledger.digests import sm3
 
@@ -52,6 +53,25 @@ def _text(value: str) -> bytes:
     return struct.pack(">H", len(raw)) + raw
 
 
+class SubmittedEvent(Protocol):
+    """What an ``UpdateSubmitted`` event carries (``fedledger.chain.client.UpdateSubmitted`` fits)."""
+
+    @property
+    def round(self) -> int: ...
+    @property
+    def institution(self) -> str: ...
+    @property
+    def cid(self) -> str: ...
+    @property
+    def digest(self) -> bytes: ...
+    @property
+    def num_samples(self) -> int: ...
+    @property
+    def width_rate_ppm(self) -> int: ...
+    @property
+    def mapping_digest(self) -> bytes: ...
+
+
 @dataclass(frozen=True)
 class UpdateEntry:
     """One institution's submission for one round, as recorded by ``UpdateSubmitted``."""
@@ -65,6 +85,21 @@ class UpdateEntry:
     num_samples: int
     width_ppm: int
     mapping_digest: bytes  # SM3 of the sub-model index map
+
+    @classmethod
+    def from_event(cls, chain_id: int, contract: str, event: SubmittedEvent) -> UpdateEntry:
+        """The signed entry an ``UpdateSubmitted`` event on ledger (chain_id, contract) stands for."""
+        return cls(
+            chain_id=chain_id,
+            contract=contract,
+            round=event.round,
+            institution=event.institution,
+            cid=event.cid,
+            digest=event.digest,
+            num_samples=event.num_samples,
+            width_ppm=event.width_rate_ppm,
+            mapping_digest=event.mapping_digest,
+        )
 
     def message(self) -> bytes:
         """The bytes the institution signs with its SM9 identity key."""

@@ -120,7 +120,7 @@ def test_wrong_password_and_bad_config_are_clear_errors(consortium: InProcessCon
     assert result.exit_code == 2 and "width_rate" in result.output
 
     missing = runner.invoke(app, ["node", "status", "-c", str(tmp_path / "nowhere")])
-    assert missing.exit_code == 2 and "no node config" in missing.output
+    assert missing.exit_code == 2 and "no config at" in missing.output
 
 
 def test_init_refuses_unreadable_kgc_files(consortium: InProcessConsortium, tmp_path: Path) -> None:

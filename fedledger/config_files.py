@@ -1,0 +1,51 @@
+"""TOML configuration files validated by pydantic models, with errors that name the field.
+
+Shared by the node's and the aggregator's config files, so both report problems the same way.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import TypeVar
+
+import tomli_w
+from pydantic import BaseModel, ValidationError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class ConfigError(Exception):
+    """A configuration file is missing or invalid; the message says which file, field and why."""
+
+
+def _file(path: str | Path, default_name: str) -> Path:
+    path = Path(path)
+    return path / default_name if path.is_dir() else path
+
+
+def load_toml(path: str | Path, model: type[M], default_name: str, missing_hint: str = "") -> tuple[M, Path]:
+    """Load ``path`` (or ``path/default_name``) into ``model``; returns it with the file's folder."""
+    target = _file(path, default_name)
+    try:
+        raw = tomllib.loads(target.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"no config at {target}{missing_hint}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {target}: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{target} is not valid TOML: {exc}") from None
+    try:
+        return model.model_validate(raw), target.parent.resolve()
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"invalid config {target}: {problems}") from None
+
+
+def save_toml(config: BaseModel, path: str | Path, default_name: str) -> Path:
+    """Write ``config`` as TOML atomically (config files hold no secrets: keys live apart, 0600)."""
+    target = _file(path, default_name)
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.write_text(tomli_w.dumps(config.model_dump(exclude_none=True)), encoding="utf-8")
+    tmp.replace(target)
+    return target
