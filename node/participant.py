@@ -7,7 +7,9 @@ not checked. What a node checks before it contributes a partial signature:
 - the record names the open round and the base model the round was opened with;
 - the listed entries are exactly ``UpdateSubmitted`` events of this round, their Merkle root is the
   record's ``updates_root``, and its own entry is among them exactly as it submitted it;
-- the global model's content is in the store and its SM3 digest is the record's.
+- the global model's content is in the store and its SM3 digest is the record's;
+- (``verify_aggregation``) recomputed from the base and the included updates, the global model is
+  exactly the record's: the aggregator cannot slip in weights the updates did not produce.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from eth_account.signers.local import LocalAccount
 
 from fedledger.chain.approvals import GlobalModelRecord
 from fedledger.chain.client import LedgerClient, UpdateSubmitted
+from fedledger.chain.errors import LedgerError
 from fedledger.digests import sm3_file
 from fedledger.fl import Dataset, ModelFileError, TrainConfig
 from fedledger.protocol import RoundRecord, UpdateEntry, merkle_root, width_to_ppm
@@ -31,7 +34,7 @@ from fedledger.protocol.consortium import Consortium
 from fedledger.protocol.session_auth import sign_payload
 from fedledger.sm9 import Signature, SignMasterPublicKey, SignPrivateKey, sign, verify
 from fedledger.sm9.threshold import Commitment, Signer, ThresholdPublic
-from fedledger.store import ContentStore
+from fedledger.store import ContentStore, StoreError
 from node.training_step import TrainedUpdate, fetch_verified_model, realigned_digest, train_update
 
 log = logging.getLogger(__name__)
@@ -259,12 +262,20 @@ class SessionParticipant:
         self.ctx = ctx
         self.http = http
         self._checked: dict[str, RoundRecord] = {}
+        self._refused: dict[str, str] = {}  # session id -> why this node will not sign it
         self._done: set[tuple[str, str]] = set()  # (session id, phase) this node has acted on
 
     def _post(self, path: str, body: dict[str, Any]) -> None:
         response = self.http.post(f"{self.ctx.aggregator_url}{path}", json=body)
         if response.status_code >= 400:
             log.warning("%s: aggregator refused %s: %s", self.ctx.name, path, response.text)
+
+    def _check(self, session_id: str, view: dict[str, Any]) -> RoundRecord:
+        try:
+            return check_record(self.ctx, view)
+        except RecordRefused as exc:
+            self._refused[session_id] = str(exc)
+            raise
 
     def _post_signed(self, path: str, payload: dict[str, Any]) -> None:
         self._post(path, {"payload": payload, "auth": sign_payload(bytes(self.ctx.account.key), payload)})
@@ -280,6 +291,8 @@ class SessionParticipant:
         step_key = (sid, "approve" if phase == "ready" else phase)  # one approval per session
         if step_key in self._done:
             return phase
+        if sid in self._refused:  # checked once and refused: do not redo the checks at every poll
+            raise RecordRefused(self._refused[sid])
         index = self.ctx.signer.index
         base = f"/rounds/{round_index}/sessions/{sid}"
         if phase == "commit":
@@ -287,7 +300,7 @@ class SessionParticipant:
                 self._done.add(step_key)
                 return phase
             if sid not in self._checked:
-                self._checked[sid] = check_record(self.ctx, view)
+                self._checked[sid] = self._check(sid, view)
             payload = self.ctx.signer.commit(sid).to_dict()
             self._post(
                 f"{base}/commitments",
@@ -304,7 +317,7 @@ class SessionParticipant:
                     {"payload": payload, "auth": sign_payload(self.ctx.account.key, payload)},
                 )
         elif phase in ("approve", "ready"):
-            record = self._checked.get(sid) or check_record(self.ctx, view)
+            record = self._checked.get(sid) or self._check(sid, view)
             self._checked[sid] = record
             signature_der = bytes.fromhex(view["signature_der"])
             if not verify(
@@ -332,17 +345,24 @@ def run_node(
     stop = stop or threading.Event()
     with httpx.Client(timeout=30.0) as http:
         participant = SessionParticipant(ctx, http)
+        last_problem = ""
         while not stop.is_set():
             state = ctx.ledger.round_state()
             if rounds is not None and state.started and not state.open and state.round >= rounds - 1:
                 return state.round + 1
+            problem = ""
             if state.open:
                 try:
                     if not train_and_submit(ctx, state.round):
                         participant.step(state.round)
                 except RecordRefused as exc:
-                    log.error("%s: %s", ctx.name, exc)
+                    problem = f"{ctx.name}: {exc}"
                 except httpx.HTTPError as exc:
-                    log.warning("%s: aggregator unreachable (%s); retrying", ctx.name, exc)
+                    problem = f"{ctx.name}: aggregator unreachable ({exc}); retrying"
+                except (StoreError, LedgerError, ConnectionError) as exc:  # transient: try again next poll
+                    problem = f"{ctx.name}: {exc}; retrying"
+            if problem and problem != last_problem:  # say it once, not at every poll
+                log.error("%s", problem)
+            last_problem = problem
             stop.wait(poll_interval)
         return ctx.ledger.round_state().round
