@@ -43,11 +43,21 @@ def experiment(
     mask_absent: bool = typer.Option(
         False, "--mask-absent-classes", help="Mask classes an institution has no samples of (HeteroFL)."
     ),
+    logit_adjustment: float = typer.Option(
+        1.0,
+        "--logit-adjustment",
+        min=0.0,
+        help="tau of the logit-adjusted (balanced-softmax) local loss, all methods alike; 0 = plain cross-entropy.",
+    ),
+    proximal_mu: float = typer.Option(0.0, "--proximal-mu", min=0.0, help="FedProx proximal term, all methods alike."),
+    tiled_step: float = typer.Option(
+        0.5, "--tiled-step", min=0.01, max=1.0, help="Tiled rolling: window advance per round (fraction of a layer)."
+    ),
     out: Annotated[Path, typer.Option("--out", help="Directory for the table (.md), plot (.png) and JSON.")] = _DOCS,
     stem: str = typer.Option("fl-experiment", "--stem", help="File name stem of the outputs."),
     threads: int = typer.Option(1, "--threads", min=1, help="torch threads (the machine is shared)."),
 ) -> None:
-    """Compare centralised, FedAvg full width, FedAvg smallest width and alignment (static, rolling)."""
+    """Compare centralised, FedAvg full width, FedAvg smallest width and alignment (static, rolling, tiled)."""
     from rich.console import Console
 
     from fedledger.fl import experiment as ex
@@ -71,6 +81,8 @@ def experiment(
             batch_size=base.train.batch_size,
             lr=lr,
             mask_absent_classes=mask_absent,
+            logit_adjustment=logit_adjustment,
+            proximal_mu=proximal_mu,
         )
     except ValueError as exc:
         raise _fail(str(exc)) from exc
@@ -80,6 +92,7 @@ def experiment(
         rounds=rounds or base.rounds,
         train=train,
         lr_decay=lr_decay,
+        tiled_step=tiled_step,
     )
     console = Console(stderr=True)
     started = time.monotonic()

@@ -4,8 +4,10 @@ smallest width, and come close to everyone training at full width?
 Methods compared on the same partitions, initial models and training settings:
 ``centralised`` (pooled data, upper reference), ``fedavg_full`` (all institutions at width 1,
 the unconstrained bound), ``fedavg_smallest`` (all at the smallest width: what the weakest
-hospital forces without alignment), ``alignment_static`` and ``alignment_rolling`` (each at its
-own width, aligned). Accuracy is measured on the union of the institutions' local test splits.
+hospital forces without alignment), ``alignment_static``, ``alignment_rolling`` and
+``alignment_tiled`` (each at its own width, aligned; tiled = rolling windows laid end to end
+across institutions, advancing by ``tiled_step`` of the layer per round). Accuracy is
+measured on the union of the institutions' local test splits.
 """
 
 from __future__ import annotations
@@ -25,16 +27,25 @@ from fedledger.fl.aggregation import AlignmentAggregation, ClientUpdate, FedAvg,
 from fedledger.fl.data import Dataset, Shard, load_dataset, partition, pooled
 from fedledger.fl.evaluation import evaluate
 from fedledger.fl.models import ModelSpec, default_spec, initial_global_state
-from fedledger.fl.submodel import extract_submodel
+from fedledger.fl.submodel import extract_submodel, tiled_offsets
 from fedledger.fl.training import TrainConfig, train_local
 
-METHODS = ("centralised", "fedavg_full", "fedavg_smallest", "alignment_static", "alignment_rolling")
+METHODS = (
+    "centralised",
+    "fedavg_full",
+    "fedavg_smallest",
+    "alignment_static",
+    "alignment_rolling",
+    "alignment_tiled",
+)
+ALIGNMENT_METHODS = ("alignment_static", "alignment_rolling", "alignment_tiled")
 METHOD_LABELS = {
     "centralised": "centralised",
     "fedavg_full": "FedAvg, all width 1",
     "fedavg_smallest": "FedAvg, all smallest width",
     "alignment_static": "alignment, static",
     "alignment_rolling": "alignment, rolling",
+    "alignment_tiled": "alignment, tiled rolling",
 }
 DEFAULT_RATES = (1.0, 0.5, 0.5, 0.25, 0.125)
 
@@ -63,6 +74,7 @@ class ExperimentConfig:
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=2, batch_size=32, lr=0.05))
     methods: tuple[str, ...] = METHODS
     lr_decay: float = 1.0  # learning rate multiplied by this every round (all methods alike)
+    tiled_step: float = 0.5  # alignment_tiled: window advance per round, fraction of the layer
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -73,7 +85,13 @@ class ExperimentConfig:
             "train": self.train.to_dict(),
             "methods": list(self.methods),
             "lr_decay": self.lr_decay,
+            "tiled_step": self.tiled_step,
         }
+
+
+def default_train(epochs: int = 1) -> TrainConfig:
+    """Local training shared by every method: SGD, batch 32, logit-adjusted loss (tau = 1)."""
+    return TrainConfig(epochs=epochs, batch_size=32, lr=0.05, logit_adjustment=1.0)
 
 
 def full_config(rounds: int = 50, epochs: int = 1) -> ExperimentConfig:
@@ -82,7 +100,7 @@ def full_config(rounds: int = 50, epochs: int = 1) -> ExperimentConfig:
         for ds in ("digits", "breast_cancer")
         for scheme, alpha in (("dirichlet", 0.1), ("dirichlet", 1.0), ("iid", None))
     )
-    return ExperimentConfig(settings, rounds=rounds, train=TrainConfig(epochs=epochs, batch_size=32, lr=0.05))
+    return ExperimentConfig(settings, rounds=rounds, train=default_train(epochs))
 
 
 def quick_config() -> ExperimentConfig:
@@ -90,7 +108,7 @@ def quick_config() -> ExperimentConfig:
         (Setting("digits", "dirichlet", 1.0),),
         seeds=(0,),
         rounds=8,
-        train=TrainConfig(epochs=1, batch_size=32, lr=0.05),
+        train=default_train(1),
     )
 
 
@@ -113,11 +131,23 @@ def _round_updates(
     round_index: int,
     train: TrainConfig,
     seed: int,
+    *,
+    step: float | None = None,
+    offsets: tuple[float, ...] | None = None,
 ) -> Iterator[ClientUpdate]:
     """A generator: each institution's update is trained, aggregated and dropped in turn."""
     homogeneous = all(r == 1.0 for r in rates)
-    for shard, rate in zip(shards, rates, strict=True):
-        sub, index_map = extract_submodel(global_state, spec, rate, selection, round_index)
+    for position, (shard, rate) in enumerate(zip(shards, rates, strict=True)):
+        sub, index_map = extract_submodel(
+            global_state,
+            spec,
+            rate,
+            selection,
+            round_index,
+            step=step,
+            offset=offsets[position] if offsets else 0.0,
+            salt=_seed(seed, "units", shard.institution),
+        )
         config = replace(train, seed=_seed(seed, round_index, shard.institution))
         new_state, samples, _ = train_local(spec, sub, rate, shard.train, config)
         name = f"inst{shard.institution}"
@@ -137,15 +167,25 @@ def run_federated(
     seed: int,
     test: Dataset,
     lr_decay: float = 1.0,
+    *,
+    step: float | None = None,
+    tiled: bool = False,
 ) -> list[dict[str, float]]:
-    """Alignment (or FedAvg when every rate is 1) for ``rounds`` rounds; metrics after each round."""
+    """Alignment (or FedAvg when every rate is 1) for ``rounds`` rounds; metrics after each round.
+
+    ``step`` and ``tiled`` shape the selection: the rolling window's advance per round (fraction
+    of the layer) and whether institutions' windows are laid end to end (:func:`tiled_offsets`).
+    """
     global_state = initial_global_state(spec, seed)
     homogeneous = all(r == 1.0 for r in rates)
     strategy = FedAvg() if homogeneous else AlignmentAggregation()
+    offsets = tuple(tiled_offsets(rates)) if tiled else None
     history = []
     for round_index in range(rounds):
         config = replace(train, lr=train.lr * lr_decay**round_index)
-        updates = _round_updates(global_state, spec, shards, rates, selection, round_index, config, seed)
+        updates = _round_updates(
+            global_state, spec, shards, rates, selection, round_index, config, seed, step=step, offsets=offsets
+        )
         global_state = strategy.aggregate(global_state, updates)
         history.append(evaluate(spec, global_state, test.X, test.y))
     return history
@@ -201,6 +241,20 @@ def run_method(
         return run_federated(
             spec, shards, config.rates, selection, config.rounds, config.train, seed, test, config.lr_decay
         )
+    if method == "alignment_tiled":
+        return run_federated(
+            spec,
+            shards,
+            config.rates,
+            "rolling",
+            config.rounds,
+            config.train,
+            seed,
+            test,
+            config.lr_decay,
+            step=config.tiled_step,
+            tiled=True,
+        )
     raise ValueError(f"unknown method {method!r}; choose from {METHODS}")
 
 
@@ -240,7 +294,7 @@ def _claim(methods: dict[str, Any]) -> dict[str, Any]:
         return out
     full = methods["fedavg_full"]["summary"]["accuracy_mean"]
     small = methods["fedavg_smallest"]["summary"]["accuracy_mean"]
-    for variant in ("alignment_static", "alignment_rolling"):
+    for variant in ALIGNMENT_METHODS:
         if variant not in methods:
             continue
         acc = methods[variant]["summary"]["accuracy_mean"]

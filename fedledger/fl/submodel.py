@@ -6,13 +6,22 @@ canonical JSON form and an SM3 digest so a ledger entry can name exactly what wa
 
 Selections: ``static`` keeps the first ceil(r*C) units of every hidden layer (HeteroFL);
 ``rolling`` shifts that window by one unit per round, wrapping around (FedRolex), so over
-time every global unit is trained by the small institutions too.
+time every global unit is trained by the small institutions too; ``random`` draws a fresh
+seeded subset every round (federated-dropout style coverage).
+
+Two optional knobs serve short federations, where a one-unit step barely moves in 50 rounds:
+``step`` (rolling: fraction of the layer width the window advances per round) and ``offset``
+(fraction of the layer width where this institution's window starts, so institutions can be
+staggered to cover complementary units; see :func:`tiled_offsets`). Whatever the knobs, the
+index map records the exact indices, so its digest names exactly what was covered.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Iterator, Mapping
+import math
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +30,7 @@ import torch
 from fedledger.digests import sm3
 from fedledger.fl.models import ModelSpec, check_rate, parameter_shapes, tensor_axes
 
-SELECTIONS = ("static", "rolling")
+SELECTIONS = ("static", "rolling", "random")
 _MAX_SLICE_BLOCKS = 16  # beyond this many contiguous blocks, fall back to advanced indexing
 
 DimIndex = torch.Tensor | None
@@ -127,25 +136,86 @@ def _check_index_vector(name: str, dim: int, idx: torch.Tensor, size: int) -> No
         raise ValueError(f"tensor {name} dim {dim}: repeated index")
 
 
-def select_units(channels: int, keep: int, selection: str, round_index: int) -> torch.Tensor:
-    """Which of ``channels`` global units a sub-model keeps (sorted global indices)."""
+def select_units(
+    channels: int,
+    keep: int,
+    selection: str,
+    round_index: int,
+    *,
+    step: float | None = None,
+    offset: float = 0.0,
+    salt: int = 0,
+) -> torch.Tensor:
+    """Which of ``channels`` global units a sub-model keeps (sorted global indices).
+
+    ``static``: the window ``offset*C .. +keep`` (the prefix when ``offset`` is 0, HeteroFL).
+    ``rolling``: that window advanced by ``step*C`` units per round (one unit when ``step`` is
+    None, FedRolex). ``random``: ``keep`` units drawn uniformly, seeded by (``salt``, round,
+    ``channels``, ``keep``), so anyone can recompute them.
+    """
     if selection not in SELECTIONS:
         raise ValueError(f"selection must be one of {SELECTIONS}, got {selection!r}")
-    if selection == "static" or keep == channels:
+    if not 0 < keep <= channels:
+        raise ValueError(f"keep must be in [1, {channels}], got {keep}")
+    if not 0.0 <= offset < 1.0:
+        raise ValueError(f"offset must be a fraction in [0, 1), got {offset!r}")
+    if step is not None and not 0.0 < step <= 1.0:
+        raise ValueError(f"step must be a fraction in (0, 1], got {step!r}")
+    if keep == channels:
         return torch.arange(keep, dtype=torch.int64)
-    start = round_index % channels
+    if selection == "random":
+        digest = hashlib.sha256(f"fedledger-random-units:{salt}:{round_index}:{channels}:{keep}".encode()).digest()
+        generator = torch.Generator().manual_seed(int.from_bytes(digest[:8], "big") >> 1)
+        return torch.sort(torch.randperm(channels, generator=generator)[:keep]).values
+    start = math.floor(offset * channels + 1e-9)
+    if selection == "rolling":
+        units_per_round = 1 if step is None else max(1, round(step * channels))
+        start += round_index * units_per_round
+    if selection == "static" and start == 0:
+        return torch.arange(keep, dtype=torch.int64)
     return torch.sort((torch.arange(keep, dtype=torch.int64) + start) % channels).values
 
 
-def make_index_map(spec: ModelSpec, width_rate: float, selection: str = "static", round_index: int = 0) -> IndexMap:
-    """The mapping of the sub-model at ``width_rate`` chosen by ``selection`` for round ``round_index``."""
+def tiled_offsets(rates: Sequence[float]) -> list[float]:
+    """Window offsets that lay the institutions' windows end to end around each layer.
+
+    Institution i starts where institution i-1's window ends (fractions, modulo 1), so equal
+    narrow institutions cover complementary units instead of the same prefix: with rates
+    (1, 1/2, 1/2, 1/4, 1/8) the two half-width institutions get the two halves.
+    """
+    offsets, position = [], 0.0
+    for rate in rates:
+        check_rate(rate)
+        offsets.append(position % 1.0)
+        position += rate
+    return offsets
+
+
+def make_index_map(
+    spec: ModelSpec,
+    width_rate: float,
+    selection: str = "static",
+    round_index: int = 0,
+    *,
+    step: float | None = None,
+    offset: float = 0.0,
+    salt: int = 0,
+) -> IndexMap:
+    """The mapping of the sub-model at ``width_rate`` chosen by ``selection`` for round ``round_index``.
+
+    ``step``, ``offset`` and ``salt`` are passed to :func:`select_units` (``salt`` mixed with the
+    layer number, so layers of equal width draw different random units).
+    """
     check_rate(width_rate)
     if round_index < 0:
         raise ValueError("round_index must be >= 0")
     full = parameter_shapes(spec, 1.0)
     keep = spec.hidden_at(width_rate)
     units = [
-        None if k == c else select_units(c, k, selection, round_index) for c, k in zip(spec.hidden, keep, strict=True)
+        None
+        if k == c
+        else select_units(c, k, selection, round_index, step=step, offset=offset, salt=salt * 1009 + layer)
+        for layer, (c, k) in enumerate(zip(spec.hidden, keep, strict=True))
     ]
     indices = {
         name: tuple(None if layer is None else units[layer] for layer in axes)
@@ -234,9 +304,13 @@ def extract_submodel(
     width_rate: float,
     selection: str = "static",
     round_index: int = 0,
+    *,
+    step: float | None = None,
+    offset: float = 0.0,
+    salt: int = 0,
 ) -> tuple[dict[str, torch.Tensor], IndexMap]:
     """Cut the sub-model at ``width_rate`` out of the global state; returns it and its mapping."""
-    index_map = make_index_map(spec, width_rate, selection, round_index)
+    index_map = make_index_map(spec, width_rate, selection, round_index, step=step, offset=offset, salt=salt)
     return extract_with_map(global_state, index_map), index_map
 
 

@@ -26,6 +26,14 @@ class TrainConfig:
     ``mask_absent_classes``: logits of classes the institution has no samples of are masked out
     of the loss (HeteroFL's masked classifier), so a hospital that never sees a class does not
     teach the shared head to suppress it; important under label skew.
+
+    ``logit_adjustment``: tau of the balanced-softmax / logit-adjusted loss (FedLC-style): while
+    training, tau·log(local class prior) is added to the logits (prior smoothed by one sample
+    per class), so a hospital's loss does not push down classes it rarely or never sees. A soft
+    form of ``mask_absent_classes``; 0 disables it. Inference is unchanged.
+
+    ``proximal_mu``: FedProx's proximal term (mu/2)·||w − w_start||² added to the loss, which keeps
+    a round's local model near the model it started from, limiting client drift under skew.
     """
 
     epochs: int = 1
@@ -36,6 +44,8 @@ class TrainConfig:
     weight_decay: float = 0.0
     seed: int = 0
     mask_absent_classes: bool = False
+    proximal_mu: float = 0.0
+    logit_adjustment: float = 0.0
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -44,6 +54,10 @@ class TrainConfig:
             raise ValueError("epochs and batch_size must be at least 1")
         if not self.lr > 0:
             raise ValueError("lr must be positive")
+        if not self.logit_adjustment >= 0:
+            raise ValueError("logit_adjustment must be >= 0")
+        if not self.proximal_mu >= 0:
+            raise ValueError("proximal_mu must be >= 0")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -90,6 +104,11 @@ def train_local(
     if config.mask_absent_classes:
         absent = torch.ones(spec.num_classes, dtype=torch.bool)
         absent[torch.unique(y)] = False
+    shift: torch.Tensor | None = None
+    if config.logit_adjustment > 0:
+        counts = torch.bincount(y, minlength=spec.num_classes).to(torch.float32) + 1.0
+        shift = config.logit_adjustment * torch.log(counts / counts.sum())
+    anchor = [p.detach().clone() for p in model.parameters()] if config.proximal_mu > 0 else None
     steps = 0
     last_loss = 0.0
     for _ in range(config.epochs):
@@ -101,7 +120,12 @@ def train_local(
             logits = model(X[batch])
             if absent is not None:
                 logits = logits.masked_fill(absent, float("-inf"))
+            if shift is not None:
+                logits = logits + shift
             loss = torch.nn.functional.cross_entropy(logits, y[batch])
+            if anchor is not None:
+                drift = sum(((p - a) ** 2).sum() for p, a in zip(model.parameters(), anchor, strict=True))
+                loss = loss + 0.5 * config.proximal_mu * drift
             loss.backward()
             optimiser.step()
             total += float(loss.detach()) * len(batch)

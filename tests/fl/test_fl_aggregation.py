@@ -120,7 +120,7 @@ def _dense_reference(global_state, updates):
     rates=st.lists(st.sampled_from([1.0, 0.5, 0.34, 0.25, 0.125]), min_size=1, max_size=4),
     samples=st.lists(st.integers(1, 50), min_size=4, max_size=4),
     rounds=st.lists(st.integers(0, 20), min_size=4, max_size=4),
-    selection=st.sampled_from(["static", "rolling"]),
+    selection=st.sampled_from(["static", "rolling", "random"]),
     family=st.sampled_from(["mlp", "cnn"]),
     seed=st.integers(0, 10_000),
 )

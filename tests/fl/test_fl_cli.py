@@ -35,6 +35,7 @@ def test_quick_experiment_prints_json_figures():
         "fedavg_smallest",
         "alignment_static",
         "alignment_rolling",
+        "alignment_tiled",
     }
     assert all(len(curve) == 2 for curve in setting["accuracy_per_round"].values())
     assert 0 <= setting["methods"]["fedavg_full"]["accuracy_mean"] <= 100
@@ -58,6 +59,7 @@ def test_full_experiment_writes_table_and_plot(tmp_path: Path):
     assert result.returncode == 0, result.stderr
     table = (tmp_path / "exp.md").read_text()
     assert "| breast_cancer / iid | alignment, rolling |" in table
+    assert "| breast_cancer / iid | alignment, tiled rolling |" in table
     assert "claim holds" in table and table in result.stdout + "\n"
     assert (tmp_path / "exp-accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -76,11 +76,55 @@ def test_masking_absent_classes_leaves_their_head_rows_alone():
     assert changed.nonzero().flatten().tolist() == [3, 7]
 
 
+def _digits_subset(classes, per_class):
+    data = load_dataset("digits")
+    picks = np.concatenate([np.flatnonzero(data.y == c)[:n] for c, n in zip(classes, per_class, strict=True)])
+    return data.subset(np.sort(picks))
+
+
+def test_logit_adjustment_changes_nothing_when_classes_are_balanced():
+    # a constant shift of every logit leaves softmax, loss and gradients as they were
+    data = _digits_subset(range(10), [6] * 10)
+    spec = ModelSpec("cnn", (1, 8, 8), 10, (4, 4))
+    g = initial_global_state(spec, 0)
+    plain, _, _ = train_local(spec, g, 1.0, data, TrainConfig(epochs=1, seed=0))
+    adjusted, _, _ = train_local(spec, g, 1.0, data, TrainConfig(epochs=1, seed=0, logit_adjustment=1.0))
+    assert all(torch.allclose(plain[k], adjusted[k], atol=1e-5) for k in plain)
+
+
+def test_logit_adjustment_pushes_unseen_classes_down_less():
+    data = _digits_subset([3, 7], [40, 20])
+    spec = ModelSpec("cnn", (1, 8, 8), 10, (4, 4))
+    g = initial_global_state(spec, 0)
+    absent = [c for c in range(10) if c not in (3, 7)]
+
+    def drop(tau):
+        new, _, _ = train_local(spec, g, 1.0, data, TrainConfig(epochs=1, seed=0, momentum=0.0, logit_adjustment=tau))
+        return (g["head.bias"] - new["head.bias"])[absent]
+
+    plain, adjusted = drop(0.0), drop(1.0)
+    assert (plain > 0).all() and (adjusted < plain).all()
+
+
+def test_proximal_term_keeps_the_model_near_its_start(shard):
+    g = initial_global_state(SPEC, 0)
+
+    def distance(mu):
+        new, _, _ = train_local(SPEC, g, 1.0, shard.train, TrainConfig(epochs=2, seed=0, proximal_mu=mu))
+        return sum(float(((new[k] - g[k]) ** 2).sum()) for k in g)
+
+    assert distance(5.0) < 0.5 * distance(0.0)
+
+
 def test_bad_config_is_refused():
     with pytest.raises(ValueError):
         TrainConfig(optimizer="lbfgs")
     with pytest.raises(ValueError):
         TrainConfig(epochs=0)
+    with pytest.raises(ValueError):
+        TrainConfig(logit_adjustment=-1.0)
+    with pytest.raises(ValueError):
+        TrainConfig(proximal_mu=-0.1)
 
 
 def test_evaluate_matches_hand_computation():
