@@ -53,20 +53,24 @@ class InProcessConsortium:
         config, base = load_aggregator_config(self.layout.aggregator_dir)
         return build_context(config, base, password_of(self.layout.aggregator_dir), SessionBoard())
 
-    def start_nodes(self, rounds: int, stop: threading.Event) -> list[threading.Thread]:
+    def start_nodes(self, rounds: int, stop: threading.Event, only: list[int] | None = None) -> list[threading.Thread]:
         def target(ctx: NodeContext) -> None:
             try:
                 run_node(ctx, rounds, poll_interval=0.1, stop=stop)
             except BaseException as exc:  # reported by run_rounds
                 self.errors.append(exc)
 
-        threads = [threading.Thread(target=target, args=(ctx,), daemon=True) for ctx in self.nodes]
+        chosen = [self.nodes[i] for i in only] if only is not None else self.nodes
+        threads = [threading.Thread(target=target, args=(ctx,), daemon=True) for ctx in chosen]
         for t in threads:
             t.start()
         return threads
 
-    def run_rounds(self, rounds: int, timeout: float = 240.0) -> AggregatorContext:
-        """Run the aggregator (HTTP API + driver) here until ``rounds`` rounds are posted."""
+    def run_rounds(self, rounds: int, timeout: float = 240.0, only: list[int] | None = None) -> AggregatorContext:
+        """Run the aggregator (HTTP API + driver) here until ``rounds`` rounds are posted.
+
+        ``only`` names the institutions (indices) to run as threads; the others are left to the caller.
+        """
         ctx = self.aggregator_context()
         ctx.poll_interval = 0.1
         config, _ = load_aggregator_config(self.layout.aggregator_dir)
@@ -76,7 +80,7 @@ class InProcessConsortium:
         http = threading.Thread(target=server.run, daemon=True)
         http.start()
         stop = threading.Event()
-        nodes = self.start_nodes(rounds, stop)
+        nodes = self.start_nodes(rounds, stop, only)
         timer = threading.Timer(timeout, stop.set)
         timer.start()
         try:
