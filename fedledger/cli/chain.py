@@ -64,9 +64,7 @@ def _default_deployment_file() -> Path:
 def _print_deployment(deployment: Deployment, path: Path) -> None:
     console.print(f"RPC URL:    [bold]{deployment.rpc_url}[/]", highlight=False)
     console.print(f"chain id:   {deployment.chain_id}", highlight=False)
-    console.print(
-        f"contract:   [bold]{deployment.address}[/] (block {deployment.deploy_block})", highlight=False
-    )
+    console.print(f"contract:   [bold]{deployment.address}[/] (block {deployment.deploy_block})", highlight=False)
     console.print(f"aggregator: {deployment.aggregator}", highlight=False)
     console.print(f"k of n:     {deployment.threshold} of {len(deployment.institutions)}", highlight=False)
     for spec in deployment.institutions:
@@ -83,17 +81,11 @@ def up(
     port: Annotated[int, typer.Option("--port", help="Port on 127.0.0.1 (0: pick a free one).")] = 0,
     state: Annotated[
         Path | None,
-        typer.Option(
-            "--state", help="Anvil state file: loaded if present, written on exit (keeps the ledger)."
-        ),
+        typer.Option("--state", help="Anvil state file: loaded if present, written on exit (keeps the ledger)."),
     ] = None,
-    institutions: Annotated[
-        int, typer.Option("--institutions", help="Number of dev institutions (1..7).")
-    ] = 5,
+    institutions: Annotated[int, typer.Option("--institutions", help="Number of dev institutions (1..7).")] = 5,
     threshold: Annotated[int, typer.Option("--threshold", "-k", help="Approvals required (k).")] = 3,
-    deployment_file: Annotated[
-        Path | None, typer.Option("--deployment-file", help=DEPLOYMENT_FILE_HELP)
-    ] = None,
+    deployment_file: Annotated[Path | None, typer.Option("--deployment-file", help=DEPLOYMENT_FILE_HELP)] = None,
 ) -> None:
     """Start a local chain, deploy the ledger for dev institutions, and keep running until Ctrl-C."""
     chain_kind = _check_kind(kind)
@@ -219,17 +211,13 @@ def deploy(
     rpc_url: Annotated[str, typer.Option("--rpc-url", help="JSON-RPC endpoint of the chain to deploy on.")],
     institution: Annotated[
         list[str] | None,
-        typer.Option(
-            "--institution", "-i", help="A founding institution as ADDRESS=SM9_ID (repeat for each)."
-        ),
+        typer.Option("--institution", "-i", help="A founding institution as ADDRESS=SM9_ID (repeat for each)."),
     ] = None,
     aggregator: Annotated[str | None, typer.Option("--aggregator", help="Aggregator address.")] = None,
     threshold: Annotated[int, typer.Option("--threshold", "-k", help="Approvals required (k).")] = 3,
     dev: Annotated[
         bool,
-        typer.Option(
-            "--dev", help="Use the well-known dev accounts (local chains only) for every role not given."
-        ),
+        typer.Option("--dev", help="Use the well-known dev accounts (local chains only) for every role not given."),
     ] = False,
     dev_institutions: Annotated[
         int, typer.Option("--dev-institutions", help="With --dev: how many dev institutions.")
@@ -238,15 +226,14 @@ def deploy(
         Path | None,
         typer.Option("--key-file", help=f"File holding the deployer's hex private key (or set ${KEY_ENV})."),
     ] = None,
-    deployment_file: Annotated[
-        Path | None, typer.Option("--deployment-file", help=DEPLOYMENT_FILE_HELP)
-    ] = None,
+    deployment_file: Annotated[Path | None, typer.Option("--deployment-file", help=DEPLOYMENT_FILE_HELP)] = None,
 ) -> None:
     """Deploy FederatedLedger on any chain and write the deployment file."""
     from eth_utils import is_address, to_checksum_address
 
     from fedledger.chain.deploy import InstitutionSpec, deploy_ledger, dev_consortium
     from fedledger.chain.devaccounts import dev_roles
+
     specs = [InstitutionSpec(*_parse_institution(text)) for text in institution or []]
     if dev:
         if not 1 <= dev_institutions <= 7:
@@ -294,17 +281,126 @@ def _connect(rpc_url: str) -> Any:
     return w3
 
 
+# ---------------------------------------------------------------------------------- membership
+
+ACTIONS = ("add", "remove", "threshold", "aggregator")
+
+
+def _membership_change(ledger: Any, action: str, account: str | None, sm9_id: str, threshold: int | None) -> Any:
+    """The MembershipChange a command describes; k defaults to the ledger's current k."""
+    from eth_utils import is_address
+
+    from fedledger.chain.approvals import MembershipChange
+
+    if action not in ACTIONS:
+        _fail(f"--action must be one of {', '.join(ACTIONS)}, not {action!r}")
+    if action != "threshold" and (account is None or not is_address(account)):
+        _fail(f"--action {action} needs --account with a 0x address")
+    if action == "add" and not sm9_id:
+        _fail("--action add needs --sm9-id (the new institution's SM9 identity)")
+    k = threshold if threshold is not None else ledger.threshold()
+    if action == "threshold" and threshold is None:
+        _fail("--action threshold needs --threshold (the new k)")
+    if action == "add":
+        return MembershipChange.add(str(account), sm9_id, k)
+    if action == "remove":
+        return MembershipChange.remove(str(account), k)
+    if action == "threshold":
+        return MembershipChange.set_threshold(k)
+    return MembershipChange.set_aggregator(str(account), k)
+
+
+def _keystore_account(keystore: Path, password_file: Path | None) -> LocalAccount:
+    from fedledger.chain.keyfile import KeyFileError, load_eth_key
+    from fedledger.cli.sm9 import read_password
+
+    try:
+        return load_eth_key(keystore, read_password(password_file, f"Ethereum key {keystore}"))
+    except KeyFileError as exc:
+        _fail(str(exc))
+
+
+def _ledger_of(deployment_file: Path | None) -> Any:
+    from fedledger.chain.deploy import Deployment
+
+    try:
+        deployment = Deployment.load(deployment_file)
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+    return deployment.client(_connect(deployment.rpc_url))
+
+
+ActionOption = Annotated[str, typer.Option("--action", help="add | remove | threshold | aggregator.")]
+AccountOption = Annotated[
+    str | None, typer.Option("--account", help="Institution (add/remove) or new aggregator address.")
+]
+Sm9IdOption = Annotated[str, typer.Option("--sm9-id", help="With add: the new institution's SM9 identity.")]
+ThresholdOption = Annotated[
+    int | None, typer.Option("--threshold", "-k", help="k after the change (default: the current k).")
+]
+KeystoreOption = Annotated[Path, typer.Option("--keystore", help="Encrypted Ethereum keystore (JSON) to sign with.")]
+
+
+@app.command("approve-change")
+def approve_change(
+    action: ActionOption,
+    keystore: KeystoreOption,
+    account: AccountOption = None,
+    sm9_id: Sm9IdOption = "",
+    threshold: ThresholdOption = None,
+    password_file: Annotated[
+        Path | None, typer.Option("--password-file", help="File whose first line is the keystore password.")
+    ] = None,
+    deployment_file: Annotated[Path | None, typer.Option("--deployment-file", help=DEPLOYMENT_FILE_HELP)] = None,
+) -> None:
+    """An institution's EIP-712 approval of a membership change (prints it as hex; k are needed).
+
+    The approval is bound to this chain, this contract and the ledger's current membership nonce,
+    so it cannot be replayed for another change or on another ledger.
+    """
+    ledger = _ledger_of(deployment_file)
+    change = _membership_change(ledger, action, account, sm9_id, threshold)
+    approver = _keystore_account(keystore, password_file)
+    typer.echo("0x" + ledger.approve_membership_change(approver, change).hex())
+
+
+@app.command("apply-change")
+def apply_change(
+    action: ActionOption,
+    keystore: KeystoreOption,
+    approval: Annotated[
+        list[str], typer.Option("--approval", help="An approval from `approve-change` (repeat k times).")
+    ],
+    account: AccountOption = None,
+    sm9_id: Sm9IdOption = "",
+    threshold: ThresholdOption = None,
+    password_file: Annotated[
+        Path | None, typer.Option("--password-file", help="File whose first line is the keystore password.")
+    ] = None,
+    deployment_file: Annotated[Path | None, typer.Option("--deployment-file", help=DEPLOYMENT_FILE_HELP)] = None,
+) -> None:
+    """Send a membership change with its k approvals (any funded account may send it)."""
+    ledger = _ledger_of(deployment_file)
+    change = _membership_change(ledger, action, account, sm9_id, threshold)
+    try:
+        approvals = [bytes.fromhex(a.removeprefix("0x")) for a in approval]
+    except ValueError:
+        _fail("every --approval must be hex")
+    sender = _keystore_account(keystore, password_file)
+    try:
+        result = ledger.apply_membership_change(sender, change, approvals)
+    except _tool_failures() as exc:
+        _fail(str(exc), code=1)
+    typer.echo(f"membership change applied in block {result.block_number} (tx {result.tx_hash})")
+
+
 # ---------------------------------------------------------------------------------- status
 
 
 @app.command("status")
 def status(
-    deployment_file: Annotated[
-        Path | None, typer.Option("--deployment-file", help=DEPLOYMENT_FILE_HELP)
-    ] = None,
-    rpc_url: Annotated[
-        str | None, typer.Option("--rpc-url", help="Override the deployment file's RPC URL.")
-    ] = None,
+    deployment_file: Annotated[Path | None, typer.Option("--deployment-file", help=DEPLOYMENT_FILE_HELP)] = None,
+    rpc_url: Annotated[str | None, typer.Option("--rpc-url", help="Override the deployment file's RPC URL.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the status as JSON.")] = False,
 ) -> None:
     """Show the ledger: membership, k, the current round and the last posted global model."""
@@ -327,9 +423,7 @@ def status(
         "contract": ledger.address,
         "aggregator": ledger.aggregator(),
         "threshold": ledger.threshold(),
-        "institutions": [
-            {"address": i.address, "sm9_id": i.sm9_id, "active": i.active} for i in ledger.institutions()
-        ],
+        "institutions": [{"address": i.address, "sm9_id": i.sm9_id, "active": i.active} for i in ledger.institutions()],
         "round": {
             "started": state.started,
             "current": state.round if state.started else None,
@@ -338,30 +432,22 @@ def status(
         },
         "rounds_posted": len(posted),
         "last_global_model": (
-            {"round": posted[-1].round, "cid": posted[-1].cid, "digest": posted[-1].digest.hex()}
-            if posted
-            else None
+            {"round": posted[-1].round, "cid": posted[-1].cid, "digest": posted[-1].digest.hex()} if posted else None
         ),
     }
     if as_json:
         typer.echo(json.dumps(data, indent=2))
         return
-    table = Table(
-        title=f"FederatedLedger {data['contract']} on chain {data['chain_id']} (block {data['block']})"
-    )
+    table = Table(title=f"FederatedLedger {data['contract']} on chain {data['chain_id']} (block {data['block']})")
     table.add_column("field")
     table.add_column("value")
     table.add_row("aggregator", data["aggregator"])
     active = sum(1 for i in data["institutions"] if i["active"])
     table.add_row("k of n", f"{data['threshold']} of {active} active")
     for inst in data["institutions"]:
-        table.add_row(
-            "institution", f"{inst['address']}  {inst['sm9_id']}" + ("" if inst["active"] else " (removed)")
-        )
+        table.add_row("institution", f"{inst['address']}  {inst['sm9_id']}" + ("" if inst["active"] else " (removed)"))
     if state.started:
-        table.add_row(
-            "round", f"{state.round} ({'open' if state.open else 'closed'}, {state.update_count} updates)"
-        )
+        table.add_row("round", f"{state.round} ({'open' if state.open else 'closed'}, {state.update_count} updates)")
     else:
         table.add_row("round", "none opened yet")
     last = data["last_global_model"]
@@ -425,9 +511,7 @@ def smoke(
 
 @bench_app.command("chain")
 def bench_chain(
-    kind: Annotated[
-        str, typer.Option("--kind", help="Local chain to measure on: anvil or hardhat.")
-    ] = "anvil",
+    kind: Annotated[str, typer.Option("--kind", help="Local chain to measure on: anvil or hardhat.")] = "anvil",
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
 ) -> None:
     """Gas used by every ledger operation (realistic calldata), against the issue's targets."""
