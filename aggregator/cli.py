@@ -72,6 +72,7 @@ def init(
     ] = None,
     port: Annotated[int, typer.Option(help="Port of the signing-session HTTP API.")] = 8700,
     password_file: PasswordFileOption = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing config and key.")] = False,
 ) -> None:
     """Write the aggregator's config and key (the key must be the contract's aggregator role)."""
     import secrets
@@ -79,30 +80,37 @@ def init(
 
     from eth_account import Account
 
-    from aggregator.config import AggregatorConfig, save_config
+    from aggregator.config import CONFIG_NAME, AggregatorConfig, save_config
     from fedledger.chain.keyfile import KeyFileError, load_eth_key, save_eth_key
     from fedledger.fl import DatasetError, default_spec, load_dataset
+    from fedledger.protocol.consortium import Consortium
+    from fedledger.sm9 import SignMasterPublicKey, SM9Error
+    from fedledger.sm9.threshold import ThresholdPublic
 
+    if (home / CONFIG_NAME).exists() and not force:
+        fail(f"{home / CONFIG_NAME} exists: the aggregator is initialised already (--force replaces it)")
     password = read_password(password_file, "the aggregator's Ethereum key", confirm=True)
-    keys = home / "keys"
+    # Read and check everything first, so bad input leaves nothing half-written behind.
     try:
         data = load_dataset(dataset)
+        SignMasterPublicKey.load(master_public_key)
+        ThresholdPublic.load(threshold_public)
+        Consortium.load(consortium)
         account = load_eth_key(eth_key, password) if eth_key else Account.from_key(secrets.token_bytes(32))
-        keys.mkdir(parents=True, exist_ok=True)
-        save_eth_key(keys / "eth-key.json", account, password)
-        shutil.copyfile(master_public_key, keys / "sign-master-public-key.pem")
-        shutil.copyfile(threshold_public, keys / "threshold-public.json")
-        shutil.copyfile(consortium, keys / "consortium.json")
-        path = save_config(
-            AggregatorConfig(
-                rpc_url=rpc_url,
-                contract=contract,
-                store=store,
-                port=port,
-                model=default_spec(data.input_shape, data.num_classes).to_dict(),
-            ),
-            home,
+        config = AggregatorConfig(
+            rpc_url=rpc_url,
+            contract=contract,
+            store=store,
+            port=port,
+            model=default_spec(data.input_shape, data.num_classes).to_dict(),
         )
-    except (KeyFileError, DatasetError, ValueError, OSError) as exc:
+    except (KeyFileError, DatasetError, SM9Error, ValueError, OSError) as exc:
         fail(str(exc))
+    keys = home / "keys"
+    keys.mkdir(parents=True, exist_ok=True)
+    save_eth_key(keys / "eth-key.json", account, password)
+    shutil.copyfile(master_public_key, keys / "sign-master-public-key.pem")
+    shutil.copyfile(threshold_public, keys / "threshold-public.json")
+    shutil.copyfile(consortium, keys / "consortium.json")
+    path = save_config(config, home)
     typer.echo(f"aggregator: config {path}, Ethereum address {account.address}")

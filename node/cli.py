@@ -65,27 +65,30 @@ def init(
         Path | None, typer.Option(help="Password file of the KGC-issued key files (default: same as node's).")
     ] = None,
     password_file: PasswordFileOption = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing config and keys.")] = False,
 ) -> None:
     """Write the node's config and keys: KGC files are re-encrypted under the node's own password."""
     from eth_account import Account
 
     from fedledger.chain.keyfile import load_eth_key, save_eth_key
-    from fedledger.sm9 import SignPrivateKey
-    from fedledger.sm9.threshold import KeyShare
-    from node.config import DataConfig, NodeConfig, save_config
+    from fedledger.protocol.consortium import Consortium
+    from fedledger.sm9 import SignMasterPublicKey, SignPrivateKey
+    from fedledger.sm9.threshold import KeyShare, Signer, ThresholdPublic
+    from node.config import CONFIG_NAME, DataConfig, NodeConfig, save_config
 
+    if (home / CONFIG_NAME).exists() and not force:
+        fail(f"{home / CONFIG_NAME} exists: this node is initialised already (--force replaces it)")
     password = read_password(password_file, f"node {name}'s keys", confirm=True)
     kgc_password = read_password(kgc_password_file, "the KGC-issued files") if kgc_password_file else password
-    keys = home / "keys"
-    keys.mkdir(parents=True, exist_ok=True)
+    # Read and check everything first, so bad input leaves nothing half-written behind.
     try:
-        SignPrivateKey.load(sm9_key, kgc_password).save(keys / "sm9-sign-key.json", password)
-        KeyShare.load(share, kgc_password).save(keys / "consortium-share.json", password)
+        sm9_private = SignPrivateKey.load(sm9_key, kgc_password)
+        share_key = KeyShare.load(share, kgc_password)
+        public = ThresholdPublic.load(threshold_public)
+        Signer(share_key, public)  # the share belongs to this consortium key and split
+        SignMasterPublicKey.load(master_public_key)
+        Consortium.load(consortium)
         account = load_eth_key(eth_key, kgc_password) if eth_key else Account.from_key(secrets.token_bytes(32))
-        save_eth_key(keys / "eth-key.json", account, password)
-        shutil.copyfile(master_public_key, keys / "sign-master-public-key.pem")
-        shutil.copyfile(threshold_public, keys / "threshold-public.json")
-        shutil.copyfile(consortium, keys / "consortium.json")
         config = NodeConfig(
             name=name,
             sm9_identity=sm9_identity,
@@ -96,9 +99,17 @@ def init(
             store=store,
             data=DataConfig(source=data_source, partitions=partitions, index=index, scheme=scheme, alpha=alpha),  # type: ignore[arg-type]
         )
-        path = save_config(config, home)
     except Exception as exc:  # every failure here is bad input: report it plainly
         fail(str(exc))
+    keys = home / "keys"
+    keys.mkdir(parents=True, exist_ok=True)
+    sm9_private.save(keys / "sm9-sign-key.json", password)
+    share_key.save(keys / "consortium-share.json", password)
+    save_eth_key(keys / "eth-key.json", account, password)
+    shutil.copyfile(master_public_key, keys / "sign-master-public-key.pem")
+    shutil.copyfile(threshold_public, keys / "threshold-public.json")
+    shutil.copyfile(consortium, keys / "consortium.json")
+    path = save_config(config, home)
     typer.echo(f"node {name}: config {path}, Ethereum address {account.address}")
 
 

@@ -52,6 +52,7 @@ def test_bad_contract_address_and_bad_config_are_clear_errors(tmp_path: Path) ->
          "--contract", "0x1234", "--store", "local:x", *_public_files(tmp_path)],
     )  # fmt: skip
     assert result.exit_code == 2 and "contract" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "agg").exists()  # bad input changes nothing
     (tmp_path / "aggregator.toml").write_text('rpc_url = "http://x"\nport = 99999\n')
     run = runner.invoke(
         app, ["aggregator", "run", "-c", str(tmp_path / "aggregator.toml"), "--password-file", str(tmp_path / "pw")]

@@ -130,3 +130,25 @@ def test_init_refuses_unreadable_kgc_files(consortium: InProcessConsortium, tmp_
     args[args.index("--sm9-key") + 1] = str(tmp_path / "missing.json")
     result = runner.invoke(app, args)
     assert result.exit_code == 2 and "missing.json" in result.output
+    assert not (tmp_path / "node").exists()  # bad input changes nothing
+
+
+def test_init_refuses_a_share_from_another_consortium_and_an_existing_node(
+    consortium: InProcessConsortium, tmp_path: Path
+) -> None:
+    from fedledger.sm9 import SignMasterKey
+    from fedledger.sm9.threshold import split_key
+
+    password = tmp_path / "pw"
+    password.write_text("pw\n")
+    _, foreign = split_key(SignMasterKey.generate(), "consortium:other", 3, 5)
+    foreign.save(tmp_path / "foreign.json")
+    args = _init_args(consortium, tmp_path / "node", password)
+    args[args.index("--threshold-public") + 1] = str(tmp_path / "foreign.json")
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and "another identity" in result.output
+    assert not (tmp_path / "node").exists()
+
+    home = consortium.layout.node_dirs[2]
+    again = runner.invoke(app, _init_args(consortium, home, password))
+    assert again.exit_code == 2 and "initialised already" in again.output
