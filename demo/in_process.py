@@ -39,6 +39,8 @@ class InProcessConsortium:
     layout: ConsortiumLayout
     nodes: list[NodeContext]
     errors: list[BaseException] = field(default_factory=list)
+    node_poll: float = 0.1  # seconds between a node's looks at the ledger and the session
+    aggregator_poll: float = 0.1
 
     @classmethod
     def create(cls, root: Path, chain: LocalChain, epochs: int = 1) -> InProcessConsortium:
@@ -56,7 +58,7 @@ class InProcessConsortium:
     def start_nodes(self, rounds: int, stop: threading.Event, only: list[int] | None = None) -> list[threading.Thread]:
         def target(ctx: NodeContext) -> None:
             try:
-                run_node(ctx, rounds, poll_interval=0.1, stop=stop)
+                run_node(ctx, rounds, poll_interval=self.node_poll, stop=stop)
             except BaseException as exc:  # reported by run_rounds
                 self.errors.append(exc)
 
@@ -72,7 +74,7 @@ class InProcessConsortium:
         ``only`` names the institutions (indices) to run as threads; the others are left to the caller.
         """
         ctx = self.aggregator_context()
-        ctx.poll_interval = 0.1
+        ctx.poll_interval = self.aggregator_poll
         config, _ = load_aggregator_config(self.layout.aggregator_dir)
         server = uvicorn.Server(
             uvicorn.Config(create_app(ctx.board), host="127.0.0.1", port=config.port, log_level="warning")
