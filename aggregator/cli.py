@@ -76,16 +76,14 @@ def init(
 ) -> None:
     """Write the aggregator's config and key (the key must be the contract's aggregator role)."""
     import secrets
-    import shutil
 
     from eth_account import Account
 
     from aggregator.config import CONFIG_NAME, AggregatorConfig, save_config
     from fedledger.chain.keyfile import KeyFileError, load_eth_key, save_eth_key
     from fedledger.fl import DatasetError, default_spec, load_dataset
-    from fedledger.protocol.consortium import Consortium
-    from fedledger.sm9 import SignMasterPublicKey, SM9Error
-    from fedledger.sm9.threshold import ThresholdPublic
+    from fedledger.protocol.consortium import PublicMaterial
+    from fedledger.sm9 import SM9Error
 
     if (home / CONFIG_NAME).exists() and not force:
         fail(f"{home / CONFIG_NAME} exists: the aggregator is initialised already (--force replaces it)")
@@ -93,9 +91,8 @@ def init(
     # Read and check everything first, so bad input leaves nothing half-written behind.
     try:
         data = load_dataset(dataset)
-        SignMasterPublicKey.load(master_public_key)
-        ThresholdPublic.load(threshold_public)
-        Consortium.load(consortium)
+        material = PublicMaterial(master_public_key, threshold_public, consortium)
+        material.check()
         account = load_eth_key(eth_key, password) if eth_key else Account.from_key(secrets.token_bytes(32))
         config = AggregatorConfig(
             rpc_url=rpc_url,
@@ -109,8 +106,6 @@ def init(
     keys = home / "keys"
     keys.mkdir(parents=True, exist_ok=True)
     save_eth_key(keys / "eth-key.json", account, password)
-    shutil.copyfile(master_public_key, keys / "sign-master-public-key.pem")
-    shutil.copyfile(threshold_public, keys / "threshold-public.json")
-    shutil.copyfile(consortium, keys / "consortium.json")
+    material.install(keys)
     path = save_config(config, home)
     typer.echo(f"aggregator: config {path}, Ethereum address {account.address}")

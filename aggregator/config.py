@@ -9,7 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from fedledger.config_files import ConfigError as AggregatorConfigError
 from fedledger.config_files import load_toml, save_toml
+from fedledger.protocol.consortium import PublicMaterial
 
+_MPK, _THRESHOLD, _ROSTER = PublicMaterial.NAMES  # where `init` installs the public files
 CONFIG_NAME = "aggregator.toml"
 __all__ = ["CONFIG_NAME", "AggregatorConfig", "AggregatorConfigError", "load_config", "save_config"]
 
@@ -24,9 +26,9 @@ class AggregatorConfig(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(8700, ge=1, le=65535)
     eth_key_file: str = "keys/eth-key.json"
-    master_public_key_file: str = "keys/sign-master-public-key.pem"
-    threshold_public_file: str = "keys/threshold-public.json"
-    consortium_file: str = "keys/consortium.json"
+    master_public_key_file: str = f"keys/{_MPK}"
+    threshold_public_file: str = f"keys/{_THRESHOLD}"
+    consortium_file: str = f"keys/{_ROSTER}"
     state_dir: str = "state"
     model: dict[str, Any] = Field(description="the consortium's model spec (fedledger.fl.ModelSpec fields)")
     init_seed: int = 0

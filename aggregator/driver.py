@@ -89,8 +89,10 @@ def wait_for_updates(ctx: AggregatorContext, round_index: int, stop: threading.E
 
 
 def _approval_signer(ctx: AggregatorContext, record: RoundRecord) -> Callable[[bytes, bytes], str]:
+    # Only this aggregator's post moves the nonce, so one read serves the whole session.
+    nonce = ctx.ledger.nonces().global_model
+
     def signer(signature_der: bytes, approval: bytes) -> str:
-        nonce = ctx.ledger.nonces().global_model
         typed = global_model_typed_data(
             ctx.ledger.domain,
             GlobalModelRecord(

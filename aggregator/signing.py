@@ -33,7 +33,7 @@ class SigningSession:
         public: ThresholdPublic,
         consortium: Consortium,
         record: RoundRecord,
-        included: list[dict[str, Any]],
+        included: list[str],  # addresses of the included entries, sorted
         approval_signer: Callable[[bytes, bytes], str],
         excluded: frozenset[int] = frozenset(),
         grace_seconds: float = 3.0,

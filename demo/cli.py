@@ -69,7 +69,8 @@ def _accuracy_per_round(layout: Any, rounds: int) -> list[dict[str, float]]:
 
     ledger = Deployment.load(layout.root / "deployment.json").client()
     store = open_store(layout.store_spec)
-    shards = partition(load_dataset("digits"), 5, "dirichlet", 0.5, 0)
+    # the institutions' own test splits, pooled: the same partition the nodes make
+    shards = partition(load_dataset(layout.dataset), len(layout.node_dirs), "dirichlet", layout.alpha, layout.seed)
     X = np.concatenate([s.test.X for s in shards])
     y = np.concatenate([s.test.y for s in shards])
     out = []

@@ -8,7 +8,6 @@ written encrypted with mode 0600; each party gets its own random password file (
 from __future__ import annotations
 
 import secrets
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from fedledger.chain.deploy import Deployment, InstitutionSpec, deploy_ledger
 from fedledger.chain.devaccounts import dev_roles
 from fedledger.chain.keyfile import save_eth_key
 from fedledger.fl import default_spec, load_dataset
-from fedledger.protocol.consortium import Consortium, Member, consortium_identity
+from fedledger.protocol.consortium import Consortium, Member, PublicMaterial, consortium_identity
 from fedledger.sm9 import SignMasterKey, extract_sign_key
 from fedledger.sm9.keystore import write_private_bytes
 from fedledger.sm9.threshold import split_key
@@ -42,6 +41,9 @@ class ConsortiumLayout:
     node_dirs: tuple[Path, ...]
     master_public_key: Path
     consortium: Consortium
+    dataset: str
+    alpha: float
+    seed: int
 
     def password_file(self, party_dir: Path) -> Path:
         return party_dir / "password"
@@ -103,6 +105,7 @@ def setup_consortium(
     )
     roster = kgc / "consortium.json"
     consortium.save(roster)
+    material = PublicMaterial(mpk_path, public_path, roster)
 
     store_spec = f"local:{root / 'store'}"
     aggregator_url = f"http://127.0.0.1:{aggregator_port}"
@@ -116,9 +119,7 @@ def setup_consortium(
         extract_sign_key(master, institutions[i].sm9_id).save(keys / "sm9-sign-key.json", password)
         shares[i].save(keys / "consortium-share.json", password)
         save_eth_key(keys / "eth-key.json", roles.institutions[i], password)
-        shutil.copyfile(mpk_path, keys / "sign-master-public-key.pem")
-        shutil.copyfile(public_path, keys / "threshold-public.json")
-        shutil.copyfile(roster, keys / "consortium.json")
+        material.install(keys)
         save_node_config(
             NodeConfig(
                 name=name,
@@ -141,9 +142,7 @@ def setup_consortium(
     (agg / "keys").mkdir(parents=True, exist_ok=True)
     agg_password = _password(agg / "password")
     save_eth_key(agg / "keys" / "eth-key.json", roles.aggregator, agg_password)
-    shutil.copyfile(mpk_path, agg / "keys" / "sign-master-public-key.pem")
-    shutil.copyfile(public_path, agg / "keys" / "threshold-public.json")
-    shutil.copyfile(roster, agg / "keys" / "consortium.json")
+    material.install(agg / "keys")
     spec = default_spec(data.input_shape, data.num_classes)
     save_aggregator_config(
         AggregatorConfig(
@@ -157,4 +156,6 @@ def setup_consortium(
         ),
         agg,
     )
-    return ConsortiumLayout(root, deployment, store_spec, agg, aggregator_url, tuple(node_dirs), mpk_path, consortium)
+    return ConsortiumLayout(
+        root, deployment, store_spec, agg, aggregator_url, tuple(node_dirs), mpk_path, consortium, dataset, alpha, seed
+    )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-import shutil
 from pathlib import Path
 from typing import Annotated
 
@@ -71,8 +70,8 @@ def init(
     from eth_account import Account
 
     from fedledger.chain.keyfile import load_eth_key, save_eth_key
-    from fedledger.protocol.consortium import Consortium
-    from fedledger.sm9 import SignMasterPublicKey, SignPrivateKey
+    from fedledger.protocol.consortium import PublicMaterial
+    from fedledger.sm9 import SignPrivateKey
     from fedledger.sm9.threshold import KeyShare, Signer, ThresholdPublic
     from node.config import CONFIG_NAME, DataConfig, NodeConfig, save_config
 
@@ -84,10 +83,9 @@ def init(
     try:
         sm9_private = SignPrivateKey.load(sm9_key, kgc_password)
         share_key = KeyShare.load(share, kgc_password)
-        public = ThresholdPublic.load(threshold_public)
-        Signer(share_key, public)  # the share belongs to this consortium key and split
-        SignMasterPublicKey.load(master_public_key)
-        Consortium.load(consortium)
+        material = PublicMaterial(master_public_key, threshold_public, consortium)
+        material.check()
+        Signer(share_key, ThresholdPublic.load(threshold_public))  # the share belongs to this split
         account = load_eth_key(eth_key, kgc_password) if eth_key else Account.from_key(secrets.token_bytes(32))
         config = NodeConfig(
             name=name,
@@ -106,9 +104,7 @@ def init(
     sm9_private.save(keys / "sm9-sign-key.json", password)
     share_key.save(keys / "consortium-share.json", password)
     save_eth_key(keys / "eth-key.json", account, password)
-    shutil.copyfile(master_public_key, keys / "sign-master-public-key.pem")
-    shutil.copyfile(threshold_public, keys / "threshold-public.json")
-    shutil.copyfile(consortium, keys / "consortium.json")
+    material.install(keys)
     path = save_config(config, home)
     typer.echo(f"node {name}: config {path}, Ethereum address {account.address}")
 

@@ -8,7 +8,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from fedledger.config_files import ConfigError, load_toml, save_toml
+from fedledger.protocol.consortium import PublicMaterial
 
+_MPK, _THRESHOLD, _ROSTER = PublicMaterial.NAMES  # where `init` installs the public files
 CONFIG_NAME = "node.toml"
 __all__ = ["CONFIG_NAME", "ConfigError", "DataConfig", "NodeConfig", "TrainingConfig", "load_config", "save_config"]
 
@@ -51,9 +53,9 @@ class NodeConfig(BaseModel):
     eth_key_file: str = "keys/eth-key.json"
     sm9_key_file: str = "keys/sm9-sign-key.json"
     share_file: str = "keys/consortium-share.json"
-    master_public_key_file: str = "keys/sign-master-public-key.pem"
-    threshold_public_file: str = "keys/threshold-public.json"
-    consortium_file: str = "keys/consortium.json"
+    master_public_key_file: str = f"keys/{_MPK}"
+    threshold_public_file: str = f"keys/{_THRESHOLD}"
+    consortium_file: str = f"keys/{_ROSTER}"
     selection: Literal["static", "rolling"] = "static"
     state_dir: str = "state"
     poll_interval: float = Field(0.5, gt=0, le=60)

@@ -241,12 +241,19 @@ def check_record(ctx: NodeContext, view: dict[str, Any]) -> RoundRecord:
 
 def _check_alignment(ctx: NodeContext, record: RoundRecord, base_cid: str, included: list[UpdateSubmitted]) -> None:
     """Recompute the global model from the base and the included updates; it must be the posted one."""
-    folder = round_dir(ctx, record.round) / "realign"
+    folder = round_dir(ctx, record.round)
+    # Same paths as training used, so the base and this node's own update are not fetched again.
     base_path = fetch_verified_model(ctx.store, base_cid, record.base_digest, folder / "base.safetensors")
-    paths = []
-    for event in included:
-        path = fetch_verified_model(ctx.store, event.cid, event.digest, folder / f"{event.institution.lower()}.st")
-        paths.append(path)
+    mine = ctx.account.address.lower()
+    paths = [
+        fetch_verified_model(
+            ctx.store,
+            event.cid,
+            event.digest,
+            folder / ("update.safetensors" if event.institution.lower() == mine else f"{event.institution.lower()}.st"),
+        )
+        for event in included
+    ]
     try:
         expected = realigned_digest(base_path, paths, record.round)
     except (ModelFileError, ValueError) as exc:

@@ -76,8 +76,13 @@ class TrainedUpdate:
 
 
 def fetch_verified_model(store: ContentStore, cid: str, expected_digest: bytes, dest: Path) -> Path:
-    """Fetch ``cid`` to ``dest`` (the store checks every block) and check its SM3 against the ledger."""
+    """Fetch ``cid`` to ``dest`` (the store checks every block) and check its SM3 against the ledger.
+
+    A file already at ``dest`` with the ledger's digest is that content: it is not fetched again.
+    """
     dest.parent.mkdir(parents=True, exist_ok=True)
+    if dest.is_file() and sm3_file(dest) == expected_digest:
+        return dest
     store.get_to_path(cid, dest)
     actual = sm3_file(dest)
     if actual != expected_digest:

@@ -37,12 +37,7 @@ _CORE_GROUPS: list[tuple[str, str, str]] = [
 
 def _register_core_groups() -> None:
     for name, module_name, help_text in _CORE_GROUPS:
-        try:
-            module = importlib.import_module(f"fedledger.cli.{module_name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"fedledger.cli.{module_name}":
-                raise
-            continue  # that group has not been built yet
+        module = importlib.import_module(f"fedledger.cli.{module_name}")
         app.add_typer(module.app, name=name, help=help_text)
 
 

@@ -7,9 +7,10 @@ uses it to check who sent a commitment or partial signature, the nodes to know t
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 
 @dataclass(frozen=True)
@@ -79,3 +80,34 @@ class Consortium:
 def consortium_identity(chain_id: int, contract: str) -> str:
     """The SM9 identity the consortium signs round records as (bound to one ledger)."""
     return f"consortium:{chain_id}:{contract.lower()}"
+
+
+@dataclass(frozen=True)
+class PublicMaterial:
+    """The public files every party holds: the KGC's master public key, the threshold public data
+    of the consortium key, and the roster. ``check`` opens all three; ``install`` copies them into
+    a party's key folder under the names the configs expect."""
+
+    master_public_key: Path
+    threshold_public: Path
+    roster: Path
+
+    NAMES: ClassVar[tuple[str, str, str]] = (
+        "sign-master-public-key.pem",
+        "threshold-public.json",
+        "consortium.json",
+    )
+
+    def check(self) -> None:
+        """Raise (SM9Error or ValueError, naming the file) unless every file opens."""
+        from fedledger.sm9 import SignMasterPublicKey
+        from fedledger.sm9.threshold import ThresholdPublic
+
+        SignMasterPublicKey.load(self.master_public_key)
+        ThresholdPublic.load(self.threshold_public)
+        Consortium.load(self.roster)
+
+    def install(self, keys_dir: Path) -> None:
+        keys_dir.mkdir(parents=True, exist_ok=True)
+        for source, name in zip((self.master_public_key, self.threshold_public, self.roster), self.NAMES, strict=True):
+            shutil.copyfile(source, keys_dir / name)
