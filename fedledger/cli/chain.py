@@ -338,6 +338,10 @@ Sm9IdOption = Annotated[str, typer.Option("--sm9-id", help="With add: the new in
 ThresholdOption = Annotated[
     int | None, typer.Option("--threshold", "-k", help="k after the change (default: the current k).")
 ]
+KeystorePasswordOption = Annotated[
+    Path | None, typer.Option("--password-file", help="File whose first line is the keystore password.")
+]
+DeploymentFileOption = Annotated[Path | None, typer.Option("--deployment-file", help=DEPLOYMENT_FILE_HELP)]
 KeystoreOption = Annotated[Path, typer.Option("--keystore", help="Encrypted Ethereum keystore (JSON) to sign with.")]
 
 
@@ -348,10 +352,8 @@ def approve_change(
     account: AccountOption = None,
     sm9_id: Sm9IdOption = "",
     threshold: ThresholdOption = None,
-    password_file: Annotated[
-        Path | None, typer.Option("--password-file", help="File whose first line is the keystore password.")
-    ] = None,
-    deployment_file: Annotated[Path | None, typer.Option("--deployment-file", help=DEPLOYMENT_FILE_HELP)] = None,
+    password_file: KeystorePasswordOption = None,
+    deployment_file: DeploymentFileOption = None,
 ) -> None:
     """An institution's EIP-712 approval of a membership change (prints it as hex; k are needed).
 
@@ -374,10 +376,8 @@ def apply_change(
     account: AccountOption = None,
     sm9_id: Sm9IdOption = "",
     threshold: ThresholdOption = None,
-    password_file: Annotated[
-        Path | None, typer.Option("--password-file", help="File whose first line is the keystore password.")
-    ] = None,
-    deployment_file: Annotated[Path | None, typer.Option("--deployment-file", help=DEPLOYMENT_FILE_HELP)] = None,
+    password_file: KeystorePasswordOption = None,
+    deployment_file: DeploymentFileOption = None,
 ) -> None:
     """Send a membership change with its k approvals (any funded account may send it)."""
     ledger = _ledger_of(deployment_file)
