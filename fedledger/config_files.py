@@ -12,10 +12,12 @@ from typing import TypeVar
 import tomli_w
 from pydantic import BaseModel, ValidationError
 
+from fedledger.errors import FedLedgerError
+
 M = TypeVar("M", bound=BaseModel)
 
 
-class ConfigError(Exception):
+class ConfigError(FedLedgerError):
     """A configuration file is missing or invalid; the message says which file, field and why."""
 
 

@@ -7,8 +7,10 @@ for a question that was merely malformed or about something that does not exist.
 
 from __future__ import annotations
 
+from fedledger.errors import FedLedgerError
 
-class AuditError(Exception):
+
+class AuditError(FedLedgerError):
     """Base class: ``status`` is the HTTP status, ``code`` a stable machine-readable name."""
 
     status = 500

@@ -13,8 +13,10 @@ from typing import Any, ClassVar
 from eth_abi import decode as abi_decode
 from eth_utils import function_signature_to_4byte_selector, to_checksum_address
 
+from fedledger.errors import FedLedgerError
 
-class LedgerError(Exception):
+
+class LedgerError(FedLedgerError):
     """The ledger contract refused a call. Nothing was changed on chain."""
 
     solidity_name: ClassVar[str] = ""

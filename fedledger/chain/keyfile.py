@@ -13,8 +13,10 @@ from pathlib import Path
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
+from fedledger.errors import FedLedgerError
 
-class KeyFileError(Exception):
+
+class KeyFileError(FedLedgerError):
     """A key file is missing, unreadable, or the password does not open it (never shows the key)."""
 
 

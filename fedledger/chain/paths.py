@@ -9,11 +9,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from fedledger.errors import FedLedgerError
+
 PROJECT_ROOT_ENV = "FEDLEDGER_PROJECT_ROOT"
 NODE_MODULES_ENV = "FEDLEDGER_NODE_MODULES"
 
 
-class ToolNotFoundError(RuntimeError):
+class ToolNotFoundError(FedLedgerError, RuntimeError):
     """A required external tool (node, solcjs, anvil, hardhat) is missing."""
 
 

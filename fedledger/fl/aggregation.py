@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
+from fedledger.errors import FedLedgerError
 from fedledger.fl.submodel import IndexMap, advanced_index, full_index_map, iter_blocks
 
 
@@ -40,7 +41,7 @@ class ClientUpdate:
 UpdateCheck = Callable[[ClientUpdate], ClientUpdate]
 
 
-class AggregationError(ValueError):
+class AggregationError(FedLedgerError, ValueError):
     """An update does not fit the global model (should have been caught by validation)."""
 
 

@@ -14,12 +14,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from fedledger.errors import FedLedgerError
+
 BUILTIN = ("breast_cancer", "digits")
 SCHEMES = ("iid", "dirichlet")
 _MEDMNIST_SPLITS = ("train", "val", "test")
 
 
-class DatasetError(ValueError):
+class DatasetError(FedLedgerError, ValueError):
     """A data source is missing or malformed; the message names the file."""
 
 

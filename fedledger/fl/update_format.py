@@ -21,6 +21,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from fedledger.digests import sm3
+from fedledger.errors import FedLedgerError
 from fedledger.fl.aggregation import ClientUpdate
 from fedledger.fl.models import ModelSpec, parameter_shapes
 from fedledger.fl.submodel import IndexMap
@@ -30,7 +31,7 @@ GLOBAL_FORMAT = "fedledger-fl-global/1"
 _META_KEY = "fedledger"
 
 
-class ModelFileError(ValueError):
+class ModelFileError(FedLedgerError, ValueError):
     """A model file is missing, malformed, of the wrong kind, or inconsistent with its metadata."""
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
+from fedledger.errors import FedLedgerError
 from fedledger.fl.aggregation import ClientUpdate
 from fedledger.fl.models import ModelSpec, parameter_shapes, tensor_axes
 from fedledger.fl.submodel import extract_with_map
@@ -23,7 +24,7 @@ NORM_POLICIES = ("reject", "clip")
 WHOLE_UPDATE = "*"
 
 
-class UpdateRejected(ValueError):
+class UpdateRejected(FedLedgerError, ValueError):
     """An update failed validation; ``tensor`` is ``"*"`` for rules about the whole update."""
 
     def __init__(self, institution: str, tensor: str, reason: str) -> None:

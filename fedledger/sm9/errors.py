@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from fedledger.errors import FedLedgerError
 
-class SM9Error(Exception):
+
+class SM9Error(FedLedgerError):
     """Base class for every SM9 error."""
 
 

@@ -6,8 +6,10 @@ integrator's logs are read by people who were not there when the round ran.
 
 from __future__ import annotations
 
+from fedledger.errors import FedLedgerError
 
-class StoreError(Exception):
+
+class StoreError(FedLedgerError):
     """Base class of every error the content store raises."""
 
 
