@@ -27,6 +27,8 @@ _RHO_TAG = b"fedledger/sm9/threshold/binding-factor/v1"
 
 @dataclass(frozen=True)
 class SessionValues:
+    """A session's signing set (sorted), binding factors rho_j, commitments by index and challenge h."""
+
     indices: tuple[int, ...]
     rho: dict[int, int]
     commitments: dict[int, Commitment]

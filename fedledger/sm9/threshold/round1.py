@@ -15,6 +15,7 @@ _MAX_SESSION_ID = 256
 
 
 def check_session_id(session_id: str) -> bytes:
+    """The session id's bytes; a bounded, non-empty id keeps the binding transcript well formed."""
     if not isinstance(session_id, str) or not 0 < len(session_id) <= _MAX_SESSION_ID:
         raise SM9ThresholdError(
             f"session id must be a non-empty string of at most {_MAX_SESSION_ID} characters"
@@ -23,6 +24,7 @@ def check_session_id(session_id: str) -> bytes:
 
 
 def new_session_id() -> str:
+    """A fresh random id: nonces are tied to their session, so every session needs its own."""
     return secrets.token_hex(16)
 
 
