@@ -10,7 +10,6 @@ and unwrap, goal < 10 ms each) with its parts (SM9-KEM, ML-KEM-768) so a miss na
 from __future__ import annotations
 
 import os
-import resource
 import secrets
 import shutil
 import statistics
@@ -30,31 +29,13 @@ from fedledger.envelope.recipients import RecipientKeys
 from fedledger.envelope.stream import DEFAULT_CHUNK_SIZE, open_chunks, seal_stream
 from fedledger.sm9.encryption import decapsulate, encapsulate
 from fedledger.sm9.encryption_keys import EncryptMasterKey, extract_encrypt_key
+from fedledger.store.bench import _peak_rss_mib, _timed, _write_random_file  # the store bench's own helpers
 from fedledger.store.local import LocalStore
 
 _MIB = 1 << 20
 THROUGHPUT_GOAL = 0.7
 WRAP_GOAL_MS = 10.0
 QUICK_MIB = 64
-
-
-def _peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
-
-
-def _write_random_file(path: Path, size: int) -> None:
-    with open(path, "wb") as out:
-        left = size
-        while left:
-            n = min(left, _MIB)
-            out.write(os.urandom(n))
-            left -= n
-
-
-def _timed(fn: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
 
 
 def _drain(chunks: Any) -> None:
