@@ -24,7 +24,9 @@ from fedledger.envelope.stream import (
     open_stream,
     recipients_of,
     seal_file,
+    seal_pieces,
     seal_stream,
+    sealed_reader,
 )
 
 __all__ = [
@@ -43,5 +45,7 @@ __all__ = [
     "open_stream",
     "recipients_of",
     "seal_file",
+    "seal_pieces",
     "seal_stream",
+    "sealed_reader",
 ]

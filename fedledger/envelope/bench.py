@@ -1,7 +1,7 @@
 """``fedledger bench crypto``: what encryption costs next to the plain store, in the same run.
 
 On one random file: plain ``put`` then ``get`` (every block read and verified) on the embedded
-store; then, per AEAD, encrypted put (seal streamed through a pipe straight into ``put``, no
+store; then, per AEAD, encrypted put (``put`` reads ``sealed_reader``, which seals as it is read: no
 temporary file) and encrypted get (``get`` streamed through ``open_chunks``). The goal is
 encrypted put+get throughput >= 0.7 of plain. Key wrapping is timed per recipient (hybrid wrap
 and unwrap, goal < 10 ms each) with its parts (SM9-KEM, ML-KEM-768) so a miss names its cause.
@@ -9,12 +9,10 @@ and unwrap, goal < 10 ms each) with its parts (SM9-KEM, ML-KEM-768) so a miss na
 
 from __future__ import annotations
 
-import os
 import secrets
 import shutil
 import statistics
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -26,7 +24,7 @@ from fedledger.envelope.aead import SUITES, suite_named
 from fedledger.envelope.errors import EnvelopeFormatError
 from fedledger.envelope.hybrid import unwrap, wrap
 from fedledger.envelope.recipients import RecipientKeys
-from fedledger.envelope.stream import DEFAULT_CHUNK_SIZE, open_chunks, seal_stream
+from fedledger.envelope.stream import DEFAULT_CHUNK_SIZE, open_chunks, sealed_reader
 from fedledger.sm9.encryption import decapsulate, encapsulate
 from fedledger.sm9.encryption_keys import EncryptMasterKey, extract_encrypt_key
 from fedledger.store.bench import _peak_rss_mib, _timed, _write_random_file  # the store bench's own helpers
@@ -41,32 +39,6 @@ QUICK_MIB = 64
 def _drain(chunks: Any) -> None:
     for _ in chunks:
         pass
-
-
-def _put_sealed(
-    store: LocalStore, source: Path, keys: Sequence[RecipientKeys], kgc: EncryptMasterKey, aead: str
-) -> str:
-    """Seal ``source`` in a thread writing to a pipe that ``put`` reads: a streaming encrypted add."""
-    read_fd, write_fd = os.pipe()
-    failure: list[BaseException] = []
-
-    def produce() -> None:
-        try:
-            with open(source, "rb") as fin, os.fdopen(write_fd, "wb", buffering=_MIB) as pipe_out:
-                seal_stream(fin, pipe_out, [k.public for k in keys], kgc.public_key, aead=aead)
-        except BaseException as exc:  # reported by the caller after put returns
-            failure.append(exc)
-
-    producer = threading.Thread(target=produce, name="bench-seal")
-    producer.start()
-    try:
-        with os.fdopen(read_fd, "rb", buffering=_MIB) as pipe_in:
-            cid = store.put(pipe_in)
-    finally:
-        producer.join()
-    if failure:
-        raise failure[0]
-    return cid
 
 
 def _measure_plain(root: Path, source: Path, durable: bool) -> tuple[float, float]:
@@ -93,7 +65,8 @@ def _measure_sealed(
     store = LocalStore(root, durable=durable)
     try:
         start = time.perf_counter()
-        cid = _put_sealed(store, source, keys, kgc, aead)
+        with open(source, "rb") as fin:
+            cid = store.put(sealed_reader(fin, [k.public for k in keys], kgc.public_key, aead=aead))
         put_s = time.perf_counter() - start
         start = time.perf_counter()
         with store.open(cid) as reader:

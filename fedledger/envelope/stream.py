@@ -18,6 +18,7 @@ leaves no plaintext behind.
 
 from __future__ import annotations
 
+import io
 import secrets
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ from fedledger.envelope.hybrid import CONTENT_KEY_BYTES, unwrap, wrap
 from fedledger.envelope.recipients import Recipient, RecipientKeys
 from fedledger.fileio import PUBLIC_MODE, SECRET_MODE, atomic_writer
 from fedledger.sm9.encryption_keys import EncryptMasterPublicKey
+from fedledger.store.base import _IteratorRaw  # the store's iterator-to-stream adapter
 
 DEFAULT_AEAD = "AES-256-GCM"
 DEFAULT_CHUNK_SIZE = 1 << 20
@@ -91,6 +93,48 @@ def _check_recipients(recipients: Sequence[Recipient]) -> list[Recipient]:
     return listed
 
 
+def seal_pieces(
+    src: BinaryIO,
+    recipients: Sequence[Recipient],
+    sm9_master: EncryptMasterPublicKey,
+    *,
+    aead: str = DEFAULT_AEAD,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+) -> Iterator[bytes]:
+    """The envelope of ``src`` as an iterator: the header, then each sealed chunk.
+
+    Parameters and recipients are checked and every key is wrapped before this returns, so bad
+    input fails here, before a consumer has taken any byte.
+    """
+    suite = suite_named(aead)
+    check_chunk_size(chunk_size)
+    listed = _check_recipients(recipients)
+    content_key = secrets.token_bytes(CONTENT_KEY_BYTES)
+    prefix, file_id = secrets.token_bytes(NONCE_PREFIX_BYTES), secrets.token_bytes(FILE_ID_BYTES)
+    context = context_bytes(suite, chunk_size, prefix, file_id)
+    entries = tuple(wrap(content_key, r, sm9_master, suite, context) for r in listed)
+    header = Header(suite, chunk_size, prefix, file_id, entries)
+    return _sealed(src, header, _chunk_cipher(header, content_key))
+
+
+def _sealed(src: BinaryIO, header: Header, cipher: ChunkCipher) -> Iterator[bytes]:
+    header_bytes = header.to_bytes()
+    aad = header.suite.digest(header_bytes)
+    yield header_bytes
+    index = 0
+    current = _read_full(src, header.chunk_size)
+    while True:
+        following = _read_full(src, header.chunk_size) if len(current) == header.chunk_size else b""
+        last = not following
+        yield cipher.seal(_nonce(header.nonce_prefix, index, last), current, aad)
+        if last:
+            return
+        index += 1
+        if index >= MAX_CHUNKS:
+            raise EnvelopeFormatError("file too large for one envelope (2^32 chunks)")
+        current = following
+
+
 def seal_stream(
     src: BinaryIO,
     dst: BinaryIO,
@@ -101,33 +145,30 @@ def seal_stream(
     chunk_size: int = DEFAULT_CHUNK_SIZE,
 ) -> SealInfo:
     """Encrypt ``src`` to ``dst`` for ``recipients`` under a fresh content key."""
-    suite = suite_named(aead)
-    check_chunk_size(chunk_size)
-    listed = _check_recipients(recipients)
-    content_key = secrets.token_bytes(CONTENT_KEY_BYTES)
-    prefix, file_id = secrets.token_bytes(NONCE_PREFIX_BYTES), secrets.token_bytes(FILE_ID_BYTES)
-    context = context_bytes(suite, chunk_size, prefix, file_id)
-    entries = tuple(wrap(content_key, r, sm9_master, suite, context) for r in listed)
-    header = Header(suite, chunk_size, prefix, file_id, entries)
-    header_bytes = header.to_bytes()
-    aad = suite.digest(header_bytes)
-    cipher = _chunk_cipher(header, content_key)
+    pieces = seal_pieces(src, recipients, sm9_master, aead=aead, chunk_size=chunk_size)
+    header_bytes = next(pieces)
     dst.write(header_bytes)
-    written, plain, index = len(header_bytes), 0, 0
-    current = _read_full(src, chunk_size)
-    while True:
-        following = _read_full(src, chunk_size) if len(current) == chunk_size else b""
-        last = not following
-        sealed = cipher.seal(_nonce(prefix, index, last), current, aad)
+    chunks, written = 0, len(header_bytes)
+    for sealed in pieces:
         dst.write(sealed)
+        chunks += 1
         written += len(sealed)
-        plain += len(current)
-        if last:
-            return SealInfo(aad, index + 1, plain, written)
-        index += 1
-        if index >= MAX_CHUNKS:
-            raise EnvelopeFormatError("file too large for one envelope (2^32 chunks)")
-        current = following
+    digest = suite_named(aead).digest(header_bytes)
+    return SealInfo(digest, chunks, written - len(header_bytes) - chunks * TAG_BYTES, written)
+
+
+def sealed_reader(
+    src: BinaryIO,
+    recipients: Sequence[Recipient],
+    sm9_master: EncryptMasterPublicKey,
+    *,
+    aead: str = DEFAULT_AEAD,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+) -> BinaryIO:
+    """A readable stream of the envelope of ``src``, sealed as it is read: ``store.put(sealed_reader(...))``
+    adds an encrypted file without a temporary copy."""
+    pieces = seal_pieces(src, recipients, sm9_master, aead=aead, chunk_size=chunk_size)
+    return io.BufferedReader(_IteratorRaw(pieces), buffer_size=chunk_size)
 
 
 def _content_key(header: Header, keys: Sequence[RecipientKeys]) -> bytes:
