@@ -224,3 +224,15 @@ def test_sm4_gcm_chunks_match_gmssl(kgc: EncryptMasterKey) -> None:
     body, tag = gmssl_pyx.sm4_gcm_encrypt(key, nonce, aad, data)
     assert sealed == body + tag
     assert SM4_GCM.cipher(key).open(nonce, body + tag, aad) == data
+
+
+def test_a_bit_flip_sweep_over_the_whole_file_is_always_refused(
+    kgc: EncryptMasterKey, members: list[RecipientKeys]
+) -> None:
+    """Every 29th byte of a two-chunk envelope, header and chunks alike, with a different bit each time."""
+    blob = _seal(os.urandom(CHUNK + 900), kgc, members[:1])
+    for n, pos in enumerate(range(0, len(blob), 29)):
+        bad = bytearray(blob)
+        bad[pos] ^= 1 << (n % 8)
+        with pytest.raises(EnvelopeError):
+            _open(bytes(bad), members[0])
