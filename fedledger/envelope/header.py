@@ -84,8 +84,24 @@ def context_bytes(suite: Suite, chunk_size: int, nonce_prefix: bytes, file_id: b
     )
 
 
-def _exact(src: BinaryIO, n: int, what: str) -> bytes:
+def read_full(src: BinaryIO, n: int) -> bytes:
+    """Up to ``n`` bytes, short only at end of input (pipes may return less per read)."""
     data = src.read(n)
+    if len(data) == n or not data:
+        return data
+    parts = [data]
+    got = len(data)
+    while got < n:
+        more = src.read(n - got)
+        if not more:
+            break
+        parts.append(more)
+        got += len(more)
+    return b"".join(parts)
+
+
+def _exact(src: BinaryIO, n: int, what: str) -> bytes:
+    data = read_full(src, n)
     if len(data) != n:
         raise EnvelopeFormatError(f"envelope header ends early (in {what})")
     return data

@@ -33,6 +33,7 @@ from fedledger.envelope.header import (
     Header,
     check_chunk_size,
     context_bytes,
+    read_full,
     read_header,
 )
 from fedledger.envelope.hybrid import CONTENT_KEY_BYTES, unwrap, wrap
@@ -59,22 +60,6 @@ class SealInfo:
 
 def _nonce(prefix: bytes, index: int, last: bool) -> bytes:
     return prefix + index.to_bytes(4, "big") + (b"\x01" if last else b"\x00")
-
-
-def _read_full(src: BinaryIO, n: int) -> bytes:
-    """Up to ``n`` bytes, short only at end of input (pipes may return less per read)."""
-    data = src.read(n)
-    if len(data) == n or not data:
-        return data
-    parts = [data]
-    got = len(data)
-    while got < n:
-        more = src.read(n - got)
-        if not more:
-            break
-        parts.append(more)
-        got += len(more)
-    return b"".join(parts)
 
 
 def _chunk_cipher(header: Header, content_key: bytes) -> ChunkCipher:
@@ -122,9 +107,9 @@ def _sealed(src: BinaryIO, header: Header, cipher: ChunkCipher) -> Iterator[byte
     aad = header.suite.digest(header_bytes)
     yield header_bytes
     index = 0
-    current = _read_full(src, header.chunk_size)
+    current = read_full(src, header.chunk_size)
     while True:
-        following = _read_full(src, header.chunk_size) if len(current) == header.chunk_size else b""
+        following = read_full(src, header.chunk_size) if len(current) == header.chunk_size else b""
         last = not following
         yield cipher.seal(_nonce(header.nonce_prefix, index, last), current, aad)
         if last:
@@ -192,12 +177,12 @@ def open_chunks(src: BinaryIO, keys: RecipientKeys | Sequence[RecipientKeys]) ->
     aad = header.digest()
     cipher = _chunk_cipher(header, content_key)
     record = header.chunk_size + TAG_BYTES
-    current = _read_full(src, record)
+    current = read_full(src, record)
     index = 0
     while True:
         if len(current) < TAG_BYTES:
             raise EnvelopeIntegrityError(f"envelope truncated: chunk {index} is missing or cut")
-        following = _read_full(src, record) if len(current) == record else b""
+        following = read_full(src, record) if len(current) == record else b""
         last = not following
         try:
             plaintext = cipher.open(_nonce(header.nonce_prefix, index, last), current, aad)

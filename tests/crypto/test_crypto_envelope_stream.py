@@ -13,6 +13,8 @@ from pathlib import Path
 
 import gmssl_pyx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fedledger.envelope import (
     EnvelopeAccessError,
@@ -236,3 +238,34 @@ def test_a_bit_flip_sweep_over_the_whole_file_is_always_refused(
         bad[pos] ^= 1 << (n % 8)
         with pytest.raises(EnvelopeError):
             _open(bytes(bad), members[0])
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    data=st.binary(max_size=3 * CHUNK + 50),
+    chunk_size=st.sampled_from([CHUNK, 2 * CHUNK]),
+    aead=st.sampled_from(["AES-256-GCM", "SM4-GCM"]),
+    read_size=st.integers(min_value=1, max_value=5000),
+)
+def test_round_trip_property_with_short_reads(
+    kgc: EncryptMasterKey, members: list[RecipientKeys], data: bytes, chunk_size: int, aead: str, read_size: int
+) -> None:
+    """Any content, chunk size and AEAD; the source hands out at most ``read_size`` bytes per read (a pipe)."""
+
+    class Trickle(io.RawIOBase):
+        def __init__(self, payload: bytes) -> None:
+            self.src = io.BytesIO(payload)
+
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+            chunk = self.src.read(min(len(buffer), read_size))
+            buffer[: len(chunk)] = chunk
+            return len(chunk)
+
+    out = io.BytesIO()
+    source = Trickle(data)
+    info = seal_stream(source, out, [members[0].public], kgc.public_key, aead=aead, chunk_size=chunk_size)  # type: ignore[arg-type]
+    assert info.plaintext_bytes == len(data) and info.ciphertext_bytes == len(out.getvalue())
+    assert b"".join(open_chunks(Trickle(out.getvalue()), members[0])) == data  # type: ignore[arg-type]
