@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import logging
 import threading
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from fedledger.cli.sm9 import PasswordFileOption, fail, read_password
+from fedledger.cli.common import PasswordFileOption, fail, read_password, setup_logging
 
 app = typer.Typer(no_args_is_help=True, help="Run the aggregator: open rounds, align sub-models, coordinate signing.")
 
@@ -34,7 +33,7 @@ def run(
     from aggregator.http_api import SessionBoard, create_app
     from fedledger.chain.keyfile import KeyFileError
 
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    setup_logging(verbose)
     board = SessionBoard()
     try:
         cfg, base = load_config(config)

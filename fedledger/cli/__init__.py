@@ -8,12 +8,12 @@ keeps ``fedledger --help`` fast.
 
 from __future__ import annotations
 
-import importlib
 from importlib.metadata import entry_points
 
 import typer
 
 from fedledger import __version__
+from fedledger.cli import audit, chain, fl, kgc, sm9, store
 from fedledger.cli.bench import bench_app
 
 app = typer.Typer(
@@ -24,21 +24,14 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 
-# (group name, module under fedledger.cli, one-line help)
-_CORE_GROUPS: list[tuple[str, str, str]] = [
-    ("chain", "chain", "Local chain, contract deployment and ledger status."),
-    ("kgc", "kgc", "SM9 key generation centre: master keys, user keys, threshold shares."),
-    ("sm9", "sm9", "SM9 signing and verification, including threshold signing."),
-    ("store", "store", "Content-addressed model store: add, get, CAR export and import."),
-    ("fl", "fl", "Federated learning: training, aggregation and the alignment experiment."),
-    ("audit", "audit", "Read-only audit REST API over the ledger and the store."),
-]
-
 
 def _register_core_groups() -> None:
-    for name, module_name, help_text in _CORE_GROUPS:
-        module = importlib.import_module(f"fedledger.cli.{module_name}")
-        app.add_typer(module.app, name=name, help=help_text)
+    app.add_typer(chain.app, name="chain", help="Local chain, contract deployment, membership and ledger status.")
+    app.add_typer(kgc.app, name="kgc", help="SM9 key generation centre: master keys, user keys, threshold shares.")
+    app.add_typer(sm9.app, name="sm9", help="SM9 signing and verification, including threshold signing.")
+    app.add_typer(store.app, name="store", help="Content-addressed model store: add, get, CAR export and import.")
+    app.add_typer(fl.app, name="fl", help="Federated learning: training, aggregation and the alignment experiment.")
+    app.add_typer(audit.app, name="audit", help="Read-only audit REST API over the ledger and the store.")
 
 
 def _register_plugin_groups() -> None:

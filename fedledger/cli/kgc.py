@@ -11,12 +11,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-from fedledger.cli.sm9 import PasswordFileOption, fail, guarded, read_password
+from fedledger.cli.common import PasswordFileOption, fail, guarded, read_password, spinner
 
 app = typer.Typer(no_args_is_help=True)
-_err = Console(stderr=True)
 MASTER_KEY_FILE = "sign_master.key"
 MASTER_PUBLIC_FILE = "sign_master_public.pem"
 THRESHOLD_PUBLIC_FILE = "threshold_public.json"
@@ -105,7 +103,7 @@ def split(
     password = read_password(password_file, f"master key {master_path}")
     master = guarded(lambda: SignMasterKey.load(master_path, password))
     guarded(lambda: out.mkdir(parents=True, exist_ok=True))
-    with _err.status(f"splitting the key of {identity!r} into {n} shares"):
+    with spinner(f"splitting the key of {identity!r} into {n} shares"):
         shares, public = guarded(lambda: split_key(master, identity, k, n))
         for share, path in zip(shares, share_paths, strict=True):
             guarded(lambda share=share, path=path: share.save(path, password))  # type: ignore[misc]

@@ -14,12 +14,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
 from fedledger.cli.bench import bench_app, emit
+from fedledger.cli.common import BAD_INPUT, FAILED, err_console, errors_reported, fail
 from fedledger.store import (
-    BlockNotFoundError,
     ContentStore,
     InvalidCarError,
     InvalidCIDError,
@@ -31,7 +30,6 @@ from fedledger.store import (
 )
 
 app = typer.Typer(no_args_is_help=True)
-_err = Console(stderr=True)
 _PROGRESS_THRESHOLD = 8 << 20  # bars only for transfers long enough to watch
 
 STORE_HELP = (
@@ -46,29 +44,16 @@ CidVersionOption = Annotated[
 ]
 
 
-def _fail(message: str, code: int) -> typer.Exit:
-    _err.print(f"[red]error:[/red] {message}", highlight=False, markup=True)
-    return typer.Exit(code)
-
-
 @contextlib.contextmanager
 def _store_errors() -> Iterator[None]:
-    """Turn store errors into a message on stderr: exit 2 for bad input, 1 for everything else."""
-    try:
+    """Store errors end the command: exit 2 for a malformed CID or CAR, 1 for everything else."""
+    with errors_reported(FAILED, (StoreError,)), errors_reported(BAD_INPUT, (InvalidCIDError, InvalidCarError)):
         yield
-    except (InvalidCIDError, InvalidCarError) as exc:
-        raise _fail(str(exc), 2) from None
-    except BlockNotFoundError as exc:
-        raise _fail(str(exc), 1) from None
-    except StoreError as exc:
-        raise _fail(str(exc), 1) from None
 
 
 def _open(spec: str | None, timeout: float) -> ContentStore:
-    try:
+    with errors_reported(BAD_INPUT, (StoreError,)):  # a bad --store spec (or a directory that cannot be made)
         return open_store(spec, timeout=timeout)
-    except StoreError as exc:  # a bad --store spec (or a directory that cannot be created)
-        raise _fail(str(exc), 2) from None
 
 
 @contextlib.contextmanager
@@ -82,7 +67,7 @@ def _progress(label: str, total: int | None) -> Iterator[Callable[[int], None] |
         BarColumn(),
         DownloadColumn(),
         TransferSpeedColumn(),
-        console=_err,
+        console=err_console,
         transient=True,
     ) as bar:
         task = bar.add_task(label, total=total)
@@ -91,7 +76,7 @@ def _progress(label: str, total: int | None) -> Iterator[Callable[[int], None] |
 
 def _input_file(path: Path) -> Path:
     if not path.is_file():
-        raise _fail(f"{path}: no such file", 2)
+        fail(f"{path}: no such file")
     return path
 
 
@@ -132,7 +117,7 @@ def get(
         size = source.stat(cid).size
         with _progress("fetching", size) as progress:
             written = source.get_to_path(cid, output, progress=progress)
-    _err.print(f"wrote {written} bytes to {output}", highlight=False)
+    err_console.print(f"wrote {written} bytes to {output}", highlight=False)
 
 
 @app.command("cid")
@@ -205,7 +190,7 @@ def export_car_command(
         size = source.stat(cid).cumulative_size
         with _progress("exporting", size) as progress:
             blocks = export_car(source, cid, output, progress=progress)
-    _err.print(f"wrote {blocks} blocks to {output}", highlight=False)
+    err_console.print(f"wrote {blocks} blocks to {output}", highlight=False)
 
 
 @app.command("import-car")
@@ -241,7 +226,7 @@ def bench_store(
     from fedledger.store.bench import run_store_bench
 
     if work_dir is not None and not work_dir.is_dir():
-        raise _fail(f"{work_dir}: not a directory", 2)
-    with _err.status(f"benchmarking the store on {size_mib} MiB ..."):
+        fail(f"{work_dir}: not a directory")
+    with err_console.status(f"benchmarking the store on {size_mib} MiB ..."):
         result = run_store_bench(size_mib, work_dir, durable=durable)
     emit("store", result, as_json)

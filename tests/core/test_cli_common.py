@@ -1,0 +1,71 @@
+"""The one failure style every command shares: one line on stderr, a stated exit code, no traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from typer.testing import CliRunner
+
+from fedledger.cli.common import BAD_INPUT, FAILED, guarded, read_password
+from fedledger.errors import FedLedgerError
+
+runner = CliRunner()
+
+
+class _SomeProjectError(FedLedgerError):
+    pass
+
+
+def _app(action: typer.models.CommandFunctionType) -> typer.Typer:
+    app = typer.Typer()
+    app.command()(action)
+    return app
+
+
+def test_a_project_error_is_one_line_on_stderr_with_the_exit_code() -> None:
+    def boom() -> None:
+        raise _SomeProjectError("the ledger said no\n  because: nonce moved on")
+
+    def command() -> None:
+        guarded(boom, FAILED)
+        typer.echo("not reached")
+
+    result = runner.invoke(_app(command), [])
+    assert result.exit_code == FAILED
+    assert result.stderr == "error: the ledger said no because: nonce moved on\n"
+    assert result.stdout == "" and "Traceback" not in result.output
+
+
+def test_a_missing_file_is_bad_input_naming_the_file(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere.key"
+
+    def command() -> None:
+        guarded(missing.read_bytes)
+
+    result = runner.invoke(_app(command), [])
+    assert result.exit_code == BAD_INPUT
+    assert result.stderr.startswith("error: ") and str(missing) in result.stderr
+    assert result.stderr.count("\n") == 1
+
+
+def test_other_exceptions_are_bugs_and_not_swallowed() -> None:
+    def command() -> None:
+        guarded(lambda: 1 // 0)
+
+    result = runner.invoke(_app(command), [])
+    assert isinstance(result.exception, ZeroDivisionError)
+
+
+def test_password_file_first_line_and_empty_password_refused(tmp_path: Path) -> None:
+    good, empty = tmp_path / "good", tmp_path / "empty"
+    good.write_text("s3cret\nignored\n")
+    empty.write_text("\n")
+
+    def command(path: Path) -> None:
+        typer.echo(len(read_password(path, "a key")))
+
+    app = _app(command)
+    assert runner.invoke(app, [str(good)]).stdout == "6\n"
+    refused = runner.invoke(app, [str(empty)])
+    assert refused.exit_code == BAD_INPUT and refused.stderr == "error: empty password for a key\n"
