@@ -29,7 +29,8 @@ def run(
     import uvicorn
 
     from aggregator.config import AggregatorConfigError, load_config
-    from aggregator.driver import RoundFailed, build_context, run_aggregator
+    from aggregator.context import build_context
+    from aggregator.driver import RoundFailed, run_aggregator
     from aggregator.http_api import SessionBoard, create_app
     from fedledger.chain.keyfile import KeyFileError
 

@@ -173,7 +173,7 @@ def sign(
     if not state.open:
         fail("no round is open")
     deadline = time.monotonic() + timeout
-    with httpx.Client(timeout=30.0) as http:
+    with httpx.Client(timeout=ctx.http_timeout_seconds) as http:
         participant = SessionParticipant(ctx, http)
         while time.monotonic() < deadline:
             try:
@@ -183,7 +183,7 @@ def sign(
             if phase in ("approve", "ready") or not ctx.ledger.round_state().open:
                 typer.echo(f"round {state.round}: signed and approved")
                 return
-            time.sleep(0.5)
+            time.sleep(ctx.poll_interval)
     fail("signing session did not finish in time")
 
 

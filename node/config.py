@@ -7,11 +7,14 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from fedledger.chain.timeouts import RECEIPT_TIMEOUT_SECONDS, RPC_TIMEOUT_SECONDS
 from fedledger.config_files import ConfigError, load_toml, save_toml
 from fedledger.protocol.consortium import PublicMaterial
 
 _MPK, _THRESHOLD, _ROSTER = PublicMaterial.NAMES  # where `init` installs the public files
 CONFIG_NAME = "node.toml"
+POLL_INTERVAL_SECONDS = 0.5  # how often a node asks the ledger and the aggregator what changed
+HTTP_TIMEOUT_SECONDS = 30.0  # one request to the aggregator's signing-session API
 __all__ = ["CONFIG_NAME", "ConfigError", "DataConfig", "NodeConfig", "TrainingConfig", "load_config", "save_config"]
 
 
@@ -58,7 +61,16 @@ class NodeConfig(BaseModel):
     consortium_file: str = f"keys/{_ROSTER}"
     selection: Literal["static", "rolling"] = "static"
     state_dir: str = "state"
-    poll_interval: float = Field(0.5, gt=0, le=60)
+    poll_interval: float = Field(
+        POLL_INTERVAL_SECONDS, gt=0, le=60, description="seconds between looks at the ledger and the aggregator"
+    )
+    http_timeout_seconds: float = Field(
+        HTTP_TIMEOUT_SECONDS, gt=0, description="one request to the aggregator's signing-session API"
+    )
+    rpc_timeout_seconds: float = Field(RPC_TIMEOUT_SECONDS, gt=0, description="one JSON-RPC call to the chain")
+    receipt_timeout_seconds: float = Field(
+        RECEIPT_TIMEOUT_SECONDS, gt=0, description="how long to wait for a sent transaction to be mined"
+    )
     verify_aggregation: bool = Field(
         True, description="recompute the global model from the included updates before co-signing"
     )

@@ -35,7 +35,13 @@ def build_context(config: NodeConfig, base: Path, password: str) -> NodeContext:
     public = ThresholdPublic.load(at(config.threshold_public_file))
     mpk = SignMasterPublicKey.load(at(config.master_public_key_file))
     consortium = Consortium.load(at(config.consortium_file))
-    ledger = LedgerClient.connect(config.rpc_url, config.contract, compile_ledger().abi)
+    ledger = LedgerClient.connect(
+        config.rpc_url,
+        config.contract,
+        compile_ledger().abi,
+        rpc_timeout_seconds=config.rpc_timeout_seconds,
+        receipt_timeout_seconds=config.receipt_timeout_seconds,
+    )
     data = config.data
     dataset = load_dataset(data.source)
     shards = partition(dataset, data.partitions, data.scheme, data.alpha, data.seed)
@@ -66,4 +72,6 @@ def build_context(config: NodeConfig, base: Path, password: str) -> NodeContext:
         ),
         state_dir=state_dir,
         verify_aggregation=config.verify_aggregation,
+        poll_interval=config.poll_interval,
+        http_timeout_seconds=config.http_timeout_seconds,
     )
