@@ -1,9 +1,11 @@
-"""What every fedledger command shares: one failure style, passwords, input files, consoles, logging.
+"""What every fedledger command shares: one failure style, passwords, input and output paths,
+consoles, logging.
 
 A failure is one line on stderr, ``error: <what went wrong>``, never a traceback. Exit codes are
 the same in every group: 0 success, ``FAILED`` (1) when the operation or a check failed,
 ``BAD_INPUT`` (2, click's code for usage errors) when the input is wrong; a command may document
-one more (``audit summary``: 3, chain unreachable). Passwords never come from the command line.
+one more (``audit summary``: 3, chain unreachable). Output paths are ``--out`` in every command.
+Passwords never come from the command line.
 """
 
 from __future__ import annotations
@@ -87,6 +89,19 @@ PasswordFileOption = Annotated[
         help=f"File whose first line is the key password (else ${PASSWORD_ENV}, or a prompt).",
     ),
 ]
+
+
+OldOutputOption = Annotated[Path | None, typer.Option("--output", hidden=True, help="Old spelling of --out.")]
+
+
+def output_path(out: Path | None, old_output: Path | None) -> Path:
+    """Where a command writes: ``--out`` (every command's spelling) or the old ``--output``."""
+    if out is not None and old_output is not None and out != old_output:
+        fail(f"--out {out} and --output {old_output} disagree: give --out only")
+    chosen = out if out is not None else old_output
+    if chosen is None:
+        fail("missing option --out (where to write the output)")
+    return chosen
 
 
 def read_input(path: Path, what: str) -> bytes:

@@ -17,7 +17,7 @@ import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
 from fedledger.cli.bench import bench_app, emit
-from fedledger.cli.common import BAD_INPUT, FAILED, err_console, errors_reported, fail
+from fedledger.cli.common import BAD_INPUT, FAILED, OldOutputOption, err_console, errors_reported, fail, output_path
 from fedledger.store import (
     ContentStore,
     InvalidCarError,
@@ -107,11 +107,15 @@ def add(
 @app.command("get")
 def get(
     cid: Annotated[str, typer.Argument(help="CID of the file to fetch.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the file (written atomically).")],
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Where to write the file (written atomically).")
+    ] = None,
     store: StoreOption = None,
     timeout: TimeoutOption = 60.0,
+    old_output: OldOutputOption = None,
 ) -> None:
     """Fetch a file, verifying every block; on any mismatch no output file is left behind."""
+    output = output_path(out, old_output)
     source = _open(store, timeout)
     with _store_errors(), source:
         size = source.stat(cid).size
@@ -180,11 +184,13 @@ def unpin(
 @app.command("export-car")
 def export_car_command(
     cid: Annotated[str, typer.Argument(help="Root CID to export.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="CAR file to write (CARv1).")],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="CAR file to write (CARv1).")] = None,
     store: StoreOption = None,
     timeout: TimeoutOption = 60.0,
+    old_output: OldOutputOption = None,
 ) -> None:
     """Export a file's whole DAG as a CARv1 archive (`ipfs dag import` loads it)."""
+    output = output_path(out, old_output)
     source = _open(store, timeout)
     with _store_errors(), source:
         size = source.stat(cid).cumulative_size
