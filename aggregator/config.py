@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
-from fedledger.chain.timeouts import RECEIPT_TIMEOUT_SECONDS, RPC_TIMEOUT_SECONDS
+from fedledger.chain.settings import LedgerSettings
 from fedledger.config_files import ConfigError as AggregatorConfigError
 from fedledger.config_files import load_toml, save_toml
 from fedledger.protocol.consortium import PublicMaterial
@@ -19,12 +19,10 @@ PARTIAL_TIMEOUT_SECONDS = 20.0  # how long a committed signer may take to send i
 __all__ = ["CONFIG_NAME", "AggregatorConfig", "AggregatorConfigError", "load_config", "save_config"]
 
 
-class AggregatorConfig(BaseModel):
+class AggregatorConfig(LedgerSettings):
     """How the aggregator runs rounds; paths are relative to the config file's folder."""
 
     model_config = ConfigDict(extra="forbid")
-    rpc_url: str
-    contract: str = Field(pattern=r"^0x[0-9a-fA-F]{40}$")
     store: str = Field(description="local:DIR or kubo:MULTIADDR")
     host: str = "127.0.0.1"
     port: int = Field(8700, ge=1, le=65535)
@@ -51,10 +49,6 @@ class AggregatorConfig(BaseModel):
         PARTIAL_TIMEOUT_SECONDS,
         gt=0,
         description="a signer that committed but sends no partial signature by then is left out of the next session",
-    )
-    rpc_timeout_seconds: float = Field(RPC_TIMEOUT_SECONDS, gt=0, description="one JSON-RPC call to the chain")
-    receipt_timeout_seconds: float = Field(
-        RECEIPT_TIMEOUT_SECONDS, gt=0, description="how long to wait for a sent transaction to be mined"
     )
     max_update_norm: float | None = Field(None, gt=0)
     norm_policy: str = Field("reject", pattern="^(reject|clip)$")

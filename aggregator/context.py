@@ -11,8 +11,6 @@ from pathlib import Path
 from aggregator.config import AggregatorConfig
 from aggregator.driver import AggregatorContext
 from aggregator.http_api import SessionBoard
-from fedledger.chain.client import LedgerClient
-from fedledger.chain.compiler import compile_ledger
 from fedledger.chain.keyfile import load_eth_key
 from fedledger.fl import ModelSpec, ValidationPolicy
 from fedledger.protocol.consortium import Consortium
@@ -25,16 +23,9 @@ def build_context(config: AggregatorConfig, base: Path, password: str, board: Se
     """Open keys, clients and public consortium data for the aggregator described by ``config``."""
     state_dir = base / config.state_dir
     state_dir.mkdir(parents=True, exist_ok=True)
-    ledger = LedgerClient.connect(
-        config.rpc_url,
-        config.contract,
-        compile_ledger().abi,
-        rpc_timeout_seconds=config.rpc_timeout_seconds,
-        receipt_timeout_seconds=config.receipt_timeout_seconds,
-    )
     return AggregatorContext(
         account=load_eth_key(base / config.eth_key_file, password),
-        ledger=ledger,
+        ledger=config.ledger_client(),
         store=open_store(config.store),
         spec=ModelSpec.from_dict(config.model),
         master_public_key=SignMasterPublicKey.load(base / config.master_public_key_file),

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from fedledger.chain.timeouts import RECEIPT_TIMEOUT_SECONDS, RPC_TIMEOUT_SECONDS
+from fedledger.chain.settings import LedgerSettings
 from fedledger.config_files import ConfigError, load_toml, save_toml
 from fedledger.protocol.consortium import PublicMaterial
 
@@ -42,15 +42,13 @@ class TrainingConfig(BaseModel):
     seed: int = 0
 
 
-class NodeConfig(BaseModel):
+class NodeConfig(LedgerSettings):
     """Everything a node needs to take part; paths are relative to the config file's folder."""
 
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=64)
     sm9_identity: str = Field(min_length=1, max_length=256)
     width_rate: float = Field(gt=0, le=1)
-    rpc_url: str
-    contract: str = Field(pattern=r"^0x[0-9a-fA-F]{40}$")
     aggregator_url: str
     store: str = Field(description="local:DIR or kubo:MULTIADDR")
     eth_key_file: str = "keys/eth-key.json"
@@ -66,10 +64,6 @@ class NodeConfig(BaseModel):
     )
     http_timeout_seconds: float = Field(
         HTTP_TIMEOUT_SECONDS, gt=0, description="one request to the aggregator's signing-session API"
-    )
-    rpc_timeout_seconds: float = Field(RPC_TIMEOUT_SECONDS, gt=0, description="one JSON-RPC call to the chain")
-    receipt_timeout_seconds: float = Field(
-        RECEIPT_TIMEOUT_SECONDS, gt=0, description="how long to wait for a sent transaction to be mined"
     )
     verify_aggregation: bool = Field(
         True, description="recompute the global model from the included updates before co-signing"

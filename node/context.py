@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fedledger.chain.client import LedgerClient
-from fedledger.chain.compiler import compile_ledger
 from fedledger.chain.keyfile import KeyFileError, load_eth_key
 from fedledger.fl import TrainConfig, load_dataset, partition
 from fedledger.protocol.consortium import Consortium
@@ -35,13 +33,7 @@ def build_context(config: NodeConfig, base: Path, password: str) -> NodeContext:
     public = ThresholdPublic.load(at(config.threshold_public_file))
     mpk = SignMasterPublicKey.load(at(config.master_public_key_file))
     consortium = Consortium.load(at(config.consortium_file))
-    ledger = LedgerClient.connect(
-        config.rpc_url,
-        config.contract,
-        compile_ledger().abi,
-        rpc_timeout_seconds=config.rpc_timeout_seconds,
-        receipt_timeout_seconds=config.receipt_timeout_seconds,
-    )
+    ledger = config.ledger_client()
     data = config.data
     dataset = load_dataset(data.source)
     shards = partition(dataset, data.partitions, data.scheme, data.alpha, data.seed)

@@ -24,7 +24,7 @@ from fedledger.chain.approvals import (
     sign_membership_change,
 )
 from fedledger.chain.errors import ErrorDecoder, LedgerError, LedgerRevert, revert_data_of
-from fedledger.chain.timeouts import RECEIPT_TIMEOUT_SECONDS, RPC_TIMEOUT_SECONDS
+from fedledger.chain.settings import RECEIPT_TIMEOUT_SECONDS, RPC_TIMEOUT_SECONDS
 
 if TYPE_CHECKING:
     from web3 import Web3

@@ -31,8 +31,7 @@ def _public_files(tmp: Path) -> list[str]:
     ]  # fmt: skip
 
 
-def test_init_writes_a_valid_config_and_a_private_key_file(tmp_path: Path) -> None:
-    home = tmp_path / "agg"
+def _init(home: Path, tmp_path: Path) -> None:
     result = runner.invoke(
         app,
         ["aggregator", "init", "--home", str(home), "--rpc-url", "http://127.0.0.1:8545",
@@ -40,6 +39,11 @@ def test_init_writes_a_valid_config_and_a_private_key_file(tmp_path: Path) -> No
          *_public_files(tmp_path)],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
+
+
+def test_init_writes_a_valid_config_and_a_private_key_file(tmp_path: Path) -> None:
+    home = tmp_path / "agg"
+    _init(home, tmp_path)
     config, _ = load_config(home)
     assert config.model["family"] == "mlp" and config.model["input_shape"] == [30]
     assert stat.S_IMODE((home / "keys" / "eth-key.json").stat().st_mode) == 0o600
@@ -68,13 +72,7 @@ def test_timing_settings_keep_their_config_names_down_to_the_signing_session(tmp
     from fedledger.protocol import RoundRecord
 
     home = tmp_path / "agg"
-    result = runner.invoke(
-        app,
-        ["aggregator", "init", "--home", str(home), "--rpc-url", "http://127.0.0.1:8545",
-         "--contract", "0x" + "ab" * 20, "--store", f"local:{tmp_path / 'store'}", "--dataset", "breast_cancer",
-         *_public_files(tmp_path)],
-    )  # fmt: skip
-    assert result.exit_code == 0, result.output
+    _init(home, tmp_path)
     config, base = load_config(home)
     timings = {
         "round_deadline_seconds": 41.0,
