@@ -246,7 +246,7 @@ def demo(
     else:
         _print_summary(summary)
     if not audit.get("all_verified"):
-        raise typer.Exit(1)
+        raise typer.Exit(FAILED)
 
 
 def _print_summary(summary: dict[str, Any]) -> None:

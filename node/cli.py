@@ -8,7 +8,16 @@ from typing import Annotated
 
 import typer
 
-from fedledger.cli.common import PasswordFileOption, fail, read_password, setup_logging, spinner
+from fedledger.cli.common import (
+    BAD_INPUT,
+    PasswordFileOption,
+    errors_reported,
+    fail,
+    read_password,
+    setup_logging,
+    spinner,
+)
+from fedledger.errors import FedLedgerError
 
 app = typer.Typer(no_args_is_help=True, help="Run an institution's node: keys, training, submission, co-signing.")
 
@@ -18,16 +27,13 @@ ConfigOption = Annotated[
 
 
 def _context(config_path: Path, password_file: Path | None):  # type: ignore[no-untyped-def]
-    from fedledger.chain.keyfile import KeyFileError
-    from node.config import ConfigError, load_config
+    from node.config import load_config
     from node.context import build_context
 
-    try:
+    with errors_reported(BAD_INPUT, (FedLedgerError, ValueError, OSError)):
         config, base = load_config(config_path)
         password = read_password(password_file, f"node {config.name}'s keys")
         return build_context(config, base, password)
-    except (ConfigError, KeyFileError, ValueError, OSError) as exc:
-        fail(str(exc))
 
 
 @app.command()

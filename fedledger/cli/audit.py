@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from fedledger.cli.common import console, err_console, fail
+from fedledger.cli.common import FAILED, console, err_console, fail
 
 if TYPE_CHECKING:
     from fedledger.audit.models import AuditSummary
@@ -159,7 +159,7 @@ def summary(
     else:
         print_summary(result)
     if not result.all_verified:
-        raise typer.Exit(1)
+        raise typer.Exit(FAILED)
 
 
 @app.command("serve")

@@ -20,9 +20,7 @@ MASTER_PUBLIC_FILE = "sign_master_public.pem"
 THRESHOLD_PUBLIC_FILE = "threshold_public.json"
 
 DEFAULT_MASTER = Path("kgc") / MASTER_KEY_FILE
-MasterOption = Annotated[
-    Path, typer.Option("--master", help="Encrypted master key file (from `fedledger kgc setup`).")
-]
+MasterOption = Annotated[Path, typer.Option("--master", help="Encrypted master key file (from `fedledger kgc setup`).")]
 
 
 def _safe_name(identity: str) -> str:
@@ -60,9 +58,7 @@ def extract(
         str, typer.Option("--id", help="Identity to issue a signing key for (UTF-8), e.g. inst:alpha.")
     ],
     master_path: MasterOption = DEFAULT_MASTER,
-    out: Annotated[
-        Path | None, typer.Option("--out", help="Output key file (default: sign_<id>.key).")
-    ] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Output key file (default: sign_<id>.key).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing key file.")] = False,
     password_file: PasswordFileOption = None,
 ) -> None:
@@ -80,14 +76,10 @@ def extract(
 
 @app.command("split")
 def split(
-    identity: Annotated[
-        str, typer.Option("--id", help="Consortium identity, e.g. consortium:<chain id>:<contract>.")
-    ],
+    identity: Annotated[str, typer.Option("--id", help="Consortium identity, e.g. consortium:<chain id>:<contract>.")],
     k: Annotated[int, typer.Option("-k", help="Signers needed (threshold).")],
     n: Annotated[int, typer.Option("-n", help="Number of shares (institutions), at most 255.")],
-    out: Annotated[
-        Path, typer.Option("--out", help="Directory for share-<j>.key files and threshold_public.json.")
-    ],
+    out: Annotated[Path, typer.Option("--out", help="Directory for share-<j>.key files and threshold_public.json.")],
     master_path: MasterOption = DEFAULT_MASTER,
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing share files.")] = False,
     password_file: PasswordFileOption = None,

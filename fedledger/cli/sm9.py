@@ -20,9 +20,7 @@ app = typer.Typer(no_args_is_help=True)
 
 @app.command("sign")
 def sign_command(
-    key: Annotated[
-        Path, typer.Option("--key", help="Encrypted SM9 signing key file (`fedledger kgc extract`).")
-    ],
+    key: Annotated[Path, typer.Option("--key", help="Encrypted SM9 signing key file (`fedledger kgc extract`).")],
     input_path: Annotated[Path, typer.Option("--in", help="File to sign ('-' for stdin).")],
     out: Annotated[Path, typer.Option("--out", help="Where to write the DER signature (104 bytes).")],
     password_file: PasswordFileOption = None,
@@ -40,9 +38,7 @@ def sign_command(
 
 @app.command("verify")
 def verify_command(
-    master_public_key: Annotated[
-        Path, typer.Option("--master-public-key", help="PEM sign master public key.")
-    ],
+    master_public_key: Annotated[Path, typer.Option("--master-public-key", help="PEM sign master public key.")],
     identity: Annotated[str, typer.Option("--id", help="Signer identity (UTF-8), e.g. inst:alpha.")],
     input_path: Annotated[Path, typer.Option("--in", help="The signed file ('-' for stdin).")],
     sig: Annotated[Path, typer.Option("--sig", help="DER signature file.")],
@@ -58,21 +54,17 @@ def verify_command(
         typer.echo("valid")
         return
     typer.echo("invalid", err=True)
-    raise typer.Exit(1)
+    raise typer.Exit(FAILED)
 
 
 @app.command("threshold-sign")
 def threshold_sign_command(
-    shares: Annotated[
-        list[Path], typer.Option("--share", help="Encrypted key share file; repeat for each signer.")
-    ],
+    shares: Annotated[list[Path], typer.Option("--share", help="Encrypted key share file; repeat for each signer.")],
     input_path: Annotated[Path, typer.Option("--in", help="File to sign ('-' for stdin).")],
     out: Annotated[Path, typer.Option("--out", help="Where to write the DER signature.")],
     public_path: Annotated[
         Path | None,
-        typer.Option(
-            "--public", help="Threshold public data (default: threshold_public.json beside the first share)."
-        ),
+        typer.Option("--public", help="Threshold public data (default: threshold_public.json beside the first share)."),
     ] = None,
     password_file: PasswordFileOption = None,
 ) -> None:
@@ -100,9 +92,7 @@ def threshold_sign_command(
 @bench_app.command("sm9")
 def bench_sm9(
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
-    repeat: Annotated[
-        int, typer.Option("--repeat", min=3, help="Runs per figure (the median is reported).")
-    ] = 15,
+    repeat: Annotated[int, typer.Option("--repeat", min=3, help="Runs per figure (the median is reported).")] = 15,
 ) -> None:
     """Milliseconds for pairing, G1 multiply, sign, verify and threshold sign (k=3 of n=5)."""
     from fedledger.sm9.bench import run

@@ -106,3 +106,13 @@ def test_a_timing_setting_out_of_range_is_refused_by_name(tmp_path: Path) -> Non
     )
     run = runner.invoke(app, ["aggregator", "run", "-c", str(tmp_path / "aggregator.toml")])
     assert run.exit_code == 2 and "signing_grace_seconds" in run.output and "Traceback" not in run.output
+
+
+def test_a_damaged_public_key_file_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    home = tmp_path / "agg"
+    _init(home, tmp_path)
+    damaged = next((home / "keys").glob("*.pem"))
+    damaged.write_text("-----BEGIN SM9 SIGN MASTER PUBLIC KEY-----\nnot base64\n")
+    run = runner.invoke(app, ["aggregator", "run", "-c", str(home), "--password-file", str(tmp_path / "pw")])
+    assert run.exit_code == 2 and "Traceback" not in run.output, run.output
+    assert run.stderr.startswith("error: ") and run.stderr.count("\n") == 1
