@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
 import typer
 from typer.testing import CliRunner
 
@@ -69,3 +73,13 @@ def test_password_file_first_line_and_empty_password_refused(tmp_path: Path) -> 
     assert runner.invoke(app, [str(good)]).stdout == "6\n"
     refused = runner.invoke(app, [str(empty)])
     assert refused.exit_code == BAD_INPUT and refused.stderr == "error: empty password for a key\n"
+
+
+@pytest.mark.parametrize("module", ["node.cli", "aggregator.cli", "demo.cli", "fedledger.cli.common"])
+def test_a_role_cli_imported_first_still_builds_the_whole_root_app(module: str) -> None:
+    code = f"import {module}; from fedledger.cli import app; print(sorted(g.name for g in app.registered_groups))"
+    root = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "'node'" in result.stdout and "'aggregator'" in result.stdout and "'chain'" in result.stdout
