@@ -47,13 +47,19 @@ def _register_plugin_groups() -> None:
             app.command(entry.name)(plugin)
 
 
-@app.callback()
-def _root(
-    version: bool = typer.Option(False, "--version", help="Print the fedledger version and exit."),
-) -> None:
-    if version:
+def _print_version(asked: bool) -> None:
+    if asked:
         typer.echo(__version__)
         raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", is_eager=True, callback=_print_version, help="Print the fedledger version and exit."
+    ),
+) -> None:
+    """Eager --version answers before click asks for a command."""
 
 
 _register_core_groups()

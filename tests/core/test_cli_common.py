@@ -83,3 +83,11 @@ def test_a_role_cli_imported_first_still_builds_the_whole_root_app(module: str) 
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
     assert result.returncode == 0, result.stderr
     assert "'node'" in result.stdout and "'aggregator'" in result.stdout and "'chain'" in result.stdout
+
+
+def test_version_answers_without_a_command() -> None:
+    from fedledger import __version__
+    from fedledger.cli import app
+
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.stdout == f"{__version__}\n"
