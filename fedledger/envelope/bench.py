@@ -1,8 +1,8 @@
 """``fedledger bench crypto``: what encryption costs next to the plain store, in the same run.
 
 On one random file: plain ``put`` then ``get`` (every block read and verified) on the embedded
-store; then, per AEAD, encrypted put (``put`` reads ``sealed_reader``, which seals as it is read: no
-temporary file) and encrypted get (``get`` streamed through ``open_chunks``). The goal is
+store; then, per AEAD, encrypted put (``put`` reads ``sealed_reader(seal_pieces(...))``, sealed as it is
+read: no temporary file) and encrypted get (``get`` streamed through ``open_chunks``). The goal is
 encrypted put+get throughput >= 0.7 of plain. Key wrapping is timed per recipient (hybrid wrap
 and unwrap, goal < 10 ms each) with its parts (SM9-KEM, ML-KEM-768) so a miss names its cause.
 """
@@ -24,7 +24,7 @@ from fedledger.envelope.aead import SUITES, suite_named
 from fedledger.envelope.errors import EnvelopeFormatError
 from fedledger.envelope.hybrid import unwrap, wrap
 from fedledger.envelope.recipients import RecipientKeys
-from fedledger.envelope.stream import DEFAULT_CHUNK_SIZE, open_chunks, sealed_reader
+from fedledger.envelope.stream import DEFAULT_CHUNK_SIZE, open_chunks, seal_pieces, sealed_reader
 from fedledger.sm9.encryption import decapsulate, encapsulate
 from fedledger.sm9.encryption_keys import EncryptMasterKey, extract_encrypt_key
 from fedledger.store.bench import _peak_rss_mib, _timed, _write_random_file  # the store bench's own helpers
@@ -66,7 +66,7 @@ def _measure_sealed(
     try:
         start = time.perf_counter()
         with open(source, "rb") as fin:
-            cid = store.put(sealed_reader(fin, [k.public for k in keys], kgc.public_key, aead=aead))
+            cid = store.put(sealed_reader(seal_pieces(fin, [k.public for k in keys], kgc.public_key, aead=aead)))
         put_s = time.perf_counter() - start
         start = time.perf_counter()
         with store.open(cid) as reader:

@@ -142,18 +142,11 @@ def seal_stream(
     return SealInfo(digest, chunks, written - len(header_bytes) - chunks * TAG_BYTES, written)
 
 
-def sealed_reader(
-    src: BinaryIO,
-    recipients: Sequence[Recipient],
-    sm9_master: EncryptMasterPublicKey,
-    *,
-    aead: str = DEFAULT_AEAD,
-    chunk_size: int = DEFAULT_CHUNK_SIZE,
-) -> BinaryIO:
-    """A readable stream of the envelope of ``src``, sealed as it is read: ``store.put(sealed_reader(...))``
-    adds an encrypted file without a temporary copy."""
-    pieces = seal_pieces(src, recipients, sm9_master, aead=aead, chunk_size=chunk_size)
-    return io.BufferedReader(_IteratorRaw(pieces), buffer_size=chunk_size)
+def sealed_reader(pieces: Iterator[bytes]) -> BinaryIO:
+    """A readable stream over ``seal_pieces(...)``, sealed as it is read:
+    ``store.put(sealed_reader(seal_pieces(src, recipients, mpk)))`` adds an encrypted file without a
+    temporary copy."""
+    return io.BufferedReader(_IteratorRaw(pieces), buffer_size=DEFAULT_CHUNK_SIZE)
 
 
 def _content_key(header: Header, keys: Sequence[RecipientKeys]) -> bytes:

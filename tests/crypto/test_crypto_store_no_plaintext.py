@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from fedledger.envelope import EnvelopeAccessError, RecipientKeys, open_chunks, sealed_reader
+from fedledger.envelope import EnvelopeAccessError, RecipientKeys, open_chunks, seal_pieces, sealed_reader
 from fedledger.sm9.encryption_keys import EncryptMasterKey
 from fedledger.store.local import LocalStore
 
@@ -48,7 +48,7 @@ def test_store_blocks_hold_no_plaintext(tmp_path: Path, kgc: EncryptMasterKey, m
         root = tmp_path / f"sealed-{aead}"
         store = LocalStore(root, durable=False)
         with open(tmp_path / "update.safetensors", "rb") as fin:
-            cid = store.put(sealed_reader(fin, [m.public for m in members[:2]], kgc.public_key, aead=aead))
+            cid = store.put(sealed_reader(seal_pieces(fin, [m.public for m in members[:2]], kgc.public_key, aead=aead)))
         blocks = _block_bytes(root)
         assert len(blocks) > 4
         leaked = [p for p in patterns if any(p in b for b in blocks)]
@@ -59,8 +59,8 @@ def test_store_blocks_hold_no_plaintext(tmp_path: Path, kgc: EncryptMasterKey, m
             b"".join(open_chunks(reader, members[2]))
 
 
-def test_sealed_reader_checks_its_input_before_the_store_reads(kgc: EncryptMasterKey) -> None:
+def test_seal_pieces_checks_its_input_before_the_store_reads(kgc: EncryptMasterKey) -> None:
     from fedledger.envelope import EnvelopeFormatError
 
     with pytest.raises(EnvelopeFormatError):
-        sealed_reader(io.BytesIO(b"x"), [], kgc.public_key)
+        seal_pieces(io.BytesIO(b"x"), [], kgc.public_key)
