@@ -32,7 +32,7 @@ from fedledger.sm9.gt import GTFixedBase
 from fedledger.sm9.hashing import h1, identity_bytes
 from fedledger.sm9.keys import fp_inv_mod_n, random_scalar
 from fedledger.sm9.keystore import read_secret_file, write_secret_file
-from fedledger.sm9.pairing import G2Lines, pairing
+from fedledger.sm9.pairing import G2Lines, final_exponentiation, miller_loop, pairing
 
 HID_ENC = b"\x03"
 KIND_ENC_MASTER = "sm9-enc-master-key"
@@ -192,6 +192,18 @@ class EncryptPrivateKey:
             self._lines = G2Lines(self._point)
         return self._lines
 
+    def checked(self) -> EncryptPrivateKey:
+        """This key, after checking it belongs to its identity and master key: e(QB, de) = g.
+
+        With QB = [H1(ID||03) + ke]P1 and de = [ke / (H1 + ke)]P2 the pairing is e(P1, P2)^ke, which
+        is g = e(Ppub-e, P2). A key read from bytes is checked, so a file or DER that pairs a key
+        with the wrong identity fails on load instead of failing every decryption later.
+        """
+        qb = g1_add(p1_mul(identity_hash(self.identity)), self.master_public_key.point)
+        if qb is None or final_exponentiation(miller_loop(qb, self.lines())) != self.master_public_key.g_pow(1):
+            raise SM9KeyError("this decryption key does not belong to its identity under this master public key")
+        return self
+
     def to_der(self) -> bytes:
         """GmSSL's SM9 encryption private key DER (holds the secret: never log it)."""
         return enc_private_key_to_der(self._point, self.master_public_key.point)
@@ -200,7 +212,7 @@ class EncryptPrivateKey:
     def from_der(cls, identity: str | bytes, data: bytes) -> EncryptPrivateKey:
         """GmSSL's DER does not name the identity: the caller supplies it."""
         de, ppub = enc_private_key_from_der(data)
-        return cls(identity, de, EncryptMasterPublicKey(ppub))
+        return cls(identity, de, EncryptMasterPublicKey(ppub)).checked()
 
     def save(self, path: str | Path, password: str | bytes) -> None:
         write_secret_file(path, KIND_ENC_USER, *self.file_fields(), password)
@@ -221,7 +233,7 @@ class EncryptPrivateKey:
             if isinstance(exc, SM9EncodingError):
                 raise
             raise SM9EncodingError("malformed SM9 decryption key fields") from exc
-        return cls(identity, point, mpk)
+        return cls(identity, point, mpk).checked()
 
     @classmethod
     def load(cls, path: str | Path, password: str | bytes) -> EncryptPrivateKey:

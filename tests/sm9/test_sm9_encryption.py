@@ -189,3 +189,14 @@ def test_key_files_are_0600_and_hide_the_secret(
         EncryptPrivateKey.load(master_path, "pw-1")  # a master key file is not a user key file
     assert "hidden" in repr(bob) and "hidden" in repr(master)
     assert f"{master.secret_scalar():x}" not in repr(master)
+
+
+def test_a_key_read_from_bytes_must_belong_to_its_identity(master: EncryptMasterKey, bob: EncryptPrivateKey) -> None:
+    assert EncryptPrivateKey.from_der("Bob", bob.to_der()).point == bob.point
+    with pytest.raises(SM9KeyError, match="does not belong"):
+        EncryptPrivateKey.from_der("Alice", bob.to_der())
+    other_master = EncryptMasterKey.generate().public_key
+    public, secret = bob.file_fields()
+    public["enc_master_public_key"] = other_master.to_der().hex()
+    with pytest.raises(SM9KeyError, match="does not belong"):
+        EncryptPrivateKey.from_file_fields(public, secret)
