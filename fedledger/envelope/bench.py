@@ -9,6 +9,7 @@ and unwrap, goal < 10 ms each) with its parts (SM9-KEM, ML-KEM-768) so a miss na
 
 from __future__ import annotations
 
+import io
 import secrets
 import shutil
 import statistics
