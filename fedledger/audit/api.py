@@ -35,11 +35,17 @@ from fedledger.audit.models import (
     UpdateListItem,
     UpdateWithVerdict,
 )
-from fedledger.audit.service import DEFAULT_LIMIT, MAX_CID_LENGTH, MAX_LIMIT, MAX_OFFSET, MAX_ROUND, AuditService
+from fedledger.audit.params import (
+    ADDRESS_PATTERN,
+    DEFAULT_LIMIT,
+    MAX_CID_LENGTH,
+    MAX_LIMIT,
+    MAX_OFFSET,
+    MAX_ROUND,
+)
+from fedledger.audit.service import AuditService
 
 log = logging.getLogger(__name__)
-
-ADDRESS_PATTERN = r"^0x[0-9a-fA-F]{40}$"
 
 RoundParam = Annotated[int, Path(ge=0, le=MAX_ROUND, description="Round number (0 is the first round).")]
 InstitutionParam = Annotated[

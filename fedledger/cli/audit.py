@@ -79,11 +79,15 @@ def _service(
     consortium_identity: str | None,
     confirmations: int,
 ) -> AuditService:
+    from fedledger.audit.errors import InvalidParameter
+    from fedledger.audit.params import check_confirmations
     from fedledger.audit.setup import open_audit_service
     from fedledger.store import default_store_spec
 
-    if confirmations < 0:
-        _fail("--confirmations must be >= 0")
+    try:
+        check_confirmations(confirmations)
+    except InvalidParameter as exc:
+        _fail(exc.message)
     if deployment is None and (rpc_url is None or contract is None):
         from fedledger.chain.deploy import DEFAULT_DEPLOYMENT_FILE, DEPLOYMENT_ENV
 
@@ -184,10 +188,14 @@ def serve(
     ] = "info",
 ) -> None:
     """Serve the read-only audit REST API (OpenAPI docs at /docs, summary at /summary)."""
-    if not 1 <= port <= 65535:
-        _fail(f"--port must be between 1 and 65535, not {port}")
-    if log_level not in ("critical", "error", "warning", "info", "debug"):
-        _fail(f"--log-level must be one of critical, error, warning, info, debug, not {log_level!r}")
+    from fedledger.audit.errors import InvalidParameter
+    from fedledger.audit.params import check_log_level, check_port
+
+    try:
+        check_port(port)
+        check_log_level(log_level)
+    except InvalidParameter as exc:
+        _fail(exc.message)
     service = _service(
         deployment, rpc_url, contract, from_block, store, master_public_key, consortium_identity, confirmations
     )

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from fastapi.testclient import TestClient
 
@@ -86,12 +87,12 @@ class Scenario:
     def address(self, i: int) -> str:
         return self.roles.institutions[i].address
 
-    def service(self, store_dir: Path | None = None) -> AuditService:
+    def service(self, store_dir: Path | None = None, **options: Any) -> AuditService:
         store = LocalStore(store_dir or self.store_dir)
-        return AuditService(self.ledger, store, self.master.public_key)
+        return AuditService(self.ledger, store, self.master.public_key, **options)
 
-    def client(self, store_dir: Path | None = None) -> TestClient:
-        return TestClient(create_app(self.service(store_dir)))
+    def client(self, store_dir: Path | None = None, **options: Any) -> TestClient:
+        return TestClient(create_app(self.service(store_dir, **options)))
 
 
 def _put_random(store: LocalStore, size: int) -> tuple[str, bytes]:
