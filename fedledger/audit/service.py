@@ -22,7 +22,7 @@ from eth_utils import to_checksum_address
 from fedledger.audit.content import DEFAULT_CACHE_ENTRIES, ContentChecker
 from fedledger.audit.errors import Conflict, NotFound
 from fedledger.audit.inclusion import DEFAULT_MAX_CANDIDATES
-from fedledger.audit.index import LedgerIndex, LedgerSnapshot
+from fedledger.audit.index import DeploymentFacts, LedgerIndex, LedgerSnapshot
 from fedledger.audit.lookup import opened_round, round_leaves, update_of
 from fedledger.audit.models import (
     AccessRecordModel,
@@ -83,8 +83,8 @@ class AuditService:
 
     ``consortium_identity`` is the SM9 identity round records are threshold-signed under; by
     default ``consortium:<chain id>:<contract>`` (see ``fedledger.protocol.consortium``).
-    ``expected_chain_id`` and ``deploy_block`` are what the audit was configured with (a deployment
-    file gives both); a chain that disagrees is an error, never an empty "verified" ledger.
+    ``expected`` is what the audit was configured with (a deployment file gives the chain id, the
+    deployment block and transaction); a chain that disagrees is an error, never an empty "verified".
     """
 
     def __init__(
@@ -96,8 +96,7 @@ class AuditService:
         consortium_identity: str | None = None,
         confirmations: int = 0,
         max_inclusion_candidates: int = DEFAULT_MAX_CANDIDATES,
-        expected_chain_id: int | None = None,
-        deploy_block: int | None = None,
+        expected: DeploymentFacts | None = None,
         content_cache_entries: int = DEFAULT_CACHE_ENTRIES,
         recheck_content_after: float | None = None,
     ) -> None:
@@ -111,7 +110,9 @@ class AuditService:
             consortium_identity=consortium_identity,
             max_inclusion_candidates=max_inclusion_candidates,
         )
-        self.index = LedgerIndex(ledger, confirmations=confirmations)
+        self.index = LedgerIndex(
+            ledger, confirmations=confirmations, expected=expected, on_rollback=self.verifier.clear
+        )
 
     @classmethod
     def from_deployment(
@@ -130,8 +131,7 @@ class AuditService:
             master_public_key,
             consortium_identity=consortium_identity,
             confirmations=confirmations,
-            expected_chain_id=deployment.chain_id,
-            deploy_block=deployment.deploy_block,
+            expected=DeploymentFacts(deployment.chain_id, deployment.deploy_block, deployment.tx_hash),
         )
 
     def __repr__(self) -> str:
@@ -374,6 +374,8 @@ class AuditService:
             failures += round_failures
         state = snap.membership_at(None)
         latest = snap.latest_round
+        status: Literal["verified", "failed", "nothing_to_verify"]
+        status = "failed" if failures else "verified" if snap.opened else "nothing_to_verify"
         return AuditSummary(
             chain_id=snap.chain_id,
             contract=snap.contract,
@@ -389,6 +391,7 @@ class AuditService:
                 total=globals_verified + globals_failed, verified=globals_verified, failed=globals_failed
             ),
             access_records=len(snap.accesses),
-            all_verified=not failures,
+            status=status,
+            all_verified=status == "verified",
             failures=failures,
         )

@@ -44,6 +44,7 @@ def open_audit_service(
     ``rpc_url`` also overrides the deployment file's URL. Raises ValueError / FileNotFoundError
     with a clear message for bad input; the chain itself is first contacted on the first request.
     """
+    from fedledger.audit.index import DeploymentFacts
     from fedledger.audit.params import check_from_block, parse_address
     from fedledger.audit.service import AuditService
     from fedledger.chain.client import LedgerClient
@@ -68,9 +69,16 @@ def open_audit_service(
     except StoreError as exc:
         raise ValueError(f"cannot open store {store!r}: {exc}") from None
 
+    expected = None
     if deployment is not None:
         record = Deployment.load(deployment)
         address = contract or record.address
+        same_contract = address.lower() == record.address.lower()
+        expected = DeploymentFacts(
+            record.chain_id,
+            record.deploy_block if same_contract else None,
+            record.tx_hash if same_contract else None,
+        )
         url = rpc_url or record.rpc_url
         if not url:
             raise ValueError(f"deployment file {deployment} names no RPC URL: pass --rpc-url")
@@ -82,5 +90,10 @@ def open_audit_service(
     else:  # unreachable: checked above
         raise ValueError("give a deployment file, or both an RPC URL and a contract address")
     return AuditService(
-        ledger, content_store, mpk, consortium_identity=consortium_identity, confirmations=confirmations
+        ledger,
+        content_store,
+        mpk,
+        consortium_identity=consortium_identity,
+        confirmations=confirmations,
+        expected=expected,
     )

@@ -115,6 +115,9 @@ def print_summary(summary: AuditSummary) -> None:
         f"ledger {summary.contract} on chain {summary.chain_id}, checked at block {summary.checked_at_block}",
         highlight=False,
     )
+    if summary.status == "nothing_to_verify":
+        console.print(f"[bold yellow]nothing to verify: {summary.rounds} rounds[/]", highlight=False)
+        return
     open_round = f", round {summary.open_round} open" if summary.open_round is not None else ""
     console.print(
         f"{summary.rounds} round(s), {summary.rounds_posted} posted{open_round}; k = {summary.threshold} "
@@ -149,8 +152,9 @@ def summary(
 ) -> None:
     """Check every entry on the ledger now and print what verified and what failed.
 
-    Exit status: 0 when everything verified, 1 when some check failed, 2 for bad input, 3 when the
-    chain cannot be reached.
+    Exit status: 0 when everything verified, 1 when some check failed or there was nothing to verify,
+    2 for bad input, 3 when the chain cannot be reached or is not the configured ledger (no contract
+    code, another chain id or deployment, a rollback).
     """
     from fedledger.audit.errors import AuditError
 
