@@ -37,6 +37,7 @@ from fedledger.audit.models import (
 )
 from fedledger.audit.params import (
     ADDRESS_PATTERN,
+    CID_PATTERN,
     DEFAULT_LIMIT,
     MAX_CID_LENGTH,
     MAX_LIMIT,
@@ -51,7 +52,15 @@ RoundParam = Annotated[int, Path(ge=0, le=MAX_ROUND, description="Round number (
 InstitutionParam = Annotated[
     str, Path(pattern=ADDRESS_PATTERN, description="The institution's Ethereum address (0x + 40 hex).")
 ]
-CidParam = Annotated[str, Path(min_length=1, max_length=MAX_CID_LENGTH, description="A CID (CIDv0 'Qm…' or CIDv1).")]
+CidParam = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=MAX_CID_LENGTH,
+        pattern=CID_PATTERN,
+        description="A CID: CIDv0 ('Qm…') or CIDv1 in base32 ('b…') or base58btc ('z…').",
+    ),
+]
 Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Entries to skip.")]
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description=f"Entries per page (1..{MAX_LIMIT}).")]
 
@@ -77,9 +86,15 @@ Lists are paginated with `offset` and `limit`. Errors are JSON: `{"error", "mess
 """
 
 
-def _error(status: int, code: str, message: str, detail: list[dict[str, Any]] | None = None) -> JSONResponse:
+def _error(
+    status: int,
+    code: str,
+    message: str,
+    detail: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
     body = ErrorResponse(error=code, message=message, detail=detail)
-    return JSONResponse(status_code=status, content=body.model_dump(exclude_none=True))
+    return JSONResponse(status_code=status, content=body.model_dump(exclude_none=True), headers=headers)
 
 
 def _validation_message(errors: list[dict[str, Any]]) -> str:
@@ -119,7 +134,8 @@ def create_app(service: AuditService) -> FastAPI:
     def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         if exc.status_code == 404:
             return _error(404, "not_found", f"no such endpoint: {request.url.path} (see /docs)")
-        return _error(exc.status_code, "http_error", str(exc.detail))
+        # keep the exception's headers: a 405 must say which methods are allowed (``Allow``)
+        return _error(exc.status_code, "http_error", str(exc.detail), headers=exc.headers)
 
     @app.exception_handler(Exception)
     def _unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -204,7 +220,10 @@ def create_app(service: AuditService) -> FastAPI:
             str | None, Query(pattern=ADDRESS_PATTERN, description="Only this accessor's records.")
         ] = None,
         cid: Annotated[
-            str | None, Query(min_length=1, max_length=MAX_CID_LENGTH, description="Only records of this CID.")
+            str | None,
+            Query(
+                min_length=1, max_length=MAX_CID_LENGTH, pattern=CID_PATTERN, description="Only records of this CID."
+            ),
         ] = None,
         offset: Offset = 0,
         limit: Limit = DEFAULT_LIMIT,

@@ -7,6 +7,7 @@ the schema and the server never disagree about what is valid.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import TypeVar
 
@@ -39,16 +40,17 @@ def parse_address(text: str, what: str = "address") -> str:
     return str(to_checksum_address(text))
 
 
-def parse_cid(text: str) -> CID:
-    """A CID as a client names it; whatever the CID parser raises becomes InvalidParameter."""
+def parse_cid_key(text: str) -> object:
+    """The comparison key (``cid_key``) of a CID a client asks about; InvalidParameter unless the text
+    has a CID's form (``CID_PATTERN``, exactly what the OpenAPI schema advertises). Text of that form
+    that still does not decode is compared as text: it can only match an equally odd ledger entry."""
     if not isinstance(text, str) or not 0 < len(text) <= MAX_CID_LENGTH:
         raise InvalidParameter(f"CID must be 1..{MAX_CID_LENGTH} characters")
     if not text.strip():
         raise InvalidParameter("CID is blank")
-    try:
-        return CID.parse(text)
-    except Exception as exc:  # untrusted text: any parser failure is the client's malformed CID
-        raise InvalidParameter(f"{text!r} is not a valid CID: {exc}") from None
+    if not re.fullmatch(CID_PATTERN, text):
+        raise InvalidParameter(f"{text!r} is not a valid CID (CIDv0 'Qm...', or CIDv1 'b...' / 'z...')")
+    return cid_key(text)
 
 
 def cid_key(text: str) -> object:

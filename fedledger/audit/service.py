@@ -53,7 +53,7 @@ from fedledger.audit.params import (
     cid_key,
     paginate,
     parse_address,
-    parse_cid,
+    parse_cid_key,
 )
 from fedledger.audit.verdicts import Verifier
 from fedledger.audit.views import (
@@ -291,7 +291,7 @@ class AuditService:
     ) -> Page[AccessRecordModel]:
         check_paging(offset, limit)
         wanted_accessor = parse_address(accessor, "accessor").lower() if accessor else None
-        wanted_cid = cid_key(str(parse_cid(cid))) if cid else None
+        wanted_cid = parse_cid_key(cid) if cid else None
         snap = self.snapshot()
         records = [
             access_model(a)
@@ -302,7 +302,7 @@ class AuditService:
         return paginate(records, offset, limit)
 
     def lineage(self, cid: str) -> Lineage:
-        key = cid_key(str(parse_cid(cid)))
+        key = parse_cid_key(cid)
         snap = self.snapshot()
         if not snap.opened:
             raise NotFound(f"{cid}: no round has been opened on this ledger yet")

@@ -52,6 +52,7 @@ class RoundPlan:
     post: bool = True
     bad_threshold_signature: bool = False  # consortium signs a different record
     accesses: list[int] = field(default_factory=list)  # institutions recording access to the base
+    cids: dict[int, str] = field(default_factory=dict)  # a CID put on the ledger instead of the file's
 
 
 @dataclass
@@ -132,6 +133,7 @@ def play_rounds(
         for i in plan.submitters:
             account = roles.institutions[i]
             cid, digest = _put_random(store, 2000 + 97 * i + r)
+            cid = plan.cids.get(i, cid)
             if i in plan.wrong_digest:
                 digest = sm3(b"not the file " + cid.encode())
             entry = UpdateEntry(
