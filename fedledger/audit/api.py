@@ -10,6 +10,7 @@ and a slow verdict does not block other requests.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Path, Query, Request
@@ -91,7 +92,7 @@ def _error(
     code: str,
     message: str,
     detail: list[dict[str, Any]] | None = None,
-    headers: dict[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
     body = ErrorResponse(error=code, message=message, detail=detail)
     return JSONResponse(status_code=status, content=body.model_dump(exclude_none=True), headers=headers)
