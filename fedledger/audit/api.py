@@ -46,6 +46,7 @@ from fedledger.audit.params import (
     MAX_ROUND,
 )
 from fedledger.audit.service import AuditService
+from fedledger.httpdocs import offline_docs_app
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +109,7 @@ def _validation_message(errors: list[dict[str, Any]]) -> str:
 
 def create_app(service: AuditService) -> FastAPI:
     """The audit REST API over ``service``."""
-    app = FastAPI(
+    app = offline_docs_app(
         title="fedledger audit API",
         version=__version__,
         description=DESCRIPTION,
