@@ -6,11 +6,11 @@ from __future__ import annotations
 import re
 
 import pytest
-from audit_scenario import Scenario
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from fedledger.httpdocs import offline_docs_app
+from tests.support.audit_scenario import Scenario
 
 REFERENCE = re.compile(r"""(?:src|href|spec-url)\s*=\s*["']([^"']+)["']|(?:url|openapi_url)\s*:\s*["']([^"']+)["']""")
 EXTERNAL = re.compile(r"(?:https?:)?//[\w.-]+", re.IGNORECASE)

@@ -9,7 +9,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from audit_scenario import RoundPlan, Scenario, play_rounds
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 from web3 import Web3
@@ -20,6 +19,7 @@ from fedledger.chain.deploy import Deployment
 from fedledger.chain.devaccounts import DevRoles
 from fedledger.chain.localchain import LocalChain
 from fedledger.cli import app
+from tests.support.audit_scenario import RoundPlan, Scenario, play_rounds
 
 runner = CliRunner()
 

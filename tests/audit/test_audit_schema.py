@@ -9,7 +9,6 @@ from collections.abc import Callable
 
 import pytest
 import schemathesis
-from audit_scenario import RoundPlan, Scenario, play_rounds
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import (
     not_a_server_error,
@@ -23,6 +22,7 @@ from fedledger.audit.params import CID_PATTERN
 from fedledger.chain.deploy import Deployment
 from fedledger.chain.devaccounts import DevRoles
 from fedledger.chain.localchain import LocalChain
+from tests.support.audit_scenario import RoundPlan, Scenario, play_rounds
 
 BLANK_CIDS = {2: " ", 3: "not-a-cid"}  # what a member can put on the ledger: the contract checks only length
 
