@@ -19,7 +19,7 @@ from fedledger.chain.deploy import Deployment
 from fedledger.chain.devaccounts import DevRoles
 from fedledger.chain.localchain import LocalChain
 from fedledger.cli import app
-from tests.support.audit_scenario import RoundPlan, Scenario, play_rounds
+from tests.support.audit_scenario import RoundPlan, Scenario
 
 runner = CliRunner()
 
@@ -99,14 +99,8 @@ def test_an_empty_ledger_has_nothing_to_verify(
 
 
 @pytest.fixture
-def one_round(
-    anvil_chain: LocalChain,
-    ledger_factory: Callable[..., Deployment],
-    dev_accounts: DevRoles,
-    tmp_path: Path,
-) -> Scenario:
-    deployment = ledger_factory(anvil_chain)
-    return play_rounds(deployment, deployment.client(), dev_accounts, tmp_path, [RoundPlan(submitters=[0, 1, 2])])
+def one_round(play_on_fresh_ledger: Callable[[str, list[RoundPlan]], Scenario]) -> Scenario:
+    return play_on_fresh_ledger("audit-one-round", [RoundPlan(submitters=[0, 1, 2])])
 
 
 @pytest.fixture

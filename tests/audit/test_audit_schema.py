@@ -19,28 +19,19 @@ from schemathesis.checks import (
 
 from fedledger.audit.api import create_app
 from fedledger.audit.params import CID_PATTERN
-from fedledger.chain.deploy import Deployment
-from fedledger.chain.devaccounts import DevRoles
-from fedledger.chain.localchain import LocalChain
-from tests.support.audit_scenario import RoundPlan, Scenario, play_rounds
+from tests.support.audit_scenario import RoundPlan, Scenario
 
 BLANK_CIDS = {2: " ", 3: "not-a-cid"}  # what a member can put on the ledger: the contract checks only length
 
 
 @pytest.fixture(scope="module")
-def odd_cids(
-    anvil_chain: LocalChain,
-    ledger_factory: Callable[..., Deployment],
-    dev_accounts: DevRoles,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Scenario:
+def odd_cids(play_on_fresh_ledger: Callable[[str, list[RoundPlan]], Scenario]) -> Scenario:
     """One posted round whose ledger holds a blank and a malformed update CID (left out), one open round."""
-    deployment = ledger_factory(anvil_chain)
     plans = [
         RoundPlan(submitters=[0, 1, 2, 3], cids=BLANK_CIDS, excluded=[2, 3]),
         RoundPlan(submitters=[2], cids={2: " "}, post=False, accesses=[1]),
     ]
-    return play_rounds(deployment, deployment.client(), dev_accounts, tmp_path_factory.mktemp("audit-odd"), plans)
+    return play_on_fresh_ledger("audit-odd", plans)
 
 
 def test_405_carries_the_allow_header(happy: Scenario) -> None:
