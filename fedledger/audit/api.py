@@ -82,7 +82,9 @@ entries, each round's k-of-n threshold-signed global model, membership and acces
 Every verdict is recomputed from the chain, the content store and the signatures: content present
 and its SM3 digest as on the ledger, SM9 signatures valid (the EVM cannot check them), at least k
 distinct member approvals, and the round record's Merkle root recomputed from the included entries.
-Store content is re-read on every verdict request, so a file altered on disk is flagged.
+Each model file is streamed and checked once per CID and the verdict kept (bounded cache).
+The audit fails closed: no ledger at the address, another chain or deployment, or a rollback is an
+error (503), never "verified".
 
 Lists are paginated with `offset` and `limit`. Errors are JSON: `{"error", "message"}`.
 """
