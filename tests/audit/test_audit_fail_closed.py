@@ -63,20 +63,18 @@ def test_an_address_without_ledger_code_is_an_error(happy: Scenario, dev_account
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"chain_id": 1}, "but the ledger was deployed on chain 1"),
-        ({"deploy_block": "+1"}, "deployment transaction created"),
-        ({"deploy_block": "+10**9"}, "before the ledger's deployment block"),
-        ({"tx_hash": "0x" + "ab" * 32}, "is not on the chain"),
+        (lambda d: {"chain_id": 1}, "but the ledger was deployed on chain 1"),
+        (lambda d: {"deploy_block": d.deploy_block + 1}, "deployment transaction created"),
+        (lambda d: {"deploy_block": d.deploy_block + 10**9}, "before the ledger's deployment block"),
+        (lambda d: {"tx_hash": "0x" + "ab" * 32}, "is not on the chain"),
     ],
+    ids=["chain-id", "deploy-block", "block-in-the-future", "deploy-tx"],
 )
 def test_a_chain_or_deployment_other_than_configured_is_an_error(
-    happy: Scenario, tmp_path: Path, change: dict[str, object], message: str
+    happy: Scenario, tmp_path: Path, change: Callable[[Deployment], dict[str, object]], message: str
 ) -> None:
-    if change.get("deploy_block") == "+1":
-        change = {"deploy_block": happy.deployment.deploy_block + 1}
-    elif change.get("deploy_block") == "+10**9":
-        change = {"deploy_block": happy.deployment.deploy_block + 10**9}
-    code, output = _summary(happy, "--deployment", str(_with(happy.deployment, tmp_path, **change)))
+    deployment_file = _with(happy.deployment, tmp_path, **change(happy.deployment))
+    code, output = _summary(happy, "--deployment", str(deployment_file))
     assert code == 3, output
     assert message in " ".join(output.split())
     assert "verified" not in output
