@@ -158,9 +158,11 @@ class LedgerIndex:
                 self._check_not_rolled_back(self._snapshot, chain_head)
             current = self._snapshot or self._start(chain_head)
             if head > current.block:
+                # the hash first: if the chain changes while events are read, the next check sees it
+                head_hash = self._block_hash(head)
                 old = current
                 current = self.call_chain(f"events in blocks {old.block + 1}..{head}", lambda: self._extend(old, head))
-                current = replace(current, block_hash=self._block_hash(head))
+                current = replace(current, block_hash=head_hash)
             self._snapshot = current
             return current
 
