@@ -2,6 +2,8 @@
 
 Written once at setup by the KGC (a trusted dealer) and handed to every party; the aggregator
 uses it to check who sent a commitment or partial signature, the nodes to know their own share.
+It also publishes what sealing model files needs: the KGC's SM9 encryption master public key and
+each reader's ML-KEM-768 public key, filed under its SM9 identity (the aggregator is a reader too).
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from fedledger.fileio import atomic_write_text
+
 
 @dataclass(frozen=True)
 class Member:
@@ -19,6 +23,16 @@ class Member:
     address: str
     sm9_identity: str
     share_index: int
+    mlkem768_public: str = ""  # hex; empty until the member registered its card
+
+
+@dataclass(frozen=True)
+class Reader:
+    """A party that reads model files without being a member (the aggregator)."""
+
+    name: str
+    sm9_identity: str
+    mlkem768_public: str = ""
 
 
 @dataclass(frozen=True)
@@ -28,6 +42,8 @@ class Consortium:
     consortium_identity: str
     threshold: int
     members: tuple[Member, ...]
+    encrypt_master_public: str = ""  # hex DER of the KGC's SM9 encryption master public key
+    aggregator: Reader | None = None
 
     def by_address(self, address: str) -> Member:
         for member in self.members:
@@ -48,24 +64,29 @@ class Consortium:
             "consortium_identity": self.consortium_identity,
             "threshold": self.threshold,
             "members": [m.__dict__ for m in self.members],
+            "encrypt_master_public": self.encrypt_master_public,
+            "aggregator": None if self.aggregator is None else self.aggregator.__dict__,
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Consortium:
         try:
             members = tuple(Member(**m) for m in data["members"])
+            aggregator = data.get("aggregator")
             return cls(
                 int(data["chain_id"]),
                 str(data["contract"]),
                 str(data["consortium_identity"]),
                 int(data["threshold"]),
                 members,
+                str(data.get("encrypt_master_public", "")),
+                None if aggregator is None else Reader(**aggregator),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"malformed consortium roster: {exc}") from None
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2), encoding="utf-8")
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=2))
 
     @classmethod
     def load(cls, path: str | Path) -> Consortium:

@@ -1,0 +1,96 @@
+"""The one place model files enter and leave the content store: sealed on the way in, opened and
+checked on the way out.
+
+``put_model`` seals a file to its readers (fresh content key, hybrid SM9-KEM + ML-KEM-768
+wrapping; see docs/crypto.md) and stores the ciphertext; it returns the ciphertext's CID and the
+plaintext's SM3. A ledger entry signs both, so neither can be swapped for another: a different
+ciphertext has another CID, and a valid ciphertext of other content fails the plaintext digest in
+``get_model``. Decrypted files are written 0600 and appear only when every chunk authenticated and
+the digest matched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from cryptography.hazmat.primitives import hashes
+
+from fedledger.digests import sm3_file
+from fedledger.envelope import (
+    DEFAULT_AEAD,
+    EnvelopeAccessError,
+    Recipient,
+    RecipientKeys,
+    open_chunks,
+    seal_pieces,
+    sealed_reader,
+)
+from fedledger.fileio import SECRET_MODE, atomic_writer
+from fedledger.protocol.errors import ModelDigestMismatch, SealedModelError
+from fedledger.sm9.encryption_keys import EncryptMasterPublicKey
+from fedledger.store import ContentStore
+
+
+class _HashingReader:
+    """Reads a file while taking its SM3, so the digest is of exactly the bytes that were sealed."""
+
+    def __init__(self, fh) -> None:  # type: ignore[no-untyped-def]
+        self._fh = fh
+        self._hash = hashes.Hash(hashes.SM3())
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._fh.read(size)
+        self._hash.update(data)
+        return bytes(data)
+
+    def digest(self) -> bytes:
+        return self._hash.finalize()
+
+
+def put_model(
+    store: ContentStore,
+    path: str | Path,
+    readers: Sequence[Recipient],
+    master_public: EncryptMasterPublicKey,
+    *,
+    aead: str = DEFAULT_AEAD,
+) -> tuple[str, bytes]:
+    """Seal ``path`` to ``readers`` and store the ciphertext; returns (ciphertext CID, plaintext SM3)."""
+    with open(path, "rb") as fh:
+        source = _HashingReader(fh)
+        cid = store.put(sealed_reader(seal_pieces(source, readers, master_public, aead=aead)))  # type: ignore[arg-type]
+        return cid, source.digest()
+
+
+def get_model(
+    store: ContentStore,
+    cid: str,
+    expected_digest: bytes,
+    dest: str | Path,
+    keys: RecipientKeys | Sequence[RecipientKeys],
+) -> Path:
+    """Fetch ``cid``, open it with ``keys`` into ``dest`` (0600) and check its plaintext SM3.
+
+    A file already at ``dest`` with the expected digest is that content and is not fetched again.
+    Raises ``SealedModelError`` (not a reader), ``ModelDigestMismatch``, or the store's and the
+    envelope's own errors (missing or corrupt blocks, altered ciphertext); ``dest`` is then untouched.
+    """
+    target = Path(dest)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.is_file() and sm3_file(target) == expected_digest:
+        return target
+    digest = hashes.Hash(hashes.SM3())
+    try:
+        with store.open(cid) as src, atomic_writer(target, SECRET_MODE, durable=False) as out:
+            for chunk in open_chunks(src, keys):
+                digest.update(chunk)
+                out.write(chunk)
+            actual = digest.finalize()
+            if actual != expected_digest:
+                raise ModelDigestMismatch(
+                    f"model {cid}: plaintext SM3 {actual.hex()} differs from the ledger's {expected_digest.hex()}"
+                )
+    except EnvelopeAccessError as exc:
+        raise SealedModelError(f"model {cid} is not readable with this party's keys: {exc}") from None
+    return target

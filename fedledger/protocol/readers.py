@@ -1,0 +1,66 @@
+"""Who may read a model file the federation writes: decided when it is written, from the chain.
+
+An update and a global model are both sealed to every institution the ledger lists as active at
+that moment (each recomputes the aggregation before it co-signs) and to the aggregator. The chain,
+not a static file, says who is active, so a member removed on chain is left out of every file
+written after its removal and a member added on chain is named from its first round on. The roster
+supplies what the chain does not hold: each reader's ML-KEM-768 public key, filed under its SM9
+identity, and the KGC's SM9 encryption master public key.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+from fedledger.envelope import EnvelopeError, Recipient
+from fedledger.protocol.consortium import Consortium
+from fedledger.protocol.errors import SealedModelError
+from fedledger.sm9 import SM9Error
+from fedledger.sm9.encryption_keys import EncryptMasterPublicKey
+
+log = logging.getLogger(__name__)
+
+
+def sealing_master_key(consortium: Consortium) -> EncryptMasterPublicKey:
+    """The KGC's SM9 encryption master public key the roster publishes."""
+    if not consortium.encrypt_master_public:
+        raise SealedModelError("the consortium roster has no SM9 encryption master public key (kgc setup issues one)")
+    try:
+        return EncryptMasterPublicKey.from_der(bytes.fromhex(consortium.encrypt_master_public))
+    except (SM9Error, ValueError) as exc:
+        raise SealedModelError(f"the roster's SM9 encryption master public key is malformed: {exc}") from None
+
+
+def _card(identity: str, mlkem_hex: str) -> Recipient:
+    try:
+        return Recipient(identity.encode("utf-8"), bytes.fromhex(mlkem_hex))
+    except (EnvelopeError, ValueError) as exc:
+        raise SealedModelError(f"the roster's ML-KEM key of {identity!r} is malformed: {exc}") from None
+
+
+def aggregator_card(consortium: Consortium) -> Recipient:
+    reader = consortium.aggregator
+    if reader is None or not reader.mlkem768_public:
+        raise SealedModelError("the consortium roster names no aggregator reader card (identity and ML-KEM key)")
+    return _card(reader.sm9_identity, reader.mlkem768_public)
+
+
+def model_readers(consortium: Consortium, active_identities: Iterable[str]) -> list[Recipient]:
+    """The cards to seal a model file to: each active institution's (by SM9 identity), then the aggregator's.
+
+    An active institution without a card in the roster is left out with a warning: it cannot read
+    the file, but the federation goes on (no member can halt it by not registering a key).
+    """
+    cards = {m.sm9_identity: m.mlkem768_public for m in consortium.members}
+    readers: list[Recipient] = []
+    for identity in dict.fromkeys(active_identities):
+        mlkem_hex = cards.get(identity, "")
+        if not mlkem_hex:
+            log.warning("active institution %s has no ML-KEM card in the roster: it cannot read this file", identity)
+            continue
+        readers.append(_card(identity, mlkem_hex))
+    aggregator = aggregator_card(consortium)
+    if aggregator.identity not in {r.identity for r in readers}:
+        readers.append(aggregator)
+    return readers
