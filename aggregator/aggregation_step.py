@@ -1,9 +1,10 @@
 """The aggregator's learning work for one round: checked updates in, stored global model out.
 
 Each submitted entry is checked before its update is used: the content matches the CID (the
-store verifies every block) and the ledger's SM3 digest, the submitter's SM9 signature over the
-entry is valid, and the FL validation rules pass (shapes for the announced width, dtype,
-NaN/Inf, norm bound, base model). Rejected entries are reported with the reason and left out.
+store verifies every block), opens with the aggregator's reader keys and has the ledger's SM3
+digest, the submitter's SM9 signature over the entry is valid, and the FL validation rules pass
+(shapes for the announced width, dtype, NaN/Inf, norm bound, base model). Rejected entries
+are reported with the reason and left out.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from fedledger.digests import sm3_file
+from fedledger.envelope import EnvelopeError, Recipient
 from fedledger.fl import (
     AlignmentAggregation,
     ClientUpdate,
@@ -28,8 +29,10 @@ from fedledger.fl import (
     save_global,
 )
 from fedledger.protocol import UpdateEntry, ppm_to_width
+from fedledger.protocol.errors import ModelDigestMismatch, SealedModelError
+from fedledger.protocol.model_files import ModelVault
 from fedledger.sm9 import Signature, SignMasterPublicKey, SM9Error, verify
-from fedledger.store import ContentStore, StoreError
+from fedledger.store import StoreError
 
 log = logging.getLogger(__name__)
 
@@ -53,12 +56,12 @@ class RoundOutcome:
 
 
 def check_submission(
-    store: ContentStore,
+    vault: ModelVault,
     mpk: SignMasterPublicKey,
     submitted: SubmittedUpdate,
     workdir: Path,
 ) -> Path:
-    """Fetch one update and check CID, digest and SM9 signature; returns the local file."""
+    """Fetch and open one update and check CID, plaintext digest and SM9 signature; returns the local file."""
     entry = submitted.entry
     try:
         signature = Signature.from_der(submitted.signature_der)
@@ -67,14 +70,15 @@ def check_submission(
     if not verify(mpk, submitted.sm9_identity, entry.message(), signature):
         raise UpdateRejected(entry.institution, "*", f"SM9 signature of {submitted.sm9_identity} is invalid")
     path = workdir / f"update-r{entry.round}-{entry.institution.lower()}.safetensors"
+    path.unlink(missing_ok=True)  # fetched anew: the entry's CID itself must be available
     try:
-        store.get_to_path(entry.cid, path)
+        return vault.get(entry.cid, entry.digest, path)
     except StoreError as exc:
         raise UpdateRejected(entry.institution, "*", f"content {entry.cid} unavailable: {exc}") from None
-    if sm3_file(path) != entry.digest:
-        path.unlink(missing_ok=True)
-        raise UpdateRejected(entry.institution, "*", "file digest differs from the ledger entry")
-    return path
+    except ModelDigestMismatch:
+        raise UpdateRejected(entry.institution, "*", "file digest differs from the ledger entry") from None
+    except (SealedModelError, EnvelopeError) as exc:
+        raise UpdateRejected(entry.institution, "*", f"content {entry.cid} cannot be opened: {exc}") from None
 
 
 def _load_checked(path: Path, submitted: SubmittedUpdate) -> ClientUpdate:
@@ -95,7 +99,8 @@ def _load_checked(path: Path, submitted: SubmittedUpdate) -> ClientUpdate:
 
 
 def aggregate_round(
-    store: ContentStore,
+    vault: ModelVault,
+    readers: list[Recipient],
     mpk: SignMasterPublicKey,
     spec: ModelSpec,
     base_state: dict[str, torch.Tensor],
@@ -105,13 +110,13 @@ def aggregate_round(
     workdir: Path,
     policy: ValidationPolicy | None = None,
 ) -> RoundOutcome:
-    """Check every submission, align the accepted ones into the new global model and store it."""
+    """Check every submission, align the accepted ones into the new global model and store it sealed to ``readers``."""
     workdir.mkdir(parents=True, exist_ok=True)
     outcome = RoundOutcome()
     checked: list[tuple[SubmittedUpdate, Path]] = []
     for submitted in sorted(submissions, key=lambda s: s.entry.institution.lower()):
         try:
-            checked.append((submitted, check_submission(store, mpk, submitted, workdir)))
+            checked.append((submitted, check_submission(vault, mpk, submitted, workdir)))
         except UpdateRejected as exc:
             log.warning("round %d: %s", round_index, exc)
             outcome.rejected[submitted.entry.institution] = exc.reason
@@ -133,5 +138,5 @@ def aggregate_round(
     path = workdir / f"global-r{round_index}.safetensors"
     outcome.global_digest = save_global(path, new_state, spec, round_index + 1)
     outcome.global_path = path
-    outcome.global_cid = store.put(path)
+    outcome.global_cid, _ = vault.put(path, readers)
     return outcome

@@ -11,6 +11,7 @@ from fedledger.chain.settings import LedgerSettings
 from fedledger.config_files import ConfigError as AggregatorConfigError
 from fedledger.config_files import load_toml, save_toml
 from fedledger.protocol.consortium import PublicMaterial
+from fedledger.protocol.readers import READER_KEYS_FILE
 
 _MPK, _THRESHOLD, _ROSTER = PublicMaterial.NAMES  # where `init` installs the public files
 CONFIG_NAME = "aggregator.toml"
@@ -30,6 +31,7 @@ class AggregatorConfig(LedgerSettings):
     master_public_key_file: str = f"keys/{_MPK}"
     threshold_public_file: str = f"keys/{_THRESHOLD}"
     consortium_file: str = f"keys/{_ROSTER}"
+    reader_keys_file: str = f"keys/{READER_KEYS_FILE}"
     state_dir: str = "state"
     model: dict[str, Any] = Field(description="the consortium's model spec (fedledger.fl.ModelSpec fields)")
     init_seed: int = 0

@@ -14,6 +14,7 @@ from aggregator.http_api import SessionBoard
 from fedledger.chain.keyfile import load_eth_key
 from fedledger.fl import ModelSpec, ValidationPolicy
 from fedledger.protocol.consortium import Consortium
+from fedledger.protocol.readers import load_reader_keys
 from fedledger.sm9 import SignMasterPublicKey
 from fedledger.sm9.threshold import ThresholdPublic
 from fedledger.store import open_store
@@ -41,4 +42,5 @@ def build_context(config: AggregatorConfig, base: Path, password: str, board: Se
         partial_timeout_seconds=config.partial_timeout_seconds,
         policy=ValidationPolicy(config.max_update_norm, config.norm_policy),
         poll_interval=config.poll_interval,
+        reader_keys=load_reader_keys(base / config.reader_keys_file, password),
     )

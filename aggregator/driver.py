@@ -22,9 +22,12 @@ from aggregator.http_api import SessionBoard
 from aggregator.signing import SigningSession
 from fedledger.chain.approvals import GlobalModelRecord, global_model_typed_data, recover_signer
 from fedledger.chain.client import LedgerClient, UpdateSubmitted
+from fedledger.envelope import Recipient, RecipientKeys
 from fedledger.fl import ModelSpec, ValidationPolicy, initial_global_state, load_global, save_global
 from fedledger.protocol import RoundRecord, UpdateEntry, merkle_root
 from fedledger.protocol.consortium import Consortium
+from fedledger.protocol.model_files import ModelVault
+from fedledger.protocol.readers import readers_now, sealing_master_key
 from fedledger.sm9 import SignMasterPublicKey
 from fedledger.sm9.threshold import ThresholdPublic
 from fedledger.store import ContentStore
@@ -55,6 +58,15 @@ class AggregatorContext:
     partial_timeout_seconds: float = PARTIAL_TIMEOUT_SECONDS
     policy: ValidationPolicy | None = None
     poll_interval: float = 0.25
+    reader_keys: RecipientKeys | None = None  # the aggregator's SM9 decryption + ML-KEM keys
+
+    @property
+    def vault(self) -> ModelVault:
+        return ModelVault(self.store, sealing_master_key(self.consortium), self.reader_keys)
+
+    def readers(self) -> list[Recipient]:
+        """Who may read a model file written now: the ledger's active members and the aggregator."""
+        return readers_now(self.ledger, self.consortium)
 
     def __repr__(self) -> str:
         return f"AggregatorContext(address={self.account.address})"
@@ -63,8 +75,8 @@ class AggregatorContext:
 def open_first_round(ctx: AggregatorContext) -> None:
     """Round 0 starts from the seeded initial model, whose CID and digest go on the ledger."""
     path = ctx.state_dir / "global-initial.safetensors"
-    digest = save_global(path, initial_global_state(ctx.spec, ctx.init_seed), ctx.spec, 0)
-    cid = ctx.store.put(path)
+    save_global(path, initial_global_state(ctx.spec, ctx.init_seed), ctx.spec, 0)
+    cid, digest = ctx.vault.put(path, ctx.readers())
     ctx.ledger.open_round(ctx.account, 0, cid, digest)
     log.info("opened round 0 from the initial model %s", cid)
 
@@ -73,8 +85,12 @@ def open_next_round(ctx: AggregatorContext, previous: int) -> None:
     posted = ctx.ledger.global_models_posted(round=previous)
     if not posted:
         raise RoundFailed(f"round {previous} is closed but its global model is not on the ledger")
-    ctx.ledger.open_round(ctx.account, previous + 1, posted[0].cid, posted[0].digest)
-    log.info("opened round %d from %s", previous + 1, posted[0].cid)
+    workdir = ctx.state_dir / f"round-{previous + 1}"
+    workdir.mkdir(parents=True, exist_ok=True)
+    # Sealed to the readers of round `previous`: re-sealed if a member joined (or rotated its key) since.
+    base_cid = ctx.vault.reseal_for(posted[0].cid, posted[0].digest, ctx.readers(), workdir)
+    ctx.ledger.open_round(ctx.account, previous + 1, base_cid, posted[0].digest)
+    log.info("opened round %d from %s (global model %s)", previous + 1, base_cid, posted[0].cid)
 
 
 def wait_for_updates(ctx: AggregatorContext, round_index: int, stop: threading.Event) -> list[UpdateSubmitted]:
@@ -163,7 +179,7 @@ def run_round(ctx: AggregatorContext, round_index: int, stop: threading.Event) -
     workdir = ctx.state_dir / f"round-{round_index}"
     workdir.mkdir(parents=True, exist_ok=True)
     base_path = workdir / "base.safetensors"
-    ctx.store.get_to_path(opened.base_cid, base_path)
+    ctx.vault.get(opened.base_cid, opened.base_digest, base_path)
     base_state, _ = load_global(base_path)
     events = wait_for_updates(ctx, round_index, stop)
     identities = {i.address.lower(): i.sm9_id for i in ctx.ledger.institutions()}
@@ -177,7 +193,8 @@ def run_round(ctx: AggregatorContext, round_index: int, stop: threading.Event) -
     ]
     ctx.board.status = {"state": "aggregating", "round": round_index, "updates": len(events)}
     outcome = aggregate_round(
-        ctx.store,
+        ctx.vault,
+        ctx.readers(),
         ctx.master_public_key,
         ctx.spec,
         base_state,

@@ -61,15 +61,25 @@ class _Processes:
 
 
 def _accuracy_per_round(layout: Any, rounds: int) -> list[dict[str, float]]:
-    """Evaluate each posted global model on the institutions' pooled local test splits."""
+    """Evaluate each posted global model on the institutions' pooled local test splits.
+
+    The models are sealed: the first institution opens them with its reader keys, as a member would.
+    """
     import numpy as np
 
+    from demo.in_process import password_of
     from fedledger.chain.deploy import Deployment
     from fedledger.fl import evaluate, load_dataset, load_global, partition
+    from fedledger.protocol.model_files import get_model
+    from fedledger.protocol.readers import READER_KEYS_FILE, load_reader_keys
     from fedledger.store import open_store
 
     ledger = Deployment.load(layout.root / "deployment.json").client()
     store = open_store(layout.store_spec)
+    member = layout.node_dirs[0]
+    keys = load_reader_keys(member / "keys" / READER_KEYS_FILE, password_of(member))
+    if keys is None:
+        raise FileNotFoundError(f"{member}: no reader keys to open the sealed global models with")
     # the institutions' own test splits, pooled: the same partition the nodes make
     shards = partition(load_dataset(layout.dataset), len(layout.node_dirs), "dirichlet", layout.alpha, layout.seed)
     X = np.concatenate([s.test.X for s in shards])
@@ -78,13 +88,13 @@ def _accuracy_per_round(layout: Any, rounds: int) -> list[dict[str, float]]:
     for event in ledger.rounds_opened()[: rounds + 1]:
         path = layout.root / "evaluation" / f"global-before-round-{event.round}.safetensors"
         path.parent.mkdir(exist_ok=True)
-        store.get_to_path(event.base_cid, path)
+        get_model(store, event.base_cid, event.base_digest, path, keys)
         state, meta = load_global(path)
         out.append({"round": event.round, **evaluate(meta.spec, state, X, y)})  # type: ignore[arg-type]
     posted = ledger.global_models_posted()
     if len(posted) >= rounds:
         path = layout.root / "evaluation" / f"global-after-round-{rounds - 1}.safetensors"
-        store.get_to_path(posted[rounds - 1].cid, path)
+        get_model(store, posted[rounds - 1].cid, posted[rounds - 1].digest, path, keys)
         state, meta = load_global(path)
         out.append({"round": rounds, **evaluate(meta.spec, state, X, y)})  # type: ignore[arg-type]
     return out

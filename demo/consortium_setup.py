@@ -18,15 +18,19 @@ from aggregator.config import save_config as save_aggregator_config
 from fedledger.chain.deploy import Deployment, InstitutionSpec, deploy_ledger
 from fedledger.chain.devaccounts import dev_roles
 from fedledger.chain.keyfile import save_eth_key
+from fedledger.envelope import RecipientKeys
 from fedledger.fl import default_spec, load_dataset
-from fedledger.protocol.consortium import Consortium, Member, PublicMaterial, consortium_identity
+from fedledger.protocol.consortium import Consortium, Member, PublicMaterial, Reader, consortium_identity
+from fedledger.protocol.readers import install_reader_keys
 from fedledger.sm9 import SignMasterKey, extract_sign_key
+from fedledger.sm9.encryption_keys import EncryptMasterKey, extract_encrypt_key
 from fedledger.sm9.keystore import write_private_bytes
 from fedledger.sm9.threshold import split_key
 from node.config import DataConfig, NodeConfig, TrainingConfig
 from node.config import save_config as save_node_config
 
 DEFAULT_RATES = (1.0, 0.5, 0.5, 0.25, 0.125)
+AGGREGATOR_IDENTITY = "aggregator"  # the aggregator's SM9 encryption identity (it reads, never signs)
 
 
 @dataclass(frozen=True)
@@ -93,15 +97,25 @@ def setup_consortium(
     shares, public = split_key(master, identity, threshold, len(rates))
     public_path = kgc / "threshold_public.json"
     public.save(public_path)
+    # Each party's reader keys: the KGC issues the SM9 decryption key, the party makes its own ML-KEM key.
+    enc_master = EncryptMasterKey.generate()
+    enc_master.save(kgc / "enc_master.key", kgc_password)
+    enc_master.public_key.save(kgc / "enc_master_public.pem")
+    readers = {
+        ident: RecipientKeys.generate(extract_encrypt_key(enc_master, ident))
+        for ident in [*(inst.sm9_id for inst in institutions), AGGREGATOR_IDENTITY]
+    }
     consortium = Consortium(
         deployment.chain_id,
         deployment.address,
         identity,
         threshold,
         tuple(
-            Member(name, inst.address, inst.sm9_id, i + 1)
+            Member(name, inst.address, inst.sm9_id, i + 1, readers[inst.sm9_id].public.mlkem_public.hex())
             for i, (name, inst) in enumerate(zip(names, institutions, strict=True))
         ),
+        enc_master.public_key.to_der().hex(),
+        Reader("aggregator", AGGREGATOR_IDENTITY, readers[AGGREGATOR_IDENTITY].public.mlkem_public.hex()),
     )
     roster = kgc / "consortium.json"
     consortium.save(roster)
@@ -119,6 +133,7 @@ def setup_consortium(
         extract_sign_key(master, institutions[i].sm9_id).save(keys / "sm9-sign-key.json", password)
         shares[i].save(keys / "consortium-share.json", password)
         save_eth_key(keys / "eth-key.json", roles.institutions[i], password)
+        install_reader_keys(readers[institutions[i].sm9_id], keys, password)
         material.install(keys)
         save_node_config(
             NodeConfig(
@@ -142,6 +157,7 @@ def setup_consortium(
     (agg / "keys").mkdir(parents=True, exist_ok=True)
     agg_password = _password(agg / "password")
     save_eth_key(agg / "keys" / "eth-key.json", roles.aggregator, agg_password)
+    install_reader_keys(readers[AGGREGATOR_IDENTITY], agg / "keys", agg_password)
     material.install(agg / "keys")
     spec = default_spec(data.input_shape, data.num_classes)
     save_aggregator_config(

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from fedledger.chain.settings import LedgerSettings
 from fedledger.config_files import ConfigError, load_toml, save_toml
 from fedledger.protocol.consortium import PublicMaterial
+from fedledger.protocol.readers import READER_KEYS_FILE
 
 _MPK, _THRESHOLD, _ROSTER = PublicMaterial.NAMES  # where `init` installs the public files
 CONFIG_NAME = "node.toml"
@@ -57,6 +58,7 @@ class NodeConfig(LedgerSettings):
     master_public_key_file: str = f"keys/{_MPK}"
     threshold_public_file: str = f"keys/{_THRESHOLD}"
     consortium_file: str = f"keys/{_ROSTER}"
+    reader_keys_file: str = f"keys/{READER_KEYS_FILE}"
     selection: Literal["static", "rolling"] = "static"
     state_dir: str = "state"
     poll_interval: float = Field(

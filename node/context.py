@@ -11,6 +11,7 @@ from pathlib import Path
 from fedledger.chain.keyfile import KeyFileError, load_eth_key
 from fedledger.fl import TrainConfig, load_dataset, partition
 from fedledger.protocol.consortium import Consortium
+from fedledger.protocol.readers import load_reader_keys
 from fedledger.sm9 import SignMasterPublicKey, SignPrivateKey
 from fedledger.sm9.threshold import KeyShare, Signer, ThresholdPublic
 from fedledger.store import open_store
@@ -28,6 +29,7 @@ def build_context(config: NodeConfig, base: Path, password: str) -> NodeContext:
     try:
         sm9_key = SignPrivateKey.load(at(config.sm9_key_file), password)
         share = KeyShare.load(at(config.share_file), password)
+        reader_keys = load_reader_keys(at(config.reader_keys_file), password)
     except Exception as exc:  # the SM9 keystore names the file and the failure, never the secret
         raise KeyFileError(str(exc)) from None
     public = ThresholdPublic.load(at(config.threshold_public_file))
@@ -66,4 +68,5 @@ def build_context(config: NodeConfig, base: Path, password: str) -> NodeContext:
         verify_aggregation=config.verify_aggregation,
         poll_interval=config.poll_interval,
         http_timeout_seconds=config.http_timeout_seconds,
+        reader_keys=reader_keys,
     )

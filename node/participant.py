@@ -27,16 +27,25 @@ from eth_account.signers.local import LocalAccount
 from fedledger.chain.approvals import GlobalModelRecord
 from fedledger.chain.client import LedgerClient, UpdateSubmitted
 from fedledger.chain.errors import LedgerError
-from fedledger.digests import sm3_file
+from fedledger.envelope import RecipientKeys
+from fedledger.errors import FedLedgerError
 from fedledger.fl import Dataset, ModelFileError, TrainConfig
 from fedledger.protocol import RoundRecord, UpdateEntry, merkle_root, width_to_ppm
 from fedledger.protocol.consortium import Consortium
+from fedledger.protocol.model_files import ModelVault
+from fedledger.protocol.readers import readers_now, sealing_master_key
 from fedledger.protocol.session_auth import sign_payload
 from fedledger.sm9 import Signature, SignMasterPublicKey, SignPrivateKey, sign, verify
 from fedledger.sm9.threshold import Commitment, Signer, ThresholdPublic
 from fedledger.store import ContentStore, StoreError
 from node.config import HTTP_TIMEOUT_SECONDS, POLL_INTERVAL_SECONDS
-from node.training_step import TrainedUpdate, fetch_verified_model, realigned_digest, train_update
+from node.training_step import (
+    BaseModelMismatch,
+    TrainedUpdate,
+    fetch_verified_model,
+    realigned_digest,
+    train_update,
+)
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +77,11 @@ class NodeContext:
     verify_aggregation: bool = True
     poll_interval: float = POLL_INTERVAL_SECONDS
     http_timeout_seconds: float = HTTP_TIMEOUT_SECONDS
+    reader_keys: RecipientKeys | None = None  # SM9 decryption + ML-KEM keys: opens sealed model files
+
+    @property
+    def vault(self) -> ModelVault:
+        return ModelVault(self.store, sealing_master_key(self.consortium), self.reader_keys)
 
     def __repr__(self) -> str:
         return f"NodeContext(name={self.name!r}, address={self.account.address})"
@@ -115,11 +129,12 @@ def train_for_round(ctx: NodeContext, round_index: int) -> TrainedUpdate:
     base = opened[0]
     if round_index > 0:
         posted = ctx.ledger.global_models_posted(round=round_index - 1)
-        if not posted or posted[0].cid != base.base_cid or posted[0].digest != base.base_digest:
+        # The digest (the plaintext's) links the rounds; the CID may be a re-sealing for new readers.
+        if not posted or posted[0].digest != base.base_digest:
             raise RecordRefused(f"round {round_index} does not start from round {round_index - 1}'s model")
         verify_posted_round(ctx, round_index - 1)
     folder = round_dir(ctx, round_index)
-    base_path = fetch_verified_model(ctx.store, base.base_cid, base.base_digest, folder / "base.safetensors")
+    base_path = fetch_verified_model(ctx.vault, base.base_cid, base.base_digest, folder / "base.safetensors")
     ctx.ledger.record_access(ctx.account, base.base_cid, f"train round {round_index}")
     config = TrainConfig(
         epochs=ctx.train_config.epochs,
@@ -144,8 +159,11 @@ def train_for_round(ctx: NodeContext, round_index: int) -> TrainedUpdate:
 
 
 def submit_trained(ctx: NodeContext, round_index: int, trained: TrainedUpdate) -> str:
-    """Put the update in the store, sign its entry with the SM9 identity key, submit it; returns the CID."""
-    cid = ctx.store.put(trained.path)
+    """Seal the update to the active members and the aggregator, store it, sign its entry with the
+    SM9 identity key and submit it; returns the ciphertext's CID (the entry's digest is the plaintext's)."""
+    cid, digest = ctx.vault.put(trained.path, readers_now(ctx.ledger, ctx.consortium))
+    if digest != trained.digest:
+        raise RecordRefused(f"update file {trained.path} changed since it was trained: not submitting it")
     entry = UpdateEntry(
         chain_id=ctx.ledger.chain_id,
         contract=ctx.ledger.address,
@@ -233,30 +251,40 @@ def check_record(ctx: NodeContext, view: dict[str, Any]) -> RoundRecord:
             if local["cid"] != events[mine].cid or local["digest"] != events[mine].digest.hex():
                 raise RecordRefused("the ledger's entry for this node differs from what it submitted")
     global_path = ctx.state_dir / f"round-{round_index}" / "global-candidate.safetensors"
-    global_path.parent.mkdir(parents=True, exist_ok=True)
-    ctx.store.get_to_path(record.global_cid, global_path)
-    if sm3_file(global_path) != record.global_digest:
-        raise RecordRefused("the global model's content does not match the record's digest")
+    global_path.unlink(missing_ok=True)  # fetch it anew: the record's CID itself must be available
+    try:
+        fetch_verified_model(ctx.vault, record.global_cid, record.global_digest, global_path)
+    except BaseModelMismatch as exc:
+        raise RecordRefused(f"the global model cannot be checked against the record: {exc}") from None
     if ctx.verify_aggregation:
         _check_alignment(ctx, record, opened[0].base_cid, [events[a] for a in included])
     return record
+
+
+def _update_file_name(institution: str, mine: str) -> str:
+    """This node's own update keeps training's name, so it is not fetched again."""
+    return "update.safetensors" if institution.lower() == mine else f"{institution.lower()}.st"
 
 
 def _check_alignment(ctx: NodeContext, record: RoundRecord, base_cid: str, included: list[UpdateSubmitted]) -> None:
     """Recompute the global model from the base and the included updates; it must be the posted one."""
     folder = round_dir(ctx, record.round)
     # Same paths as training used, so the base and this node's own update are not fetched again.
-    base_path = fetch_verified_model(ctx.store, base_cid, record.base_digest, folder / "base.safetensors")
     mine = ctx.account.address.lower()
-    paths = [
-        fetch_verified_model(
-            ctx.store,
-            event.cid,
-            event.digest,
-            folder / ("update.safetensors" if event.institution.lower() == mine else f"{event.institution.lower()}.st"),
-        )
-        for event in included
-    ]
+    try:
+        base_path = fetch_verified_model(ctx.vault, base_cid, record.base_digest, folder / "base.safetensors")
+        paths = [
+            fetch_verified_model(
+                ctx.vault,
+                event.cid,
+                event.digest,
+                folder
+                / ("update.safetensors" if event.institution.lower() == mine else f"{event.institution.lower()}.st"),
+            )
+            for event in included
+        ]
+    except BaseModelMismatch as exc:
+        raise RecordRefused(f"an included model cannot be read: {exc}") from None
     try:
         expected = realigned_digest(base_path, paths, record.round)
     except (ModelFileError, ValueError) as exc:
@@ -373,7 +401,7 @@ def run_node(
                     problem = f"{ctx.name}: {exc}"
                 except httpx.HTTPError as exc:
                     problem = f"{ctx.name}: aggregator unreachable ({exc}); retrying"
-                except (StoreError, LedgerError, ConnectionError) as exc:  # transient: try again next poll
+                except (StoreError, LedgerError, ConnectionError, FedLedgerError) as exc:  # try again next poll
                     problem = f"{ctx.name}: {exc}; retrying"
             if problem and problem != last_problem:  # say it once, not at every poll
                 log.error("%s", problem)

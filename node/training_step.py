@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fedledger.digests import sm3_file
+from fedledger.envelope import EnvelopeError
+from fedledger.errors import FedLedgerError
 from fedledger.fl import (
     AlignmentAggregation,
     Dataset,
@@ -24,11 +26,12 @@ from fedledger.fl import (
     save_update,
     train_local,
 )
-from fedledger.store import ContentStore
+from fedledger.protocol.errors import SealedModelError
+from fedledger.protocol.model_files import ModelVault
 
 
-class BaseModelMismatch(Exception):
-    """The model fetched for a round does not match what the ledger recorded."""
+class BaseModelMismatch(FedLedgerError):
+    """The model fetched for a round does not match what the ledger recorded, or cannot be opened."""
 
 
 @dataclass(frozen=True)
@@ -75,20 +78,15 @@ class TrainedUpdate:
             return None
 
 
-def fetch_verified_model(store: ContentStore, cid: str, expected_digest: bytes, dest: Path) -> Path:
-    """Fetch ``cid`` to ``dest`` (the store checks every block) and check its SM3 against the ledger.
+def fetch_verified_model(vault: ModelVault, cid: str, expected_digest: bytes, dest: Path) -> Path:
+    """Fetch sealed ``cid`` to ``dest``, open it with this node's keys and check its SM3 against the ledger.
 
     A file already at ``dest`` with the ledger's digest is that content: it is not fetched again.
     """
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    if dest.is_file() and sm3_file(dest) == expected_digest:
-        return dest
-    store.get_to_path(cid, dest)
-    actual = sm3_file(dest)
-    if actual != expected_digest:
-        dest.unlink(missing_ok=True)
-        raise BaseModelMismatch(f"model {cid}: SM3 {actual.hex()} differs from the ledger's {expected_digest.hex()}")
-    return dest
+    try:
+        return vault.get(cid, expected_digest, dest)
+    except (SealedModelError, EnvelopeError) as exc:
+        raise BaseModelMismatch(str(exc)) from None
 
 
 def train_update(

@@ -67,6 +67,7 @@ from fedledger.audit.views import (
     update_entry_model,
     update_list_item,
 )
+from fedledger.envelope import RecipientKeys
 from fedledger.protocol import merkle_proof, verify_proof
 from fedledger.sm9 import SignMasterPublicKey
 from fedledger.store import ContentStore
@@ -99,11 +100,14 @@ class AuditService:
         expected: DeploymentFacts | None = None,
         content_cache_entries: int = DEFAULT_CACHE_ENTRIES,
         recheck_content_after: float | None = None,
+        reader_keys: RecipientKeys | None = None,
     ) -> None:
         self.ledger = ledger
         self.store = store
         self.master_public_key = master_public_key
-        self.content = ContentChecker(store, max_entries=content_cache_entries, recheck_after=recheck_content_after)
+        self.content = ContentChecker(
+            store, max_entries=content_cache_entries, recheck_after=recheck_content_after, reader_keys=reader_keys
+        )
         self.verifier = Verifier(
             self.content,
             master_public_key,

@@ -2,7 +2,10 @@
 
 Both commands take the same inputs: which ledger (a deployment file, or an RPC URL and a contract
 address), which content store, and the KGC's SM9 master public key (the only key the auditor
-needs: everything it checks is public). FastAPI, uvicorn and web3 load inside the commands.
+needs: everything it checks is public). Model files are sealed: an auditor without keys checks
+availability, CIDs and for whom each file is sealed; a member adds ``--reader-keys`` (its
+reader-keys.json) and the audit also opens each file it may read and checks its plaintext digest.
+FastAPI, uvicorn and web3 load inside the commands.
 """
 
 from __future__ import annotations
@@ -59,6 +62,13 @@ IdentityOpt = Annotated[
         "(default: consortium:<chain id>:<contract address>).",
     ),
 ]
+ReaderKeysOpt = Annotated[
+    Path | None,
+    typer.Option("--reader-keys", help="Member mode: your reader-keys.json, to check plaintext digests too."),
+]
+PasswordOpt = Annotated[
+    Path | None, typer.Option("--password-file", help="Password file of --reader-keys (else asked for).")
+]
 ConfirmationsOpt = Annotated[
     int, typer.Option("--confirmations", help="Ignore the newest N blocks (chains that reorganise).")
 ]
@@ -73,6 +83,8 @@ def _service(
     master_public_key: Path,
     consortium_identity: str | None,
     confirmations: int,
+    reader_keys: Path | None = None,
+    password_file: Path | None = None,
 ) -> AuditService:
     from fedledger.audit.errors import InvalidParameter
     from fedledger.audit.params import check_confirmations
@@ -89,8 +101,9 @@ def _service(
         deployment = Path(os.environ.get(DEPLOYMENT_ENV) or DEFAULT_DEPLOYMENT_FILE)
         if not deployment.exists():
             fail(f"no deployment file at {deployment}: pass --deployment FILE, or --rpc-url and --contract")
+    keys = _member_keys(reader_keys, password_file)
     try:
-        return open_audit_service(
+        service = open_audit_service(
             store=store or default_store_spec(),
             master_public_key=master_public_key,
             deployment=deployment,
@@ -102,6 +115,19 @@ def _service(
         )
     except (ValueError, FileNotFoundError) as exc:
         fail(str(exc))
+    service.content.reader_keys = keys
+    return service
+
+
+def _member_keys(path: Path | None, password_file: Path | None):  # type: ignore[no-untyped-def]
+    """The member's reader keys for member mode, or None (the keyless audit)."""
+    if path is None:
+        return None
+    from fedledger.cli.common import guarded, read_password
+    from fedledger.envelope import RecipientKeys
+
+    password = read_password(password_file, f"reader keys {path}")
+    return guarded(lambda: RecipientKeys.load(path, password))
 
 
 def print_summary(summary: AuditSummary) -> None:
@@ -143,6 +169,8 @@ def summary(
     store: StoreOpt = None,
     consortium_identity: IdentityOpt = None,
     confirmations: ConfirmationsOpt = 0,
+    reader_keys: ReaderKeysOpt = None,
+    password_file: PasswordOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Check every entry on the ledger now and print what verified and what failed.
@@ -154,7 +182,16 @@ def summary(
     from fedledger.audit.errors import AuditError
 
     service = _service(
-        deployment, rpc_url, contract, from_block, store, master_public_key, consortium_identity, confirmations
+        deployment,
+        rpc_url,
+        contract,
+        from_block,
+        store,
+        master_public_key,
+        consortium_identity,
+        confirmations,
+        reader_keys,
+        password_file,
     )
     try:
         status = console.status("checking the ledger, the store and the signatures...")
@@ -180,6 +217,8 @@ def serve(
     store: StoreOpt = None,
     consortium_identity: IdentityOpt = None,
     confirmations: ConfirmationsOpt = 0,
+    reader_keys: ReaderKeysOpt = None,
+    password_file: PasswordOpt = None,
     host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8600,
     log_level: Annotated[
@@ -196,7 +235,16 @@ def serve(
     except InvalidParameter as exc:
         fail(exc.message)
     service = _service(
-        deployment, rpc_url, contract, from_block, store, master_public_key, consortium_identity, confirmations
+        deployment,
+        rpc_url,
+        contract,
+        from_block,
+        store,
+        master_public_key,
+        consortium_identity,
+        confirmations,
+        reader_keys,
+        password_file,
     )
     import uvicorn
 

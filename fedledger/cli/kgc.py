@@ -1,7 +1,10 @@
-"""``fedledger kgc``: the SM9 key generation centre (master key, user keys, threshold shares).
+"""``fedledger kgc``: the SM9 key generation centre (master keys, user keys, threshold shares).
 
-The master secret and every private key or share are written password-encrypted with mode 0600;
-public files (master public key PEM, threshold public data JSON) are written in the clear.
+The master secrets and every private key or share are written password-encrypted with mode 0600;
+public files (master public key PEMs, threshold public data JSON) are written in the clear.
+Encryption (issue #11) has its own master key pair next to the signing one: `extract-encrypt`
+issues a member's SM9 decryption key, and `register-card` files the member's own ML-KEM-768 public
+key (made by `node init`/`aggregator init`, never seen by the KGC) in the roster.
 """
 
 from __future__ import annotations
@@ -12,15 +15,30 @@ from typing import Annotated
 
 import typer
 
-from fedledger.cli.common import PasswordFileOption, fail, guarded, read_password, spinner
+from fedledger.cli.common import (
+    BAD_INPUT,
+    PasswordFileOption,
+    errors_reported,
+    fail,
+    guarded,
+    read_password,
+    spinner,
+)
+from fedledger.errors import FedLedgerError
 
 app = typer.Typer(no_args_is_help=True)
 MASTER_KEY_FILE = "sign_master.key"
 MASTER_PUBLIC_FILE = "sign_master_public.pem"
 THRESHOLD_PUBLIC_FILE = "threshold_public.json"
+ENC_MASTER_KEY_FILE = "enc_master.key"
+ENC_MASTER_PUBLIC_FILE = "enc_master_public.pem"
 
 DEFAULT_MASTER = Path("kgc") / MASTER_KEY_FILE
+DEFAULT_ENC_MASTER = Path("kgc") / ENC_MASTER_KEY_FILE
 MasterOption = Annotated[Path, typer.Option("--master", help="Encrypted master key file (from `fedledger kgc setup`).")]
+EncMasterOption = Annotated[
+    Path, typer.Option("--enc-master", help="Encrypted SM9 encryption master key file (from `fedledger kgc setup`).")
+]
 
 
 def _safe_name(identity: str) -> str:
@@ -39,17 +57,33 @@ def setup(
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing master key.")] = False,
     password_file: PasswordFileOption = None,
 ) -> None:
-    """Generate the SM9 signing master key pair."""
+    """Generate the SM9 signing master key pair and the SM9 encryption master key pair."""
     from fedledger.sm9 import SignMasterKey
 
     key_path, pem_path = out / MASTER_KEY_FILE, out / MASTER_PUBLIC_FILE
-    _refuse_overwrite([key_path, pem_path], force)
+    _refuse_overwrite([key_path, pem_path, *_encryption_master_paths(out)], force)
     password = read_password(password_file, "the new master key", confirm=True)
     guarded(lambda: out.mkdir(parents=True, exist_ok=True))
     master = SignMasterKey.generate()
     guarded(lambda: master.save(key_path, password))
     guarded(lambda: master.public_key.save(pem_path))
     typer.echo(f"master key (encrypted, 0600): {key_path}\nmaster public key: {pem_path}")
+    _setup_encryption_master(out, password)
+
+
+def _encryption_master_paths(out: Path) -> list[Path]:
+    return [out / ENC_MASTER_KEY_FILE, out / ENC_MASTER_PUBLIC_FILE]
+
+
+def _setup_encryption_master(out: Path, password: str) -> None:
+    """The encryption master key pair (ke, Ppub-e): separate from the signing one, same password."""
+    from fedledger.sm9.encryption_keys import EncryptMasterKey
+
+    key_path, pem_path = _encryption_master_paths(out)
+    master = EncryptMasterKey.generate()
+    guarded(lambda: master.save(key_path, password))
+    guarded(lambda: master.public_key.save(pem_path))
+    typer.echo(f"encryption master key (encrypted, 0600): {key_path}\nencryption master public key: {pem_path}")
 
 
 @app.command("extract")
@@ -105,3 +139,50 @@ def split(
         f"{n} shares (k={k}) for {identity!r} in {out}: share-1.key .. share-{n}.key (encrypted, 0600), "
         f"{THRESHOLD_PUBLIC_FILE}, {MASTER_PUBLIC_FILE}"
     )
+
+
+@app.command("extract-encrypt")
+def extract_encrypt(
+    identity: Annotated[str, typer.Option("--id", help="Identity to issue an SM9 decryption key for (UTF-8).")],
+    master_path: EncMasterOption = DEFAULT_ENC_MASTER,
+    out: Annotated[Path | None, typer.Option("--out", help="Output key file (default: enc_<id>.key).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing key file.")] = False,
+    password_file: PasswordFileOption = None,
+) -> None:
+    """Issue a member's (or the aggregator's) SM9 decryption key, encrypted with the master key's password."""
+    from fedledger.sm9.encryption_keys import EncryptMasterKey, extract_encrypt_key
+
+    out_path = out or Path(f"enc_{_safe_name(identity)}.key")
+    _refuse_overwrite([out_path], force)
+    password = read_password(password_file, f"encryption master key {master_path}")
+    master = guarded(lambda: EncryptMasterKey.load(master_path, password))
+    key = guarded(lambda: extract_encrypt_key(master, identity))
+    guarded(lambda: key.save(out_path, password))
+    typer.echo(f"SM9 decryption key for {identity!r} (encrypted, 0600): {out_path}")
+
+
+@app.command("register-card")
+def register_card(
+    roster: Annotated[Path, typer.Option("--roster", help="Consortium roster (consortium.json) to update.")],
+    card: Annotated[Path, typer.Option("--card", help="A reader card (reader-card.json from node/aggregator init).")],
+    enc_master_public: Annotated[
+        Path | None,
+        typer.Option("--enc-master-public", help="Also publish this SM9 encryption master public key (PEM)."),
+    ] = None,
+) -> None:
+    """File a member's or the aggregator's ML-KEM-768 public key in the roster under its SM9 identity."""
+    from dataclasses import replace
+
+    from fedledger.envelope import Recipient
+    from fedledger.protocol.consortium import Consortium
+    from fedledger.sm9.encryption_keys import EncryptMasterPublicKey
+
+    with errors_reported(BAD_INPUT, (FedLedgerError, OSError, ValueError)):  # roster errors are ValueErrors
+        reader = Recipient.from_json(card.read_text(encoding="utf-8"))
+        identity = reader.identity.decode("utf-8")
+        updated = Consortium.load(roster).with_reader_card(identity, reader.mlkem_public)
+        if enc_master_public is not None:
+            mpk = EncryptMasterPublicKey.load(enc_master_public)
+            updated = replace(updated, encrypt_master_public=mpk.to_der().hex())
+        updated.save(roster)
+    typer.echo(f"registered ML-KEM key {reader.key_id.hex()} of {identity!r} in {roster}")

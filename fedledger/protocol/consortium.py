@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -56,6 +56,16 @@ class Consortium:
             if member.share_index == share_index:
                 return member
         raise KeyError(f"no member holds threshold share {share_index}")
+
+    def with_reader_card(self, sm9_identity: str, mlkem768_public: bytes) -> Consortium:
+        """The roster with ``sm9_identity``'s ML-KEM-768 key registered (a member's or the aggregator's)."""
+        card = mlkem768_public.hex()
+        if self.aggregator is not None and self.aggregator.sm9_identity == sm9_identity:
+            return replace(self, aggregator=replace(self.aggregator, mlkem768_public=card))
+        if not any(m.sm9_identity == sm9_identity for m in self.members):
+            raise ValueError(f"{sm9_identity!r} is neither a member nor the aggregator of this roster")
+        members = tuple(replace(m, mlkem768_public=card) if m.sm9_identity == sm9_identity else m for m in self.members)
+        return replace(self, members=members)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -12,6 +12,7 @@ the digest matched.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.hazmat.primitives import hashes
@@ -26,6 +27,7 @@ from fedledger.envelope import (
     seal_pieces,
     sealed_reader,
 )
+from fedledger.envelope.header import read_header
 from fedledger.fileio import SECRET_MODE, atomic_writer
 from fedledger.protocol.errors import ModelDigestMismatch, SealedModelError
 from fedledger.sm9.encryption_keys import EncryptMasterPublicKey
@@ -94,3 +96,45 @@ def get_model(
     except EnvelopeAccessError as exc:
         raise SealedModelError(f"model {cid} is not readable with this party's keys: {exc}") from None
     return target
+
+
+def readable_by(store: ContentStore, cid: str, readers: Sequence[Recipient]) -> bool:
+    """Whether every reader (identity and current ML-KEM key) has an entry in ``cid``'s public header."""
+    with store.open(cid) as src:
+        named = {(entry.identity, entry.key_id) for entry in read_header(src).entries}
+    return all((r.identity, r.key_id) in named for r in readers)
+
+
+@dataclass(frozen=True)
+class ModelVault:
+    """One party's access to model files: its store, the KGC's SM9 encryption master public key and
+    its own reader keys (None: it can seal, but open nothing)."""
+
+    store: ContentStore
+    master_public: EncryptMasterPublicKey
+    keys: RecipientKeys | None
+
+    def put(self, path: str | Path, readers: Sequence[Recipient]) -> tuple[str, bytes]:
+        return put_model(self.store, path, readers, self.master_public)
+
+    def get(self, cid: str, expected_digest: bytes, dest: str | Path) -> Path:
+        if self.keys is None:
+            raise SealedModelError(f"model {cid} is sealed and this party holds no reader keys (init --encrypt-key)")
+        return get_model(self.store, cid, expected_digest, dest, self.keys)
+
+    def reseal_for(self, cid: str, expected_digest: bytes, readers: Sequence[Recipient], workdir: Path) -> str:
+        """``cid`` if all ``readers`` can open it, else the CID of the same plaintext sealed to them.
+
+        How a member added since ``cid`` was written reads it from its first round on; the ledger's
+        digest (the plaintext's) is unchanged, so the base of a round stays bound to the signed record.
+        """
+        if readable_by(self.store, cid, readers):
+            return cid
+        plain = self.get(cid, expected_digest, workdir / "reseal.plain")
+        try:
+            new_cid, digest = self.put(plain, readers)
+        finally:
+            plain.unlink(missing_ok=True)
+        if digest != expected_digest:
+            raise ModelDigestMismatch(f"model {cid} changed while it was re-sealed")
+        return new_cid

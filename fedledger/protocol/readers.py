@@ -11,9 +11,12 @@ identity, and the KGC's SM9 encryption master public key.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Protocol
 
-from fedledger.envelope import EnvelopeError, Recipient
+from fedledger.envelope import EnvelopeError, Recipient, RecipientKeys
+from fedledger.fileio import atomic_write_text
 from fedledger.protocol.consortium import Consortium
 from fedledger.protocol.errors import SealedModelError
 from fedledger.sm9 import SM9Error
@@ -64,3 +67,34 @@ def model_readers(consortium: Consortium, active_identities: Iterable[str]) -> l
     if aggregator.identity not in {r.identity for r in readers}:
         readers.append(aggregator)
     return readers
+
+
+class _Registered(Protocol):
+    @property
+    def sm9_id(self) -> str: ...
+
+
+class ActiveSet(Protocol):
+    """What the ledger client offers to say who is active now (``fedledger.chain.client.LedgerClient`` fits)."""
+
+    def active_institutions(self) -> Sequence[_Registered]: ...
+
+
+def readers_now(ledger: ActiveSet, consortium: Consortium) -> list[Recipient]:
+    """``model_readers`` for the institutions the ledger lists as active at this moment."""
+    return model_readers(consortium, [i.sm9_id for i in ledger.active_institutions()])
+
+
+READER_KEYS_FILE = "reader-keys.json"  # SM9 decryption key + ML-KEM-768 seed, password-encrypted, 0600
+READER_CARD_FILE = "reader-card.json"  # the public card to register in the roster (`kgc register-card`)
+
+
+def install_reader_keys(keys: RecipientKeys, keys_dir: Path, password: str) -> Path:
+    """Save a party's reader keys (encrypted, 0600) and its public card next to them; returns the card."""
+    keys.save(keys_dir / READER_KEYS_FILE, password)
+    return atomic_write_text(keys_dir / READER_CARD_FILE, keys.public.to_json())
+
+
+def load_reader_keys(path: Path, password: str) -> RecipientKeys | None:
+    """The party's reader keys, or None when it was set up without any (it then opens no model file)."""
+    return RecipientKeys.load(path, password) if path.is_file() else None

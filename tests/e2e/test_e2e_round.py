@@ -29,6 +29,7 @@ from fedledger.chain.localchain import LocalChain
 from fedledger.digests import sm3
 from fedledger.fl import AlignmentAggregation, UpdateRejected, load_client_update, load_global, save_global
 from fedledger.protocol import RoundRecord, UpdateEntry, merkle_root
+from fedledger.protocol.readers import readers_now
 from fedledger.sm9 import Signature, SignMasterPublicKey, sign, verify
 from fedledger.sm9.curve import P1, g1_add
 from fedledger.sm9.threshold import PartialSignature, Signer
@@ -202,7 +203,7 @@ def test_a_bad_sm9_signature_is_flagged_by_the_audit_and_rejected_by_the_aggrega
     mpk = SignMasterPublicKey.load(c.layout.master_public_key)
     with pytest.raises(UpdateRejected, match="SM9 signature"):
         check_submission(
-            store, mpk, SubmittedUpdate(entry_of(ledger, event), bad_signature, node.sm9_identity), tmp_path
+            node.vault, mpk, SubmittedUpdate(entry_of(ledger, event), bad_signature, node.sm9_identity), tmp_path
         )
 
 
@@ -241,8 +242,9 @@ def test_nodes_refuse_a_global_model_that_is_not_the_alignment_of_the_included_u
     store = open_store(c.layout.store_spec)
     workdir = c.layout.root / "tamper-global"
     workdir.mkdir(exist_ok=True)
-    store.get_to_path(opened.base_cid, workdir / "base.safetensors")
-    store.get_to_path(event.cid, workdir / "update.safetensors")
+    checker.vault.get(opened.base_cid, opened.base_digest, workdir / "base.safetensors")
+    checker.vault.get(event.cid, event.digest, workdir / "update.safetensors")
+    readers = readers_now(ledger, checker.consortium)
 
     def view_for(global_cid: str, global_digest: bytes) -> dict[str, object]:
         return {
@@ -260,9 +262,9 @@ def test_nodes_refuse_a_global_model_that_is_not_the_alignment_of_the_included_u
     aligned = AlignmentAggregation().aggregate(state, [load_client_update(workdir / "update.safetensors")])
     digest = save_global(workdir / "aligned.safetensors", aligned, meta.spec, open_round_four + 1)
     assert digest == realigned_digest(workdir / "base.safetensors", [workdir / "update.safetensors"], open_round_four)
-    check_record(checker, view_for(store.put(workdir / "aligned.safetensors"), digest))
+    check_record(checker, view_for(checker.vault.put(workdir / "aligned.safetensors", readers)[0], digest))
     # A model with the right digest on the record but other weights is refused.
     tampered = {name: t + 0.01 for name, t in aligned.items()}
     bad_digest = save_global(workdir / "tampered.safetensors", tampered, meta.spec, open_round_four + 1)
     with pytest.raises(RecordRefused, match="not the alignment"):
-        check_record(checker, view_for(store.put(workdir / "tampered.safetensors"), bad_digest))
+        check_record(checker, view_for(checker.vault.put(workdir / "tampered.safetensors", readers)[0], bad_digest))
