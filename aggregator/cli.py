@@ -69,6 +69,13 @@ def init(
         Path | None, typer.Option(help="Existing Ethereum keystore of the aggregator role; else a new key.")
     ] = None,
     port: Annotated[int, typer.Option(help="Port of the signing-session HTTP API.")] = 8700,
+    encrypt_key: Annotated[
+        Path | None,
+        typer.Option(help="SM9 decryption key file from `kgc extract-encrypt` (the aggregator reads updates)."),
+    ] = None,
+    kgc_password_file: Annotated[
+        Path | None, typer.Option(help="Password file of --encrypt-key (default: same as the aggregator's).")
+    ] = None,
     password_file: PasswordFileOption = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing config and key.")] = False,
 ) -> None:
@@ -81,6 +88,7 @@ def init(
     from fedledger.chain.keyfile import KeyFileError, load_eth_key, save_eth_key
     from fedledger.fl import DatasetError, default_spec, load_dataset
     from fedledger.protocol.consortium import PublicMaterial
+    from fedledger.protocol.readers import install_reader_keys, reader_keys_from_kgc
     from fedledger.sm9 import SM9Error
 
     if (home / CONFIG_NAME).exists() and not force:
@@ -92,6 +100,8 @@ def init(
         material = PublicMaterial(master_public_key, threshold_public, consortium)
         material.check()
         account = load_eth_key(eth_key, password) if eth_key else Account.from_key(secrets.token_bytes(32))
+        kgc_password = read_password(kgc_password_file, "the KGC-issued key") if kgc_password_file else password
+        reader_keys = reader_keys_from_kgc(encrypt_key, kgc_password) if encrypt_key else None
         config = AggregatorConfig(
             rpc_url=rpc_url,
             contract=contract,
@@ -99,7 +109,7 @@ def init(
             port=port,
             model=default_spec(data.input_shape, data.num_classes).to_dict(),
         )
-    except (KeyFileError, DatasetError, SM9Error, ValueError, OSError) as exc:
+    except (KeyFileError, DatasetError, SM9Error, FedLedgerError, ValueError, OSError) as exc:
         fail(str(exc))
     keys = home / "keys"
     keys.mkdir(parents=True, exist_ok=True)
@@ -107,3 +117,6 @@ def init(
     material.install(keys)
     path = save_config(config, home)
     typer.echo(f"aggregator: config {path}, Ethereum address {account.address}")
+    if reader_keys is not None:
+        card = install_reader_keys(reader_keys, keys, password)
+        typer.echo(f"reader card {card}: register it with `fedledger kgc register-card`")

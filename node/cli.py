@@ -61,6 +61,10 @@ def init(
     eth_key: Annotated[
         Path | None, typer.Option(help="Existing Ethereum keystore JSON; a new key is made when omitted.")
     ] = None,
+    encrypt_key: Annotated[
+        Path | None,
+        typer.Option(help="SM9 decryption key file from `kgc extract-encrypt`: lets the node open sealed models."),
+    ] = None,
     kgc_password_file: Annotated[
         Path | None, typer.Option(help="Password file of the KGC-issued key files (default: same as node's).")
     ] = None,
@@ -72,6 +76,7 @@ def init(
 
     from fedledger.chain.keyfile import load_eth_key, save_eth_key
     from fedledger.protocol.consortium import PublicMaterial
+    from fedledger.protocol.readers import install_reader_keys, reader_keys_from_kgc
     from fedledger.sm9 import SignPrivateKey
     from fedledger.sm9.threshold import KeyShare, Signer, ThresholdPublic
     from node.config import CONFIG_NAME, DataConfig, NodeConfig, save_config
@@ -87,6 +92,7 @@ def init(
         material = PublicMaterial(master_public_key, threshold_public, consortium)
         material.check()
         Signer(share_key, ThresholdPublic.load(threshold_public))  # the share belongs to this split
+        reader_keys = reader_keys_from_kgc(encrypt_key, kgc_password, sm9_identity) if encrypt_key else None
         account = load_eth_key(eth_key, kgc_password) if eth_key else Account.from_key(secrets.token_bytes(32))
         config = NodeConfig(
             name=name,
@@ -108,6 +114,9 @@ def init(
     material.install(keys)
     path = save_config(config, home)
     typer.echo(f"node {name}: config {path}, Ethereum address {account.address}")
+    if reader_keys is not None:
+        card = install_reader_keys(reader_keys, keys, password)
+        typer.echo(f"reader card {card}: register it with `fedledger kgc register-card`")
 
 
 @app.command()

@@ -2,6 +2,9 @@
 
 ``--store`` takes ``local:DIR`` or ``kubo:MULTIADDR``; without it, $FEDLEDGER_STORE or the
 embedded store under $FEDLEDGER_HOME/store (default ~/.fedledger/store) is used.
+``add --encrypt-to ID...`` seals the file first to those readers (SM9 identities or member names,
+resolved through the roster); ``get`` opens a sealed file with ``--key-file`` (a reader-keys.json),
+and without one says for whom it is sealed.
 """
 
 from __future__ import annotations
@@ -11,13 +14,24 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, BinaryIO
 
 import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
 from fedledger.cli.bench import bench_app, emit
-from fedledger.cli.common import BAD_INPUT, FAILED, OldOutputOption, err_console, errors_reported, fail, output_path
+from fedledger.cli.common import (
+    BAD_INPUT,
+    FAILED,
+    OldOutputOption,
+    PasswordFileOption,
+    err_console,
+    errors_reported,
+    fail,
+    output_path,
+    read_password,
+)
+from fedledger.errors import FedLedgerError
 from fedledger.store import (
     ContentStore,
     InvalidCarError,
@@ -80,6 +94,16 @@ def _input_file(path: Path) -> Path:
     return path
 
 
+EncryptToOption = Annotated[
+    list[str] | None,
+    typer.Option("--encrypt-to", help="Seal to this reader (SM9 identity or member name in the roster); repeatable."),
+]
+RosterOption = Annotated[
+    Path,
+    typer.Option("--roster", envvar="FEDLEDGER_ROSTER", help="Consortium roster naming the readers' keys."),
+]
+
+
 @app.command("add")
 def add(
     file: Annotated[Path, typer.Argument(help="File to add ('-' reads standard input).")],
@@ -88,20 +112,47 @@ def add(
         typer.Option("--cid-version", min=0, max=1, help="0: Kubo's default CIDv0; 1: CIDv1 with raw leaves."),
     ] = 0,
     pin: Annotated[bool, typer.Option("--pin/--no-pin", help="Pin the file (protects it from cleanup).")] = True,
+    encrypt_to: EncryptToOption = None,
+    roster: RosterOption = Path("consortium.json"),
     store: StoreOption = None,
     timeout: TimeoutOption = 60.0,
 ) -> None:
-    """Add a file; prints its CID (the same CID `ipfs add` prints)."""
+    """Add a file (sealed first with --encrypt-to); prints its CID (plain: the CID `ipfs add` prints)."""
+    sealing = _sealing_for(encrypt_to, roster) if encrypt_to else None
     target = _open(store, timeout)
     with _store_errors(), target:
         if str(file) == "-":
             with _progress("adding", None) as progress:
-                cid = target.put(sys.stdin.buffer, cid_version=cid_version, pin=pin, progress=progress)
+                cid = target.put(
+                    _sealed(sys.stdin.buffer, sealing), cid_version=cid_version, pin=pin, progress=progress
+                )
         else:
             source = _input_file(file)
-            with _progress("adding", source.stat().st_size) as progress:
-                cid = target.put(source, cid_version=cid_version, pin=pin, progress=progress)
+            with _progress("adding", source.stat().st_size) as progress, open(source, "rb") as fh:
+                cid = target.put(_sealed(fh, sealing), cid_version=cid_version, pin=pin, progress=progress)
     typer.echo(cid)
+
+
+def _sealing_for(identities: list[str], roster_path: Path):  # type: ignore[no-untyped-def]
+    """(reader cards, encryption master public key) for ``--encrypt-to``, from the roster."""
+    from fedledger.protocol.consortium import Consortium
+    from fedledger.protocol.readers import reader_card, sealing_master_key
+
+    with errors_reported(BAD_INPUT, (FedLedgerError, OSError, ValueError)):
+        consortium = Consortium.load(roster_path)
+        by_name = {m.name: m.sm9_identity for m in consortium.members}
+        cards = [reader_card(consortium, by_name.get(i, i)) for i in dict.fromkeys(identities)]
+        return cards, sealing_master_key(consortium)
+
+
+def _sealed(source: BinaryIO, sealing) -> BinaryIO:  # type: ignore[no-untyped-def]
+    """``source`` as is, or sealed as it is read when ``sealing`` is (readers, master public key)."""
+    if sealing is None:
+        return source
+    from fedledger.envelope import seal_pieces, sealed_reader
+
+    readers, master_public = sealing
+    return sealed_reader(seal_pieces(source, readers, master_public))
 
 
 @app.command("get")
@@ -110,18 +161,61 @@ def get(
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Where to write the file (written atomically).")
     ] = None,
+    key_file: Annotated[
+        Path | None, typer.Option("--key-file", help="Your reader-keys.json: opens a sealed file.")
+    ] = None,
+    password_file: PasswordFileOption = None,
+    raw: Annotated[bool, typer.Option("--raw", help="Write a sealed file as stored (ciphertext).")] = False,
     store: StoreOption = None,
     timeout: TimeoutOption = 60.0,
     old_output: OldOutputOption = None,
 ) -> None:
-    """Fetch a file, verifying every block; on any mismatch no output file is left behind."""
+    """Fetch a file, verifying every block (and opening it if sealed); on any failure no output file is left."""
     output = output_path(out, old_output)
+    keys = _reader_keys(key_file, password_file) if key_file else None
     source = _open(store, timeout)
     with _store_errors(), source:
-        size = source.stat(cid).size
-        with _progress("fetching", size) as progress:
-            written = source.get_to_path(cid, output, progress=progress)
+        readers = None if raw else _sealed_for(source, cid)
+        if readers is not None:
+            written = _open_sealed(source, cid, output, keys, readers)
+        else:
+            with _progress("fetching", source.stat(cid).size) as progress:
+                written = source.get_to_path(cid, output, progress=progress)
     err_console.print(f"wrote {written} bytes to {output}", highlight=False)
+
+
+def _reader_keys(path: Path, password_file: Path | None):  # type: ignore[no-untyped-def]
+    from fedledger.envelope import RecipientKeys
+
+    password = read_password(password_file, f"reader keys {path}")
+    with errors_reported(BAD_INPUT):
+        return RecipientKeys.load(path, password)
+
+
+def _sealed_for(source: ContentStore, cid: str) -> list[str] | None:
+    """The readers ("identity (key id)") a stored file is sealed to, or None when it is not sealed."""
+    from fedledger.envelope.header import MAGIC, read_header
+
+    with source.open(cid) as fh:
+        if fh.peek(len(MAGIC))[: len(MAGIC)] != MAGIC:  # type: ignore[attr-defined]
+            return None
+        with errors_reported(FAILED):
+            entries = read_header(fh).entries
+    return [f"{e.identity.decode('utf-8', 'replace')} (key id {e.key_id.hex()})" for e in entries]
+
+
+def _open_sealed(source: ContentStore, cid: str, output: Path, keys, readers: list[str]) -> int:  # type: ignore[no-untyped-def]
+    """Open a sealed file into ``output`` (0600, written only once every chunk authenticated)."""
+    from fedledger.envelope import EnvelopeAccessError, open_stream
+    from fedledger.fileio import SECRET_MODE, atomic_writer
+
+    if keys is None:
+        fail(f"{cid} is encrypted for {', '.join(readers)}: pass --key-file (or --raw for the ciphertext)", FAILED)
+    try:
+        with source.open(cid) as fh, atomic_writer(output, SECRET_MODE) as out:
+            return open_stream(fh, out, keys)
+    except EnvelopeAccessError:
+        fail(f"{cid} is encrypted for {', '.join(readers)}, not for {keys.identity.decode('utf-8', 'replace')}", FAILED)
 
 
 @app.command("cid")

@@ -15,3 +15,7 @@ class SealedModelError(ProtocolError):
 
 class ModelDigestMismatch(SealedModelError):
     """An opened model file's plaintext SM3 differs from the digest the ledger entry signs."""
+
+
+class NoReaderCard(SealedModelError):
+    """The roster names no usable reader card for an identity (unknown, or no ML-KEM key registered)."""

@@ -18,9 +18,9 @@ from typing import Protocol
 from fedledger.envelope import EnvelopeError, Recipient, RecipientKeys
 from fedledger.fileio import atomic_write_text
 from fedledger.protocol.consortium import Consortium
-from fedledger.protocol.errors import SealedModelError
+from fedledger.protocol.errors import NoReaderCard, SealedModelError
 from fedledger.sm9 import SM9Error
-from fedledger.sm9.encryption_keys import EncryptMasterPublicKey
+from fedledger.sm9.encryption_keys import EncryptMasterPublicKey, EncryptPrivateKey
 
 log = logging.getLogger(__name__)
 
@@ -42,11 +42,16 @@ def _card(identity: str, mlkem_hex: str) -> Recipient:
         raise SealedModelError(f"the roster's ML-KEM key of {identity!r} is malformed: {exc}") from None
 
 
-def aggregator_card(consortium: Consortium) -> Recipient:
-    reader = consortium.aggregator
-    if reader is None or not reader.mlkem768_public:
-        raise SealedModelError("the consortium roster names no aggregator reader card (identity and ML-KEM key)")
-    return _card(reader.sm9_identity, reader.mlkem768_public)
+def reader_card(consortium: Consortium, identity: str) -> Recipient:
+    """The card the roster files under ``identity`` (a member's or the aggregator's)."""
+    cards = {m.sm9_identity: m.mlkem768_public for m in consortium.members}
+    if consortium.aggregator is not None:
+        cards[consortium.aggregator.sm9_identity] = consortium.aggregator.mlkem768_public
+    if identity not in cards:
+        raise NoReaderCard(f"{identity!r} is neither a member nor the aggregator in the roster")
+    if not cards[identity]:
+        raise NoReaderCard(f"{identity!r} has no ML-KEM card registered in the roster (kgc register-card)")
+    return _card(identity, cards[identity])
 
 
 def model_readers(consortium: Consortium, active_identities: Iterable[str]) -> list[Recipient]:
@@ -55,17 +60,16 @@ def model_readers(consortium: Consortium, active_identities: Iterable[str]) -> l
     An active institution without a card in the roster is left out with a warning: it cannot read
     the file, but the federation goes on (no member can halt it by not registering a key).
     """
-    cards = {m.sm9_identity: m.mlkem768_public for m in consortium.members}
+    if consortium.aggregator is None:
+        raise SealedModelError("the consortium roster names no aggregator reader card (identity and ML-KEM key)")
     readers: list[Recipient] = []
-    for identity in dict.fromkeys(active_identities):
-        mlkem_hex = cards.get(identity, "")
-        if not mlkem_hex:
-            log.warning("active institution %s has no ML-KEM card in the roster: it cannot read this file", identity)
-            continue
-        readers.append(_card(identity, mlkem_hex))
-    aggregator = aggregator_card(consortium)
-    if aggregator.identity not in {r.identity for r in readers}:
-        readers.append(aggregator)
+    for identity in dict.fromkeys([*active_identities, consortium.aggregator.sm9_identity]):
+        try:
+            readers.append(reader_card(consortium, identity))
+        except NoReaderCard as exc:
+            if identity == consortium.aggregator.sm9_identity:
+                raise
+            log.warning("active institution %s cannot read this file: %s", identity, exc)
     return readers
 
 
@@ -98,3 +102,12 @@ def install_reader_keys(keys: RecipientKeys, keys_dir: Path, password: str) -> P
 def load_reader_keys(path: Path, password: str) -> RecipientKeys | None:
     """The party's reader keys, or None when it was set up without any (it then opens no model file)."""
     return RecipientKeys.load(path, password) if path.is_file() else None
+
+
+def reader_keys_from_kgc(encrypt_key: Path, kgc_password: str, identity: str | None = None) -> RecipientKeys:
+    """A party's reader keys: the SM9 decryption key the KGC issued (for ``identity``, when given) and
+    a fresh ML-KEM-768 key pair made here, so the KGC alone can read nothing."""
+    sm9_key = EncryptPrivateKey.load(encrypt_key, kgc_password)
+    if identity is not None and sm9_key.identity != identity.encode("utf-8"):
+        raise SealedModelError(f"{encrypt_key} is the decryption key of another identity, not {identity!r}")
+    return RecipientKeys.generate(sm9_key)
