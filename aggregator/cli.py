@@ -71,7 +71,7 @@ def init(
     port: Annotated[int, typer.Option(help="Port of the signing-session HTTP API.")] = 8700,
     encrypt_key: Annotated[
         Path | None,
-        typer.Option(help="SM9 decryption key file from `kgc extract-encrypt` (the aggregator reads updates)."),
+        typer.Option(help="SM9 decryption key from `kgc extract-encrypt`, or an existing reader-keys.json."),
     ] = None,
     kgc_password_file: Annotated[
         Path | None, typer.Option(help="Password file of --encrypt-key (default: same as the aggregator's).")

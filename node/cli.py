@@ -63,7 +63,10 @@ def init(
     ] = None,
     encrypt_key: Annotated[
         Path | None,
-        typer.Option(help="SM9 decryption key file from `kgc extract-encrypt`: lets the node open sealed models."),
+        typer.Option(
+            help="SM9 decryption key from `kgc extract-encrypt` (a new ML-KEM key is made), "
+            "or an existing reader-keys.json: lets the node open sealed models."
+        ),
     ] = None,
     kgc_password_file: Annotated[
         Path | None, typer.Option(help="Password file of the KGC-issued key files (default: same as node's).")

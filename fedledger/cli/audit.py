@@ -83,8 +83,6 @@ def _service(
     master_public_key: Path,
     consortium_identity: str | None,
     confirmations: int,
-    reader_keys: Path | None = None,
-    password_file: Path | None = None,
 ) -> AuditService:
     from fedledger.audit.errors import InvalidParameter
     from fedledger.audit.params import check_confirmations
@@ -101,9 +99,8 @@ def _service(
         deployment = Path(os.environ.get(DEPLOYMENT_ENV) or DEFAULT_DEPLOYMENT_FILE)
         if not deployment.exists():
             fail(f"no deployment file at {deployment}: pass --deployment FILE, or --rpc-url and --contract")
-    keys = _member_keys(reader_keys, password_file)
     try:
-        service = open_audit_service(
+        return open_audit_service(
             store=store or default_store_spec(),
             master_public_key=master_public_key,
             deployment=deployment,
@@ -115,8 +112,6 @@ def _service(
         )
     except (ValueError, FileNotFoundError) as exc:
         fail(str(exc))
-    service.content.reader_keys = keys
-    return service
 
 
 def _member_keys(path: Path | None, password_file: Path | None):  # type: ignore[no-untyped-def]
@@ -182,17 +177,9 @@ def summary(
     from fedledger.audit.errors import AuditError
 
     service = _service(
-        deployment,
-        rpc_url,
-        contract,
-        from_block,
-        store,
-        master_public_key,
-        consortium_identity,
-        confirmations,
-        reader_keys,
-        password_file,
+        deployment, rpc_url, contract, from_block, store, master_public_key, consortium_identity, confirmations
     )
+    service.content.reader_keys = _member_keys(reader_keys, password_file)
     try:
         status = console.status("checking the ledger, the store and the signatures...")
         with contextlib.nullcontext() if as_json else status:
@@ -235,17 +222,9 @@ def serve(
     except InvalidParameter as exc:
         fail(exc.message)
     service = _service(
-        deployment,
-        rpc_url,
-        contract,
-        from_block,
-        store,
-        master_public_key,
-        consortium_identity,
-        confirmations,
-        reader_keys,
-        password_file,
+        deployment, rpc_url, contract, from_block, store, master_public_key, consortium_identity, confirmations
     )
+    service.content.reader_keys = _member_keys(reader_keys, password_file)
     import uvicorn
 
     from fedledger.audit.api import create_app

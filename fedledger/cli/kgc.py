@@ -100,12 +100,17 @@ def extract(
     from fedledger.sm9 import SignMasterKey, extract_sign_key
 
     out_path = out or Path(f"sign_{_safe_name(identity)}.key")
+    _issue_key(identity, out_path, force, password_file, master_path, SignMasterKey.load, extract_sign_key)
+    typer.echo(f"signing key for {identity!r} (encrypted, 0600): {out_path}")
+
+
+def _issue_key(identity, out_path, force, password_file, master_path, load_master, extract_key) -> None:  # type: ignore[no-untyped-def]
+    """Load a master key, extract ``identity``'s key and save it under the master key's password."""
     _refuse_overwrite([out_path], force)
     password = read_password(password_file, f"master key {master_path}")
-    master = guarded(lambda: SignMasterKey.load(master_path, password))
-    key = guarded(lambda: extract_sign_key(master, identity))
+    master = guarded(lambda: load_master(master_path, password))
+    key = guarded(lambda: extract_key(master, identity))
     guarded(lambda: key.save(out_path, password))
-    typer.echo(f"signing key for {identity!r} (encrypted, 0600): {out_path}")
 
 
 @app.command("split")
@@ -153,11 +158,7 @@ def extract_encrypt(
     from fedledger.sm9.encryption_keys import EncryptMasterKey, extract_encrypt_key
 
     out_path = out or Path(f"enc_{_safe_name(identity)}.key")
-    _refuse_overwrite([out_path], force)
-    password = read_password(password_file, f"encryption master key {master_path}")
-    master = guarded(lambda: EncryptMasterKey.load(master_path, password))
-    key = guarded(lambda: extract_encrypt_key(master, identity))
-    guarded(lambda: key.save(out_path, password))
+    _issue_key(identity, out_path, force, password_file, master_path, EncryptMasterKey.load, extract_encrypt_key)
     typer.echo(f"SM9 decryption key for {identity!r} (encrypted, 0600): {out_path}")
 
 

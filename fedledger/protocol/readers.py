@@ -16,11 +16,13 @@ from pathlib import Path
 from typing import Protocol
 
 from fedledger.envelope import EnvelopeError, Recipient, RecipientKeys
+from fedledger.envelope.recipients import KIND_RECIPIENT
 from fedledger.fileio import atomic_write_text
 from fedledger.protocol.consortium import Consortium
 from fedledger.protocol.errors import NoReaderCard, SealedModelError
 from fedledger.sm9 import SM9Error
 from fedledger.sm9.encryption_keys import EncryptMasterPublicKey, EncryptPrivateKey
+from fedledger.sm9.keystore import read_header
 
 log = logging.getLogger(__name__)
 
@@ -105,9 +107,13 @@ def load_reader_keys(path: Path, password: str) -> RecipientKeys | None:
 
 
 def reader_keys_from_kgc(encrypt_key: Path, kgc_password: str, identity: str | None = None) -> RecipientKeys:
-    """A party's reader keys: the SM9 decryption key the KGC issued (for ``identity``, when given) and
-    a fresh ML-KEM-768 key pair made here, so the KGC alone can read nothing."""
-    sm9_key = EncryptPrivateKey.load(encrypt_key, kgc_password)
-    if identity is not None and sm9_key.identity != identity.encode("utf-8"):
-        raise SealedModelError(f"{encrypt_key} is the decryption key of another identity, not {identity!r}")
-    return RecipientKeys.generate(sm9_key)
+    """A party's reader keys from ``encrypt_key``: the SM9 decryption key the KGC issued, with a fresh
+    ML-KEM-768 key pair made here (so the KGC alone reads nothing), or a party's existing
+    reader-keys file (a re-install keeps the ML-KEM key the roster already names)."""
+    if read_header(encrypt_key)["kind"] == KIND_RECIPIENT:
+        keys = RecipientKeys.load(encrypt_key, kgc_password)
+    else:
+        keys = RecipientKeys.generate(EncryptPrivateKey.load(encrypt_key, kgc_password))
+    if identity is not None and keys.identity != identity.encode("utf-8"):
+        raise SealedModelError(f"{encrypt_key} holds the decryption key of another identity, not {identity!r}")
+    return keys

@@ -52,6 +52,8 @@ def _init_args(c: InProcessConsortium, home: Path, new_password: Path) -> list[s
         str(source / "keys" / "consortium-share.json"),
         "--eth-key",
         str(source / "keys" / "eth-key.json"),
+        "--encrypt-key",
+        str(source / "keys" / "reader-keys.json"),
         "--master-public-key",
         str(kgc / "sign_master_public.pem"),
         "--threshold-public",
@@ -84,7 +86,7 @@ def test_init_train_submit_status(consortium: InProcessConsortium, tmp_path: Pat
     assert result.exit_code == 0, result.output
     config, _ = load_config(home)
     assert config.width_rate == 0.5 and config.data.scheme == "dirichlet"
-    for secret in ("eth-key.json", "sm9-sign-key.json", "consortium-share.json"):
+    for secret in ("eth-key.json", "sm9-sign-key.json", "consortium-share.json", "reader-keys.json"):
         assert stat.S_IMODE((home / "keys" / secret).stat().st_mode) == 0o600, secret
     key_hex = bytes(c.nodes[0].account.key).hex()
     assert key_hex not in result.output

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from fedledger.cli import app
 from fedledger.envelope import RecipientKeys
 from fedledger.protocol.consortium import Consortium, Member, Reader
+from fedledger.protocol.errors import SealedModelError
 from fedledger.protocol.readers import READER_CARD_FILE, READER_KEYS_FILE, install_reader_keys, reader_keys_from_kgc
 
 PASSWORD = "cli-test-password"
@@ -110,3 +111,12 @@ def test_register_card_refuses_a_card_of_a_stranger(setup: Path, tmp_path: Path)
     out = _run(["kgc", "register-card", "--roster", str(setup / "consortium.json"), "--card", str(card)], code=2)
     assert "neither a member nor the aggregator" in out
     assert (setup / "consortium.json").read_text() == before
+
+
+def test_reader_keys_of_another_identity_are_refused_and_a_reinstall_keeps_the_mlkem_key(setup: Path) -> None:
+    with pytest.raises(SealedModelError, match="another identity"):
+        reader_keys_from_kgc(setup / "enc-inst:h1.key", PASSWORD, "inst:h2")
+    installed = RecipientKeys.load(setup / "inst-h1" / READER_KEYS_FILE, PASSWORD)
+    again = reader_keys_from_kgc(setup / "inst-h1" / READER_KEYS_FILE, PASSWORD, "inst:h1")
+    assert again.public == installed.public
+    assert reader_keys_from_kgc(setup / "enc-inst:h1.key", PASSWORD).public != installed.public  # fresh ML-KEM
