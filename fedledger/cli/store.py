@@ -122,7 +122,10 @@ def add(
 @app.command("get")
 def get(
     cid: Annotated[str, typer.Argument(help="CID of the file to fetch.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the file (written atomically).")],
+    output: Annotated[
+        Path,
+        typer.Option("--output", "-o", help="Where to write the file (atomically; missing folders are created)."),
+    ],
     store: StoreOption = None,
     timeout: TimeoutOption = 60.0,
 ) -> None:
