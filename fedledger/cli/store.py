@@ -122,14 +122,14 @@ def add(
 @app.command("get")
 def get(
     cid: Annotated[str, typer.Argument(help="CID of the file to fetch.")],
-    output: Annotated[
-        Path,
-        typer.Option("--output", "-o", help="Where to write the file (atomically; missing folders are created)."),
-    ],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the file (written atomically).")],
     store: StoreOption = None,
     timeout: TimeoutOption = 60.0,
 ) -> None:
-    """Fetch a file, verifying every block; on any mismatch no output file is left behind."""
+    """Fetch a file, verifying every block; on any mismatch no output file is left behind.
+
+    Missing folders on the output path are created.
+    """
     source = _open(store, timeout)
     with _store_errors(), source:
         size = source.stat(cid).size

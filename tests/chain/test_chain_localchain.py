@@ -58,7 +58,7 @@ def test_occupied_port_is_reported() -> None:
         sock.bind(("127.0.0.1", 0))
         sock.listen(1)
         port = sock.getsockname()[1]
-        with pytest.raises(LocalChainError, match="anvil"):
+        with pytest.raises(LocalChainError, match=f"port {port} is in use"):
             LocalChain("anvil", port=port, startup_timeout=10).start()
 
 
@@ -67,6 +67,8 @@ def test_invalid_options_are_refused() -> None:
         LocalChain("ganache")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="Anvil only"):
         LocalChain("hardhat", state_path="x.json")
+    with pytest.raises(ValueError, match="state_interval"):
+        LocalChain("anvil", state_path="x.json", state_interval=0)
 
 
 def test_hardhat_node_runs_the_same_dev_accounts(hardhat_chain: LocalChain, dev_accounts: DevRoles) -> None:
