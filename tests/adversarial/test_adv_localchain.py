@@ -15,31 +15,13 @@ import time
 from pathlib import Path
 
 import psutil
-from web3 import HTTPProvider, Web3
 
 from fedledger.chain.compiler import CompiledContract
-from fedledger.chain.deploy import Deployment, deploy_ledger, dev_consortium
 from fedledger.chain.devaccounts import DevRoles
 from fedledger.chain.localchain import LocalChain, free_port
-from fedledger.digests import sm3
+from tests.support.local_ledger import assert_ledger_kept, deploy_and_open_round
 
 FEDLEDGER = str(Path(sys.executable).with_name("fedledger"))
-
-
-def _deploy_and_open_round(chain: LocalChain, compiled: CompiledContract, accounts: DevRoles) -> Deployment:
-    w3 = Web3(HTTPProvider(chain.rpc_url))
-    deployment = deploy_ledger(
-        w3, accounts.deployer, aggregator=accounts.aggregator.address,
-        institutions=dev_consortium(3), threshold=2, compiled=compiled,
-    )  # fmt: skip
-    deployment.client(w3).open_round(accounts.aggregator, 0, "QmBase", sm3(b"base"))
-    return deployment
-
-
-def _assert_ledger_kept(chain: LocalChain, deployment: Deployment) -> None:
-    w3 = Web3(HTTPProvider(chain.rpc_url))
-    assert w3.eth.get_code(deployment.address), "the ledger was rolled back"
-    assert deployment.client(w3).round_state().open
 
 
 def _wait_gone(pid: int, timeout: float = 20.0) -> bool:
@@ -60,13 +42,13 @@ def test_sigkilled_anvil_restarts_from_a_recent_state(
     state = tmp_path / "anvil.json"
     chain = LocalChain("anvil", state_path=state).start()
     try:
-        deployment = _deploy_and_open_round(chain, compiled_ledger, dev_accounts)
+        deployment = deploy_and_open_round(chain.rpc_url, compiled_ledger, dev_accounts)
         time.sleep(3.5)  # a few state intervals: dumped by Anvil, promoted by the checkpoint thread
         assert chain.pid is not None
         os.kill(chain.pid, signal.SIGKILL)  # no clean stop: nothing is written on the way out
         assert _wait_gone(chain.pid)
         with LocalChain("anvil", state_path=state) as again:
-            _assert_ledger_kept(again, deployment)
+            assert_ledger_kept(again.rpc_url, deployment)
     finally:
         chain.stop()
 
@@ -76,13 +58,13 @@ def test_a_dump_torn_by_a_kill_falls_back_to_the_last_complete_state(
 ) -> None:
     state = tmp_path / "anvil.json"
     with LocalChain("anvil", state_path=state) as chain:
-        deployment = _deploy_and_open_round(chain, compiled_ledger, dev_accounts)
+        deployment = deploy_and_open_round(chain.rpc_url, compiled_ledger, dev_accounts)
     complete = state.read_bytes()
     json.loads(complete)
     live = state.with_name(state.name + ".live")
     live.write_bytes(complete[: len(complete) // 2])  # what a SIGKILL in the middle of a dump leaves
     with LocalChain("anvil", state_path=state) as again:
-        _assert_ledger_kept(again, deployment)
+        assert_ledger_kept(again.rpc_url, deployment)
     assert json.loads(state.read_bytes())  # never replaced by the torn dump
 
 

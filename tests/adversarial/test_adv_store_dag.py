@@ -159,11 +159,17 @@ def test_car_with_an_oversized_block_writes_nothing(tmp_path: Path) -> None:
     assert _blocks_in(tmp_path / "t") == []
 
 
-def test_truncated_car_writes_nothing(tmp_path: Path) -> None:
+def _exported_car(tmp_path: Path) -> tuple[LocalStore, str, Path]:
+    """A 1 MiB file (four leaves and a root) in a store, and its CAR."""
     source = LocalStore(tmp_path / "a")
     cid = source.put(bytes(range(256)) * 4096)
     car = tmp_path / "full.car"
     export_car(source, cid, car)
+    return source, cid, car
+
+
+def test_truncated_car_writes_nothing(tmp_path: Path) -> None:
+    _, _, car = _exported_car(tmp_path)
     data = car.read_bytes()
     (tmp_path / "cut.car").write_bytes(data[: len(data) - 5000])
     target = LocalStore(tmp_path / "t")
@@ -173,10 +179,7 @@ def test_truncated_car_writes_nothing(tmp_path: Path) -> None:
 
 
 def test_car_missing_a_block_or_too_large_writes_nothing(tmp_path: Path) -> None:
-    source = LocalStore(tmp_path / "a")
-    cid = source.put(bytes(range(256)) * 4096)
-    car = tmp_path / "full.car"
-    export_car(source, cid, car)
+    source, cid, car = _exported_car(tmp_path)
     target = LocalStore(tmp_path / "t")
     with pytest.raises(LimitExceededError, match="max_size=1000"):
         import_car(target, car, max_size=1000)
