@@ -8,6 +8,7 @@ daemon is trusted no more than a local disk.
 
 from __future__ import annotations
 
+import contextlib
 import io
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
@@ -166,16 +167,22 @@ class ContentStore(ABC):
         target = Path(path)
         chunks = self.get(cid, max_size=max_size, max_depth=max_depth)
         written = 0
+        created: list[Path] = []
         try:
-            _make_folder(target.parent)
+            created = _make_folders(target.parent)
             with atomic_writer(target) as out:
                 for chunk in chunks:
                     out.write(chunk)
                     written += len(chunk)
                     if progress is not None:
                         progress(len(chunk))
-        except OSError as exc:
-            raise StoreError(f"cannot write {target}: {exc.strerror or exc}") from exc
+        except BaseException as exc:
+            for folder in reversed(created):  # a failed get changes nothing, not even folders
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
+            if isinstance(exc, OSError):
+                raise StoreError(f"cannot write {target}: {exc.strerror or exc}") from exc
+            raise
         return written
 
     def stat(self, cid: str | CID) -> Stat:
@@ -279,14 +286,18 @@ class ContentStore(ABC):
                 yield payload
 
 
-def _make_folder(folder: Path) -> None:
-    """Create a missing output folder; name a path in the way that is not a folder."""
+def _make_folders(folder: Path) -> list[Path]:
+    """Create a missing output folder and its missing parents; returns them, outermost first."""
+    missing: list[Path] = []
     for part in (folder, *folder.parents):
         if part.exists():
             if not part.is_dir():
                 raise StoreError(f"cannot write into {folder}: {part} is not a folder")
             break
-    folder.mkdir(parents=True, exist_ok=True)
+        missing.append(part)
+    for part in reversed(missing):
+        part.mkdir()
+    return list(reversed(missing))
 
 
 def _check_depth(root: CID, depth: int, max_depth: int) -> None:

@@ -77,7 +77,7 @@ def test_a_small_dag_announcing_a_terabyte_is_refused_before_one_byte_is_streame
     out = tmp_path / "out" / "model.bin"
     with pytest.raises(StoreError, match="max_size"):
         store.get_to_path(root, out, max_size=50 << 20)
-    assert not out.exists() and not list(out.parent.iterdir())  # no partial file, no temporary
+    assert not out.parent.exists()  # no partial file, no temporary, not even the folder it made
     with pytest.raises(LimitExceededError):
         store.read_bytes(root, max_size=4096)
     with pytest.raises(LimitExceededError):
