@@ -144,7 +144,7 @@ class LocalChain:
             return self
         if self._requested_port and port_in_use(self._requested_port):
             raise LocalChainError(f"port {self._requested_port} is in use (another chain still running?)")
-        self._promote_live_state()
+        self._promote_live_state(consume=True)
         self._logdir = tempfile.TemporaryDirectory(prefix=f"fedledger-{self.kind}-")
         attempts = 1 if self._requested_port else 3
         last_error: LocalChainError | None = None
@@ -166,7 +166,7 @@ class LocalChain:
         """Stop gracefully (SIGTERM: Anvil writes its state file), then force if it hangs."""
         self._stop_checkpoints()
         self._terminate(timeout)
-        self._promote_live_state()
+        self._promote_live_state(consume=True)
         self.port = None
         self._cleanup_logs()
 
@@ -261,17 +261,24 @@ class LocalChain:
         assert self.state_path is not None
         return self.state_path.with_name(self.state_path.name + ".live")
 
-    def _promote_live_state(self) -> None:
-        """Copy Anvil's latest dump over the state file if it is complete (a torn dump is skipped)."""
+    def _promote_live_state(self, *, consume: bool = False) -> None:
+        """Copy Anvil's latest dump over the state file if it is complete (a torn dump is skipped).
+
+        ``consume`` (no Anvil running: at start and after stop) also removes the dump, so a later
+        start never prefers a leftover dump to a state file someone restored by hand.
+        """
         if self.state_path is None:
             return
+        live = self._live_state_path
         try:
-            dump = self._live_state_path.read_bytes()
+            dump = live.read_bytes()
             json.loads(dump)
         except (OSError, ValueError):
-            return  # no dump yet, or one torn by a kill mid-write: the previous state stands
-        if not self.state_path.exists() or self.state_path.read_bytes() != dump:
+            dump = None  # no dump yet, or one torn by a kill mid-write: the previous state stands
+        if dump is not None and (not self.state_path.exists() or self.state_path.read_bytes() != dump):
             atomic_write_bytes(self.state_path, dump)
+        if consume:
+            live.unlink(missing_ok=True)
 
     def _start_checkpoints(self) -> None:
         if self.state_path is None:

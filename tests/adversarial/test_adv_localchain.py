@@ -66,6 +66,7 @@ def test_a_dump_torn_by_a_kill_falls_back_to_the_last_complete_state(
     with LocalChain("anvil", state_path=state) as again:
         assert_ledger_kept(again.rpc_url, deployment)
     assert json.loads(state.read_bytes())  # never replaced by the torn dump
+    assert not live.exists()  # consumed on stop: a state file restored by hand is not overridden
 
 
 def _chain_up(port: int, state: Path, deployment_file: Path) -> subprocess.Popen[str]:
