@@ -11,6 +11,7 @@ from web3 import HTTPProvider, Web3
 from fedledger.chain.compiler import CompiledContract
 from fedledger.chain.devaccounts import DevRoles
 from fedledger.chain.localchain import LocalChain, LocalChainError, rpc_request
+from fedledger.errors import FedLedgerError
 from tests.support.local_ledger import assert_ledger_kept, deploy_and_open_round
 
 
@@ -47,8 +48,9 @@ def test_occupied_port_is_reported() -> None:
         sock.bind(("127.0.0.1", 0))
         sock.listen(1)
         port = sock.getsockname()[1]
-        with pytest.raises(LocalChainError, match=f"port {port} is in use"):
+        with pytest.raises(LocalChainError, match=f"port {port} is in use") as caught:
             LocalChain("anvil", port=port, startup_timeout=10).start()
+    assert isinstance(caught.value, FedLedgerError)  # a CLI or role loop catches it with the rest
 
 
 def test_invalid_options_are_refused() -> None:
