@@ -31,6 +31,11 @@ from fedledger.store.errors import (
 
 DEFAULT_MAX_DEPTH = 64  # Kubo's balanced DAG of a 1 TiB file is 3 levels deep; 64 is generous
 DEFAULT_MAX_FILE_SIZE = 64 << 30  # callers that know what they expect pass a tighter max_size
+# A read may visit BLOCK_BUDGET_BASE blocks plus one per BLOCK_BUDGET_BYTES the root announces:
+# Kubo's leaves hold 256 KiB, so honest files use a fraction of it, while a DAG of empty or
+# one-byte leaves linked many times (small announced size, endless walk) runs out of it early.
+BLOCK_BUDGET_BASE = 4096
+BLOCK_BUDGET_BYTES = 32 << 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,11 +259,19 @@ class ContentStore(ABC):
         Each node's announced size (its own data plus its children's blocksizes) must equal what
         its parent announced for it and its own filesize; leaves are checked against their real
         length. So by the time a leaf is yielded, the whole file is known to be the root's
-        announced size, which was checked against ``max_size`` before the first byte.
+        announced size, which was checked against ``max_size`` before the first byte. The
+        number of blocks visited is bounded by that size too (see BLOCK_BUDGET_BASE).
         """
         stack: list[tuple[CID, int | None, int]] = [(root, None, 0)]
+        budget = BLOCK_BUDGET_BASE  # grows with the root's announced size, below
+        visited = 0
         while stack:
             cid, expected, depth = stack.pop()
+            visited += 1
+            if visited > budget:
+                raise LimitExceededError(
+                    str(root), "blocks", budget, f"the DAG needs more than {budget} blocks for its announced size"
+                )
             block = self._get_block_in(root, cid)
             if cid.codec == RAW:
                 payload: bytes = block
@@ -273,8 +286,10 @@ class ContentStore(ABC):
                         str(cid), f"filesize {data.filesize} but {announced} bytes below it (in {root})"
                     )
                 children = [(link.cid, size) for link, size in zip(node.links, data.blocksizes, strict=True)]
-            if expected is None and announced > max_size:
-                raise LimitExceededError(str(root), "max_size", max_size, f"the file announces {announced} bytes")
+            if expected is None:
+                if announced > max_size:
+                    raise LimitExceededError(str(root), "max_size", max_size, f"the file announces {announced} bytes")
+                budget += announced // BLOCK_BUDGET_BYTES
             if expected is not None and announced != expected:
                 raise MalformedDagError(
                     str(cid), f"parent announces {expected} bytes, node holds {announced} (in {root})"

@@ -7,6 +7,7 @@ aggregator, nodes, the audit) must get a StoreError naming the limit before stre
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -94,6 +95,21 @@ def test_a_dag_1500_levels_deep_is_refused_by_depth_not_by_recursion(tmp_path: P
     # a reader that accepts the depth walks it iteratively: no RecursionError at any depth
     assert store.read_bytes(root, max_depth=2000) == b"x"
     assert len(list(store.iter_dag_blocks(root, max_depth=2000))) == 1501
+
+
+def test_empty_or_one_byte_leaves_linked_a_million_times_run_out_of_block_budget(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "s", durable=False)
+    for leaf in (b"", b"z"):
+        cid = CID.for_block(leaf, version=1, codec=RAW)
+        store.put_block(cid, leaf)
+        size = len(leaf)
+        for _ in range(3):  # 10^9 leaf visits, announcing 0 bytes or 1 GB of one-byte leaves
+            cid, _ = _put_node(store, [(cid, size, 1)] * 1000)
+            size *= 1000
+        started = time.monotonic()
+        with pytest.raises(LimitExceededError, match="blocks"):
+            store.read_bytes(cid, max_size=2 << 30)
+        assert time.monotonic() - started < 60  # seconds, on a loaded machine: not 10^9 block reads
 
 
 def test_sizes_that_lie_are_caught_before_the_lie_is_streamed(tmp_path: Path) -> None:
