@@ -28,6 +28,7 @@ from fedledger.chain.approvals import GlobalModelRecord
 from fedledger.chain.client import LedgerClient, UpdateSubmitted
 from fedledger.chain.errors import LedgerError
 from fedledger.digests import sm3_file
+from fedledger.fileio import atomic_write_text
 from fedledger.fl import Dataset, ModelFileError, TrainConfig
 from fedledger.protocol import RoundRecord, UpdateEntry, merkle_root, width_to_ppm
 from fedledger.protocol.consortium import Consortium
@@ -155,9 +156,8 @@ def submit_trained(ctx: NodeContext, round_index: int, trained: TrainedUpdate) -
         mapping_digest=trained.mapping_digest,
     )
     signature = sign(ctx.sm9_key, entry.message()).to_der()
-    (round_dir(ctx, round_index) / "submitted.json").write_text(
-        json.dumps({"cid": cid, "digest": trained.digest.hex()}), encoding="utf-8"
-    )
+    marker = json.dumps({"cid": cid, "digest": trained.digest.hex()})
+    atomic_write_text(round_dir(ctx, round_index) / "submitted.json", marker)
     ctx.ledger.submit_update(
         ctx.account,
         round_index,

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fedledger.digests import sm3_file
+from fedledger.fileio import atomic_write_text
 from fedledger.fl import (
     AlignmentAggregation,
     Dataset,
@@ -52,9 +53,7 @@ class TrainedUpdate:
             "loss": self.loss,
             "base_digest": base_digest.hex(),
         }
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(summary), encoding="utf-8")
-        tmp.replace(path)
+        atomic_write_text(path, json.dumps(summary))
 
     @classmethod
     def load_summary(cls, summary: Path, update: Path, base_digest: bytes) -> TrainedUpdate | None:

@@ -27,6 +27,7 @@ from typing import Any
 import gmpy2
 
 from fedledger.digests import sm3
+from fedledger.fileio import atomic_write_text
 from fedledger.sm9.curve import G1Point, g1_add, g1_mul, g1_multi_mul, g1_neg, p1_mul
 from fedledger.sm9.encoding import g1_from_bytes, g1_to_bytes
 from fedledger.sm9.errors import (
@@ -170,7 +171,7 @@ class ThresholdPublic:
         return cls.from_dict(_loads(text, "threshold public data"))
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(self.to_json() + "\n", encoding="utf-8")
+        atomic_write_text(path, self.to_json() + "\n")
 
     @classmethod
     def load(cls, path: str | Path) -> ThresholdPublic:
