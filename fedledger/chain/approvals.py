@@ -17,6 +17,8 @@ from eth_account.messages import SignableMessage, encode_typed_data
 from eth_account.signers.local import LocalAccount
 from eth_utils import to_checksum_address
 
+from fedledger.digests import as_bytes32
+
 DOMAIN_NAME = "FederatedLedger"
 DOMAIN_VERSION = "1"
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
@@ -53,12 +55,6 @@ class MembershipAction(IntEnum):
     SET_AGGREGATOR = 3
 
 
-def _bytes32(value: bytes, what: str) -> bytes:
-    if len(value) != 32:
-        raise ValueError(f"{what} must be 32 bytes, got {len(value)}")
-    return bytes(value)
-
-
 @dataclass(frozen=True)
 class LedgerDomain:
     """Which ledger an approval is for: chain id + contract address."""
@@ -86,8 +82,8 @@ class GlobalModelRecord:
     sm9_signature: bytes
 
     def __post_init__(self) -> None:
-        _bytes32(self.digest, f"round {self.round} global digest")
-        _bytes32(self.updates_root, f"round {self.round} updates root")
+        as_bytes32(self.digest, f"round {self.round} global digest")
+        as_bytes32(self.updates_root, f"round {self.round} updates root")
 
     def message(self, nonce: int) -> dict[str, Any]:
         return {

@@ -43,11 +43,11 @@ def run_smoke(kind: ChainKind = "anvil", progress: Callable[[str], None] | None 
     from web3 import HTTPProvider, Web3
 
     from fedledger.chain.approvals import GlobalModelRecord
-    from fedledger.chain.client import width_rate_to_ppm
     from fedledger.chain.deploy import deploy_ledger, dev_consortium
     from fedledger.chain.devaccounts import dev_roles
     from fedledger.chain.errors import NotEnoughApprovals
     from fedledger.digests import sm3
+    from fedledger.widths import width_to_ppm
 
     say = progress or (lambda _msg: None)
     roles = dev_roles(5)
@@ -80,7 +80,7 @@ def run_smoke(kind: ChainKind = "anvil", progress: Callable[[str], None] | None 
             say(f"institution {i + 1} submits its update (width {rate})")
             tx = ledger.submit_update(
                 institution, 0, f"placeholder:round-0:update-{i + 1}", sm3(b"placeholder update %d" % i),
-                sm3(b"placeholder index map %d" % i), 100 * (i + 1), width_rate_to_ppm(rate),
+                sm3(b"placeholder index map %d" % i), 100 * (i + 1), width_to_ppm(rate),
                 b"placeholder-sm9-signature-%d" % i,
             )  # fmt: skip
             report.step(f"submitUpdate by {consortium[i].sm9_id} (width {rate})", "recorded", tx.gas_used)

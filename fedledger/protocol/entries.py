@@ -10,29 +10,12 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from fractions import Fraction
 from typing import Protocol
 
-from fedledger.digests import sm3
+from fedledger.digests import as_bytes32, sm3
 
-PPM = 1_000_000
 _UPDATE_TAG = b"fedledger/update-entry/v1"
 _RECORD_TAG = b"fedledger/round-record/v1"
-
-
-def width_to_ppm(width_rate: float | Fraction) -> int:
-    """A width rate in (0, 1] as integer parts per million (how the contract stores it)."""
-    ppm = round(float(width_rate) * PPM)
-    if not 0 < ppm <= PPM:
-        raise ValueError(f"width rate must be in (0, 1], got {width_rate!r}")
-    return ppm
-
-
-def ppm_to_width(ppm: int) -> float:
-    """Inverse of :func:`width_to_ppm`."""
-    if not 0 < ppm <= PPM:
-        raise ValueError(f"width rate in ppm must be in (0, {PPM}], got {ppm}")
-    return ppm / PPM
 
 
 def _address_bytes(address: str) -> bytes:
@@ -40,12 +23,6 @@ def _address_bytes(address: str) -> bytes:
     if len(raw) != 20:
         raise ValueError(f"not a 20-byte Ethereum address: {address!r}")
     return raw
-
-
-def _digest(value: bytes, what: str) -> bytes:
-    if len(value) != 32:
-        raise ValueError(f"{what} must be 32 bytes, got {len(value)}")
-    return value
 
 
 def _text(value: str) -> bytes:
@@ -111,9 +88,9 @@ class UpdateEntry:
                 struct.pack(">Q", self.round),
                 _address_bytes(self.institution),
                 _text(self.cid),
-                _digest(self.digest, "update digest"),
+                as_bytes32(self.digest, "update digest"),
                 struct.pack(">QI", self.num_samples, self.width_ppm),
-                _digest(self.mapping_digest, "mapping digest"),
+                as_bytes32(self.mapping_digest, "mapping digest"),
             ]
         )
 
@@ -142,9 +119,9 @@ class RoundRecord:
                 struct.pack(">Q", self.chain_id),
                 _address_bytes(self.contract),
                 struct.pack(">Q", self.round),
-                _digest(self.base_digest, "base digest"),
+                as_bytes32(self.base_digest, "base digest"),
                 _text(self.global_cid),
-                _digest(self.global_digest, "global digest"),
-                _digest(self.updates_root, "updates root"),
+                as_bytes32(self.global_digest, "global digest"),
+                as_bytes32(self.updates_root, "updates root"),
             ]
         )
