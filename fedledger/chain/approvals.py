@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any
+from typing import Any, Protocol
 
 from eth_account import Account
 from eth_account.messages import SignableMessage, encode_typed_data
@@ -71,6 +71,19 @@ class LedgerDomain:
         }
 
 
+class SignedRoundFields(Protocol):
+    """The on-chain part of ``fedledger.protocol.RoundRecord`` (structural: chain does not import protocol)."""
+
+    @property
+    def round(self) -> int: ...
+    @property
+    def global_cid(self) -> str: ...
+    @property
+    def global_digest(self) -> bytes: ...
+    @property
+    def updates_root(self) -> bytes: ...
+
+
 @dataclass(frozen=True)
 class GlobalModelRecord:
     """The round record the approvers (and the SM9 threshold signature) authorise."""
@@ -84,6 +97,11 @@ class GlobalModelRecord:
     def __post_init__(self) -> None:
         as_bytes32(self.digest, f"round {self.round} global digest")
         as_bytes32(self.updates_root, f"round {self.round} updates root")
+
+    @classmethod
+    def from_round_record(cls, record: SignedRoundFields, sm9_signature: bytes) -> GlobalModelRecord:
+        """What the contract stores for a threshold-signed round record."""
+        return cls(record.round, record.global_cid, record.global_digest, record.updates_root, sm9_signature)
 
     def message(self, nonce: int) -> dict[str, Any]:
         return {

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from fedledger.digests import as_bytes32, sm3
 
@@ -99,6 +99,19 @@ class UpdateEntry:
         return sm3(b"\x00" + self.message() + sm3(signature_der))
 
 
+class PostedEvent(Protocol):
+    """What a ``GlobalModelPosted`` event carries (``fedledger.chain.client.GlobalModelPosted`` fits)."""
+
+    @property
+    def round(self) -> int: ...
+    @property
+    def cid(self) -> str: ...
+    @property
+    def digest(self) -> bytes: ...
+    @property
+    def updates_root(self) -> bytes: ...
+
+
 @dataclass(frozen=True)
 class RoundRecord:
     """What the consortium threshold-signs for a round: all of it is on chain after posting."""
@@ -110,6 +123,39 @@ class RoundRecord:
     global_cid: str
     global_digest: bytes
     updates_root: bytes
+
+    @classmethod
+    def from_posted(cls, chain_id: int, contract: str, base_digest: bytes, posted: PostedEvent) -> RoundRecord:
+        """The record a ``GlobalModelPosted`` event stands for; ``base_digest`` comes from its ``RoundOpened``."""
+        return cls(chain_id, contract, posted.round, base_digest, posted.cid, posted.digest, posted.updates_root)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form the aggregator shows in a signing session (digests as 0x-hex)."""
+        return {
+            "chain_id": self.chain_id,
+            "contract": self.contract,
+            "round": self.round,
+            "base_digest": "0x" + self.base_digest.hex(),
+            "global_cid": self.global_cid,
+            "global_digest": "0x" + self.global_digest.hex(),
+            "updates_root": "0x" + self.updates_root.hex(),
+        }
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> RoundRecord:
+        """Parse :meth:`to_dict`'s form from an untrusted peer; ValueError names what is wrong."""
+        try:
+            return cls(
+                int(raw["chain_id"]),
+                str(raw["contract"]),
+                int(raw["round"]),
+                as_bytes32(bytes.fromhex(raw["base_digest"].removeprefix("0x")), "base digest"),
+                str(raw["global_cid"]),
+                as_bytes32(bytes.fromhex(raw["global_digest"].removeprefix("0x")), "global digest"),
+                as_bytes32(bytes.fromhex(raw["updates_root"].removeprefix("0x")), "updates root"),
+            )
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:
+            raise ValueError(f"malformed round record: {exc.__class__.__name__}: {exc}") from None
 
     def message(self) -> bytes:
         """The bytes the consortium identity signs (k-of-n threshold SM9)."""
