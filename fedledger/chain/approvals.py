@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from eth_account import Account
 from eth_account.messages import SignableMessage, encode_typed_data
@@ -18,6 +18,9 @@ from eth_account.signers.local import LocalAccount
 from eth_utils import to_checksum_address
 
 from fedledger.digests import as_bytes32
+
+if TYPE_CHECKING:  # for the annotation only: chain does not depend on protocol at run time
+    from fedledger.protocol import RoundRecord
 
 DOMAIN_NAME = "FederatedLedger"
 DOMAIN_VERSION = "1"
@@ -71,19 +74,6 @@ class LedgerDomain:
         }
 
 
-class SignedRoundFields(Protocol):
-    """The on-chain part of ``fedledger.protocol.RoundRecord`` (structural: chain does not import protocol)."""
-
-    @property
-    def round(self) -> int: ...
-    @property
-    def global_cid(self) -> str: ...
-    @property
-    def global_digest(self) -> bytes: ...
-    @property
-    def updates_root(self) -> bytes: ...
-
-
 @dataclass(frozen=True)
 class GlobalModelRecord:
     """The round record the approvers (and the SM9 threshold signature) authorise."""
@@ -99,7 +89,7 @@ class GlobalModelRecord:
         as_bytes32(self.updates_root, f"round {self.round} updates root")
 
     @classmethod
-    def from_round_record(cls, record: SignedRoundFields, sm9_signature: bytes) -> GlobalModelRecord:
+    def from_round_record(cls, record: RoundRecord, sm9_signature: bytes) -> GlobalModelRecord:
         """What the contract stores for a threshold-signed round record."""
         return cls(record.round, record.global_cid, record.global_digest, record.updates_root, sm9_signature)
 
