@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import shutil
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))  # audit_scenario, whatever pytest's import mode
-
-from audit_scenario import RoundPlan, Scenario, play_rounds
-
 from fedledger.chain.deploy import Deployment
 from fedledger.chain.devaccounts import DevRoles
 from fedledger.chain.localchain import LocalChain
+from tests.support.audit_scenario import RoundPlan, Scenario, play_rounds
 
 HAPPY_PLANS = [
     RoundPlan(submitters=[0, 1, 2, 3]),

@@ -7,10 +7,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from audit_scenario import Scenario
 from fastapi.testclient import TestClient
 
 from fedledger.store import LocalStore
+from tests.support.audit_scenario import Scenario
 
 
 @pytest.fixture(scope="module")
