@@ -11,18 +11,18 @@ import contextlib
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
+
+from fedledger.cli.common import FAILED, console, err_console, fail
 
 if TYPE_CHECKING:
     from fedledger.audit.models import AuditSummary
     from fedledger.audit.service import AuditService
 
 app = typer.Typer(no_args_is_help=True)
-console = Console()
-err_console = Console(stderr=True)
+CHAIN_UNREACHABLE = 3  # `audit summary`'s own exit code, beside the shared 1 and 2
 
 DeploymentOpt = Annotated[
     Path | None,
@@ -64,11 +64,6 @@ ConfirmationsOpt = Annotated[
 ]
 
 
-def _fail(message: str, code: int = 2) -> NoReturn:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
-    raise typer.Exit(code)
-
-
 def _service(
     deployment: Path | None,
     rpc_url: str | None,
@@ -83,13 +78,13 @@ def _service(
     from fedledger.store import default_store_spec
 
     if confirmations < 0:
-        _fail("--confirmations must be >= 0")
+        fail("--confirmations must be >= 0")
     if deployment is None and (rpc_url is None or contract is None):
         from fedledger.chain.deploy import DEFAULT_DEPLOYMENT_FILE, DEPLOYMENT_ENV
 
         deployment = Path(os.environ.get(DEPLOYMENT_ENV) or DEFAULT_DEPLOYMENT_FILE)
         if not deployment.exists():
-            _fail(f"no deployment file at {deployment}: pass --deployment FILE, or --rpc-url and --contract")
+            fail(f"no deployment file at {deployment}: pass --deployment FILE, or --rpc-url and --contract")
     try:
         return open_audit_service(
             store=store or default_store_spec(),
@@ -102,7 +97,7 @@ def _service(
             confirmations=confirmations,
         )
     except (ValueError, FileNotFoundError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
 
 
 def print_summary(summary: AuditSummary) -> None:
@@ -158,13 +153,13 @@ def summary(
         with contextlib.nullcontext() if as_json else status:
             result = service.summary()
     except AuditError as exc:
-        _fail(exc.message, 3)
+        fail(exc.message, CHAIN_UNREACHABLE)
     if as_json:
         typer.echo(json.dumps(result.model_dump(mode="json"), indent=2))
     else:
         print_summary(result)
     if not result.all_verified:
-        raise typer.Exit(1)
+        raise typer.Exit(FAILED)
 
 
 @app.command("serve")
@@ -185,9 +180,9 @@ def serve(
 ) -> None:
     """Serve the read-only audit REST API (OpenAPI docs at /docs, summary at /summary)."""
     if not 1 <= port <= 65535:
-        _fail(f"--port must be between 1 and 65535, not {port}")
+        fail(f"--port must be between 1 and 65535, not {port}")
     if log_level not in ("critical", "error", "warning", "info", "debug"):
-        _fail(f"--log-level must be one of critical, error, warning, info, debug, not {log_level!r}")
+        fail(f"--log-level must be one of critical, error, warning, info, debug, not {log_level!r}")
     service = _service(
         deployment, rpc_url, contract, from_block, store, master_public_key, consortium_identity, confirmations
     )
