@@ -97,9 +97,7 @@ def _approval_signer(ctx: AggregatorContext, record: RoundRecord) -> Callable[[b
     def signer(signature_der: bytes, approval: bytes) -> str:
         typed = global_model_typed_data(
             ctx.ledger.domain,
-            GlobalModelRecord(
-                record.round, record.global_cid, record.global_digest, record.updates_root, signature_der
-            ),
+            GlobalModelRecord.from_round_record(record, signature_der),
             nonce,
         )
         return recover_signer(typed, approval)
@@ -203,7 +201,7 @@ def run_round(ctx: AggregatorContext, round_index: int, stop: threading.Event) -
     signature, approvals = authorize(ctx, record, included, stop)
     ctx.ledger.post_global_model(
         ctx.account,
-        GlobalModelRecord(round_index, record.global_cid, record.global_digest, record.updates_root, signature),
+        GlobalModelRecord.from_round_record(record, signature),
         approvals,
     )
     log.info(

@@ -70,15 +70,7 @@ class SigningSession:
                 "session_id": self.session_id,
                 "round": self.record.round,
                 "phase": self.phase,
-                "record": {
-                    "chain_id": self.record.chain_id,
-                    "contract": self.record.contract,
-                    "round": self.record.round,
-                    "base_digest": "0x" + self.record.base_digest.hex(),
-                    "global_cid": self.record.global_cid,
-                    "global_digest": "0x" + self.record.global_digest.hex(),
-                    "updates_root": "0x" + self.record.updates_root.hex(),
-                },
+                "record": self.record.to_dict(),
                 "included": self.included,
                 "excluded": sorted(self.coordinator.excluded),
             }
