@@ -32,6 +32,7 @@ from typing import Literal
 from fedledger.chain.paths import anvil_binary, node_binary, node_modules, project_root
 from fedledger.errors import FedLedgerError
 from fedledger.fileio import atomic_write_bytes
+from fedledger.netutil import free_port
 
 ChainKind = Literal["anvil", "hardhat"]
 DEV_CHAIN_ID = 31337
@@ -41,13 +42,6 @@ DEFAULT_STATE_INTERVAL = 1  # seconds between Anvil's state dumps (Anvil takes w
 
 class LocalChainError(FedLedgerError, RuntimeError):
     """The local chain did not start, or stopped unexpectedly."""
-
-
-def free_port() -> int:
-    """A currently free TCP port on 127.0.0.1 (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def rpc_request(url: str, method: str, params: list[object] | None = None, timeout: float = 5.0) -> object:

@@ -18,7 +18,8 @@ import psutil
 
 from fedledger.chain.compiler import CompiledContract
 from fedledger.chain.devaccounts import DevRoles
-from fedledger.chain.localchain import LocalChain, free_port
+from fedledger.chain.localchain import LocalChain
+from fedledger.netutil import free_port
 from tests.support.local_ledger import assert_ledger_kept, deploy_and_open_round
 
 FEDLEDGER = str(Path(sys.executable).with_name("fedledger"))
