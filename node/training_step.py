@@ -13,6 +13,7 @@ from pathlib import Path
 from fedledger.digests import sm3_file
 from fedledger.envelope import EnvelopeError
 from fedledger.errors import FedLedgerError
+from fedledger.fileio import atomic_write_text
 from fedledger.fl import (
     AlignmentAggregation,
     Dataset,
@@ -30,8 +31,12 @@ from fedledger.protocol.errors import SealedModelError
 from fedledger.protocol.model_files import ModelVault
 
 
-class BaseModelMismatch(FedLedgerError):
-    """The model fetched for a round does not match what the ledger recorded, or cannot be opened."""
+class UnusableGlobalModel(FedLedgerError):
+    """The global model fetched for a round differs from the ledger's digest or cannot be trained from.
+
+    Not ``fedledger.chain.errors.UnusableGlobalModel``: that one is the contract refusing a round
+    opened on the wrong base; this one is the node refusing the bytes the store handed it.
+    """
 
 
 @dataclass(frozen=True)
@@ -55,9 +60,7 @@ class TrainedUpdate:
             "loss": self.loss,
             "base_digest": base_digest.hex(),
         }
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(summary), encoding="utf-8")
-        tmp.replace(path)
+        atomic_write_text(path, json.dumps(summary))
 
     @classmethod
     def load_summary(cls, summary: Path, update: Path, base_digest: bytes) -> TrainedUpdate | None:
@@ -86,7 +89,7 @@ def fetch_verified_model(vault: ModelVault, cid: str, expected_digest: bytes, de
     try:
         return vault.get(cid, expected_digest, dest)
     except (SealedModelError, EnvelopeError) as exc:
-        raise BaseModelMismatch(str(exc)) from None
+        raise UnusableGlobalModel(str(exc)) from None
 
 
 def train_update(
@@ -103,7 +106,7 @@ def train_update(
     """Cut the sub-model out of the base, train it locally and write the update file."""
     state, meta = load_global(base_path)
     if meta.spec is None:
-        raise BaseModelMismatch(f"{base_path}: global model carries no model spec")
+        raise UnusableGlobalModel(f"{base_path}: global model carries no model spec")
     sub_state, index_map = extract_submodel(state, meta.spec, width_rate, selection, round_index)
     new_state, num_samples, metrics = train_local(meta.spec, sub_state, width_rate, data, train)
     metadata = UpdateMetadata(

@@ -170,7 +170,10 @@ def get(
     timeout: TimeoutOption = 60.0,
     old_output: OldOutputOption = None,
 ) -> None:
-    """Fetch a file, verifying every block (and opening it if sealed); on any failure no output file is left."""
+    """Fetch a file, verifying every block (and opening it if sealed); on any failure no output file is left.
+
+    Missing folders on the output path are created.
+    """
     output = output_path(out, old_output)
     keys = _reader_keys(key_file, password_file) if key_file else None
     source = _open(store, timeout)
