@@ -170,6 +170,9 @@ def register_card(
         Path | None,
         typer.Option("--enc-master-public", help="Also publish this SM9 encryption master public key (PEM)."),
     ] = None,
+    as_aggregator: Annotated[
+        bool, typer.Option("--aggregator", help="The card is the aggregator's (its identity becomes the reader's).")
+    ] = False,
 ) -> None:
     """File a member's or the aggregator's ML-KEM-768 public key in the roster under its SM9 identity."""
     from dataclasses import replace
@@ -181,7 +184,7 @@ def register_card(
     with errors_reported(BAD_INPUT, (FedLedgerError, OSError, ValueError)):  # roster errors are ValueErrors
         reader = Recipient.from_json(card.read_text(encoding="utf-8"))
         identity = reader.identity.decode("utf-8")
-        updated = Consortium.load(roster).with_reader_card(identity, reader.mlkem_public)
+        updated = Consortium.load(roster).with_reader_card(identity, reader.mlkem_public, aggregator=as_aggregator)
         if enc_master_public is not None:
             mpk = EncryptMasterPublicKey.load(enc_master_public)
             updated = replace(updated, encrypt_master_public=mpk.to_der().hex())

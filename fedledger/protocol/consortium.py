@@ -57,9 +57,12 @@ class Consortium:
                 return member
         raise KeyError(f"no member holds threshold share {share_index}")
 
-    def with_reader_card(self, sm9_identity: str, mlkem768_public: bytes) -> Consortium:
-        """The roster with ``sm9_identity``'s ML-KEM-768 key registered (a member's or the aggregator's)."""
+    def with_reader_card(self, sm9_identity: str, mlkem768_public: bytes, *, aggregator: bool = False) -> Consortium:
+        """The roster with ``sm9_identity``'s ML-KEM-768 key registered (a member's or the aggregator's);
+        ``aggregator`` names ``sm9_identity`` the aggregator's reader identity."""
         card = mlkem768_public.hex()
+        if aggregator:
+            return replace(self, aggregator=Reader("aggregator", sm9_identity, card))
         if self.aggregator is not None and self.aggregator.sm9_identity == sm9_identity:
             return replace(self, aggregator=replace(self.aggregator, mlkem768_public=card))
         if not any(m.sm9_identity == sm9_identity for m in self.members):

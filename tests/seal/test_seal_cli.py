@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from fedledger.cli import app
 from fedledger.envelope import RecipientKeys
-from fedledger.protocol.consortium import Consortium, Member, Reader
+from fedledger.protocol.consortium import Consortium, Member
 from fedledger.protocol.errors import SealedModelError
 from fedledger.protocol.readers import READER_CARD_FILE, READER_KEYS_FILE, install_reader_keys, reader_keys_from_kgc
 
@@ -34,9 +34,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert stat.S_IMODE((kgc / "enc_master.key").stat().st_mode) == 0o600
     assert (kgc / "enc_master_public.pem").read_text().startswith("-----BEGIN SM9 ENC MASTER PUBLIC KEY-----")
     members = (Member("h1", "0x" + "01" * 20, "inst:h1", 1), Member("h2", "0x" + "02" * 20, "inst:h2", 2))
-    Consortium(1, "0x" + "ab" * 20, "consortium:1", 2, members, aggregator=Reader("aggregator", "agg")).save(
-        root / "consortium.json"
-    )
+    Consortium(1, "0x" + "ab" * 20, "consortium:1", 2, members).save(root / "consortium.json")
     for identity in ("inst:h1", "inst:h2", "agg"):
         issued = root / f"enc-{identity}.key"
         _run(
@@ -57,6 +55,9 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Path:
     card = root / "inst-h1" / READER_CARD_FILE
     _run(["kgc", "register-card", "--roster", str(root / "consortium.json"), "--card", str(card),
           "--enc-master-public", str(kgc / "enc_master_public.pem")])  # fmt: skip
+    _run(["kgc", "register-card", "--roster", str(root / "consortium.json"), "--aggregator",
+          "--card", str(root / "agg" / READER_CARD_FILE)])  # fmt: skip
+    assert Consortium.load(root / "consortium.json").aggregator.sm9_identity == "agg"  # type: ignore[union-attr]
     return root
 
 
