@@ -48,6 +48,27 @@ class AggregationError(FedLedgerError, ValueError):
     """An update does not fit the global model (should have been caught by validation)."""
 
 
+def check_update_fits(update: ClientUpdate, sums: Mapping[str, ExactSum]) -> None:
+    """The update's tensors match its index map and the global model, and fit the exact sums' range."""
+    who = update.institution
+    if not isinstance(update.num_samples, int) or update.num_samples <= 0:
+        raise AggregationError(f"institution {who}: sample count must be a positive integer")
+    for name in update.index_map.indices:
+        if name not in sums:
+            raise AggregationError(f"institution {who}, tensor {name}: not in the global model")
+        value = update.state.get(name)
+        shape = tuple(sums[name].total.shape)
+        if (
+            value is None
+            or tuple(value.shape) != update.index_map.sub_shape(name)
+            or shape != tuple(update.index_map.global_shapes[name])
+        ):
+            raise AggregationError(f"institution {who}, tensor {name}: does not match its index map")
+        problem = sums[name].out_of_range(value)
+        if problem:
+            raise AggregationError(f"institution {who}, tensor {name}: {problem}")
+
+
 class StreamingAccumulator:
     """Exact weighted sums per global entry, fed one update at a time; weights kept in factored form.
 
@@ -69,25 +90,11 @@ class StreamingAccumulator:
 
     def add(self, update: ClientUpdate) -> None:
         """Accumulate one update; it is checked fully first, so a bad update changes nothing."""
-        who = update.institution
-        if not isinstance(update.num_samples, int) or update.num_samples <= 0:
-            raise AggregationError(f"institution {who}: sample count must be a positive integer")
+        check_update_fits(update, self._sums)
         if self.total_samples + update.num_samples > MAX_TOTAL_WEIGHT:
-            raise AggregationError(f"institution {who}: sample counts of the round exceed {MAX_TOTAL_WEIGHT}")
-        for name in update.index_map.indices:
-            if name not in self._sums:
-                raise AggregationError(f"institution {who}, tensor {name}: not in the global model")
-            value = update.state.get(name)
-            shape = tuple(self._sums[name].total.shape)
-            if (
-                value is None
-                or tuple(value.shape) != update.index_map.sub_shape(name)
-                or shape != tuple(update.index_map.global_shapes[name])
-            ):
-                raise AggregationError(f"institution {who}, tensor {name}: does not match its index map")
-            problem = self._sums[name].out_of_range(value)
-            if problem:
-                raise AggregationError(f"institution {who}, tensor {name}: {problem}")
+            raise AggregationError(
+                f"institution {update.institution}: sample counts of the round exceed {MAX_TOTAL_WEIGHT}"
+            )
         weight = update.num_samples
         for name, dims in update.index_map.indices.items():
             acc = self._sums[name]

@@ -79,6 +79,14 @@ class ExactSum:
         np.multiply(source, float(weight) * self._unit, out=out, dtype=np.float64, casting="unsafe")
         return out
 
+    def add_stack(self, stack: torch.Tensor, keep: torch.Tensor) -> None:
+        """Add the kept values of ``stack`` (one row per update, weight 1 each) along dim 0."""
+        fixed = np.zeros(tuple(stack.shape), dtype=np.int64)
+        np.multiply(
+            stack.detach().numpy(), self._unit, out=fixed, where=keep.numpy(), dtype=np.float64, casting="unsafe"
+        )
+        self.total += torch.from_numpy(fixed.sum(axis=0))  # integer sums: exact in any order
+
     def mean(self, weights: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
         """total / weights where weights > 0, ``previous`` elsewhere, in ``previous``'s dtype.
 
