@@ -31,6 +31,7 @@ import torch
 from fedledger.fl.aggregation import ClientUpdate, FedAvg, full_width_update
 from fedledger.fl.data import Dataset, Shard, load_dataset, partition, pooled
 from fedledger.fl.evaluation import evaluate
+from fedledger.fl.exact_sum import out_of_range, range_exponent
 from fedledger.fl.models import ModelSpec, default_spec, initial_global_state
 from fedledger.fl.rules import DEFAULT_RULE, aggregation_for
 from fedledger.fl.submodel import extract_submodel, extract_with_map, tiled_offsets
@@ -266,9 +267,18 @@ def run_federated(
             offsets=offsets,
             poison_scale=poison_scale,
         )
-        global_state = strategy.aggregate(global_state, updates)
+        global_state = strategy.aggregate(global_state, _within_range(global_state, updates))
         history.append(_metrics(spec, global_state, test, val))
     return history
+
+
+def _within_range(global_state: dict[str, torch.Tensor], updates: Iterator[ClientUpdate]) -> Iterator[ClientUpdate]:
+    """Drop updates the validator would reject for values outside the exact sum's range (as the
+    aggregator does, with a reason): a poisoned model can grow until even honest updates are."""
+    exponents = {name: range_exponent(t) for name, t in global_state.items()}
+    for update in updates:
+        if all(out_of_range(update.state[n], exponents[n]) is None for n in update.state):
+            yield update
 
 
 def _metrics(spec: ModelSpec, state: dict[str, torch.Tensor], test: Dataset, val: Dataset | None) -> dict[str, float]:
