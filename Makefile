@@ -19,7 +19,7 @@ help:
 	@echo "make demo   install what is missing, then run a full federated round end to end"
 	@echo "make test   install what is missing, then lint, Solidity tests and the pytest suite"
 	@echo "make bench  install what is missing, then print every benchmark as JSON"
-	@echo "make lint   ruff on everything, mypy on fedledger/"
+	@echo "make lint   ruff on everything, mypy on fedledger/ node/ aggregator/ demo/ (pydantic plugin)"
 	@echo "make clean  remove build outputs (keeps .venv and node_modules)"
 
 $(PY_STAMP): pyproject.toml requirements.lock
@@ -56,7 +56,7 @@ demo: install
 	fedledger demo
 
 # Every benchmark prints JSON with ratios against a baseline measured in the same run.
-BENCHES := chain sm9 store fl round
+BENCHES := chain sm9 store crypto fl round
 bench: install
 	@for b in $(BENCHES); do echo "== fedledger bench $$b"; fedledger bench $$b --json || exit 1; done
 

@@ -11,23 +11,19 @@ from typing import Annotated
 import typer
 
 from fedledger.cli.bench import bench_app, emit
+from fedledger.cli.common import err_console, fail
 
 app = typer.Typer(no_args_is_help=True)
 _DOCS = Path("docs")
 
 
-def _fail(message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code=2)
-
-
 def _parse_list(text: str, what: str, kind: type) -> tuple:
     try:
         values = tuple(kind(part.strip()) for part in text.split(",") if part.strip())
-    except ValueError as exc:
-        raise _fail(f"{what}: cannot parse {text!r}") from exc
+    except ValueError:
+        fail(f"{what}: cannot parse {text!r}")
     if not values:
-        raise _fail(f"{what}: empty list")
+        fail(f"{what}: empty list")
     return values
 
 
@@ -77,8 +73,6 @@ def experiment(
     """Compare centralised, FedAvg full width, FedAvg smallest width and alignment (static, rolling, tiled)."""
     from dataclasses import replace
 
-    from rich.console import Console
-
     from fedledger.fl import experiment as ex
     from fedledger.fl.rules import AGGREGATION_RULES
     from fedledger.fl.training import TrainConfig, configure_threads
@@ -90,7 +84,7 @@ def experiment(
         names = _parse_list(datasets, "--datasets", str)
         unknown = sorted(set(names) - {"digits", "breast_cancer"})
         if unknown:
-            raise _fail(f"--datasets: unknown {unknown}; choose from digits, breast_cancer")
+            fail(f"--datasets: unknown {unknown}; choose from digits, breast_cancer")
         pool = ex.full_config().settings
         settings = tuple(s for s in pool if s.dataset in names)
         if quick:
@@ -105,11 +99,11 @@ def experiment(
             proximal_mu=proximal_mu,
         )
     except ValueError as exc:
-        raise _fail(str(exc)) from exc
+        fail(str(exc))
     if institutions is not None:
         sizes = _parse_list(institutions, "--institutions", int)
         if min(sizes) < 1:
-            raise _fail("--institutions: sizes must be positive")
+            fail("--institutions: sizes must be positive")
         settings = tuple(dict.fromkeys(replace(s, institutions=n) for s in settings for n in sizes))
     if skews is not None:
         wanted = _parse_list(skews, "--skews", str)
@@ -117,7 +111,7 @@ def experiment(
     if models is not None:
         settings = tuple(s for s in settings if s.model in _parse_list(models, "--models", str))
     if not settings:
-        raise _fail("no setting left after --datasets / --skews / --models")
+        fail("no setting left after --datasets / --skews / --models")
     chosen_assignments = _parse_list(assignments, "--assignments", str) if assignments else base.assignments
     chosen_methods = _parse_list(methods, "--methods", str) if methods else base.methods
     for what, chosen, allowed in (
@@ -127,7 +121,7 @@ def experiment(
     ):
         unknown = sorted(set(chosen) - set(allowed))
         if unknown:
-            raise _fail(f"{what}: unknown {unknown}; choose from {', '.join(allowed)}")
+            fail(f"{what}: unknown {unknown}; choose from {', '.join(allowed)}")
     config = ex.ExperimentConfig(
         settings,
         assignments=chosen_assignments,
@@ -140,7 +134,6 @@ def experiment(
         lr_decay=lr_decay,
         tiled_step=tiled_step,
     )
-    console = Console(stderr=True)
     started = time.monotonic()
     total = len(config.settings) * len(config.assignments) * len(config.methods) * len(config.seeds)
     done = 0
@@ -148,7 +141,7 @@ def experiment(
     def progress(message: str) -> None:
         nonlocal done
         done += 1
-        console.print(f"[{done}/{total}] {message} ({time.monotonic() - started:.0f}s)")
+        err_console.print(f"[{done}/{total}] {message} ({time.monotonic() - started:.0f}s)")
 
     results = ex.run_experiment(config, progress)
     elapsed = time.monotonic() - started
@@ -159,7 +152,7 @@ def experiment(
         return
     paths = ex.write_outputs(results, out, stem)
     typer.echo(ex.markdown_table(results))
-    console.print(f"wrote {paths['markdown']}, {paths['png']}, {paths['json']} in {elapsed:.0f}s")
+    err_console.print(f"wrote {paths['markdown']}, {paths['png']}, {paths['json']} in {elapsed:.0f}s")
 
 
 @app.command("inspect")
@@ -184,7 +177,7 @@ def inspect(path: Annotated[Path, typer.Argument(help="An update or global model
         try:
             state, gmeta = load_global(path)
         except ModelFileError:
-            raise _fail(str(update_error)) from update_error
+            fail(str(update_error))
         info = {"kind": "global", "round": gmeta.round_index, "spec": gmeta.spec.to_dict() if gmeta.spec else None}
     info["sm3"] = sm3_file(path).hex()
     info["parameters"] = sum(int(t.numel()) for t in state.values())

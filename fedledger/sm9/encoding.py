@@ -2,14 +2,16 @@
 
 Every decoder is strict: exact lengths and tags, coordinates below p, points on their curve. Anything
 else raises ``SM9EncodingError`` with the reason, so callers can tell malformed input from an invalid
-signature.
+signature. The JSON field readers at the end do the same for the threshold protocol's messages.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import json
 import re
+from typing import Any
 
 from gmpy2 import mpz
 
@@ -125,3 +127,40 @@ def pem_decode(label: str, text: str | bytes) -> bytes:
         return base64.b64decode("".join(match.group(1).split()), validate=True)
     except (binascii.Error, ValueError) as exc:
         raise SM9EncodingError(f"PEM '{label}': invalid base64") from exc
+
+
+# JSON field readers for the threshold messages and public data: each names the field it rejects.
+
+
+def hex_field(data: dict[str, Any], name: str, what: str) -> bytes:
+    value = data.get(name)
+    if not isinstance(value, str):
+        raise SM9EncodingError(f"{what}: field '{name}' must be a hex string")
+    try:
+        return bytes.fromhex(value)
+    except ValueError as exc:
+        raise SM9EncodingError(f"{what}: field '{name}' is not valid hex") from exc
+
+
+def int_field(data: dict[str, Any], name: str, what: str) -> int:
+    value = data.get(name)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise SM9EncodingError(f"{what}: field '{name}' must be an integer")
+    return value
+
+
+def str_field(data: dict[str, Any], name: str, what: str) -> str:
+    value = data.get(name)
+    if not isinstance(value, str):
+        raise SM9EncodingError(f"{what}: field '{name}' must be a string")
+    return value
+
+
+def json_object(text: str | bytes, what: str) -> dict[str, Any]:
+    try:
+        data = json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise SM9EncodingError(f"{what}: not valid JSON") from exc
+    if not isinstance(data, dict):
+        raise SM9EncodingError(f"{what}: expected a JSON object")
+    return data

@@ -1,9 +1,9 @@
 """How long the audit summary takes: 10 rounds x 5 updates of SIZE-byte files on a fresh Anvil.
 
 Not a test (no test_ prefix). Usage, from the repository root:
-    PATH=node_modules/.bin:$PATH .venv/bin/python tests/audit/audit_timing.py SIZE
+    PATH=node_modules/.bin:$PATH .venv/bin/python -m tests.audit.audit_timing SIZE
 Prints the first summary (cold: SM9 checks computed) and the second (warm: SM9 results cached,
-store content re-read, as on every request).
+content verdicts cached per CID, as in a running server).
 """
 
 from __future__ import annotations
@@ -13,14 +13,12 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-import audit_scenario
 from web3 import HTTPProvider, Web3
 
 from fedledger.chain.deploy import deploy_ledger, dev_consortium
 from fedledger.chain.devaccounts import dev_roles
 from fedledger.chain.localchain import LocalChain
+from tests.support import audit_scenario
 
 
 def main(size: int) -> None:

@@ -7,13 +7,13 @@ signed and included, which accounts approved), never from the audit code's own o
 from __future__ import annotations
 
 import pytest
-from audit_scenario import Scenario
 from eth_utils import to_checksum_address
 from fastapi.testclient import TestClient
 
 from fedledger.digests import sm3
 from fedledger.protocol import MerkleProof, verify_proof
 from fedledger.protocol.consortium import consortium_identity
+from tests.support.audit_scenario import Scenario
 
 
 @pytest.fixture(scope="module")

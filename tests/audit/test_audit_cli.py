@@ -12,7 +12,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from audit_scenario import Scenario
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
@@ -20,6 +19,7 @@ from fedledger.audit.api import create_app
 from fedledger.audit.setup import open_audit_service
 from fedledger.chain.localchain import free_port
 from fedledger.cli import app
+from tests.support.audit_scenario import Scenario
 
 runner = CliRunner()
 

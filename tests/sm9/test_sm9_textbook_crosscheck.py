@@ -12,8 +12,6 @@ PEM / ID / DER encodings alone: the "any other correct SM9 implementation" check
 from __future__ import annotations
 
 import base64
-import json
-from pathlib import Path
 
 import pytest
 from gmssl import func as gmssl_func
@@ -258,14 +256,8 @@ def _pem(der: bytes) -> str:
 
 
 @pytest.fixture(scope="module")
-def example() -> dict:
-    for path in (
-        Path(__file__).resolve().parents[3] / "shared" / "sm9_vectors.json",
-        Path("/work/shared/sm9_vectors.json"),
-    ):
-        if path.exists():
-            return json.loads(path.read_text())["sign_example"]
-    pytest.skip("sm9_vectors.json not available")
+def example(sm9_vectors: dict) -> dict:
+    return sm9_vectors["sign_example"]
 
 
 def test_textbook_verifier_reproduces_the_standard_example(example: dict) -> None:

@@ -1,13 +1,10 @@
 """The standard's worked signature example (GM/T 0044-2016 part 5), reproduced bit-exact.
 
-Reference values come from ../shared/sm9_vectors.json (the standard's example, cross-checked with
+Reference values come from tests/sm9/vectors/sm9_vectors.json (the standard's example, cross-checked with
 GmSSL): they are independent of this implementation.
 """
 
 from __future__ import annotations
-
-import json
-from pathlib import Path
 
 import pytest
 
@@ -19,48 +16,37 @@ from fedledger.sm9.hashing import h1
 from fedledger.sm9.pairing import pairing
 from fedledger.sm9.signature import sign_with_nonce
 
-VECTORS_PATH = Path(__file__).resolve().parents[2] / ".." / "shared" / "sm9_vectors.json"
-_FALLBACK = Path("/work/shared/sm9_vectors.json")
-
 
 @pytest.fixture(scope="module")
-def vectors() -> dict:
-    path = VECTORS_PATH if VECTORS_PATH.exists() else _FALLBACK
-    if not path.exists():
-        pytest.skip("sm9_vectors.json not available")
-    return json.loads(path.read_text())
+def master(sm9_vectors: dict) -> SignMasterKey:
+    return SignMasterKey(int(sm9_vectors["sign_example"]["ks"], 16))
 
 
-@pytest.fixture(scope="module")
-def master(vectors: dict) -> SignMasterKey:
-    return SignMasterKey(int(vectors["sign_example"]["ks"], 16))
+def test_generators_encode_as_in_the_standard(sm9_vectors: dict) -> None:
+    assert g1_to_bytes(P1).hex().upper() == sm9_vectors["curve"]["P1_uncompressed_octets"]
+    assert g2_to_bytes(P2).hex().upper() == sm9_vectors["curve"]["P2_uncompressed_octets"]
 
 
-def test_generators_encode_as_in_the_standard(vectors: dict) -> None:
-    assert g1_to_bytes(P1).hex().upper() == vectors["curve"]["P1_uncompressed_octets"]
-    assert g2_to_bytes(P2).hex().upper() == vectors["curve"]["P2_uncompressed_octets"]
-
-
-def test_master_public_key_from_ks(vectors: dict, master: SignMasterKey) -> None:
-    ex = vectors["sign_example"]
+def test_master_public_key_from_ks(sm9_vectors: dict, master: SignMasterKey) -> None:
+    ex = sm9_vectors["sign_example"]
     assert g2_to_bytes(master.public_key.point).hex().upper() == ex["Ppub_s_uncompressed_octets"]
     assert master.public_key.to_der().hex().upper() == ex["master_public_key_der_gmssl_3x"]
 
 
-def test_g_is_the_pairing_of_p1_and_ppub(vectors: dict, master: SignMasterKey) -> None:
+def test_g_is_the_pairing_of_p1_and_ppub(sm9_vectors: dict, master: SignMasterKey) -> None:
     g = pairing(P1, master.public_key.point)
-    assert fp12_to_bytes(g).hex().upper() == vectors["sign_example"]["g_eq_e_P1_Ppubs_computed_by_gmssl"]
+    assert fp12_to_bytes(g).hex().upper() == sm9_vectors["sign_example"]["g_eq_e_P1_Ppubs_computed_by_gmssl"]
 
 
-def test_h1_and_user_key_for_alice(vectors: dict, master: SignMasterKey) -> None:
-    ex = vectors["sign_example"]
+def test_h1_and_user_key_for_alice(sm9_vectors: dict, master: SignMasterKey) -> None:
+    ex = sm9_vectors["sign_example"]
     assert h1(bytes.fromhex(ex["ID_hex"]) + bytes.fromhex(ex["hid"])) == int(ex["h1_computed_by_gmssl"], 16)
     key = extract_sign_key(master, ex["ID"])
     assert g1_to_bytes(key.point).hex().upper() == ex["dsA_uncompressed_octets"]
 
 
-def test_signature_with_the_fixed_r(vectors: dict, master: SignMasterKey) -> None:
-    ex = vectors["sign_example"]
+def test_signature_with_the_fixed_r(sm9_vectors: dict, master: SignMasterKey) -> None:
+    ex = sm9_vectors["sign_example"]
     key = extract_sign_key(master, ex["ID"])
     r = int(ex["r"], 16)
     w = master.public_key.g_pow(r)
@@ -68,16 +54,16 @@ def test_signature_with_the_fixed_r(vectors: dict, master: SignMasterKey) -> Non
     signature = sign_with_nonce(key, bytes.fromhex(ex["message_hex"]), r)
     assert signature is not None
     assert signature.h == int(ex["h"], 16)
-    assert (r - signature.h) % int(vectors["curve"]["N"], 16) == int(
+    assert (r - signature.h) % int(sm9_vectors["curve"]["N"], 16) == int(
         ex["l_eq_r_minus_h_mod_N_computed_by_gmssl"], 16
     )
     assert g1_to_bytes(signature.S).hex().upper() == ex["S_uncompressed_octets"]
     assert signature.to_der().hex().upper() == ex["signature_der_gmssl_3x"]
 
 
-def test_reference_signature_verifies_from_pem_and_der_alone(vectors: dict, master: SignMasterKey) -> None:
+def test_reference_signature_verifies_from_pem_and_der_alone(sm9_vectors: dict, master: SignMasterKey) -> None:
     """Starting only from the published encodings (as another implementation would)."""
-    ex = vectors["sign_example"]
+    ex = sm9_vectors["sign_example"]
     mpk = SignMasterPublicKey.from_der(bytes.fromhex(ex["master_public_key_der_gmssl_3x"]))
     mpk = SignMasterPublicKey.from_pem(mpk.to_pem())
     der = bytes.fromhex(ex["signature_der_gmssl_3x"])

@@ -8,8 +8,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import StandinKubo, free_port, parse_bool
 
+from fedledger.netutil import free_port
 from fedledger.store import (
     BackendUnavailableError,
     BlockNotFoundError,
@@ -21,6 +21,7 @@ from fedledger.store import (
     open_store,
 )
 from fedledger.store.kubo import to_multiaddr
+from tests.support.standin_kubo import StandinKubo, parse_bool
 
 
 def test_addresses_are_accepted_as_multiaddr_or_url() -> None:
