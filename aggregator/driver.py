@@ -22,6 +22,7 @@ from aggregator.http_api import SessionBoard
 from aggregator.signing import SigningSession
 from fedledger.chain.approvals import GlobalModelRecord, global_model_typed_data, recover_signer
 from fedledger.chain.client import LedgerClient, UpdateSubmitted
+from fedledger.errors import FedLedgerError
 from fedledger.fl import ModelSpec, ValidationPolicy, initial_global_state, load_global, save_global
 from fedledger.protocol import RoundRecord, UpdateEntry, merkle_root
 from fedledger.protocol.consortium import Consortium
@@ -32,7 +33,7 @@ from fedledger.store import ContentStore
 log = logging.getLogger(__name__)
 
 
-class RoundFailed(Exception):
+class RoundFailed(FedLedgerError):
     """A round cannot complete (e.g. fewer than k honest signers remain); the message says why."""
 
 

@@ -28,6 +28,7 @@ from fedledger.chain.approvals import GlobalModelRecord
 from fedledger.chain.client import LedgerClient, UpdateSubmitted
 from fedledger.chain.errors import LedgerError
 from fedledger.digests import sm3_file
+from fedledger.errors import FedLedgerError
 from fedledger.fileio import atomic_write_text
 from fedledger.fl import Dataset, ModelFileError, TrainConfig
 from fedledger.protocol import RoundRecord, UpdateEntry, merkle_root, width_to_ppm
@@ -42,7 +43,7 @@ from node.training_step import TrainedUpdate, fetch_verified_model, realigned_di
 log = logging.getLogger(__name__)
 
 
-class RecordRefused(Exception):
+class RecordRefused(FedLedgerError):
     """The aggregator's round record failed one of the node's checks; the node will not sign it."""
 
 
