@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import Annotated
 
@@ -22,27 +21,32 @@ def run(
     rounds: Annotated[int, typer.Option(help="Stop once this many rounds are posted.")] = 3,
     password_file: PasswordFileOption = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each step.")] = False,
+    insecure_http: Annotated[
+        bool,
+        typer.Option("--insecure-http", help="Serve the API over plain HTTP, without TLS (local development only)."),
+    ] = False,
 ) -> None:
-    """Drive rounds until --rounds are posted; serves the signing-session HTTP API meanwhile.
+    """Drive rounds until --rounds are posted; serves the signing-session API (mutual TLS) meanwhile.
 
     Safe to kill and restart at any point: it resumes from the ledger's events and the store.
     """
-    import uvicorn
-
     from aggregator.config import load_config
     from aggregator.context import build_context
     from aggregator.driver import RoundFailed, run_aggregator
-    from aggregator.http_api import SessionBoard, create_app
+    from aggregator.http_api import SessionBoard
+    from aggregator.http_server import api_server, serve_in_background
+    from fedledger.tls.contexts import PLAIN_HTTP_WARNING
 
     setup_logging(verbose)
+    if insecure_http:
+        typer.echo(PLAIN_HTTP_WARNING, err=True)
     board = SessionBoard()
     with errors_reported(BAD_INPUT, (FedLedgerError, ValueError, OSError)):
         cfg, base = load_config(config)
         password = read_password(password_file, "the aggregator's Ethereum key")
         ctx = build_context(cfg, base, password, board)
-    server = uvicorn.Server(uvicorn.Config(create_app(board), host=cfg.host, port=cfg.port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
+        server = api_server(board, cfg, base, password, ctx.consortium.chain_id, insecure_http)
+    thread = serve_in_background(server)
     try:
         posted = run_aggregator(ctx, rounds)
     except RoundFailed as exc:

@@ -26,14 +26,25 @@ ConfigOption = Annotated[
 ]
 
 
-def _context(config_path: Path, password_file: Path | None):  # type: ignore[no-untyped-def]
+InsecureHttpOption = Annotated[
+    bool,
+    typer.Option("--insecure-http", help="Reach the aggregator over plain HTTP, without TLS (local development only)."),
+]
+
+
+def _context(  # type: ignore[no-untyped-def]
+    config_path: Path, password_file: Path | None, *, reach_aggregator: bool = False, insecure_http: bool = False
+):
+    from fedledger.tls.contexts import PLAIN_HTTP_WARNING
     from node.config import load_config
     from node.context import build_context
 
+    if insecure_http:
+        typer.echo(PLAIN_HTTP_WARNING, err=True)
     with errors_reported(BAD_INPUT, (FedLedgerError, ValueError, OSError)):
         config, base = load_config(config_path)
         password = read_password(password_file, f"node {config.name}'s keys")
-        return build_context(config, base, password)
+        return build_context(config, base, password, insecure_http=insecure_http, reach_aggregator=reach_aggregator)
 
 
 @app.command()
@@ -166,20 +177,20 @@ def sign(
     config: ConfigOption = Path("node.toml"),
     password_file: PasswordFileOption = None,
     timeout: Annotated[float, typer.Option(help="Give up after this many seconds.")] = 300.0,
+    insecure_http: InsecureHttpOption = False,
 ) -> None:
     """Take part in the open round's signing session until the aggregator has what it needs."""
     import time
 
-    import httpx
-
+    from node.http_client import aggregator_client
     from node.participant import RecordRefused, SessionParticipant
 
-    ctx = _context(config, password_file)
+    ctx = _context(config, password_file, reach_aggregator=True, insecure_http=insecure_http)
     state = ctx.ledger.round_state()
     if not state.open:
         fail("no round is open")
     deadline = time.monotonic() + timeout
-    with httpx.Client(timeout=ctx.http_timeout_seconds) as http:
+    with aggregator_client(ctx.aggregator_tls, ctx.http_timeout_seconds) as http:
         participant = SessionParticipant(ctx, http)
         while time.monotonic() < deadline:
             try:
@@ -199,11 +210,12 @@ def run(
     password_file: PasswordFileOption = None,
     rounds: Annotated[int | None, typer.Option(help="Stop after this many rounds are posted.")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each step.")] = False,
+    insecure_http: InsecureHttpOption = False,
 ) -> None:
     """Follow rounds by itself: verify, train, submit and co-sign, until --rounds are posted."""
     from node.participant import run_node
 
     setup_logging(verbose)
-    ctx = _context(config, password_file)
+    ctx = _context(config, password_file, reach_aggregator=True, insecure_http=insecure_http)
     posted = run_node(ctx, rounds)
     typer.echo(f"node {ctx.name}: {posted} round(s) posted")
