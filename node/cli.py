@@ -17,6 +17,7 @@ from fedledger.cli.common import (
     setup_logging,
     spinner,
 )
+from fedledger.cli.tls_options import TlsCaOption, TlsCertOption, TlsKeyOption, open_issued_tls
 from fedledger.errors import FedLedgerError
 
 app = typer.Typer(no_args_is_help=True, help="Run an institution's node: keys, training, submission, co-signing.")
@@ -77,14 +78,18 @@ def init(
     ] = None,
     password_file: PasswordFileOption = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing config and keys.")] = False,
+    tls_ca: TlsCaOption = None,
+    tls_cert: TlsCertOption = None,
+    tls_key: TlsKeyOption = None,
 ) -> None:
     """Write the node's config and keys: KGC files are re-encrypted under the node's own password."""
     from eth_account import Account
 
     from fedledger.chain.keyfile import load_eth_key, save_eth_key
-    from fedledger.protocol.consortium import PublicMaterial
+    from fedledger.protocol.consortium import Consortium, PublicMaterial
     from fedledger.sm9 import SignPrivateKey
     from fedledger.sm9.threshold import KeyShare, Signer, ThresholdPublic
+    from fedledger.tls import check_member_certificate
     from node.config import CONFIG_NAME, DataConfig, NodeConfig, save_config
 
     if (home / CONFIG_NAME).exists() and not force:
@@ -109,6 +114,9 @@ def init(
             store=store,
             data=DataConfig(source=data_source, partitions=partitions, index=index, scheme=scheme, alpha=alpha),  # type: ignore[arg-type]
         )
+        tls = open_issued_tls(tls_ca, tls_cert, tls_key, kgc_password)
+        if tls is not None:  # the certificate must name this node's own address
+            check_member_certificate(tls.ca, tls.certificate, Consortium.load(consortium).chain_id, account.address)
     except Exception as exc:  # every failure here is bad input: report it plainly
         fail(str(exc))
     keys = home / "keys"
@@ -117,6 +125,8 @@ def init(
     share_key.save(keys / "consortium-share.json", password)
     save_eth_key(keys / "eth-key.json", account, password)
     material.install(keys)
+    if tls is not None:
+        tls.save(config.tls_files(home), password)
     path = save_config(config, home)
     typer.echo(f"node {name}: config {path}, Ethereum address {account.address}")
 

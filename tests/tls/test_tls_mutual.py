@@ -10,8 +10,8 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from fedledger.tls import ConsortiumCA
 from fedledger.protocol.session_auth import sign_payload
+from fedledger.tls import ConsortiumCA
 from node.http_client import aggregator_client
 from tests.tls.conftest import Material
 
