@@ -15,7 +15,8 @@ import uvicorn
 from aggregator.client_binding import ClientBinding
 from aggregator.config import AggregatorConfig
 from aggregator.http_api import SessionBoard, create_app
-from fedledger.tls.contexts import server_options
+from fedledger.tls import TLSMaterialError
+from fedledger.tls.contexts import server_options, without_tls_hint
 
 
 def api_server(
@@ -25,7 +26,10 @@ def api_server(
     if insecure_http:
         app, tls = create_app(board), {}
     else:
-        tls = server_options(config.tls_files(base), password)
+        try:
+            tls = server_options(config.tls_files(base), password)
+        except TLSMaterialError as exc:
+            raise without_tls_hint(exc) from None
         app = create_app(board, ClientBinding(chain_id))
     return uvicorn.Server(uvicorn.Config(app, host=config.host, port=config.port, log_level="warning", **tls))
 

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from fedledger.tls import TLSMaterialError
-from fedledger.tls.contexts import client_context
+from fedledger.tls.contexts import client_context, without_tls_hint
 from node.config import NodeConfig
 
 
@@ -30,7 +30,10 @@ def aggregator_transport(
             f"aggregator_url {config.aggregator_url} is plain HTTP: use https:// (mutual TLS), "
             "or pass --insecure-http for local development"
         )
-    return config.aggregator_url, client_context(config.tls_files(base), password)
+    try:
+        return config.aggregator_url, client_context(config.tls_files(base), password)
+    except TLSMaterialError as exc:
+        raise without_tls_hint(exc) from None
 
 
 def aggregator_client(tls: ssl.SSLContext | None, timeout: float) -> httpx.Client:

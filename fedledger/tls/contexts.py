@@ -64,6 +64,13 @@ def server_options(files: TLSFiles, password: str) -> dict[str, Any]:
     }
 
 
+def without_tls_hint(exc: TLSMaterialError) -> TLSMaterialError:
+    """``exc`` with the way out a developer needs (a role cannot start without its TLS material)."""
+    return TLSMaterialError(
+        f"{exc} (needed for mutual TLS; --insecure-http runs without TLS, for local development only)"
+    )
+
+
 PLAIN_HTTP_WARNING = (
     "warning: --insecure-http: the aggregator's API runs over plain HTTP, unauthenticated and readable by "
     "anyone on the network; use it for local development only"
