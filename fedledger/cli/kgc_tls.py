@@ -62,16 +62,20 @@ class Issuance:
     members: list[Member]
     chain_id: int = 0
     days: int = 365
+    save_ca: bool = False  # a CA made (or brought) now is written too
 
     def targets(self) -> list[Path]:
         parties = ([AGGREGATOR] if self.hosts else []) + [m.name for m in self.members]
-        return [p for party in parties for p in cert_paths(self.tls_dir, party)]
+        ca_files = [self.tls_dir / CA_CERT, self.tls_dir / CA_KEY] if self.save_ca else []
+        return ca_files + [p for party in parties for p in cert_paths(self.tls_dir, party)]
 
     def write(self, password: str) -> list[Path]:
         """Issue and write every certificate (keys encrypted under ``password``); returns the cert paths."""
         written = []
         with errors_reported():
             self.tls_dir.mkdir(parents=True, exist_ok=True)
+            if self.save_ca:
+                self.ca.save(self.tls_dir / CA_CERT, self.tls_dir / CA_KEY, password)
             if self.hosts:
                 cert, key = cert_paths(self.tls_dir, AGGREGATOR)
                 self.ca.issue_server(self.hosts, days=self.days).save(cert, key, password)
@@ -126,17 +130,16 @@ def prepare_setup(
             else ConsortiumCA.generate()
         )
     issuance = plan_issuance(ca, out / TLS_DIR, hosts or LOCAL_HOSTS, roster)
-    _refuse_overwrite([issuance.tls_dir / CA_CERT, issuance.tls_dir / CA_KEY, *issuance.targets()], force)
+    issuance.save_ca = True
+    _refuse_overwrite(issuance.targets(), force)
     return issuance
 
 
 def finish_setup(issuance: Issuance, password: str) -> None:
-    tls_dir = issuance.tls_dir
-    with errors_reported():
-        tls_dir.mkdir(parents=True, exist_ok=True)
-        issuance.ca.save(tls_dir / CA_CERT, tls_dir / CA_KEY, password)
     written = issuance.write(password)
-    typer.echo(f"TLS: consortium CA {tls_dir / CA_CERT} (key encrypted, 0600); issued {', '.join(map(str, written))}")
+    typer.echo(
+        f"TLS: consortium CA {issuance.tls_dir / CA_CERT} (key encrypted, 0600); issued {', '.join(map(str, written))}"
+    )
 
 
 def tls_issue(
@@ -147,6 +150,10 @@ def tls_issue(
     / TLS_DIR,
     days: Annotated[int, typer.Option(min=1, max=3650, help="Validity of the new certificates.")] = 365,
     force: Annotated[bool, typer.Option("--force", help="Replace existing certificates (rotation).")] = False,
+    new_ca: Annotated[
+        bool,
+        typer.Option("--new-ca", help="Replace the CA itself first (with --force): every party needs the new one."),
+    ] = False,
     password_file: PasswordFileOption = None,
 ) -> None:
     """Issue TLS certificates from the consortium CA: new members, a new aggregator host, or rotation."""
@@ -154,8 +161,9 @@ def tls_issue(
         fail("nothing to issue: give --consortium (member certificates) and/or --aggregator-host")
     password = read_password(password_file, f"the consortium CA key in {tls_dir}")
     with errors_reported():
-        ca = ConsortiumCA.load(tls_dir / CA_CERT, tls_dir / CA_KEY, password)
+        ca = ConsortiumCA.generate() if new_ca else ConsortiumCA.load(tls_dir / CA_CERT, tls_dir / CA_KEY, password)
     issuance = plan_issuance(ca, tls_dir, aggregator_host, consortium, member, days)
+    issuance.save_ca = new_ca
     _refuse_overwrite(issuance.targets(), force)
     written = issuance.write(password)
     typer.echo(f"issued (keys encrypted, 0600): {', '.join(map(str, written))}")

@@ -157,3 +157,20 @@ def test_node_init_installs_its_own_certificate_and_refuses_another_members(
     files.open("node password")  # re-encrypted under the node's own password ...
     with pytest.raises(TLSMaterialError):
         files.open("kgc password")  # ... not the KGC's
+
+
+def test_tls_issue_new_ca_replaces_the_ca_and_reissues_from_it(tmp_path: Path, roster: Path) -> None:
+    assert _setup(tmp_path, "--consortium", str(roster)).exit_code == 0  # type: ignore[attr-defined]
+    tls = tmp_path / "kgc" / "tls"
+    old_ca = load_certificate(tls / "ca.pem")
+    args = ["kgc", "tls-issue", "--tls-dir", str(tls), "--consortium", str(roster), "--new-ca"]
+    refused = runner.invoke(app, [*args, "--password-file", str(tmp_path / "pw")])
+    assert refused.exit_code == 2 and "ca.pem" in refused.output
+    assert load_certificate(tls / "ca.pem") == old_ca
+    result = runner.invoke(app, [*args, "--force", "--password-file", str(tmp_path / "pw")])
+    assert result.exit_code == 0, result.output
+    new_ca = load_certificate(tls / "ca.pem")
+    assert new_ca != old_ca
+    check_issued(new_ca, load_certificate(tls / "hospital-3-cert.pem"))
+    with pytest.raises(TLSMaterialError, match="not issued by the consortium CA"):
+        check_issued(old_ca, load_certificate(tls / "hospital-3-cert.pem"))
