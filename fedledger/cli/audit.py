@@ -74,11 +74,15 @@ def _service(
     consortium_identity: str | None,
     confirmations: int,
 ) -> AuditService:
+    from fedledger.audit.errors import InvalidParameter
+    from fedledger.audit.params import check_confirmations
     from fedledger.audit.setup import open_audit_service
     from fedledger.store import default_store_spec
 
-    if confirmations < 0:
-        fail("--confirmations must be >= 0")
+    try:
+        check_confirmations(confirmations)
+    except InvalidParameter as exc:
+        fail(exc.message)
     if deployment is None and (rpc_url is None or contract is None):
         from fedledger.chain.deploy import DEFAULT_DEPLOYMENT_FILE, DEPLOYMENT_ENV
 
@@ -106,6 +110,9 @@ def print_summary(summary: AuditSummary) -> None:
         f"ledger {summary.contract} on chain {summary.chain_id}, checked at block {summary.checked_at_block}",
         highlight=False,
     )
+    if summary.status == "nothing_to_verify":
+        console.print(f"[bold yellow]nothing to verify: {summary.rounds} rounds[/]", highlight=False)
+        return
     open_round = f", round {summary.open_round} open" if summary.open_round is not None else ""
     console.print(
         f"{summary.rounds} round(s), {summary.rounds_posted} posted{open_round}; k = {summary.threshold} "
@@ -140,8 +147,9 @@ def summary(
 ) -> None:
     """Check every entry on the ledger now and print what verified and what failed.
 
-    Exit status: 0 when everything verified, 1 when some check failed, 2 for bad input, 3 when the
-    chain cannot be reached.
+    Exit status: 0 when everything verified, 1 when some check failed or there was nothing to verify,
+    2 for bad input, 3 when the chain cannot be reached or is not the configured ledger (no contract
+    code, another chain id or deployment, a rollback).
     """
     from fedledger.audit.errors import AuditError
 
@@ -179,10 +187,14 @@ def serve(
     ] = "info",
 ) -> None:
     """Serve the read-only audit REST API (OpenAPI docs at /docs, summary at /summary)."""
-    if not 1 <= port <= 65535:
-        fail(f"--port must be between 1 and 65535, not {port}")
-    if log_level not in ("critical", "error", "warning", "info", "debug"):
-        fail(f"--log-level must be one of critical, error, warning, info, debug, not {log_level!r}")
+    from fedledger.audit.errors import InvalidParameter
+    from fedledger.audit.params import check_log_level, check_port
+
+    try:
+        check_port(port)
+        check_log_level(log_level)
+    except InvalidParameter as exc:
+        fail(exc.message)
     service = _service(
         deployment, rpc_url, contract, from_block, store, master_public_key, consortium_identity, confirmations
     )
