@@ -3,7 +3,6 @@ uvicorn serving the aggregator's API on loopback, with mutual TLS as `aggregator
 
 from __future__ import annotations
 
-import socket
 import ssl
 import time
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ from aggregator.config import AggregatorConfig
 from aggregator.http_api import SessionBoard
 from aggregator.http_server import api_server, serve_in_background
 from fedledger.chain.devaccounts import DevRoles
+from fedledger.netutil import free_port
 from fedledger.tls import ConsortiumCA
 from fedledger.tls.contexts import client_context
 from fedledger.tls.party import PartyTLS, TLSFiles
@@ -37,12 +37,6 @@ class Material:
 
     def client(self, files: TLSFiles) -> ssl.SSLContext:
         return client_context(files, PASSWORD)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _install(ca: ConsortiumCA, issued, folder: Path, trust: ConsortiumCA | None = None) -> TLSFiles:  # type: ignore[no-untyped-def]
@@ -72,7 +66,7 @@ def material(tmp_path_factory: pytest.TempPathFactory, dev_accounts: DevRoles) -
         contract="0x" + "ab" * 20,
         store=f"local:{root / 'store'}",
         model={},
-        port=_free_port(),
+        port=free_port(),
         tls_ca_file="keys/ca.pem",
         tls_cert_file="keys/cert.pem",
         tls_key_file="keys/key.pem",

@@ -13,9 +13,10 @@ import pytest
 from typer.testing import CliRunner
 
 from demo.consortium_setup import ConsortiumLayout, setup_consortium
-from demo.in_process import free_port, password_of
+from demo.in_process import password_of
 from fedledger.chain.localchain import LocalChain
 from fedledger.cli import app
+from fedledger.netutil import free_port
 from fedledger.tls.contexts import PLAIN_HTTP_WARNING
 from node.config import load_config, save_config
 from node.context import build_context
