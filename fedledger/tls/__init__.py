@@ -11,10 +11,13 @@ from fedledger.tls.ca import (
 )
 from fedledger.tls.errors import TLSMaterialError
 from fedledger.tls.files import load_certificate, load_private_key, write_certificate, write_private_key
+from fedledger.tls.party import PartyTLS, TLSFiles
 
 __all__ = [
     "ConsortiumCA",
     "IssuedCertificate",
+    "PartyTLS",
+    "TLSFiles",
     "TLSMaterialError",
     "address_uri",
     "bound_address",
