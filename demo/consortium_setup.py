@@ -20,6 +20,7 @@ from aggregator.config import save_config as save_aggregator_config
 from fedledger.chain.deploy import Deployment, InstitutionSpec, deploy_ledger
 from fedledger.chain.devaccounts import dev_roles
 from fedledger.chain.keyfile import save_eth_key
+from fedledger.cli.kgc_tls import CA_CERT, CA_KEY, LOCAL_HOSTS, TLS_DIR
 from fedledger.fileio import SECRET_MODE, atomic_write_text
 from fedledger.fl import default_spec, load_dataset
 from fedledger.protocol.consortium import Consortium, Member, PublicMaterial, consortium_identity
@@ -58,9 +59,6 @@ def _password(path: Path) -> str:
     password = secrets.token_urlsafe(24)
     atomic_write_text(path, password, SECRET_MODE)
     return password
-
-
-LOCAL_HOSTS = ("127.0.0.1", "localhost")
 
 
 def _install_tls(ca: ConsortiumCA, issued: IssuedCertificate, files: TLSFiles, password: str) -> None:
@@ -123,7 +121,8 @@ def setup_consortium(
     store_spec = f"local:{root / 'store'}"
     aggregator_url = f"{'https' if tls else 'http'}://127.0.0.1:{aggregator_port}"
     ca = ConsortiumCA.generate()
-    ca.save(kgc / "tls-ca.pem", kgc / "tls-ca-key.pem", kgc_password)
+    (kgc / TLS_DIR).mkdir(exist_ok=True)
+    ca.save(kgc / TLS_DIR / CA_CERT, kgc / TLS_DIR / CA_KEY, kgc_password)  # where `kgc setup` keeps it
     data = load_dataset(dataset)
     node_dirs = []
     for i, (name, rate) in enumerate(zip(names, rates, strict=True)):

@@ -100,3 +100,27 @@ def test_a_node_refuses_an_aggregator_whose_certificate_is_not_from_the_consorti
     with aggregator_client(context, 10) as http, pytest.raises(httpx.ConnectError) as refused:
         http.get(f"{tls_server}/health")
     assert "certificate verify failed" in str(refused.value)
+
+
+def test_the_binding_fails_closed_when_a_request_carries_no_client_certificate(material: Material) -> None:
+    """An app that requires the binding but is served without TLS (a misconfiguration) refuses posts."""
+    import uvicorn
+
+    from aggregator.client_binding import ClientBinding
+    from aggregator.http_api import SessionBoard, create_app
+    from aggregator.http_server import serve_in_background
+    from fedledger.netutil import free_port
+    from tests.tls.conftest import CHAIN_ID, wait_started
+
+    port = free_port()
+    app = create_app(SessionBoard(), ClientBinding(CHAIN_ID))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = serve_in_background(server)
+    try:
+        wait_started(server)
+        with aggregator_client(None, 10) as http:
+            response = http.post(f"http://127.0.0.1:{port}{COMMIT}", json=_signed(material.members[0], {"index": 1}))
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+    assert response.status_code == 403 and "no client certificate" in response.text
