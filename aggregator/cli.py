@@ -8,7 +8,13 @@ from typing import Annotated
 import typer
 
 from fedledger.cli.common import BAD_INPUT, PasswordFileOption, errors_reported, fail, read_password, setup_logging
-from fedledger.cli.tls_options import TlsCaOption, TlsCertOption, TlsKeyOption, open_issued_tls
+from fedledger.cli.tls_options import (
+    InsecureHttpOption,
+    TlsCaOption,
+    TlsCertOption,
+    TlsKeyOption,
+    open_issued_tls,
+)
 from fedledger.errors import FedLedgerError
 
 app = typer.Typer(no_args_is_help=True, help="Run the aggregator: open rounds, align sub-models, coordinate signing.")
@@ -22,10 +28,7 @@ def run(
     rounds: Annotated[int, typer.Option(help="Stop once this many rounds are posted.")] = 3,
     password_file: PasswordFileOption = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each step.")] = False,
-    insecure_http: Annotated[
-        bool,
-        typer.Option("--insecure-http", help="Serve the API over plain HTTP, without TLS (local development only)."),
-    ] = False,
+    insecure_http: InsecureHttpOption = False,
 ) -> None:
     """Drive rounds until --rounds are posted; serves the signing-session API (mutual TLS) meanwhile.
 

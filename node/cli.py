@@ -17,19 +17,19 @@ from fedledger.cli.common import (
     setup_logging,
     spinner,
 )
-from fedledger.cli.tls_options import TlsCaOption, TlsCertOption, TlsKeyOption, open_issued_tls
+from fedledger.cli.tls_options import (
+    InsecureHttpOption,
+    TlsCaOption,
+    TlsCertOption,
+    TlsKeyOption,
+    open_issued_tls,
+)
 from fedledger.errors import FedLedgerError
 
 app = typer.Typer(no_args_is_help=True, help="Run an institution's node: keys, training, submission, co-signing.")
 
 ConfigOption = Annotated[
     Path, typer.Option("--config", "-c", help="The node's config file (or its folder).", show_default=True)
-]
-
-
-InsecureHttpOption = Annotated[
-    bool,
-    typer.Option("--insecure-http", help="Reach the aggregator over plain HTTP, without TLS (local development only)."),
 ]
 
 

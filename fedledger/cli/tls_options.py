@@ -21,6 +21,12 @@ TlsCertOption = Annotated[
 TlsKeyOption = Annotated[
     Path | None, typer.Option("--tls-key", help="Its private key (encrypted with the KGC-issued files' password).")
 ]
+InsecureHttpOption = Annotated[
+    bool,
+    typer.Option(
+        "--insecure-http", help="Plain HTTP between node and aggregator, without TLS (local development only)."
+    ),
+]
 NO_TLS_NOTE = (
     "note: no TLS material given (--tls-ca, --tls-cert, --tls-key): add it before `run`, "
     "or run with --insecure-http for local development only"
