@@ -32,9 +32,6 @@ def build_context(
         return (base / relative).resolve()
 
     account = load_eth_key(at(config.eth_key_file), password)
-    aggregator_url, aggregator_tls = config.aggregator_url, None
-    if reach_aggregator:
-        aggregator_url, aggregator_tls = aggregator_transport(config, base, password, insecure_http)
     try:
         sm9_key = SignPrivateKey.load(at(config.sm9_key_file), password)
         share = KeyShare.load(at(config.share_file), password)
@@ -43,6 +40,11 @@ def build_context(
     public = ThresholdPublic.load(at(config.threshold_public_file))
     mpk = SignMasterPublicKey.load(at(config.master_public_key_file))
     consortium = Consortium.load(at(config.consortium_file))
+    aggregator_url, aggregator_tls = config.aggregator_url, None
+    if reach_aggregator:
+        aggregator_url, aggregator_tls = aggregator_transport(
+            config, base, password, insecure_http, consortium.chain_id, account.address
+        )
     ledger = config.ledger_client()
     data = config.data
     dataset = load_dataset(data.source)

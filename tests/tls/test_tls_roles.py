@@ -17,6 +17,7 @@ from demo.in_process import password_of
 from fedledger.chain.localchain import LocalChain
 from fedledger.cli import app
 from fedledger.netutil import free_port
+from fedledger.tls import TLSMaterialError, load_private_key, write_private_key
 from fedledger.tls.contexts import PLAIN_HTTP_WARNING
 from node.config import load_config, save_config
 from node.context import build_context
@@ -120,3 +121,21 @@ def test_missing_tls_files_are_one_line_naming_the_file_and_the_way_out(
         moved.rename(key)
     assert result.exit_code == 2 and "tls-key.pem" in result.stderr and "--insecure-http" in result.stderr
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.output
+
+
+def test_a_node_holding_another_members_certificate_is_stopped_at_start(
+    layout: ConsortiumLayout, tmp_path: Path
+) -> None:
+    mine, theirs = layout.node_dirs[0] / "keys", layout.node_dirs[1] / "keys"
+    saved = {name: (mine / name).read_bytes() for name in ("tls-cert.pem", "tls-key.pem")}
+    # the other member's pair, its key re-encrypted under this node's password: a valid TLS pair
+    key = load_private_key(theirs / "tls-key.pem", password_of(layout.node_dirs[1]))
+    write_private_key(mine / "tls-key.pem", key, password_of(layout.node_dirs[0]))
+    (mine / "tls-cert.pem").write_bytes((theirs / "tls-cert.pem").read_bytes())
+    try:
+        with pytest.raises(TLSMaterialError, match="bound to another address"):
+            _node(layout, insecure_http=False)
+        _node(layout, insecure_http=True)  # plain HTTP does not use the certificate at all
+    finally:
+        for name, data in saved.items():
+            (mine / name).write_bytes(data)
