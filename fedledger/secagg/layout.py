@@ -1,0 +1,79 @@
+"""Global flat positions of a sub-model, from its public index map given as integer arrays.
+
+Why: masks are indexed by global position, so two members derive the same mask value for an
+entry both cover, and the aggregator adds each member's flat upload at its positions. The
+global model is laid out as its tensors in sorted name order, each in C order; a sub-model's
+flat vector lists its entries in the same order (its tensors sorted, each in C order), and
+``positions[k]`` is the global index of its k-th entry. Nothing here imports ``fedledger.fl``:
+index maps arrive as ``{name: (index vector or None per dimension)}`` plus global shapes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from fedledger.secagg.errors import SecAggInputError
+
+IndexVectors = Mapping[str, Sequence[object]]  # name -> per-dimension int array (or tensor) or None
+
+
+def global_offsets(global_shapes: Mapping[str, Sequence[int]]) -> tuple[dict[str, int], int]:
+    """Start offset of each tensor in the global flat vector, and the global length."""
+    offsets, total = {}, 0
+    for name in sorted(global_shapes):
+        offsets[name] = total
+        total += int(np.prod(global_shapes[name], dtype=np.int64))
+    return offsets, total
+
+
+def flat_positions(global_shapes: Mapping[str, Sequence[int]], indices: IndexVectors) -> np.ndarray:
+    """Global flat positions (int64) of the sub-model's entries, in its flat order."""
+    offsets, _ = global_offsets(global_shapes)
+    parts = []
+    for name in sorted(indices):
+        if name not in global_shapes:
+            raise SecAggInputError(f"tensor {name}: not in the global model")
+        shape = tuple(int(s) for s in global_shapes[name])
+        dims = indices[name]
+        if len(dims) != len(shape):
+            raise SecAggInputError(f"tensor {name}: {len(dims)} index vectors for {len(shape)} dimensions")
+        axes = []
+        for d, (vec, size) in enumerate(zip(dims, shape, strict=True)):
+            axis = np.arange(size, dtype=np.int64) if vec is None else np.asarray(vec, dtype=np.int64).reshape(-1)
+            if axis.size == 0 or axis.min() < 0 or axis.max() >= size or np.unique(axis).size != axis.size:
+                raise SecAggInputError(f"tensor {name} dimension {d}: index vector outside [0, {size}) or repeated")
+            axes.append(axis)
+        strides = np.array([int(np.prod(shape[d + 1 :], dtype=np.int64)) for d in range(len(shape))], dtype=np.int64)
+        flat = np.zeros([a.size for a in axes], dtype=np.int64) + offsets[name]
+        for d, axis in enumerate(axes):
+            view = [1] * len(axes)
+            view[d] = axis.size
+            flat += (axis * strides[d]).reshape(view)
+        parts.append(flat.reshape(-1))
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+
+def flatten_state(state: Mapping[str, object]) -> np.ndarray:
+    """A state dict (tensors or arrays) as one float32 vector: tensors in sorted name order, C order."""
+    parts = [_as_numpy(state[name]).astype(np.float32, copy=False).reshape(-1) for name in sorted(state)]
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
+
+
+def unflatten(vector: np.ndarray, global_shapes: Mapping[str, Sequence[int]]) -> dict[str, np.ndarray]:
+    """The global flat vector cut back into named arrays of the global shapes."""
+    offsets, total = global_offsets(global_shapes)
+    if vector.size != total:
+        raise SecAggInputError(f"vector has {vector.size} entries, the global model {total}")
+    return {
+        name: vector[offsets[name] : offsets[name] + int(np.prod(shape, dtype=np.int64))].reshape(tuple(shape))
+        for name, shape in global_shapes.items()
+    }
+
+
+def _as_numpy(value: object) -> np.ndarray:
+    detach = getattr(value, "detach", None)
+    if detach is not None:  # a torch tensor, without importing torch here
+        return detach().cpu().numpy()
+    return np.asarray(value)
