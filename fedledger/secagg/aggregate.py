@@ -16,6 +16,7 @@ import numpy as np
 
 from fedledger.secagg.errors import CheatingMember, InsufficientShares, SecAggError, SecAggInputError
 from fedledger.secagg.hybrid import SECRET_BYTES, HybridKeyPair, pair_secret
+from fedledger.secagg.layout import scatter_add
 from fedledger.secagg.masks import add_signed, pair_mask, self_mask, shared_selection
 from fedledger.secagg.messages import Published, secret_commitment, share_commitment, survivors_digest
 from fedledger.secagg.ring import RingSpec, decode
@@ -112,10 +113,10 @@ def recompute_aggregate(published: Published) -> Aggregate:
     coverage = np.zeros(length, dtype=np.int64)
     for s in sorted(u3):
         positions = setup.positions[s]
-        total[positions] += published.masked[s].values
-        coverage[positions] += setup.weights[s]
         seed = _rebuild(published, good, s, "seed")
-        total[positions] -= self_mask(seed, rnd, s, positions, ring)
+        unmasked = published.masked[s].values - self_mask(seed, rnd, s, positions.size, ring)
+        scatter_add(total, positions, unmasked)
+        scatter_add(coverage, positions, setup.weights[s])
     for d in sorted(u2 - u3):
         material = _rebuild(published, good, d, "key")
         ciphertexts = published.shares[d].pair_ciphertexts

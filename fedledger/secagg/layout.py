@@ -16,6 +16,7 @@ import numpy as np
 
 from fedledger.secagg.errors import SecAggInputError
 
+_MIN_RUN = 64  # average run length below which one fancy-index add is faster than slices
 IndexVectors = Mapping[str, Sequence[object]]  # name -> per-dimension int array (or tensor) or None
 
 
@@ -53,6 +54,26 @@ def flat_positions(global_shapes: Mapping[str, Sequence[int]], indices: IndexVec
             flat += (axis * strides[d]).reshape(view)
         parts.append(flat.reshape(-1))
     return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+
+def scatter_add(target: np.ndarray, positions: np.ndarray, values: np.ndarray | int) -> None:
+    """target[positions] += values (positions distinct); contiguous runs become slice additions.
+
+    Sub-models keep whole runs of every row (a window of units), so a few thousand slices beat
+    one scattered fancy-index add of millions of entries.
+    """
+    if positions.size == 0:
+        return
+    breaks = np.flatnonzero(np.diff(positions) != 1) + 1
+    if breaks.size * _MIN_RUN > positions.size:
+        target[positions] += values
+        return
+    starts = np.concatenate(([0], breaks)).tolist()
+    ends = [*breaks.tolist(), positions.size]
+    first = positions[starts].tolist()
+    scalar = np.isscalar(values)
+    for s, e, g in zip(starts, ends, first, strict=True):
+        target[g : g + e - s] += values if scalar else values[s:e]  # type: ignore[index]
 
 
 def flatten_state(state: Mapping[str, object]) -> np.ndarray:

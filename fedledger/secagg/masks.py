@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from fedledger.secagg.prg import derive_key, mask_at
+from fedledger.secagg.prg import derive_key, mask_at, stream
 from fedledger.secagg.ring import RingSpec
 
 
-def self_mask(seed: bytes, round_index: int, member: int, positions: np.ndarray, ring: RingSpec) -> np.ndarray:
-    """B_i at the member's positions."""
-    return mask_at(derive_key(seed, "self", round_index, member), positions, ring)
+def self_mask(seed: bytes, round_index: int, member: int, count: int, ring: RingSpec) -> np.ndarray:
+    """B_i over the member's own ``count`` entries (only it and the unmasker use it: no global index)."""
+    return stream(derive_key(seed, "self", round_index, member), count, ring)
 
 
 def shared_selection(own: np.ndarray, other: np.ndarray, global_length: int) -> np.ndarray:

@@ -151,7 +151,7 @@ class Member:
             if noise.shape != positions.shape:
                 raise SecAggInputError("noise share does not match the sub-model")
             y += to_ring(noise, setup.ring)
-        y += self_mask(self._seed, setup.round_index, self.id, positions, setup.ring)
+        y += self_mask(self._seed, setup.round_index, self.id, positions.size, setup.ring)
         for j, secret in sorted(self._pair_secrets.items()):
             where = shared_selection(positions, setup.positions[j], setup.global_length)
             mask = pair_mask(secret, setup.round_index, positions[where], setup.ring)

@@ -31,17 +31,22 @@ def derive_key(secret: bytes, label: str, *context: int) -> bytes:
     return h.digest()
 
 
+def stream(key: bytes, count: int, spec: RingSpec, first_block: int = 0) -> np.ndarray:
+    """``count`` ring words of the stream ``key`` from block ``first_block`` on (little-endian words)."""
+    word = spec.bits // 8
+    n_bytes = -(-(count * word) // BLOCK) * BLOCK
+    encryptor = Cipher(algorithms.AES(key), modes.CTR(first_block.to_bytes(BLOCK, "big"))).encryptor()
+    data = encryptor.update(bytes(n_bytes)) + encryptor.finalize()
+    return np.frombuffer(data, dtype=np.dtype(spec.dtype).newbyteorder("<"))[:count].astype(spec.dtype)
+
+
 def mask_at(key: bytes, positions: np.ndarray, spec: RingSpec) -> np.ndarray:
     """Ring words of the stream ``key`` at the given global positions (sorted or not)."""
     if positions.size == 0:
         return np.zeros(0, dtype=spec.dtype)
-    word = spec.bits // 8
+    per_block = BLOCK // (spec.bits // 8)
     low, high = int(positions.min()), int(positions.max())
-    first_block = low * word // BLOCK
-    last_byte = (high + 1) * word
-    n_bytes = -(-(last_byte - first_block * BLOCK) // BLOCK) * BLOCK
-    counter = first_block.to_bytes(BLOCK, "big")
-    encryptor = Cipher(algorithms.AES(key), modes.CTR(counter)).encryptor()
-    stream = encryptor.update(bytes(n_bytes)) + encryptor.finalize()
-    words = np.frombuffer(stream, dtype=np.dtype(spec.dtype).newbyteorder("<"))
-    return words[positions - first_block * BLOCK // word].astype(spec.dtype)
+    first_block = low // per_block
+    offset = first_block * per_block
+    words = stream(key, high + 1 - offset, spec, first_block)
+    return words[positions - offset]

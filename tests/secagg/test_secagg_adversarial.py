@@ -151,7 +151,7 @@ def test_aggregator_with_t_minus_1_colluders_cannot_unmask_an_honest_update():
     positions = setup.positions[honest]
     residual = published.masked[honest].values.copy()
     seed = combine({m: r.seed_shares[honest] for m, r in published.reveals.items()}, setup.threshold)
-    residual -= self_mask(seed, setup.round_index, honest, positions, setup.ring)
+    residual -= self_mask(seed, setup.round_index, honest, positions.size, setup.ring)
     for c in colluders:
         where = shared_selection(positions, setup.positions[c], setup.global_length)
         mask = pair_mask(members[c]._pair_secrets[honest], setup.round_index, positions[where], setup.ring)

@@ -118,3 +118,18 @@ def test_flat_positions_pick_exactly_the_sub_model_entries():
 
 def test_to_ring_wraps_two_complement():
     assert to_ring(np.array([-1]), RingSpec(32, 0)).tolist() == [2**32 - 1]
+
+
+def test_scatter_add_by_runs_and_by_scattered_positions_agree():
+    from fedledger.secagg.layout import scatter_add
+
+    runs = np.concatenate([np.arange(10, 300), np.arange(500, 900)])
+    scattered = np.random.default_rng(1).permutation(1000)[:400]
+    for positions in (runs, scattered):
+        values = np.arange(positions.size, dtype=np.uint32) * np.uint32(2_654_435_761)
+        fast, slow = np.zeros(1000, np.uint32), np.zeros(1000, np.uint32)
+        scatter_add(fast, positions, values)
+        np.add.at(slow, positions, values)
+        assert np.array_equal(fast, slow)
+        scatter_add(fast, positions, 3)
+        assert np.array_equal(fast[positions], slow[positions] + np.uint32(3))
