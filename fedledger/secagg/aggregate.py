@@ -16,7 +16,7 @@ import numpy as np
 
 from fedledger.secagg.errors import CheatingMember, InsufficientShares, SecAggError, SecAggInputError
 from fedledger.secagg.hybrid import SECRET_BYTES, HybridKeyPair, pair_secret
-from fedledger.secagg.layout import scatter_add
+from fedledger.secagg.layout import coverage_weights, scatter_add
 from fedledger.secagg.masks import add_signed, pair_mask, self_mask, shared_selection
 from fedledger.secagg.messages import Published, secret_commitment, share_commitment, survivors_digest
 from fedledger.secagg.ring import RingSpec, decode
@@ -110,13 +110,13 @@ def recompute_aggregate(published: Published) -> Aggregate:
     u2, u3 = _check_inputs(published)
     good, cheaters = _honest_reveals(published, u2, u3)
     total = np.zeros(length, dtype=ring.dtype)
-    coverage = np.zeros(length, dtype=np.int64)
+    coverage = coverage_weights(length, [(setup.positions[s], setup.runs[s], setup.weights[s]) for s in sorted(u3)])
     for s in sorted(u3):
-        positions = setup.positions[s]
+        positions, blocks = setup.positions[s], setup.runs[s]
         seed = _rebuild(published, good, s, "seed")
-        unmasked = published.masked[s].values - self_mask(seed, rnd, s, positions.size, ring)
-        scatter_add(total, positions, unmasked)
-        scatter_add(coverage, positions, setup.weights[s])
+        unmasked = self_mask(seed, rnd, s, positions.size, ring)
+        np.subtract(published.masked[s].values, unmasked, out=unmasked)
+        scatter_add(total, positions, unmasked, blocks)
     for d in sorted(u2 - u3):
         material = _rebuild(published, good, d, "key")
         ciphertexts = published.shares[d].pair_ciphertexts

@@ -56,24 +56,58 @@ def flat_positions(global_shapes: Mapping[str, Sequence[int]], indices: IndexVec
     return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
 
-def scatter_add(target: np.ndarray, positions: np.ndarray, values: np.ndarray | int) -> None:
-    """target[positions] += values (positions distinct); contiguous runs become slice additions.
+Runs = tuple[list[int], list[int], list[int]]  # (global starts, sub starts, lengths)
 
-    Sub-models keep whole runs of every row (a window of units), so a few thousand slices beat
-    one scattered fancy-index add of millions of entries.
-    """
+
+def runs(positions: np.ndarray) -> Runs | None:
+    """Contiguous runs of ``positions``, or None when they are too short to beat fancy indexing."""
     if positions.size == 0:
-        return
+        return [], [], []
     breaks = np.flatnonzero(np.diff(positions) != 1) + 1
     if breaks.size * _MIN_RUN > positions.size:
+        return None
+    sub_starts = np.concatenate(([0], breaks))
+    lengths = np.diff(np.concatenate((sub_starts, [positions.size])))
+    return positions[sub_starts].tolist(), sub_starts.tolist(), lengths.tolist()
+
+
+def scatter_add(target: np.ndarray, positions: np.ndarray, values: np.ndarray | int, blocks: Runs | None) -> None:
+    """target[positions] += values (positions distinct), by runs when given (see :func:`runs`).
+
+    Sub-models keep whole runs of every row (a window of units), so a few hundred slices beat
+    one scattered fancy-index add of millions of entries.
+    """
+    if blocks is None:
         target[positions] += values
         return
-    starts = np.concatenate(([0], breaks)).tolist()
-    ends = [*breaks.tolist(), positions.size]
-    first = positions[starts].tolist()
-    scalar = np.isscalar(values)
-    for s, e, g in zip(starts, ends, first, strict=True):
-        target[g : g + e - s] += values if scalar else values[s:e]  # type: ignore[index]
+    if isinstance(values, int):
+        for g, _, n in zip(*blocks, strict=True):
+            target[g : g + n] += values
+        return
+    for g, s, n in zip(*blocks, strict=True):
+        target[g : g + n] += values[s : s + n]
+
+
+def coverage_weights(length: int, members: list[tuple[np.ndarray, Runs | None, int]]) -> np.ndarray:
+    """Sum of the weights of the members covering each entry (int64), from (positions, runs, weight).
+
+    By runs this is a difference array and one cumulative sum: O(runs + length), not O(entries).
+    """
+    edges: list[np.ndarray] = []
+    steps: list[np.ndarray] = []
+    scattered = np.zeros(length, dtype=np.int64)
+    for positions, blocks, weight in members:
+        if blocks is None:
+            scattered[positions] += weight
+            continue
+        starts, lengths = np.asarray(blocks[0], dtype=np.int64), np.asarray(blocks[2], dtype=np.int64)
+        edges += [starts, starts + lengths]
+        steps += [np.full(starts.size, weight, dtype=np.int64), np.full(starts.size, -weight, dtype=np.int64)]
+    if not edges:
+        return scattered
+    diff = np.zeros(length + 1, dtype=np.int64)
+    np.add.at(diff, np.concatenate(edges), np.concatenate(steps))
+    return np.cumsum(diff[:-1]) + scattered
 
 
 def flatten_state(state: Mapping[str, object]) -> np.ndarray:

@@ -9,6 +9,7 @@ wrong tag, trailing bytes or short fields are refused.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -16,6 +17,7 @@ import numpy as np
 from fedledger.digests import sm3
 from fedledger.secagg.errors import SecAggInputError
 from fedledger.secagg.hybrid import HybridPublic
+from fedledger.secagg.layout import Runs, runs
 from fedledger.secagg.ring import RingSpec
 
 MAGIC = b"FLSA1"
@@ -128,6 +130,11 @@ class RoundSetup(_Message):
     @property
     def members(self) -> list[int]:
         return sorted(self.weights)
+
+    @functools.cached_property
+    def runs(self) -> dict[int, Runs | None]:
+        """Each member's contiguous runs, derived once per round (unmasking adds run by run)."""
+        return {m: runs(p) for m, p in self.positions.items()}
 
     def to_bytes(self) -> bytes:
         w = _Writer(b"setup").i64(self.round_index).i64(self.threshold).i64(self.ring.bits).i64(self.ring.frac_bits)

@@ -10,6 +10,7 @@ the blocks that hold them. Keys are derived per round and per purpose from the w
 from __future__ import annotations
 
 import hashlib
+import sys
 
 import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -18,6 +19,8 @@ from fedledger.secagg.errors import SecAggInputError
 from fedledger.secagg.ring import RingSpec
 
 BLOCK = 16
+_CHUNK = 1 << 20
+_ZEROS = memoryview(bytes(_CHUNK))
 
 
 def derive_key(secret: bytes, label: str, *context: int) -> bytes:
@@ -32,12 +35,21 @@ def derive_key(secret: bytes, label: str, *context: int) -> bytes:
 
 
 def stream(key: bytes, count: int, spec: RingSpec, first_block: int = 0) -> np.ndarray:
-    """``count`` ring words of the stream ``key`` from block ``first_block`` on (little-endian words)."""
+    """``count`` ring words of the stream ``key`` from block ``first_block`` on (little-endian words).
+
+    Encrypts a cached zero chunk into one preallocated buffer, chunk by chunk: no input copy of
+    the whole length, and the chunk stays in cache (several times faster than one big call).
+    """
     word = spec.bits // 8
     n_bytes = -(-(count * word) // BLOCK) * BLOCK
+    out = np.empty(n_bytes + BLOCK, dtype=np.uint8)  # update_into wants block - 1 spare bytes
+    view = memoryview(out.data)
     encryptor = Cipher(algorithms.AES(key), modes.CTR(first_block.to_bytes(BLOCK, "big"))).encryptor()
-    data = encryptor.update(bytes(n_bytes)) + encryptor.finalize()
-    return np.frombuffer(data, dtype=np.dtype(spec.dtype).newbyteorder("<"))[:count].astype(spec.dtype)
+    for start in range(0, n_bytes, _CHUNK):
+        size = min(_CHUNK, n_bytes - start)
+        encryptor.update_into(_ZEROS[:size], view[start : start + size + BLOCK])
+    words = out[:n_bytes].view(np.dtype(spec.dtype).newbyteorder("<"))[:count]
+    return words if sys.byteorder == "little" else words.astype(spec.dtype)
 
 
 def mask_at(key: bytes, positions: np.ndarray, spec: RingSpec) -> np.ndarray:

@@ -113,9 +113,13 @@ def decode(ring_sum: np.ndarray, coverage: np.ndarray, previous: np.ndarray, spe
     """float32 mean S / (W * 2**f) where W > 0, ``previous`` where W == 0."""
     if not (ring_sum.shape == coverage.shape == previous.shape):
         raise SecAggInputError("sum, coverage and previous values differ in length")
-    signed = ring_sum.astype(spec.dtype).view(spec.signed).astype(np.float64)
-    covered = coverage > 0
-    out = np.asarray(previous, dtype=np.float32).copy()
-    divisor = coverage[covered].astype(np.float64) * spec.scale  # power-of-two scaling: exact
-    out[covered] = np.divide(signed[covered], divisor).astype(np.float32)
+    signed = ring_sum.astype(spec.dtype, copy=False).view(spec.signed)
+    uncovered = coverage <= 0
+    divisor = coverage.astype(np.float64)
+    divisor *= spec.scale  # power-of-two scaling: exact
+    divisor[uncovered] = 1.0
+    quotient = signed.astype(np.float64)  # exact: |S| < 2**53
+    quotient /= divisor  # correctly rounded
+    out = quotient.astype(np.float32)
+    np.copyto(out, np.asarray(previous, dtype=np.float32), where=uncovered)
     return out
