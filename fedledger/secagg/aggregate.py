@@ -18,7 +18,7 @@ from fedledger.secagg.errors import CheatingMember, InsufficientShares, SecAggEr
 from fedledger.secagg.hybrid import SECRET_BYTES, HybridKeyPair, pair_secret
 from fedledger.secagg.layout import coverage_weights, scatter_add
 from fedledger.secagg.masks import add_signed, pair_mask, self_mask, shared_selection
-from fedledger.secagg.messages import Published, secret_commitment, share_commitment, survivors_digest
+from fedledger.secagg.messages import Published, RoundSetup, secret_commitment, share_commitment, survivors_digest
 from fedledger.secagg.ring import RingSpec, decode
 from fedledger.secagg.shamir import combine
 
@@ -144,6 +144,19 @@ def recompute_aggregate(published: Published) -> Aggregate:
             # survivor s added +P if s < d, -P otherwise: take it out again
             add_signed(total, positions[where], pair_mask(secret, rnd, positions[where], ring), -1 if s < d else +1)
     return Aggregate(ring, total, coverage, sorted(u3), sorted(u2 - u3), cheaters)
+
+
+def sole_coverage(setup: RoundSetup, members: list[int] | None = None) -> dict[int, int]:
+    """Per member, how many of its entries no other member covers.
+
+    Why: the aggregate of an entry covered by one member is that member's value; masks cannot
+    hide what the output itself says. With mixed widths (a lone full-width member) this is the
+    usual case, so a round should either choose selections that cover every entry twice or add
+    DP noise; the aggregator can show this figure before the round opens.
+    """
+    chosen = sorted(members or setup.members)
+    counts = coverage_weights(setup.global_length, [(setup.positions[m], setup.runs[m], 1) for m in chosen])
+    return {m: int(np.count_nonzero(counts[setup.positions[m]] == 1)) for m in chosen}
 
 
 def verify_aggregate(published: Published, claimed: np.ndarray) -> Aggregate:

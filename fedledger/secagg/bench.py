@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable
 from typing import Any
 
 import torch
 
 from fedledger.fl import AlignmentAggregation, ClientUpdate, ModelSpec, extract_submodel, initial_global_state
+from fedledger.fl.bench import _median_seconds
 from fedledger.secagg.aggregate import recompute_aggregate
 from fedledger.secagg.layout import flat_positions, flatten_state
 from fedledger.secagg.member import Member
@@ -28,16 +28,6 @@ RATES = (1.0, 0.5, 0.5, 0.25, 0.125)
 VALUE_BOUND = 8.0
 GOAL_TIME_RATIO = 2.0
 GOAL_UPLOAD_RATIO = 1.1
-
-
-def _median_seconds(fn: Callable[[], object], repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def _one_size(n: int, spec: ModelSpec, global_state: dict[str, torch.Tensor], repeats: int) -> dict[str, Any]:

@@ -82,3 +82,19 @@ def test_published_messages_have_stable_digests_and_recompute_from_bytes_alone()
     assert all(len(d) == 32 for d in digests.values())
     assert published.digests() == digests
     assert np.array_equal(recompute_aggregate(published).ring_sum, aggregate.ring_sum)
+
+
+def test_entries_only_one_member_covers_are_counted_before_the_round():
+    from fedledger.secagg.aggregate import sole_coverage
+
+    case = build_case(members={1: (1.0, "static", 4), 2: (0.5, "static", 3), 3: (0.5, "static", 2)}, threshold=2)
+    alone = sole_coverage(case.setup)
+    assert alone[2] == alone[3] == 0  # the two half-width members cover the same half
+    # the full-width member alone covers everything outside that half: the aggregate shows it
+    only_one = case.setup.positions[1].size - np.intersect1d(case.setup.positions[1], case.setup.positions[2]).size
+    assert alone[1] == only_one > 0
+    _, aggregate, _ = run_round(case.setup, case.values, BOUND)
+    exposed = np.setdiff1d(case.setup.positions[1], case.setup.positions[2])
+    mean = aggregate.mean(case.previous)
+    where = np.searchsorted(case.setup.positions[1], exposed)
+    assert np.array_equal(mean[exposed], case.values[1][where])
