@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import logging
 import threading
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from fedledger.cli.sm9 import PasswordFileOption, fail, read_password
+from fedledger.cli.common import BAD_INPUT, PasswordFileOption, errors_reported, fail, read_password, setup_logging
+from fedledger.errors import FedLedgerError
 
 app = typer.Typer(no_args_is_help=True, help="Run the aggregator: open rounds, align sub-models, coordinate signing.")
 
@@ -29,19 +29,17 @@ def run(
     """
     import uvicorn
 
-    from aggregator.config import AggregatorConfigError, load_config
-    from aggregator.driver import RoundFailed, build_context, run_aggregator
+    from aggregator.config import load_config
+    from aggregator.context import build_context
+    from aggregator.driver import RoundFailed, run_aggregator
     from aggregator.http_api import SessionBoard, create_app
-    from fedledger.chain.keyfile import KeyFileError
 
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    setup_logging(verbose)
     board = SessionBoard()
-    try:
+    with errors_reported(BAD_INPUT, (FedLedgerError, ValueError, OSError)):
         cfg, base = load_config(config)
         password = read_password(password_file, "the aggregator's Ethereum key")
         ctx = build_context(cfg, base, password, board)
-    except (AggregatorConfigError, KeyFileError, ValueError, OSError) as exc:
-        fail(str(exc))
     server = uvicorn.Server(uvicorn.Config(create_app(board), host=cfg.host, port=cfg.port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -17,11 +17,12 @@ from pathlib import Path
 from eth_account.signers.local import LocalAccount
 
 from aggregator.aggregation_step import RoundOutcome, SubmittedUpdate, aggregate_round
-from aggregator.config import AggregatorConfig
+from aggregator.config import PARTIAL_TIMEOUT_SECONDS, SIGNING_GRACE_SECONDS
 from aggregator.http_api import SessionBoard
 from aggregator.signing import SigningSession
 from fedledger.chain.approvals import GlobalModelRecord, global_model_typed_data, recover_signer
 from fedledger.chain.client import LedgerClient, UpdateSubmitted
+from fedledger.errors import FedLedgerError
 from fedledger.fl import ModelSpec, ValidationPolicy, initial_global_state, load_global, save_global
 from fedledger.protocol import RoundRecord, UpdateEntry, merkle_root
 from fedledger.protocol.consortium import Consortium
@@ -32,7 +33,7 @@ from fedledger.store import ContentStore
 log = logging.getLogger(__name__)
 
 
-class RoundFailed(Exception):
+class RoundFailed(FedLedgerError):
     """A round cannot complete (e.g. fewer than k honest signers remain); the message says why."""
 
 
@@ -49,8 +50,10 @@ class AggregatorContext:
     board: SessionBoard
     init_seed: int = 0
     min_updates: int = 0
-    round_deadline: float = 300.0
-    session_timeout: float = 120.0
+    round_deadline_seconds: float = 300.0
+    session_timeout_seconds: float = 120.0
+    signing_grace_seconds: float = SIGNING_GRACE_SECONDS
+    partial_timeout_seconds: float = PARTIAL_TIMEOUT_SECONDS
     policy: ValidationPolicy | None = None
     poll_interval: float = 0.25
 
@@ -78,7 +81,7 @@ def open_next_round(ctx: AggregatorContext, previous: int) -> None:
 def wait_for_updates(ctx: AggregatorContext, round_index: int, stop: threading.Event) -> list[UpdateSubmitted]:
     """Until every active institution (or ``min_updates``) submitted, or the deadline passed."""
     wanted = ctx.min_updates or ctx.ledger.active_institution_count()
-    deadline = time.monotonic() + ctx.round_deadline
+    deadline = time.monotonic() + ctx.round_deadline_seconds
     while not stop.is_set():
         events = ctx.ledger.updates_submitted(round=round_index)
         ctx.board.status = {"state": "collecting", "round": round_index, "updates": len(events)}
@@ -95,14 +98,32 @@ def _approval_signer(ctx: AggregatorContext, record: RoundRecord) -> Callable[[b
     def signer(signature_der: bytes, approval: bytes) -> str:
         typed = global_model_typed_data(
             ctx.ledger.domain,
-            GlobalModelRecord(
-                record.round, record.global_cid, record.global_digest, record.updates_root, signature_der
-            ),
+            GlobalModelRecord.from_round_record(record, signature_der),
             nonce,
         )
         return recover_signer(typed, approval)
 
     return signer
+
+
+def new_session(
+    ctx: AggregatorContext,
+    record: RoundRecord,
+    included: list[str],
+    approval_signer: Callable[[bytes, bytes], str],
+    excluded: frozenset[int] = frozenset(),
+) -> SigningSession:
+    """A fresh signing session for ``record``, timed as the aggregator's config says."""
+    return SigningSession(
+        ctx.threshold_public,
+        ctx.consortium,
+        record,
+        included,
+        approval_signer,
+        excluded=excluded,
+        signing_grace_seconds=ctx.signing_grace_seconds,
+        partial_timeout_seconds=ctx.partial_timeout_seconds,
+    )
 
 
 def authorize(
@@ -111,18 +132,11 @@ def authorize(
     """Run signing sessions until one yields a threshold signature and k approvals."""
     excluded: set[int] = set()
     while not stop.is_set():
-        session = SigningSession(
-            ctx.threshold_public,
-            ctx.consortium,
-            record,
-            included,
-            _approval_signer(ctx, record),
-            excluded=frozenset(excluded),
-        )
+        session = new_session(ctx, record, included, _approval_signer(ctx, record), frozenset(excluded))
         ctx.board.publish(session)
         ctx.board.status = {"state": "signing", "round": record.round, "session": session.session_id}
         started = time.monotonic()
-        while not stop.is_set() and time.monotonic() - started < ctx.session_timeout:
+        while not stop.is_set() and time.monotonic() - started < ctx.session_timeout_seconds:
             phase = session.tick()
             if phase == "ready" and session.signature_der is not None:
                 return session.signature_der, list(session.approvals.values())
@@ -188,7 +202,7 @@ def run_round(ctx: AggregatorContext, round_index: int, stop: threading.Event) -
     signature, approvals = authorize(ctx, record, included, stop)
     ctx.ledger.post_global_model(
         ctx.account,
-        GlobalModelRecord(round_index, record.global_cid, record.global_digest, record.updates_root, signature),
+        GlobalModelRecord.from_round_record(record, signature),
         approvals,
     )
     log.info(
@@ -199,33 +213,6 @@ def run_round(ctx: AggregatorContext, round_index: int, stop: threading.Event) -
         len(outcome.rejected),
     )
     return outcome
-
-
-def build_context(config: AggregatorConfig, base: Path, password: str, board: SessionBoard) -> AggregatorContext:
-    """Open keys, clients and public consortium data for the aggregator described by ``config``."""
-    from fedledger.chain.compiler import compile_ledger
-    from fedledger.chain.keyfile import load_eth_key
-    from fedledger.store import open_store
-
-    state_dir = base / config.state_dir
-    state_dir.mkdir(parents=True, exist_ok=True)
-    return AggregatorContext(
-        account=load_eth_key(base / config.eth_key_file, password),
-        ledger=LedgerClient.connect(config.rpc_url, config.contract, compile_ledger().abi),
-        store=open_store(config.store),
-        spec=ModelSpec.from_dict(config.model),
-        master_public_key=SignMasterPublicKey.load(base / config.master_public_key_file),
-        threshold_public=ThresholdPublic.load(base / config.threshold_public_file),
-        consortium=Consortium.load(base / config.consortium_file),
-        state_dir=state_dir,
-        board=board,
-        init_seed=config.init_seed,
-        min_updates=config.min_updates,
-        round_deadline=config.round_deadline_seconds,
-        session_timeout=config.session_timeout_seconds,
-        policy=ValidationPolicy(config.max_update_norm, config.norm_policy),
-        poll_interval=config.poll_interval,
-    )
 
 
 def run_aggregator(ctx: AggregatorContext, rounds: int, stop: threading.Event | None = None) -> int:

@@ -21,14 +21,8 @@ from typing import Annotated, Any
 import typer
 
 from fedledger.cli.bench import bench_app, emit
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from fedledger.cli.common import FAILED, console, fail
+from fedledger.netutil import free_port
 
 
 class _Processes:
@@ -132,9 +126,9 @@ def run_demo(workdir: Path, rounds: int, timeout: float, progress: bool) -> dict
     say("starting a local Anvil chain")
     with LocalChain("anvil") as chain:
         say("deploying the ledger; KGC: SM9 master key, 5 institution keys, 3-of-5 consortium key shares")
-        layout = setup_consortium(workdir, chain.rpc_url, aggregator_port=_free_port())
+        layout = setup_consortium(workdir, chain.rpc_url, aggregator_port=free_port())
         procs = _Processes(workdir / "logs")
-        audit_port = _free_port()
+        audit_port = free_port()
         try:
             agg = layout.aggregator_dir
             procs.start(
@@ -238,22 +232,19 @@ def demo(
     try:
         summary = run_demo(workdir.resolve(), rounds, timeout, progress=not as_json)
     except RuntimeError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
+        fail(str(exc), FAILED)
     audit = summary.get("audit") or {}
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
     else:
         _print_summary(summary)
     if not audit.get("all_verified"):
-        raise typer.Exit(1)
+        raise typer.Exit(FAILED)
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
     table = Table(title=f"fedledger demo: {summary['rounds']} rounds in {summary['seconds']} s")
     table.add_column("global model")
     table.add_column("accuracy", justify="right")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -21,6 +20,7 @@ from types import TracebackType
 from typing import Literal
 
 from fedledger.chain.paths import anvil_binary, node_binary, node_modules, project_root
+from fedledger.netutil import free_port
 
 ChainKind = Literal["anvil", "hardhat"]
 DEV_CHAIN_ID = 31337
@@ -29,13 +29,6 @@ HARDFORK = "prague"
 
 class LocalChainError(RuntimeError):
     """The local chain did not start, or stopped unexpectedly."""
-
-
-def free_port() -> int:
-    """A currently free TCP port on 127.0.0.1 (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def rpc_request(url: str, method: str, params: list[object] | None = None, timeout: float = 5.0) -> object:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from fedledger.chain.localchain import free_port
+from fedledger.netutil import free_port
 from tests.support.standin_kubo import StandinKubo
 
 KIB = 1024
