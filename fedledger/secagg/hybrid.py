@@ -4,8 +4,10 @@ Why hybrid: masked updates and encrypted shares are published, so an adversary w
 now and breaks X25519 later must still face ML-KEM (and the other way round). Each secret is
 ``SHA3-256(label || dh || kem_secret || transcript)``, the transcript holding the KEM ciphertext,
 both public keys, the two member ids and the round (X-Wing-style binding of everything public).
-The issue-11 envelope work (``fedledger/envelope/``) will provide a reviewed hybrid KEM: switch
-``_combine`` and ``HybridKeyPair`` to it once merged.
+Why not ``fedledger.envelope.hybrid`` (issue 11): it wraps a key to a long-term SM9 identity plus
+ML-KEM; here keys are round-scoped and a pair secret needs a two-sided agreement (X25519 DH) that
+either side's Shamir-shared material can rebuild. Its combiner has the same shape; when the
+envelope grows a round-key API, ``_combine`` and ``HybridKeyPair`` are the two places to switch.
 
 The X25519 half is static-static between the two members' advertised keys, so a share sealed
 by member i opens only for j and only as coming from i (sender authentication); the ML-KEM half
