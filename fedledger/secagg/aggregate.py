@@ -79,7 +79,10 @@ def _rebuild(published: Published, good: dict[int, dict], dealer: int, kind: str
     shares = {m: r[kind][dealer] for m, r in good.items()}
     if len(shares) < t:
         raise InsufficientShares(f"member {dealer}: {len(shares)} valid {kind} shares revealed, {t} needed")
-    secret = combine(shares, t)
+    try:
+        secret = combine(shares, t)
+    except SecAggInputError as exc:  # every share matched its commitment: the dealer made them so
+        raise CheatingMember(dealer, f"its committed {kind} shares are malformed ({exc})") from exc
     committed = getattr(published.shares[dealer], f"{kind}_commitment")
     if secret_commitment(published.setup.round_index, dealer, kind, secret) != committed:
         raise CheatingMember(dealer, f"its committed {kind} shares do not rebuild its committed secret")

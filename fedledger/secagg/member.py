@@ -57,6 +57,7 @@ class Member:
         self._pair_secrets: dict[int, bytes] = {}
         self._received: dict[int, tuple[bytes, bytes]] = {}  # dealer: (seed share, key share)
         self._revealed_for: bytes | None = None
+        self._shares_received = False
 
     def advertise(self) -> AdvertiseKeys:
         return AdvertiseKeys(self.setup.round_index, self.id, self._channel.public, self._mask.public)
@@ -71,22 +72,29 @@ class Member:
             raise SecAggInputError("the published keys do not include this member's own advert")
         if len(adverts) < t:
             raise SecAggError(f"only {len(adverts)} members advertised keys, threshold is {t}")
-        self._adverts = dict(adverts)
+        if self._adverts:
+            raise SecAggError("keys were already shared this round")
         u1 = sorted(adverts)
+        pair_kem, sealed = {}, {}
         for j in (j for j in u1 if j > self.id):
-            self._pair_kem[j] = encapsulate(adverts[j].mask)
-        material = self._mask.secret + b"".join(self._pair_kem[j][0] for j in sorted(self._pair_kem))
+            try:
+                pair_kem[j] = encapsulate(adverts[j].mask)
+            except SecAggInputError as exc:
+                raise CheatingMember(j, "advertised a malformed ML-KEM key") from exc
+        material = self._mask.secret + b"".join(pair_kem[j][0] for j in sorted(pair_kem))
         seed_shares, key_shares = split(self._seed, t, u1), split(material, t, u1)
-        sealed = {
-            j: seal(self._channel, adverts[j].channel, (self.id, j), rnd, pack_shares(seed_shares[j], key_shares[j]))
-            for j in u1
-            if j != self.id
-        }
-        self._received[self.id] = (seed_shares[self.id], key_shares[self.id])
+        for j in (j for j in u1 if j != self.id):
+            try:
+                shares = pack_shares(seed_shares[j], key_shares[j])
+                sealed[j] = seal(self._channel, adverts[j].channel, (self.id, j), rnd, shares)
+            except SecAggInputError as exc:
+                raise CheatingMember(j, "advertised a malformed channel key") from exc
+        self._adverts, self._pair_kem = dict(adverts), pair_kem
+        self._received = {self.id: (seed_shares[self.id], key_shares[self.id])}
         return ShareKeys(
             rnd,
             self.id,
-            {j: ct for j, (_, ct) in self._pair_kem.items()},
+            {j: ct for j, (_, ct) in pair_kem.items()},
             sealed,
             {j: share_commitment(rnd, self.id, j, "seed", s) for j, s in seed_shares.items()},
             {j: share_commitment(rnd, self.id, j, "key", s) for j, s in key_shares.items()},
@@ -97,10 +105,13 @@ class Member:
     def receive_shares(self, share_messages: dict[int, ShareKeys]) -> None:
         """Phase 2 end: open this member's shares from every dealer in U2, check them, agree pair secrets."""
         rnd = self.setup.round_index
+        if not self._adverts or self._shares_received:
+            raise SecAggError("shares can be received once, after this member shared its own")
         if self.id not in share_messages:
             raise SecAggInputError("the published shares do not include this member's own")
         if len(share_messages) < self.setup.threshold:
             raise SecAggError(f"only {len(share_messages)} members shared keys, threshold is {self.setup.threshold}")
+        received, pair_secrets = dict(self._received), {}
         for d, message in share_messages.items():
             if d not in self._adverts or message.member != d or message.round_index != rnd:
                 raise CheatingMember(d, "shares from a member that did not advertise keys, or for another round")
@@ -119,13 +130,17 @@ class Member:
                         share_commitment(rnd, d, self.id, "key", key_share))
             if committed != expected:
                 raise CheatingMember(d, f"shares for member {self.id} contradict its commitments")
-            self._received[d] = (seed_share, key_share)
-            self._pair_secrets[d] = self._agree(d, message)
-        self._received = {d: s for d, s in self._received.items() if d in share_messages}
+            received[d] = (seed_share, key_share)
+            pair_secrets[d] = self._agree(d, message)
+        self._received, self._pair_secrets = received, pair_secrets  # all checked: now commit
+        self._shares_received = True
 
     def _agree(self, j: int, message: ShareKeys) -> bytes:
         mine, theirs = self._mask.public, self._adverts[j].mask
-        dh = self._mask.dh(theirs)
+        try:
+            dh = self._mask.dh(theirs)
+        except SecAggInputError as exc:
+            raise CheatingMember(j, "advertised a degenerate X25519 mask key") from exc
         if self.id < j:
             kem_secret, ciphertext = self._pair_kem[j]
             return pair_secret(dh, kem_secret, ciphertext, mine, theirs, (self.id, j), self.setup.round_index)
@@ -142,7 +157,7 @@ class Member:
         """Phase 3: enc(w * x) (+ this member's noise share, ring units) + self mask + pair masks."""
         setup = self.setup
         positions = setup.positions[self.id]
-        if not self._received:
+        if not self._shares_received:
             raise SecAggError("masked input before the shares were received")
         if values.shape != positions.shape:
             raise SecAggInputError(f"update has {values.size} entries, the sub-model {positions.size}")
@@ -160,6 +175,8 @@ class Member:
 
     def reveal(self, survivors: list[int]) -> Reveal:
         """Phase 4 for the published survivor set; refuses any second, different set."""
+        if not self._shares_received:
+            raise SecAggError("reveal before the shares were received")
         u2 = set(self._received)
         chosen = set(survivors)
         if not chosen <= u2 or self.id not in chosen:

@@ -164,3 +164,33 @@ def test_aggregator_with_t_minus_1_colluders_cannot_unmask_an_honest_update():
     # entries only the honest member and colluders cover: the aggregate itself gives them away
     # (colluders subtract their own inputs), so masks cannot and need not hide them (docs/secagg.md)
     assert np.array_equal(residual[~hidden], plain[~hidden])
+
+
+def test_a_bad_dealer_changes_nothing_in_the_recipient_and_honest_shares_still_arrive():
+    case = build_case(threshold=3)
+    members, shares = _phases_to_shares(case)
+    good = dict(shares)
+    sealed = dict(shares[3].sealed_shares)
+    sealed[2] = _flip(sealed[2])
+    shares[3] = dataclasses.replace(shares[3], sealed_shares=sealed)
+    with pytest.raises(CheatingMember):
+        members[2].receive_shares(shares)
+    with pytest.raises(SecAggError, match="before the shares were received"):
+        members[2].masked_input(case.values[2], BOUND)
+    members[2].receive_shares(good)  # nothing was half-stored: the honest set is accepted
+    assert members[2].masked_input(case.values[2], BOUND).values.size == case.setup.positions[2].size
+
+
+def test_a_degenerate_advertised_key_names_its_member():
+    from fedledger.secagg.hybrid import HybridPublic
+
+    case = build_case(threshold=3)
+    members = {m: Member(m, case.setup) for m in case.setup.members}
+    keys = {m: members[m].advertise() for m in members}
+    bad = keys[4]
+    keys[4] = dataclasses.replace(bad, channel=HybridPublic(bytes(32), bad.channel.mlkem))  # the zero point
+    with pytest.raises(CheatingMember) as caught:
+        members[1].share_keys(keys)
+    assert caught.value.member == 4
+    keys[4] = bad
+    assert members[1].share_keys(keys).member == 1  # the refused attempt left no state behind
