@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import math
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 
+from fedledger.dp.accountant import RoundPrivacy
 from fedledger.dp.errors import DPParameterError
 
 TAIL_SIGMAS = 20  # |total noise| < 20 sigma except with probability far below 2**-128
@@ -75,3 +76,43 @@ def realised_noise_multiplier(noise_multiplier: float, planned: np.ndarray, surv
         raise DPParameterError("more survivors than planned members on some entry")
     fraction = float(np.min(surviving[released] / planned[released]))
     return noise_multiplier * math.sqrt(fraction)
+
+
+def distributed_round_privacy(
+    clip: float,
+    noise_multiplier: float,
+    frac_bits: int,
+    weights: Mapping[int, int],
+    positions: Mapping[int, np.ndarray],
+    survivors: Iterable[int],
+    length: int,
+    sample_rate: float = 1.0,
+) -> RoundPrivacy:
+    """The round record's DP parameters of a distributed-noise round, from public data only.
+
+    Shares were sized for every roster member (``positions``); the realised multiplier accounts
+    for the members that dropped out. The sensitivity uses the largest weight and sub-model, the
+    same figures every member used to size its share (:func:`planned_sensitivity`).
+    """
+    chosen = sorted(survivors)
+    if not chosen or not set(chosen) <= set(positions):
+        raise DPParameterError("survivors must be a non-empty subset of the roster")
+    planned = coverage_counts(positions.values(), length)
+    surviving = coverage_counts([positions[m] for m in chosen], length)
+    dimension = max(int(p.size) for p in positions.values())
+    return RoundPrivacy(
+        clip=clip,
+        noise_multiplier=realised_noise_multiplier(noise_multiplier, planned, surviving),
+        sample_rate=sample_rate,
+        participants=len(chosen),
+        mechanism="skellam",
+        ring_sensitivity=planned_sensitivity(clip, frac_bits, weights, positions),
+        dimension=dimension,
+    )
+
+
+def planned_sensitivity(
+    clip: float, frac_bits: int, weights: Mapping[int, int], positions: Mapping[int, np.ndarray]
+) -> float:
+    """Delta every member sizes its share with: the largest weight and the largest sub-model."""
+    return ring_sensitivity(clip, frac_bits, max(weights.values()), max(int(p.size) for p in positions.values()))

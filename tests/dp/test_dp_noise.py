@@ -84,3 +84,19 @@ def test_central_noise_is_reproducible_from_its_seed_and_scaled_per_entry():
     assert noisy[coverage > 0].std() == pytest.approx(2.0 * 5 * 0.5 / 10, rel=0.02)
     with pytest.raises(DPParameterError, match="32 bytes"):
         central_noise(b"short", 10, 1.0)
+
+
+def test_the_round_record_parameters_come_from_public_data_and_price_the_dropout():
+    from fedledger.dp.accountant import epsilon
+    from fedledger.dp.distributed import distributed_round_privacy, planned_sensitivity
+
+    positions = {1: np.arange(100), 2: np.arange(50), 3: np.arange(50, 100)}
+    weights = {1: 4, 2: 2, 3: 2}
+    full = distributed_round_privacy(1.0, 2.0, 8, weights, positions, [1, 2, 3], 100)
+    dropped = distributed_round_privacy(1.0, 2.0, 8, weights, positions, [1, 3], 100)
+    assert full.noise_multiplier == 2.0 and full.participants == 3 and full.mechanism == "skellam"
+    assert dropped.noise_multiplier == pytest.approx(2.0 * np.sqrt(1 / 2))
+    assert full.ring_sensitivity == planned_sensitivity(1.0, 8, weights, positions) == 4 * (256 + np.sqrt(100) / 2)
+    assert epsilon([dropped], 1e-5) > epsilon([full], 1e-5)
+    with pytest.raises(DPParameterError, match="subset of the roster"):
+        distributed_round_privacy(1.0, 2.0, 8, weights, positions, [4], 100)
