@@ -17,7 +17,7 @@ import numpy as np
 from fedledger.secagg.errors import CheatingMember, InsufficientShares, SecAggError, SecAggInputError
 from fedledger.secagg.hybrid import SECRET_BYTES, HybridKeyPair, pair_secret
 from fedledger.secagg.layout import coverage_weights, scatter_add
-from fedledger.secagg.masks import add_signed, pair_mask, self_mask, shared_selection
+from fedledger.secagg.masks import apply_pair_mask, self_mask
 from fedledger.secagg.messages import Published, RoundSetup, secret_commitment, share_commitment, survivors_digest
 from fedledger.secagg.ring import RingSpec, decode
 from fedledger.secagg.shamir import combine
@@ -142,10 +142,9 @@ def recompute_aggregate(published: Published) -> Aggregate:
             else:
                 ct = published.shares[s].pair_ciphertexts[d]
                 secret = pair_secret(keys.dh(peer), keys.decapsulate(ct), ct, peer, keys.public, (s, d), rnd)
-            positions = setup.positions[s]
-            where = shared_selection(positions, setup.positions[d], length)
             # survivor s added +P if s < d, -P otherwise: take it out again
-            add_signed(total, positions[where], pair_mask(secret, rnd, positions[where], ring), -1 if s < d else +1)
+            own, other = (setup.positions[s], setup.runs[s]), (setup.positions[d], setup.runs[d])
+            apply_pair_mask(total, secret, rnd, ring, -1 if s < d else +1, own, other, length, by_global=True)
     return Aggregate(ring, total, coverage, sorted(u3), sorted(u2 - u3), cheaters)
 
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from fedledger.secagg.errors import CheatingMember, InsufficientShares, SecAggError, SecAggInputError
 from fedledger.secagg.hybrid import HybridKeyPair, encapsulate, open_sealed, pair_secret, seal
-from fedledger.secagg.masks import add_signed, pair_mask, self_mask, shared_selection
+from fedledger.secagg.masks import apply_pair_mask, self_mask
 from fedledger.secagg.messages import (
     AdvertiseKeys,
     MaskedInput,
@@ -167,10 +167,12 @@ class Member:
                 raise SecAggInputError("noise share does not match the sub-model")
             y += to_ring(noise, setup.ring)
         y += self_mask(self._seed, setup.round_index, self.id, positions.size, setup.ring)
+        own = (positions, setup.runs[self.id])
         for j, secret in sorted(self._pair_secrets.items()):
-            where = shared_selection(positions, setup.positions[j], setup.global_length)
-            mask = pair_mask(secret, setup.round_index, positions[where], setup.ring)
-            add_signed(y, where, mask, +1 if self.id < j else -1)
+            other = (setup.positions[j], setup.runs[j])
+            sign = +1 if self.id < j else -1
+            apply_pair_mask(y, secret, setup.round_index, setup.ring, sign, own, other, setup.global_length,
+                            by_global=False)
         return MaskedInput(setup.round_index, self.id, y)
 
     def reveal(self, survivors: list[int]) -> Reveal:

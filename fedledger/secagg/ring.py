@@ -83,12 +83,16 @@ def choose_ring(
 
 def quantise(values: np.ndarray, spec: RingSpec, value_bound: float) -> np.ndarray:
     """Integers q = rint(x * 2**f) (int64); refuses NaN, Inf and |x| > value_bound."""
-    x = np.asarray(values, dtype=np.float64)
-    if x.size and not np.isfinite(x).all():
-        raise SecAggInputError("update holds NaN or Inf")
-    if x.size and float(np.abs(x).max()) > value_bound:
-        raise SecAggInputError(f"update value {float(np.abs(x).max()):.6g} exceeds the bound {value_bound}")
-    return np.rint(x * spec.scale).astype(np.int64)
+    x = np.asarray(values)
+    if x.size:
+        low, high = float(np.min(x)), float(np.max(x))  # NaN propagates into both
+        if math.isnan(low) or math.isnan(high) or math.isinf(low) or math.isinf(high):
+            raise SecAggInputError("update holds NaN or Inf")
+        if max(-low, high) > value_bound:
+            raise SecAggInputError(f"update value {max(-low, high):.6g} exceeds the bound {value_bound}")
+    scaled = x.astype(np.float64)
+    scaled *= spec.scale  # exact: a power of two
+    return np.rint(scaled, out=scaled).astype(np.int64)
 
 
 def dequantise(values: np.ndarray, spec: RingSpec, value_bound: float) -> np.ndarray:

@@ -134,3 +134,21 @@ def test_scatter_add_by_runs_and_by_scattered_positions_agree():
         assert np.array_equal(fast, slow)
         scatter_add(fast, positions, 3, runs(positions))
         assert np.array_equal(fast[positions], slow[positions] + np.uint32(3))
+
+
+@pytest.mark.parametrize("by_global", [False, True])
+def test_pair_masks_by_runs_equal_pair_masks_entry_by_entry(by_global):
+    from fedledger.secagg.layout import runs
+    from fedledger.secagg.masks import apply_pair_mask
+
+    ring, secret = RingSpec(32, 16), bytes(range(32))
+    own = np.concatenate([np.arange(3, 200), np.arange(260, 500), np.arange(700, 990)])
+    other = np.concatenate([np.arange(0, 100), np.arange(150, 300), np.arange(480, 800)])
+    size = 1000 if by_global else own.size
+    fast, slow = np.zeros(size, np.uint32), np.zeros(size, np.uint32)
+    apply_pair_mask(fast, secret, 4, ring, +1, (own, runs(own)), (other, runs(other)), 1000, by_global=by_global)
+    apply_pair_mask(slow, secret, 4, ring, +1, (own, None), (other, None), 1000, by_global=by_global)
+    assert np.count_nonzero(fast) == np.intersect1d(own, other).size
+    assert np.array_equal(fast, slow)
+    apply_pair_mask(fast, secret, 4, ring, -1, (own, runs(own)), (other, runs(other)), 1000, by_global=by_global)
+    assert not fast.any()
