@@ -48,3 +48,18 @@ def test_masked_upload_is_uniform_and_uncorrelated_with_the_update():
     assert _low_bit_p(masked) > ALPHA
     assert _correlation_p(masked, ramp) > ALPHA
     assert _correlation_p(masked.view(np.int32), ramp) > ALPHA
+
+
+def test_no_unmasking_code_path_opens_sealed_shares_or_touches_a_members_secrets():
+    # the aggregator and nodes unmask with fedledger.secagg.aggregate alone: it must only ever see
+    # published messages, never a member object, its sealed shares' plaintext or its seed
+    import ast
+    import inspect
+
+    import fedledger.secagg.aggregate as unmasking
+
+    tree = ast.parse(inspect.getsource(unmasking))
+    names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+    names |= {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
+    imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) for a in n.names}
+    assert not {"open_sealed", "Member", "sealed_shares", "_seed", "_received", "_pair_secrets"} & (names | imported)
