@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import ssl
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,7 @@ from fedledger.sm9 import Signature, SignMasterPublicKey, SignPrivateKey, sign, 
 from fedledger.sm9.threshold import Commitment, Signer, ThresholdPublic
 from fedledger.store import ContentStore, StoreError
 from node.config import HTTP_TIMEOUT_SECONDS, POLL_INTERVAL_SECONDS
+from node.http_client import aggregator_client
 from node.training_step import (
     TrainedUpdate,
     UnusableGlobalModel,
@@ -83,6 +85,8 @@ class NodeContext:
     @property
     def vault(self) -> ModelVault:
         return ModelVault(self.store, sealing_master_key(self.consortium), self.reader_keys)
+
+    aggregator_tls: ssl.SSLContext | None = None  # mutual TLS to the aggregator; None = plain HTTP (--insecure-http)
 
     def __repr__(self) -> str:
         return f"NodeContext(name={self.name!r}, address={self.account.address})"
@@ -364,7 +368,7 @@ def run_node(
     """
     stop = stop or threading.Event()
     poll_interval = ctx.poll_interval if poll_interval is None else poll_interval
-    with httpx.Client(timeout=ctx.http_timeout_seconds) as http:
+    with aggregator_client(ctx.aggregator_tls, ctx.http_timeout_seconds) as http:
         participant = SessionParticipant(ctx, http)
         last_problem = ""
         while not stop.is_set():
