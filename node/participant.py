@@ -81,12 +81,11 @@ class NodeContext:
     poll_interval: float = POLL_INTERVAL_SECONDS
     http_timeout_seconds: float = HTTP_TIMEOUT_SECONDS
     reader_keys: RecipientKeys | None = None  # SM9 decryption + ML-KEM keys: opens sealed model files
+    aggregator_tls: ssl.SSLContext | None = None  # mutual TLS to the aggregator; None = plain HTTP (--insecure-http)
 
     @property
     def vault(self) -> ModelVault:
         return ModelVault(self.store, sealing_master_key(self.consortium), self.reader_keys)
-
-    aggregator_tls: ssl.SSLContext | None = None  # mutual TLS to the aggregator; None = plain HTTP (--insecure-http)
 
     def __repr__(self) -> str:
         return f"NodeContext(name={self.name!r}, address={self.account.address})"
@@ -259,7 +258,7 @@ def _update_file_name(institution: str, mine: str) -> str:
 def _check_alignment(ctx: NodeContext, record: RoundRecord, base_cid: str, included: list[UpdateSubmitted]) -> None:
     """Recompute the global model from the base and the included updates; it must be the posted one."""
     folder = round_dir(ctx, record.round)
-    # Same paths as training used, so the base and this node's own update are not fetched again.
+    # The base has training's path, so it is not fetched again (nor is this node's own update).
     mine = ctx.account.address.lower()
     try:
         base_path = fetch_verified_model(ctx.vault, base_cid, record.base_digest, folder / "base.safetensors")
@@ -268,8 +267,7 @@ def _check_alignment(ctx: NodeContext, record: RoundRecord, base_cid: str, inclu
                 ctx.vault,
                 event.cid,
                 event.digest,
-                folder
-                / ("update.safetensors" if event.institution.lower() == mine else f"{event.institution.lower()}.st"),
+                folder / _update_file_name(event.institution, mine),
             )
             for event in included
         ]
