@@ -31,7 +31,7 @@ def run(
 
     from aggregator.config import load_config
     from aggregator.context import build_context
-    from aggregator.driver import RoundFailed, run_aggregator
+    from aggregator.driver import run_aggregator
     from aggregator.http_api import SessionBoard, create_app
 
     setup_logging(verbose)
@@ -45,7 +45,7 @@ def run(
     thread.start()
     try:
         posted = run_aggregator(ctx, rounds)
-    except RoundFailed as exc:
+    except FedLedgerError as exc:  # a misconfiguration no retry heals
         fail(str(exc))
     finally:
         server.should_exit = True
