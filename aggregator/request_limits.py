@@ -32,10 +32,6 @@ class RequestLimits:
     rate_burst: int = RATE_BURST
 
 
-class _BodyTooLarge(Exception):
-    pass
-
-
 async def _refuse(send: Send, status: int, detail: str, headers: list[tuple[bytes, bytes]] | None = None) -> None:
     body = json.dumps({"detail": detail}).encode()
     await send(
@@ -50,7 +46,10 @@ async def _refuse(send: Send, status: int, detail: str, headers: list[tuple[byte
 
 
 class BodySizeLimit:
-    """Answers 413 to a body over ``max_bytes``, whether announced by Content-Length or streamed."""
+    """Answers 413 to a body over ``max_bytes``, whether announced by Content-Length or streamed.
+
+    The body is read here before the app sees it (it is small by then), so a huge one is cut off
+    after ``max_bytes`` and no handler or parser ever runs on it."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
@@ -65,28 +64,27 @@ class BodySizeLimit:
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
             await _refuse(send, 413, detail)
             return
-        seen = 0
-        started = False
-
-        async def counted_receive() -> Message:
-            nonlocal seen
+        body = bytearray()  # at most max_bytes: read it all here, then hand it to the app in one piece
+        more = True
+        while more:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise _BodyTooLarge
-            return message
-
-        async def tracked_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, counted_receive, tracked_send)
-        except _BodyTooLarge:
-            if not started:
+            if message["type"] != "http.request":
+                return  # the client went away
+            body += message.get("body", b"")
+            more = bool(message.get("more_body", False))
+            if len(body) > self.max_bytes:
                 await _refuse(send, 413, detail)
+                return
+        delivered = False
+
+        async def replay() -> Message:
+            nonlocal delivered
+            if delivered:
+                return await receive()  # after the body: wait for the disconnect, as a server would
+            delivered = True
+            return {"type": "http.request", "body": bytes(body), "more_body": False}
+
+        await self.app(scope, replay, send)
 
 
 class RateLimit:
