@@ -205,5 +205,6 @@ def run(
 
     setup_logging(verbose)
     ctx = _context(config, password_file)
-    posted = run_node(ctx, rounds)
+    with errors_reported():  # NodeMisconfigured: wrong contract or not a member, said at once
+        posted = run_node(ctx, rounds)
     typer.echo(f"node {ctx.name}: {posted} round(s) posted")

@@ -8,15 +8,11 @@ a 4xx and change nothing; /docs and /redoc work offline.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 
 import httpx
 import pytest
-import uvicorn
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from aggregator.http_api import SessionBoard, create_app
@@ -24,28 +20,11 @@ from aggregator.request_limits import RequestLimits
 from aggregator.signing import SigningSession
 from fedledger.chain.client import LedgerClient
 from fedledger.chain.devaccounts import DevRoles
-from fedledger.netutil import free_port
 from fedledger.protocol.session_auth import sign_payload
 from fedledger.sm9.threshold import Commitment
 from tests.audit.test_audit_docs import _assert_offline
+from tests.support.loopback_server import served
 from tests.support.signing_session import SessionFixture, session_fixture
-
-
-@contextmanager
-def served(app: FastAPI) -> Iterator[str]:
-    """``app`` on a real uvicorn on loopback; yields its base URL."""
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 def test_a_body_over_64_kib_gets_413_whether_announced_or_streamed() -> None:

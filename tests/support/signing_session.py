@@ -26,6 +26,7 @@ BASE_DIGEST = b"\x01" * 32
 class SessionFixture:
     ledger: LedgerClient
     roles: DevRoles
+    master: SignMasterKey
     public: ThresholdPublic
     signers: list[Signer]
     roster: Consortium
@@ -75,9 +76,12 @@ def session_fixture(ledger: LedgerClient, roles: DevRoles) -> SessionFixture:
     """Open round 0 on ``ledger`` and set up the consortium's shares and roster for it."""
     ledger.open_round(roles.aggregator, 0, "bafkreibasemodel", BASE_DIGEST)
     identity = f"consortium:{ledger.chain_id}:{ledger.address.lower()}"
-    shares, public = split_key(SignMasterKey.generate(), identity, K, len(roles.institutions))
+    master = SignMasterKey.generate()
+    shares, public = split_key(master, identity, K, len(roles.institutions))
     members = tuple(
         Member(f"hospital-{i + 1}", a.address, f"hospital-{i + 1}", i + 1) for i, a in enumerate(roles.institutions)
     )
     roster = Consortium(ledger.chain_id, ledger.address, identity, K, members)
-    return SessionFixture(ledger, roles, public, [Signer(s, public) for s in shares], roster, make_record(ledger))
+    return SessionFixture(
+        ledger, roles, master, public, [Signer(s, public) for s in shares], roster, make_record(ledger)
+    )
