@@ -198,5 +198,3 @@ def test_a_node_pointed_at_no_contract_stops_at_once_saying_so(fx: SessionFixtur
     ctx = node_context(fx, tmp_path, "http://127.0.0.1:9", ledger=wrong)
     with pytest.raises(NodeMisconfigured, match="no contract at"):
         run_node(ctx, None)
-
-

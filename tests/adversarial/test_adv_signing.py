@@ -16,15 +16,13 @@ import pytest
 from fastapi.testclient import TestClient
 
 from aggregator.approval_check import SECP256K1_N
-from aggregator.driver import AggregatorContext, post_would_pass
+from aggregator.driver import post_would_pass
 from aggregator.http_api import SessionBoard, create_app
 from aggregator.signing import SigningSession
 from fedledger.chain.approvals import GlobalModelRecord, sign_global_model
 from fedledger.chain.client import LedgerClient
 from fedledger.chain.devaccounts import DevRoles
-from fedledger.fl import default_spec
-from fedledger.store import open_store
-from tests.support.signing_session import SessionFixture, make_record, session_fixture
+from tests.support.signing_session import SessionFixture, aggregator_context, make_record, session_fixture
 
 
 @pytest.fixture
@@ -131,20 +129,6 @@ def test_k_is_read_from_the_chain_not_from_the_roster_file(fx: SessionFixture, d
     assert session.tick() == "ready"
 
 
-def _context(fx: SessionFixture, tmp_path: Path) -> AggregatorContext:
-    return AggregatorContext(
-        account=fx.roles.aggregator,
-        ledger=fx.ledger,
-        store=open_store(f"local:{tmp_path / 'store'}"),
-        spec=default_spec((8,), 2),
-        master_public_key=fx.public.master_public_key,
-        threshold_public=fx.public,
-        consortium=fx.roster,
-        state_dir=tmp_path,
-        board=SessionBoard(),
-    )
-
-
 def test_an_approval_the_contract_refuses_at_post_time_is_named_dropped_and_replaced(
     fx: SessionFixture, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -155,7 +139,7 @@ def test_an_approval_the_contract_refuses_at_post_time_is_named_dropped_and_repl
     time.sleep(0.05)
     assert session.tick() == "ready"
     fx.remove_on_chain(2)  # accepted while active; the contract now refuses it
-    ctx = _context(fx, tmp_path)
+    ctx = aggregator_context(fx, tmp_path)
     with caplog.at_level(logging.WARNING, logger="aggregator.driver"):
         assert not post_would_pass(ctx, session)
     removed = fx.roles.institutions[2].address.lower()

@@ -4,19 +4,24 @@ institutions (k = 3) and the real ``ChainApprovals`` gate, for the adversarial s
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from eth_account.signers.local import LocalAccount
 
 from aggregator.approval_check import ChainApprovals
+from aggregator.driver import AggregatorContext
+from aggregator.http_api import SessionBoard
 from aggregator.signing import SigningSession
 from fedledger.chain.approvals import GlobalModelRecord, MembershipChange
 from fedledger.chain.client import LedgerClient
 from fedledger.chain.devaccounts import DevRoles
+from fedledger.fl import default_spec
 from fedledger.protocol import RoundRecord
 from fedledger.protocol.consortium import Consortium, Member
 from fedledger.protocol.session_auth import sign_payload
 from fedledger.sm9 import SignMasterKey
 from fedledger.sm9.threshold import Commitment, Signer, ThresholdPublic, split_key
+from fedledger.store import open_store
 
 K = 3
 BASE_DIGEST = b"\x01" * 32
@@ -84,4 +89,20 @@ def session_fixture(ledger: LedgerClient, roles: DevRoles) -> SessionFixture:
     roster = Consortium(ledger.chain_id, ledger.address, identity, K, members)
     return SessionFixture(
         ledger, roles, master, public, [Signer(s, public) for s in shares], roster, make_record(ledger)
+    )
+
+
+def aggregator_context(fx: SessionFixture, tmp_path: Path, account: LocalAccount | None = None) -> AggregatorContext:
+    """The aggregator of ``fx``'s ledger (or ``account`` posing as it), with a real local store."""
+    return AggregatorContext(
+        account=account or fx.roles.aggregator,
+        ledger=fx.ledger,
+        store=open_store(f"local:{tmp_path / 'store'}"),
+        spec=default_spec((8,), 2),
+        master_public_key=fx.public.master_public_key,
+        threshold_public=fx.public,
+        consortium=fx.roster,
+        state_dir=tmp_path / "aggregator",
+        board=SessionBoard(),
+        poll_interval=0.05,
     )
