@@ -40,7 +40,9 @@ def run(
         cfg, base = load_config(config)
         password = read_password(password_file, "the aggregator's Ethereum key")
         ctx = build_context(cfg, base, password, board)
-    server = uvicorn.Server(uvicorn.Config(create_app(board), host=cfg.host, port=cfg.port, log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(board, cfg.request_limits()), host=cfg.host, port=cfg.port, log_level="warning")
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:

@@ -71,9 +71,8 @@ class InProcessConsortium:
         ctx = self.aggregator_context()
         ctx.poll_interval = self.aggregator_poll
         config, _ = load_aggregator_config(self.layout.aggregator_dir)
-        server = uvicorn.Server(
-            uvicorn.Config(create_app(ctx.board), host="127.0.0.1", port=config.port, log_level="warning")
-        )
+        app = create_app(ctx.board, config.request_limits())
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=config.port, log_level="warning"))
         http = threading.Thread(target=server.run, daemon=True)
         http.start()
         stop = threading.Event()
