@@ -172,7 +172,7 @@ def sign(
 
     import httpx
 
-    from node.participant import RecordRefused, SessionParticipant
+    from node.participant import AggregatorUnavailable, RecordRefused, SessionParticipant, SessionViewError
 
     ctx = _context(config, password_file)
     state = ctx.ledger.round_state()
@@ -186,6 +186,9 @@ def sign(
                 phase = participant.step(state.round)
             except RecordRefused as exc:
                 fail(f"refusing to sign: {exc}")
+            except (SessionViewError, AggregatorUnavailable, httpx.HTTPError):  # this poll only: look again
+                time.sleep(ctx.poll_interval)
+                continue
             if phase in ("approve", "ready") or not ctx.ledger.round_state().open:
                 typer.echo(f"round {state.round}: signed and approved")
                 return
