@@ -172,13 +172,16 @@ class SigningSession:
             approval = bytes.fromhex(approval_hex.removeprefix("0x"))
         except ValueError:
             raise MalformedPayload("approval is not hex") from None
+        signature_der = self.signature_der  # set once, when the session enters ``approve``
+        if signature_der is None:
+            raise SessionRejected(f"session {self.session_id} is not collecting approvals ({self.phase})")
+        try:  # reads the chain: outside the lock, so other requests and the driver do not wait on it
+            address = self.gate.signer_of(signature_der, approval).lower()
+        except FedLedgerError as exc:
+            raise MalformedPayload(f"approval rejected: {exc}") from None
         with self._lock:
-            if self.phase not in ("approve", "ready") or self.signature_der is None:
+            if self.phase not in ("approve", "ready"):
                 raise SessionRejected(f"session {self.session_id} is not collecting approvals ({self.phase})")
-            try:
-                address = self.gate.signer_of(self.signature_der, approval).lower()
-            except FedLedgerError as exc:
-                raise MalformedPayload(f"approval rejected: {exc}") from None
             if address in self.approvals:
                 if self.approvals[address] == approval:
                     return  # a resend after a lost response
@@ -204,6 +207,7 @@ class SigningSession:
     def tick(self, now: float | None = None) -> str:
         """Advance the phase when enough has arrived; returns the phase."""
         now = time.monotonic() if now is None else now
+        required = self.gate.required() if self.phase == "approve" else 0  # a chain read: not under the lock
         with self._lock:
             if self.phase == "commit":
                 self._tick_commit(now)
@@ -215,7 +219,7 @@ class SigningSession:
                     # end it, so the driver can run a new one without that signer.
                     self.unresponsive = sorted({c.index for c in self._frozen} - set(self._partials))
                     self.phase = "failed"
-            elif self.phase == "approve" and len(self.approvals) >= self.gate.required():
+            elif self.phase == "approve" and required and len(self.approvals) >= required:
                 signers = {self.consortium.by_share(c.index).address.lower() for c in self._frozen}
                 if signers <= set(self.approvals) or self._waited(now):
                     self.phase = "ready"
