@@ -12,9 +12,10 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from fastapi import FastAPI, HTTPException
+from fastapi import FastAPI, HTTPException, Request
 from pydantic import BaseModel, Field
 
+from aggregator.client_binding import ClientBinding
 from aggregator.request_limits import BodySizeLimit, RateLimit, RequestLimits
 from aggregator.signing import SessionRejected, SigningSession
 from fedledger.httpdocs import offline_docs_app
@@ -59,11 +60,21 @@ class SessionBoard:
         return session
 
 
-def create_app(board: SessionBoard, limits: RequestLimits | None = None) -> FastAPI:
+def create_app(
+    board: SessionBoard, binding: ClientBinding | None = None, limits: RequestLimits | None = None
+) -> FastAPI:
+    """The API over ``board``; with ``binding`` (mutual TLS) signed posts must match the client certificate.
+
+    ``limits`` (default: 64 KiB bodies, 200 requests/s per client) are enforced before any handler runs.
+    """
     limits = limits or RequestLimits()
     app = offline_docs_app(title="fedledger aggregator", version="1", description=__doc__)
     app.add_middleware(BodySizeLimit, max_bytes=limits.max_body_bytes)
     app.add_middleware(RateLimit, per_second=limits.rate_per_second, burst=limits.rate_burst)  # outermost
+
+    def _bound(request: Request, body: SignedBody) -> None:
+        if binding is not None:
+            binding.check(request.scope, body.payload, body.auth)
 
     @app.get("/health")
     def health() -> dict[str, Any]:
@@ -81,12 +92,14 @@ def create_app(board: SessionBoard, limits: RequestLimits | None = None) -> Fast
         return {"accepted": True}
 
     @app.post("/rounds/{round_index}/sessions/{session_id}/commitments")
-    def commit(round_index: int, session_id: str, body: SignedBody) -> dict[str, Any]:
+    def commit(round_index: int, session_id: str, body: SignedBody, request: Request) -> dict[str, Any]:
+        _bound(request, body)
         s = board.checked(round_index, session_id)
         return _apply(lambda: s.add_commitment(body.payload, body.auth))
 
     @app.post("/rounds/{round_index}/sessions/{session_id}/partials")
-    def partial(round_index: int, session_id: str, body: SignedBody) -> dict[str, Any]:
+    def partial(round_index: int, session_id: str, body: SignedBody, request: Request) -> dict[str, Any]:
+        _bound(request, body)
         s = board.checked(round_index, session_id)
         return _apply(lambda: s.add_partial(body.payload, body.auth))
 

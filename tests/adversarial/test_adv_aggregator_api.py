@@ -45,7 +45,7 @@ def test_a_body_over_64_kib_gets_413_whether_announced_or_streamed() -> None:
 
 def test_a_client_over_its_rate_gets_429_then_service_again() -> None:
     limits = RequestLimits(rate_per_second=2.0, rate_burst=5)
-    with served(create_app(SessionBoard(), limits)) as url, httpx.Client(base_url=url) as http:
+    with served(create_app(SessionBoard(), limits=limits)) as url, httpx.Client(base_url=url) as http:
         codes = [http.get("/health").status_code for _ in range(12)]
         assert codes[:5] == [200] * 5 and codes.count(429) >= 6, codes
         refused = http.get("/health")
