@@ -131,7 +131,7 @@ def authorize(
         started = time.monotonic()
         while not stop.is_set() and time.monotonic() - started < ctx.session_timeout_seconds:
             phase = session.tick()
-            if phase == "ready" and session.signature_der is not None and post_would_pass(ctx, session):
+            if phase == "ready" and post_would_pass(ctx, session) and session.signature_der is not None:
                 return session.signature_der, [approval for _, approval in session.approval_list()]
             if phase == "failed":
                 if session.cheaters:
@@ -157,7 +157,8 @@ def post_would_pass(ctx: AggregatorContext, session: SigningSession) -> bool:
     signer was removed, say) is named, dropped, and the session waits for another: False. Any other
     revert is raised for the main loop, which retries the round.
     """
-    assert session.signature_der is not None
+    if session.signature_der is None:
+        return False
     approvals = session.approval_list()
     record = GlobalModelRecord.from_round_record(session.record, session.signature_der)
     try:
