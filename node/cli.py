@@ -195,7 +195,8 @@ def sign(
     import httpx
 
     from node.http_client import aggregator_client
-    from node.participant import AggregatorUnavailable, RecordRefused, SessionParticipant, SessionViewError
+    from node.participant import AggregatorUnavailable, RecordRefused, SessionParticipant
+    from node.session_view import SessionViewError
 
     ctx = _context(config, password_file, reach_aggregator=True, insecure_http=insecure_http)
     state = ctx.ledger.round_state()

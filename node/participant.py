@@ -35,11 +35,12 @@ from fedledger.fl import Dataset, ModelFileError, TrainConfig
 from fedledger.protocol import RoundRecord, UpdateEntry, merkle_root, width_to_ppm
 from fedledger.protocol.consortium import Consortium
 from fedledger.protocol.session_auth import sign_payload
-from fedledger.sm9 import Signature, SignMasterPublicKey, SignPrivateKey, SM9Error, sign, verify
-from fedledger.sm9.threshold import Commitment, Signer, ThresholdPublic
+from fedledger.sm9 import Signature, SignMasterPublicKey, SignPrivateKey, sign, verify
+from fedledger.sm9.threshold import Signer, ThresholdPublic
 from fedledger.store import ContentStore
 from node.config import HTTP_TIMEOUT_SECONDS, POLL_INTERVAL_SECONDS
 from node.http_client import aggregator_client
+from node.session_view import frozen_commitments, parse_session_view, threshold_signature
 from node.training_step import TrainedUpdate, fetch_verified_model, realigned_digest, train_update
 
 log = logging.getLogger(__name__)
@@ -49,19 +50,12 @@ class RecordRefused(FedLedgerError):
     """The aggregator's round record failed one of the node's checks; the node will not sign it."""
 
 
-class SessionViewError(FedLedgerError):
-    """The aggregator's session view is malformed; the node skips it and looks again next poll."""
-
-
 class AggregatorUnavailable(FedLedgerError):
     """The aggregator answered 5xx or 429: nothing was taken, the node sends the same payload again."""
 
 
 class NodeMisconfigured(FedLedgerError):
     """A configuration no retry can heal (no ledger at the address, not a member): the node stops at once."""
-
-
-SESSION_PHASES = frozenset({"commit", "sign", "approve", "ready", "failed"})
 
 
 @dataclass
@@ -270,44 +264,6 @@ def _check_alignment(ctx: NodeContext, record: RoundRecord, base_cid: str, inclu
         raise RecordRefused("the global model is not the alignment of the included updates")
 
 
-def _session_view(response: httpx.Response) -> tuple[dict[str, Any], str, str]:
-    """The view, its session id and phase; SessionViewError unless they have the shapes the node relies on."""
-    try:
-        view = response.json()
-    except ValueError:
-        raise SessionViewError("the aggregator's session view is not JSON") from None
-    if not isinstance(view, dict):
-        raise SessionViewError("the aggregator's session view is not a JSON object")
-    sid, phase = view.get("session_id"), view.get("phase")
-    if not isinstance(sid, str) or not 0 < len(sid) <= 256:
-        raise SessionViewError("the session view has no valid session_id")
-    if not isinstance(phase, str) or phase not in SESSION_PHASES:
-        raise SessionViewError(f"the session view has an unknown phase {str(phase)[:40]!r}")
-    excluded = view.get("excluded", [])
-    if not isinstance(excluded, list) or not all(isinstance(i, int) for i in excluded):
-        raise SessionViewError("the session view's excluded list is not a list of share indices")
-    return view, sid, str(phase)
-
-
-def _commitments(view: dict[str, Any]) -> list[Commitment]:
-    raw = view.get("commitments")
-    if not isinstance(raw, list):
-        raise SessionViewError("the session view in phase sign has no commitment list")
-    try:
-        return [Commitment.from_dict(c) for c in raw]
-    except (SM9Error, AttributeError, TypeError) as exc:
-        raise SessionViewError(f"the session view carries a malformed commitment: {exc}") from None
-
-
-def _signature_der(view: dict[str, Any]) -> tuple[bytes, Signature]:
-    raw = view.get("signature_der")
-    try:
-        der = bytes.fromhex(str(raw))
-        return der, Signature.from_der(der)
-    except (ValueError, SM9Error) as exc:
-        raise SessionViewError(f"the session view's threshold signature is malformed: {exc}") from None
-
-
 class SessionParticipant:
     """Follows the aggregator's signing session for the open round, one poll at a time.
 
@@ -356,7 +312,7 @@ class SessionParticipant:
         if response.status_code >= 500 or response.status_code == 429:
             raise AggregatorUnavailable(f"aggregator answered {response.status_code} for the session view")
         response.raise_for_status()
-        view, sid, phase = _session_view(response)
+        view, sid, phase = parse_session_view(response)
         step_key = (sid, "approve" if phase == "ready" else phase)  # one approval per session
         if step_key in self._done:
             return phase
@@ -373,14 +329,14 @@ class SessionParticipant:
             payload = self._made_once(sid, phase, lambda: self.ctx.signer.commit(sid).to_dict())
             self._post_signed(f"{base}/commitments", payload)
         elif phase == "sign":
-            commitments = _commitments(view)
+            commitments = frozen_commitments(view)
             record = self._checked.get(sid)
             if record is not None and any(c.index == index for c in commitments):
                 message = record.message()
                 payload = self._made_once(sid, phase, lambda: self.ctx.signer.sign(sid, message, commitments).to_dict())
                 self._post_signed(f"{base}/partials", payload)
         elif phase in ("approve", "ready"):
-            signature_der, signature = _signature_der(view)
+            signature_der, signature = threshold_signature(view)
             record = self._checked.get(sid) or self._check(sid, view)
             self._checked[sid] = record
             if not verify(
