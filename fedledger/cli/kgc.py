@@ -37,6 +37,7 @@ ENC_MASTER_PUBLIC_FILE = "enc_master_public.pem"
 DEFAULT_MASTER = Path("kgc") / MASTER_KEY_FILE
 DEFAULT_ENC_MASTER = Path("kgc") / ENC_MASTER_KEY_FILE
 MasterOption = Annotated[Path, typer.Option("--master", help="Encrypted master key file (from `fedledger kgc setup`).")]
+ForceKeyOption = Annotated[bool, typer.Option("--force", help="Overwrite an existing key file.")]
 EncMasterOption = Annotated[
     Path, typer.Option("--enc-master", help="Encrypted SM9 encryption master key file (from `fedledger kgc setup`).")
 ]
@@ -100,7 +101,7 @@ def extract(
     ],
     master_path: MasterOption = DEFAULT_MASTER,
     out: Annotated[Path | None, typer.Option("--out", help="Output key file (default: sign_<id>.key).")] = None,
-    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing key file.")] = False,
+    force: ForceKeyOption = False,
     password_file: PasswordFileOption = None,
 ) -> None:
     """Extract a user's SM9 signing key (encrypted with the same password as the master key)."""
@@ -161,7 +162,7 @@ def extract_encrypt(
     identity: Annotated[str, typer.Option("--id", help="Identity to issue an SM9 decryption key for (UTF-8).")],
     master_path: EncMasterOption = DEFAULT_ENC_MASTER,
     out: Annotated[Path | None, typer.Option("--out", help="Output key file (default: enc_<id>.key).")] = None,
-    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing key file.")] = False,
+    force: ForceKeyOption = False,
     password_file: PasswordFileOption = None,
 ) -> None:
     """Issue a member's (or the aggregator's) SM9 decryption key, encrypted with the master key's password."""
