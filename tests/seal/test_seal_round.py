@@ -14,6 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 from aggregator.driver import open_next_round
 from demo.in_process import InProcessConsortium, password_of
@@ -21,11 +22,13 @@ from fedledger.audit.service import AuditService
 from fedledger.chain.approvals import MembershipChange
 from fedledger.chain.devaccounts import dev_roles
 from fedledger.chain.localchain import LocalChain
+from fedledger.cli import app
 from fedledger.envelope import RecipientKeys
 from fedledger.envelope.header import MAGIC
 from fedledger.protocol.consortium import Member
 from fedledger.protocol.errors import SealedModelError
 from fedledger.protocol.model_files import get_model
+from fedledger.protocol.readers import READER_KEYS_FILE
 from fedledger.sm9 import SignMasterPublicKey
 from fedledger.sm9.encryption_keys import EncryptMasterKey, extract_encrypt_key
 from fedledger.store import open_store
@@ -95,6 +98,22 @@ def test_the_audit_verifies_every_entry_without_keys_and_checks_plaintext_with_a
     assert "plaintext SM3 digest matches" in member.check_content(event.cid, event.digest).detail
     wrong = member.check_content(event.cid, b"\x01" * 32)
     assert not wrong.ok and "plaintext SM3" in wrong.detail
+
+
+def test_audit_summary_cli_in_member_mode_opens_every_file_and_refuses_a_wrong_password(
+    consortium: InProcessConsortium, tmp_path: Path
+) -> None:
+    c = consortium
+    member = c.layout.node_dirs[1]
+    args = ["audit", "summary", "--deployment", str(c.layout.root / "deployment.json"), "--store", c.layout.store_spec,
+            "--master-public-key", str(c.layout.master_public_key),
+            "--reader-keys", str(member / "keys" / READER_KEYS_FILE)]  # fmt: skip
+    result = CliRunner().invoke(app, [*args, "--password-file", str(member / "password"), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["status"] == "verified"
+    (tmp_path / "wrong").write_text("not the password\n")
+    wrong = CliRunner().invoke(app, [*args, "--password-file", str(tmp_path / "wrong")])
+    assert wrong.exit_code == 2 and "wrong password" in wrong.output and len(wrong.output.splitlines()) == 1
 
 
 def test_a_member_removed_on_chain_cannot_open_the_next_global_model_an_active_one_can(
