@@ -233,7 +233,6 @@ def test_nodes_refuse_a_global_model_that_is_not_the_alignment_of_the_included_u
     train_and_submit(honest, open_round_four)
     event = ledger.updates_submitted(round=open_round_four, institution=honest.account.address)[0]
     opened = ledger.rounds_opened(round=open_round_four)[0]
-    store = open_store(c.layout.store_spec)
     workdir = c.layout.root / "tamper-global"
     workdir.mkdir(exist_ok=True)
     checker.vault.get(opened.base_cid, opened.base_digest, workdir / "base.safetensors")
