@@ -109,3 +109,41 @@ def init(
     material.install(keys)
     path = save_config(config, home)
     typer.echo(f"aggregator: config {path}, Ethereum address {account.address}")
+
+
+@app.command()
+def start(
+    kit: Annotated[Path, typer.Argument(help="The aggregator's kit folder (from `fedledger consortium provision`).")],
+    rounds: Annotated[int, typer.Option(help="Stop once this many rounds are posted.")] = 3,
+    password_file: PasswordFileOption = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debugging detail too.")] = False,
+    log_json: Annotated[bool, typer.Option("--log-json", help="Log JSON lines instead of text.")] = False,
+) -> None:
+    """Start from the kit: build the plan's model, check the chain and the role, serve the API, drive rounds."""
+    import uvicorn
+
+    from aggregator.driver import RoundFailed
+    from aggregator.http_api import SessionBoard, create_app
+    from aggregator.kit_start import aggregator_config, start_aggregator
+    from fedledger.cli.logging_setup import setup_role_logging
+    from fedledger.consortium.kits import load_kit
+    from fedledger.errors import FedLedgerError
+
+    setup_role_logging(verbose=verbose, log_json=log_json)
+    password = read_password(password_file, f"the kit {kit}")
+    board = SessionBoard()
+    try:
+        cfg = aggregator_config(load_kit(kit).require("aggregator"))
+    except FedLedgerError as exc:
+        fail(str(exc))
+    server = uvicorn.Server(uvicorn.Config(create_app(board), host=cfg.host, port=cfg.port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        posted = start_aggregator(kit, password, rounds, board)
+    except (FedLedgerError, RoundFailed) as exc:
+        fail(str(exc))
+    finally:
+        server.should_exit = True
+        thread.join(timeout=5)
+    typer.echo(f"aggregator: {posted} round(s) posted")

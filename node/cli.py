@@ -212,3 +212,26 @@ def run(
     ctx = _context(config, password_file)
     posted = run_node(ctx, rounds)
     typer.echo(f"node {ctx.name}: {posted} round(s) posted")
+
+
+@app.command()
+def start(
+    kit: Annotated[Path, typer.Argument(help="This institution's kit folder (from `fedledger consortium provision`).")],
+    password_file: PasswordFileOption = None,
+    data: Annotated[str | None, typer.Option("--data", help="This site's data, if the plan gives no path.")] = None,
+    rounds: Annotated[int | None, typer.Option(help="Stop after this many rounds are posted.")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debugging detail too.")] = False,
+    log_json: Annotated[bool, typer.Option("--log-json", help="Log JSON lines instead of text.")] = False,
+) -> None:
+    """Start from a kit: check the data against the task, the chain and membership, then follow rounds."""
+    from fedledger.cli.logging_setup import setup_role_logging
+    from fedledger.errors import FedLedgerError
+    from node.kit_start import start_node
+
+    setup_role_logging(verbose=verbose, log_json=log_json)
+    password = read_password(password_file, f"the kit {kit}")
+    try:
+        posted = start_node(kit, password, data, rounds)
+    except FedLedgerError as exc:
+        fail(str(exc))
+    typer.echo(f"node {kit.name}: {posted} round(s) posted")

@@ -11,7 +11,7 @@ from pathlib import Path
 from fedledger.chain.client import LedgerClient
 from fedledger.chain.compiler import compile_ledger
 from fedledger.chain.keyfile import KeyFileError, load_eth_key
-from fedledger.fl import TrainConfig, load_dataset, partition
+from fedledger.fl import Shard, TrainConfig, load_dataset, partition
 from fedledger.protocol.consortium import Consortium
 from fedledger.sm9 import SignMasterPublicKey, SignPrivateKey
 from fedledger.sm9.threshold import KeyShare, Signer, ThresholdPublic
@@ -20,8 +20,11 @@ from node.config import NodeConfig
 from node.participant import NodeContext
 
 
-def build_context(config: NodeConfig, base: Path, password: str) -> NodeContext:
-    """Open keys, clients and local data for the node described by ``config``."""
+def build_context(config: NodeConfig, base: Path, password: str, shard: Shard | None = None) -> NodeContext:
+    """Open keys, clients and local data for the node described by ``config``.
+
+    ``shard``: data already loaded and checked against the consortium's task (``node start``).
+    """
 
     def at(relative: str) -> Path:
         return (base / relative).resolve()
@@ -37,10 +40,11 @@ def build_context(config: NodeConfig, base: Path, password: str) -> NodeContext:
     consortium = Consortium.load(at(config.consortium_file))
     ledger = LedgerClient.connect(config.rpc_url, config.contract, compile_ledger().abi)
     data = config.data
-    dataset = load_dataset(data.source)
-    shards = partition(dataset, data.partitions, data.scheme, data.alpha, data.seed)
-    if not 0 <= data.index < len(shards):
-        raise ValueError(f"data.index {data.index} is outside the {len(shards)} partitions")
+    if shard is None:
+        shards = partition(load_dataset(data.source), data.partitions, data.scheme, data.alpha, data.seed)
+        if not 0 <= data.index < len(shards):
+            raise ValueError(f"data.index {data.index} is outside the {len(shards)} partitions")
+        shard = shards[data.index]
     state_dir = at(config.state_dir)
     state_dir.mkdir(parents=True, exist_ok=True)
     return NodeContext(
@@ -57,7 +61,7 @@ def build_context(config: NodeConfig, base: Path, password: str) -> NodeContext:
         aggregator_url=config.aggregator_url,
         width_rate=config.width_rate,
         selection=config.selection,
-        train_data=shards[data.index].train,
+        train_data=shard.train,
         train_config=TrainConfig(
             epochs=config.training.epochs,
             batch_size=config.training.batch_size,

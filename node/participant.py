@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,7 @@ class NodeContext:
     train_config: TrainConfig
     state_dir: Path
     verify_aggregation: bool = True
+    refresh_data: Callable[[], Dataset] | None = None  # re-reads and re-checks the data before each round
 
     def __repr__(self) -> str:
         return f"NodeContext(name={self.name!r}, address={self.account.address})"
@@ -115,6 +117,8 @@ def train_for_round(ctx: NodeContext, round_index: int) -> TrainedUpdate:
         if not posted or posted[0].cid != base.base_cid or posted[0].digest != base.base_digest:
             raise RecordRefused(f"round {round_index} does not start from round {round_index - 1}'s model")
         verify_posted_round(ctx, round_index - 1)
+    if ctx.refresh_data is not None:
+        ctx.train_data = ctx.refresh_data()
     folder = round_dir(ctx, round_index)
     base_path = fetch_verified_model(ctx.store, base.base_cid, base.base_digest, folder / "base.safetensors")
     ctx.ledger.record_access(ctx.account, base.base_cid, f"train round {round_index}")

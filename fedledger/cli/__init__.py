@@ -32,6 +32,7 @@ _CORE_GROUPS: list[tuple[str, str, str]] = [
     ("store", "store", "Content-addressed model store: add, get, CAR export and import."),
     ("fl", "fl", "Federated learning: training, aggregation and the alignment experiment."),
     ("audit", "audit", "Read-only audit REST API over the ledger and the store."),
+    ("consortium", "consortium", "From the consortium plan to kits, membership changes, status and metrics."),
 ]
 
 
