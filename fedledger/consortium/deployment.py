@@ -41,7 +41,7 @@ class Need:
     balance: int
 
 
-def _address_of_keystore(path: Path) -> str:
+def address_of_keystore(path: Path) -> str:
     try:
         return to_checksum_address("0x" + json.loads(path.read_text(encoding="utf-8"))["address"].removeprefix("0x"))
     except (OSError, ValueError, KeyError) as exc:
@@ -53,11 +53,11 @@ def party_addresses(kits: Path) -> dict[str, str]:
     roster = Consortium.load(kits / k.ROSTER_FILE)
     out: dict[str, str] = {m.name: str(to_checksum_address(m.address)) for m in roster.members}
     for role in ("aggregator", "deployer"):
-        out[role] = _address_of_keystore(kits / role / k.ETH_KEY)
+        out[role] = address_of_keystore(kits / role / k.ETH_KEY)
     return out
 
 
-def _is_dev_chain(w3: Any) -> str | None:
+def dev_chain_prefix(w3: Any) -> str | None:
     """'anvil_' or 'hardhat_' if the node accepts its balance-setting method, else None."""
     probe = "0x0000000000000000000000000000000000000001"
     for prefix in ("anvil_", "hardhat_"):
@@ -121,7 +121,7 @@ def deploy_plan(plan: Plan, kits: Path, password: str, rounds: int = 10) -> tupl
         * 6
         // 5
     )
-    dev = _is_dev_chain(w3)
+    dev = dev_chain_prefix(w3)
     funded = False
     if dev:
         for address in addresses.values():
@@ -134,7 +134,12 @@ def deploy_plan(plan: Plan, kits: Path, password: str, rounds: int = 10) -> tupl
         listing = ", ".join(f"{n.party} {n.address} needs {n.wei / 1e18:.6f} ETH ({n.gas:,} gas)" for n in short)
         raise DeployRefused(f"unfunded accounts on chain {chain_id}: {listing}; fund them and run this again")
     deployment = deploy_ledger(
-        w3, deployer, aggregator=aggregator, institutions=specs, threshold=plan.k, compiled=compiled,
+        w3,
+        deployer,
+        aggregator=aggregator,
+        institutions=specs,
+        threshold=plan.k,
+        compiled=compiled,
         rpc_url=plan.chain.rpc_url,
     )
     if deployment.address.lower() != kit.contract.lower():
@@ -159,8 +164,17 @@ def _existing(w3: Any, plan: Plan, kits: Path, kit: k.Kit, roster: Consortium, a
     if path.is_file():
         return Deployment.load(path)
     deployment = Deployment(
-        plan.chain.rpc_url, int(w3.eth.chain_id), kit.contract, 0, "", 0, aggregator, ledger.threshold(),
-        [InstitutionSpec(i.address, i.sm9_id) for i in ledger.active_institutions()], "", abi,
+        plan.chain.rpc_url,
+        int(w3.eth.chain_id),
+        kit.contract,
+        0,
+        "",
+        0,
+        aggregator,
+        ledger.threshold(),
+        [InstitutionSpec(i.address, i.sm9_id) for i in ledger.active_institutions()],
+        "",
+        abi,
     )
     write_deployment(kits, deployment)
     return deployment

@@ -73,6 +73,12 @@ class Issuer:
         atomic_write_bytes(self.kits / k.ROSTER_FILE, roster_bytes(roster), PUBLIC_MODE)
         return shares, material, roster
 
+    def member_account(self, name: str, account: LocalAccount) -> None:
+        """A new member's Ethereum key, in its kit under its own password (before its address is approved)."""
+        password = k.new_password(self.kits, name)
+        (self.kits / name / k.KEYS).mkdir(parents=True, exist_ok=True)
+        save_eth_key(self.kits / name / k.ETH_KEY, account, password)
+
     def node_kit(
         self,
         inst: InstitutionPlan,

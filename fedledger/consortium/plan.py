@@ -10,13 +10,15 @@ from __future__ import annotations
 import re
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlparse
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from fedledger.errors import FedLedgerError
-from fedledger.fl.task import SiteData, Task
+
+if TYPE_CHECKING:  # the task module pulls in torch: load it only when a task is built
+    from fedledger.fl.task import SiteData, Task
 
 WIDTHS = (1.0, 0.5, 0.25, 0.125)
 NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
@@ -38,20 +40,18 @@ class ChainPlan(_Strict):
     @classmethod
     def _http(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):
-            raise ValueError(f"must be an http(s) URL, got {value!r}: write e.g. \"http://127.0.0.1:8545\"")
+            raise ValueError(f'must be an http(s) URL, got {value!r}: write e.g. "http://127.0.0.1:8545"')
         return value.rstrip("/")
 
 
 class StorePlan(_Strict):
-    spec: str = Field(
-        description='"local:DIR" (one folder every party can reach) or "kubo:MULTIADDR" (a Kubo RPC API)'
-    )
+    spec: str = Field(description='"local:DIR" (one folder every party can reach) or "kubo:MULTIADDR" (a Kubo RPC API)')
 
     @field_validator("spec")
     @classmethod
     def _kind(cls, value: str) -> str:
         if not value.startswith(("local:", "kubo:")) or len(value.split(":", 1)[1]) == 0:
-            raise ValueError(f"got {value!r}: write \"local:/shared/store\" or \"kubo:/ip4/127.0.0.1/tcp/5001\"")
+            raise ValueError(f'got {value!r}: write "local:/shared/store" or "kubo:/ip4/127.0.0.1/tcp/5001"')
         return value
 
 
@@ -65,7 +65,7 @@ class AggregatorPlan(_Strict):
     def _http(cls, value: str) -> str:
         parsed = urlparse(value)
         if parsed.scheme not in ("http", "https") or not parsed.hostname:
-            raise ValueError(f"got {value!r}: write e.g. \"http://127.0.0.1:8700\"")
+            raise ValueError(f'got {value!r}: write e.g. "http://127.0.0.1:8700"')
         return value.rstrip("/")
 
     @property
@@ -93,6 +93,8 @@ class DataPlan(_Strict):
         return self
 
     def site(self, path: str | None = None) -> SiteData:
+        from fedledger.fl.task import SiteData
+
         return SiteData(
             kind=self.kind,
             source=path or self.path,
@@ -175,6 +177,8 @@ class TaskPlan(_Strict):
         return self
 
     def task(self) -> Task:
+        from fedledger.fl.task import Task
+
         return Task(
             input_shape=tuple(self.input_shape),
             labels=tuple(self.labels),
@@ -230,7 +234,7 @@ class Plan(_Strict):
             if inst.data.kind == "dicom" and not (image and self.task.input_shape[0] == 1):
                 raise ValueError(
                     f"institutions.{inst.name}.data: DICOM slices are grey images; the task needs "
-                    "family = \"cnn\" and input_shape = [1, S, S]"
+                    'family = "cnn" and input_shape = [1, S, S]'
                 )
         return self
 
