@@ -46,7 +46,7 @@ def dicom_folder(folder: Path) -> int:
         for path in sorted(get_testdata_files("*.dcm")):
             try:
                 pydicom.dcmread(path).pixel_array  # noqa: B018 - only files whose pixels decode here
-            except Exception:  # noqa: S112 - some need codecs this machine lacks
+            except Exception:
                 continue
             shutil.copyfile(path, folder / Path(path).name)
             rows.append(f"{Path(path).name},{len(rows) % 10}")

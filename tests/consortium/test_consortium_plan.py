@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import tomli_w
 
-from fedledger.consortium.plan import PlanError, load_plan
+from fedledger.consortium.plan import PlanError, load_plan, parse_plan
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "consortium.toml"
 
@@ -100,7 +100,18 @@ CASES = [
 
 
 @pytest.mark.parametrize(("mutate", "expected"), CASES, ids=[c[0].__name__.strip("_") for c in CASES])
-def test_a_bad_plan_gets_one_line_naming_the_field_and_nothing_is_written(tmp_path: Path, mutate, expected) -> None:
+def test_a_bad_plan_gets_one_line_naming_the_field_and_the_fix(mutate, expected) -> None:
+    plan = example()
+    mutate(plan)
+    with pytest.raises(PlanError) as caught:
+        parse_plan(plan, "consortium.toml")
+    message = str(caught.value)
+    assert "\n" not in message and message.startswith("consortium.toml: ")
+    assert re.search(expected, message), message
+
+
+@pytest.mark.parametrize(("mutate", "expected"), [CASES[1], CASES[7]], ids=["k_too_large", "dicom_with_colour_task"])
+def test_provision_refuses_a_bad_plan_in_one_line_and_writes_nothing(tmp_path: Path, mutate, expected) -> None:
     plan = example()
     mutate(plan)
     done = provision(tmp_path, plan)
@@ -126,5 +137,5 @@ def test_kits_are_never_written_over(tmp_path: Path) -> None:
 
 
 def test_a_missing_plan_names_the_file_and_the_docs(tmp_path: Path) -> None:
-    with pytest.raises(PlanError, match="no plan at .*docs/operations.md"):
+    with pytest.raises(PlanError, match=r"no plan at .*docs/operations\.md"):
         load_plan(tmp_path / "nope.toml")
