@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from fedledger.cli.sm9 import PasswordFileOption, fail, read_password
+from fedledger.cli.common import BAD_INPUT, PasswordFileOption, errors_reported, fail, read_password, setup_logging
+from fedledger.errors import FedLedgerError
+
+if TYPE_CHECKING:
+    from aggregator.http_api import SessionBoard
 
 app = typer.Typer(no_args_is_help=True, help="Run the aggregator: open rounds, align sub-models, coordinate signing.")
 
@@ -27,32 +31,38 @@ def run(
 
     Safe to kill and restart at any point: it resumes from the ledger's events and the store.
     """
-    import uvicorn
+    from aggregator.config import load_config
+    from aggregator.context import build_context
+    from aggregator.driver import run_aggregator
+    from aggregator.http_api import SessionBoard
 
-    from aggregator.config import AggregatorConfigError, load_config
-    from aggregator.driver import RoundFailed, build_context, run_aggregator
-    from aggregator.http_api import SessionBoard, create_app
-    from fedledger.chain.keyfile import KeyFileError
-
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    setup_logging(verbose)
     board = SessionBoard()
-    try:
+    with errors_reported(BAD_INPUT, (FedLedgerError, ValueError, OSError)):
         cfg, base = load_config(config)
         password = read_password(password_file, "the aggregator's Ethereum key")
         ctx = build_context(cfg, base, password, board)
-    except (AggregatorConfigError, KeyFileError, ValueError, OSError) as exc:
-        fail(str(exc))
-    server = uvicorn.Server(uvicorn.Config(create_app(board), host=cfg.host, port=cfg.port, log_level="warning"))
+    posted = _serving(board, cfg.host, cfg.port, lambda: run_aggregator(ctx, rounds))
+    typer.echo(f"aggregator: {posted} round(s) posted on {ctx.ledger.address}")
+
+
+def _serving(board: SessionBoard, host: str, port: int, drive: Callable[[], int]) -> int:
+    """Serve the signing-session API while ``drive`` runs the rounds; a failed round ends in one line."""
+    import uvicorn
+
+    from aggregator.driver import RoundFailed
+    from aggregator.http_api import create_app
+
+    server = uvicorn.Server(uvicorn.Config(create_app(board), host=host, port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
-        posted = run_aggregator(ctx, rounds)
-    except RoundFailed as exc:
+        return drive()
+    except (RoundFailed, FedLedgerError) as exc:
         fail(str(exc))
     finally:
         server.should_exit = True
         thread.join(timeout=5)
-    typer.echo(f"aggregator: {posted} round(s) posted on {ctx.ledger.address}")
 
 
 @app.command()
@@ -120,30 +130,14 @@ def start(
     log_json: Annotated[bool, typer.Option("--log-json", help="Log JSON lines instead of text.")] = False,
 ) -> None:
     """Start from the kit: build the plan's model, check the chain and the role, serve the API, drive rounds."""
-    import uvicorn
-
-    from aggregator.driver import RoundFailed
-    from aggregator.http_api import SessionBoard, create_app
+    from aggregator.http_api import SessionBoard
     from aggregator.kit_start import aggregator_config, start_aggregator
-    from fedledger.cli.logging_setup import setup_role_logging
     from fedledger.consortium.kits import load_kit
-    from fedledger.errors import FedLedgerError
 
-    setup_role_logging(verbose=verbose, log_json=log_json)
+    setup_logging(verbose, log_json)
     password = read_password(password_file, f"the kit {kit}")
     board = SessionBoard()
-    try:
+    with errors_reported(BAD_INPUT):
         cfg = aggregator_config(load_kit(kit).require("aggregator"))
-    except FedLedgerError as exc:
-        fail(str(exc))
-    server = uvicorn.Server(uvicorn.Config(create_app(board), host=cfg.host, port=cfg.port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        posted = start_aggregator(kit, password, rounds, board)
-    except (FedLedgerError, RoundFailed) as exc:
-        fail(str(exc))
-    finally:
-        server.should_exit = True
-        thread.join(timeout=5)
+    posted = _serving(board, cfg.host, cfg.port, lambda: start_aggregator(kit, password, rounds, board))
     typer.echo(f"aggregator: {posted} round(s) posted")

@@ -5,23 +5,24 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
+from fedledger.chain.settings import LedgerSettings
 from fedledger.config_files import ConfigError as AggregatorConfigError
 from fedledger.config_files import load_toml, save_toml
 from fedledger.protocol.consortium import PublicMaterial
 
 _MPK, _THRESHOLD, _ROSTER = PublicMaterial.NAMES  # where `init` installs the public files
 CONFIG_NAME = "aggregator.toml"
+SIGNING_GRACE_SECONDS = 3.0  # past k commitments or approvals, how long the other members may still join
+PARTIAL_TIMEOUT_SECONDS = 20.0  # how long a committed signer may take to send its partial signature
 __all__ = ["CONFIG_NAME", "AggregatorConfig", "AggregatorConfigError", "load_config", "save_config"]
 
 
-class AggregatorConfig(BaseModel):
+class AggregatorConfig(LedgerSettings):
     """How the aggregator runs rounds; paths are relative to the config file's folder."""
 
     model_config = ConfigDict(extra="forbid")
-    rpc_url: str
-    contract: str = Field(pattern=r"^0x[0-9a-fA-F]{40}$")
     store: str = Field(description="local:DIR or kubo:MULTIADDR")
     host: str = "127.0.0.1"
     port: int = Field(8700, ge=1, le=65535)
@@ -33,8 +34,22 @@ class AggregatorConfig(BaseModel):
     model: dict[str, Any] = Field(description="the consortium's model spec (fedledger.fl.ModelSpec fields)")
     init_seed: int = 0
     min_updates: int = Field(0, ge=0, description="0 = wait for every active institution")
-    round_deadline_seconds: float = Field(300.0, gt=0)
-    session_timeout_seconds: float = Field(120.0, gt=0)
+    round_deadline_seconds: float = Field(
+        300.0, gt=0, description="after this, aggregate the updates that arrived (if any) instead of waiting on"
+    )
+    session_timeout_seconds: float = Field(
+        120.0, gt=0, description="a signing session that has not finished by then is replaced by a new one"
+    )
+    signing_grace_seconds: float = Field(
+        SIGNING_GRACE_SECONDS,
+        gt=0,
+        description="once k commitments (or approvals) are in, wait this long for the other members",
+    )
+    partial_timeout_seconds: float = Field(
+        PARTIAL_TIMEOUT_SECONDS,
+        gt=0,
+        description="a signer that committed but sends no partial signature by then is left out of the next session",
+    )
     max_update_norm: float | None = Field(None, gt=0)
     norm_policy: str = Field("reject", pattern="^(reject|clip)$")
     poll_interval: float = Field(0.25, gt=0, le=60)

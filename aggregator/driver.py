@@ -17,11 +17,11 @@ from pathlib import Path
 from eth_account.signers.local import LocalAccount
 
 from aggregator.aggregation_step import RoundOutcome, SubmittedUpdate, aggregate_round
-from aggregator.config import AggregatorConfig
+from aggregator.config import PARTIAL_TIMEOUT_SECONDS, SIGNING_GRACE_SECONDS
 from aggregator.http_api import SessionBoard
 from aggregator.signing import SigningSession
 from fedledger.chain.approvals import GlobalModelRecord, global_model_typed_data, recover_signer
-from fedledger.chain.client import LedgerClient, UpdateSubmitted
+from fedledger.chain.client import Institution, LedgerClient, UpdateSubmitted
 from fedledger.fl import ModelSpec, ValidationPolicy, initial_global_state, load_global, save_global
 from fedledger.protocol import RoundRecord, UpdateEntry, merkle_root
 from fedledger.protocol.consortium import Consortium
@@ -49,8 +49,10 @@ class AggregatorContext:
     board: SessionBoard
     init_seed: int = 0
     min_updates: int = 0
-    round_deadline: float = 300.0
-    session_timeout: float = 120.0
+    round_deadline_seconds: float = 300.0
+    session_timeout_seconds: float = 120.0
+    signing_grace_seconds: float = SIGNING_GRACE_SECONDS
+    partial_timeout_seconds: float = PARTIAL_TIMEOUT_SECONDS
     policy: ValidationPolicy | None = None
     poll_interval: float = 0.25
 
@@ -77,15 +79,48 @@ def open_next_round(ctx: AggregatorContext, previous: int) -> None:
 
 def wait_for_updates(ctx: AggregatorContext, round_index: int, stop: threading.Event) -> list[UpdateSubmitted]:
     """Until every active institution (or ``min_updates``) submitted, or the deadline passed."""
-    wanted = ctx.min_updates or ctx.ledger.active_institution_count()
-    deadline = time.monotonic() + ctx.round_deadline
+    active = ctx.ledger.active_institutions()
+    wanted = ctx.min_updates or len(active)
+    deadline = time.monotonic() + ctx.round_deadline_seconds
+    until = time.strftime("%H:%M:%S", time.gmtime(time.time() + ctx.round_deadline_seconds))
+    said: list[str] | None = None
     while not stop.is_set():
         events = ctx.ledger.updates_submitted(round=round_index)
-        ctx.board.status = {"state": "collecting", "round": round_index, "updates": len(events)}
+        missing = _names_missing(ctx, active, events)
+        ctx.board.status = {
+            "state": "collecting",
+            "round": round_index,
+            "updates": len(events),
+            "waiting_on": missing,
+            "deadline_utc": until,
+        }
         if len(events) >= wanted or (events and time.monotonic() >= deadline):
             return events
+        if missing != said:  # say whom the round waits for, once per change
+            log.info(
+                "round %d: %d of %d updates in; waiting for %s until %s UTC",
+                round_index,
+                len(events),
+                wanted,
+                ", ".join(missing) or "nobody",
+                until,
+            )
+            said = missing
         time.sleep(ctx.poll_interval)
     raise RoundFailed("stopped while waiting for updates")
+
+
+def _names_missing(ctx: AggregatorContext, active: list[Institution], events: list[UpdateSubmitted]) -> list[str]:
+    """The roster names of active members that have not submitted this round (addresses if unknown)."""
+    done = {e.institution.lower() for e in events}
+    names = []
+    for inst in active:
+        if inst.address.lower() not in done:
+            try:
+                names.append(ctx.consortium.by_address(inst.address).name)
+            except KeyError:
+                names.append(inst.address)
+    return names
 
 
 def _approval_signer(ctx: AggregatorContext, record: RoundRecord) -> Callable[[bytes, bytes], str]:
@@ -105,24 +140,37 @@ def _approval_signer(ctx: AggregatorContext, record: RoundRecord) -> Callable[[b
     return signer
 
 
+def new_session(
+    ctx: AggregatorContext,
+    record: RoundRecord,
+    included: list[str],
+    approval_signer: Callable[[bytes, bytes], str],
+    excluded: frozenset[int] = frozenset(),
+) -> SigningSession:
+    """A fresh signing session for ``record``, timed as the aggregator's config says."""
+    return SigningSession(
+        ctx.threshold_public,
+        ctx.consortium,
+        record,
+        included,
+        approval_signer,
+        excluded=excluded,
+        signing_grace_seconds=ctx.signing_grace_seconds,
+        partial_timeout_seconds=ctx.partial_timeout_seconds,
+    )
+
+
 def authorize(
     ctx: AggregatorContext, record: RoundRecord, included: list[str], stop: threading.Event
 ) -> tuple[bytes, list[bytes]]:
     """Run signing sessions until one yields a threshold signature and k approvals."""
     excluded: set[int] = set()
     while not stop.is_set():
-        session = SigningSession(
-            ctx.threshold_public,
-            ctx.consortium,
-            record,
-            included,
-            _approval_signer(ctx, record),
-            excluded=frozenset(excluded),
-        )
+        session = new_session(ctx, record, included, _approval_signer(ctx, record), frozenset(excluded))
         ctx.board.publish(session)
         ctx.board.status = {"state": "signing", "round": record.round, "session": session.session_id}
         started = time.monotonic()
-        while not stop.is_set() and time.monotonic() - started < ctx.session_timeout:
+        while not stop.is_set() and time.monotonic() - started < ctx.session_timeout_seconds:
             phase = session.tick()
             if phase == "ready" and session.signature_der is not None:
                 return session.signature_der, list(session.approvals.values())
@@ -199,33 +247,6 @@ def run_round(ctx: AggregatorContext, round_index: int, stop: threading.Event) -
         len(outcome.rejected),
     )
     return outcome
-
-
-def build_context(config: AggregatorConfig, base: Path, password: str, board: SessionBoard) -> AggregatorContext:
-    """Open keys, clients and public consortium data for the aggregator described by ``config``."""
-    from fedledger.chain.compiler import compile_ledger
-    from fedledger.chain.keyfile import load_eth_key
-    from fedledger.store import open_store
-
-    state_dir = base / config.state_dir
-    state_dir.mkdir(parents=True, exist_ok=True)
-    return AggregatorContext(
-        account=load_eth_key(base / config.eth_key_file, password),
-        ledger=LedgerClient.connect(config.rpc_url, config.contract, compile_ledger().abi),
-        store=open_store(config.store),
-        spec=ModelSpec.from_dict(config.model),
-        master_public_key=SignMasterPublicKey.load(base / config.master_public_key_file),
-        threshold_public=ThresholdPublic.load(base / config.threshold_public_file),
-        consortium=Consortium.load(base / config.consortium_file),
-        state_dir=state_dir,
-        board=board,
-        init_seed=config.init_seed,
-        min_updates=config.min_updates,
-        round_deadline=config.round_deadline_seconds,
-        session_timeout=config.session_timeout_seconds,
-        policy=ValidationPolicy(config.max_update_norm, config.norm_policy),
-        poll_interval=config.poll_interval,
-    )
 
 
 def run_aggregator(ctx: AggregatorContext, rounds: int, stop: threading.Event | None = None) -> int:

@@ -7,9 +7,11 @@ import threading
 from pathlib import Path
 
 from aggregator.config import AggregatorConfig, save_config
-from aggregator.driver import RoundFailed, build_context, run_aggregator
+from aggregator.context import build_context
+from aggregator.driver import RoundFailed, run_aggregator
 from aggregator.http_api import SessionBoard
 from fedledger.consortium.kits import Kit, load_kit
+from fedledger.consortium.metrics import MetricBoard
 from fedledger.consortium.preflight import check_aggregator, check_ledger
 from fedledger.consortium.reload import run_reloading
 
@@ -39,6 +41,7 @@ def start_aggregator(kit_folder: Path, password: str, rounds: int, board: Sessio
         config = aggregator_config(kit)
         save_config(config, kit.folder)
         ctx = build_context(config, kit.folder, password, board)
+        board.metrics = MetricBoard(ctx.consortium, ctx.state_dir / "metrics.json")
         check_ledger(ctx.ledger, kit.chain_id, config.rpc_url)
         check_aggregator(ctx.ledger, ctx.account.address)
         log.info(

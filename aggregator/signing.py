@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from aggregator.config import PARTIAL_TIMEOUT_SECONDS, SIGNING_GRACE_SECONDS
 from fedledger.protocol import RoundRecord
 from fedledger.protocol.consortium import Consortium
 from fedledger.protocol.session_auth import payload_signer
@@ -36,8 +37,8 @@ class SigningSession:
         included: list[str],  # addresses of the included entries, sorted
         approval_signer: Callable[[bytes, bytes], str],
         excluded: frozenset[int] = frozenset(),
-        grace_seconds: float = 3.0,
-        partial_timeout: float = 20.0,
+        signing_grace_seconds: float = SIGNING_GRACE_SECONDS,
+        partial_timeout_seconds: float = PARTIAL_TIMEOUT_SECONDS,
     ) -> None:
         self.public = public
         self.consortium = consortium
@@ -46,8 +47,8 @@ class SigningSession:
         self._approval_signer = approval_signer  # (signature_der, approval) -> approving address
         self.coordinator = Coordinator(public, record.message(), excluded=excluded)
         self.session_id = self.coordinator.session_id
-        self.grace_seconds = grace_seconds
-        self.partial_timeout = partial_timeout
+        self.signing_grace_seconds = signing_grace_seconds
+        self.partial_timeout_seconds = partial_timeout_seconds
         self.unresponsive: list[int] = []
         self._sign_started: float | None = None
         self.phase = "commit"
@@ -156,7 +157,7 @@ class SigningSession:
             elif self.phase == "sign" and len(self._partials) == len(self._frozen):
                 self._aggregate()
             elif self.phase == "sign" and self._sign_started is not None:
-                if now - self._sign_started >= self.partial_timeout:
+                if now - self._sign_started >= self.partial_timeout_seconds:
                     # A signer that committed and went silent (crashed) holds the session up:
                     # end it, so the driver can run a new one without that signer.
                     self.unresponsive = sorted({c.index for c in self._frozen} - set(self._partials))
@@ -170,7 +171,7 @@ class SigningSession:
     def _waited(self, now: float) -> bool:
         if self._quorum_since is None:
             self._quorum_since = now
-        return now - self._quorum_since >= self.grace_seconds
+        return now - self._quorum_since >= self.signing_grace_seconds
 
     def _tick_commit(self, now: float) -> None:
         if len(self._committed) < self.public.k:

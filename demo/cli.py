@@ -21,6 +21,7 @@ from typing import Annotated, Any
 import typer
 
 from fedledger.cli.bench import bench_app, emit
+from fedledger.cli.common import FAILED, console, fail
 
 
 def _free_port() -> int:
@@ -238,22 +239,19 @@ def demo(
     try:
         summary = run_demo(workdir.resolve(), rounds, timeout, progress=not as_json)
     except RuntimeError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
+        fail(str(exc), FAILED)
     audit = summary.get("audit") or {}
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
     else:
         _print_summary(summary)
     if not audit.get("all_verified"):
-        raise typer.Exit(1)
+        raise typer.Exit(FAILED)
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
     table = Table(title=f"fedledger demo: {summary['rounds']} rounds in {summary['seconds']} s")
     table.add_column("global model")
     table.add_column("accuracy", justify="right")

@@ -15,7 +15,8 @@ from pathlib import Path
 import uvicorn
 
 from aggregator.config import load_config as load_aggregator_config
-from aggregator.driver import AggregatorContext, build_context, run_aggregator
+from aggregator.context import build_context
+from aggregator.driver import AggregatorContext, run_aggregator
 from aggregator.http_api import SessionBoard, create_app
 from demo.consortium_setup import ConsortiumLayout, setup_consortium
 from fedledger.chain.localchain import LocalChain

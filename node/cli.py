@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
-import logging
 import secrets
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from fedledger.cli.sm9 import PasswordFileOption, fail, read_password
+from fedledger.cli.common import (
+    BAD_INPUT,
+    PasswordFileOption,
+    errors_reported,
+    fail,
+    read_password,
+    setup_logging,
+    spinner,
+)
+from fedledger.errors import FedLedgerError
 
 app = typer.Typer(no_args_is_help=True, help="Run an institution's node: keys, training, submission, co-signing.")
 
@@ -19,20 +27,13 @@ ConfigOption = Annotated[
 
 
 def _context(config_path: Path, password_file: Path | None):  # type: ignore[no-untyped-def]
-    from fedledger.chain.keyfile import KeyFileError
-    from node.config import ConfigError, load_config
+    from node.config import load_config
     from node.context import build_context
 
-    try:
+    with errors_reported(BAD_INPUT, (FedLedgerError, ValueError, OSError)):
         config, base = load_config(config_path)
         password = read_password(password_file, f"node {config.name}'s keys")
         return build_context(config, base, password)
-    except (ConfigError, KeyFileError, ValueError, OSError) as exc:
-        fail(str(exc))
-
-
-def _logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(asctime)s %(name)s %(message)s")
 
 
 @app.command()
@@ -131,7 +132,7 @@ def train(config: ConfigOption = Path("node.toml"), password_file: PasswordFileO
     ctx = _context(config, password_file)
     round_index = _open_round(ctx)
     try:
-        with _spinner(f"round {round_index}: training at width {ctx.width_rate}"):
+        with spinner(f"round {round_index}: training at width {ctx.width_rate}"):
             trained = train_for_round(ctx, round_index)
     except RecordRefused as exc:
         fail(str(exc))
@@ -146,7 +147,7 @@ def submit(config: ConfigOption = Path("node.toml"), password_file: PasswordFile
     ctx = _context(config, password_file)
     round_index = _open_round(ctx)
     try:
-        with _spinner(f"round {round_index}: submitting"):
+        with spinner(f"round {round_index}: submitting"):
             done = train_and_submit(ctx, round_index)
     except RecordRefused as exc:
         fail(str(exc))
@@ -158,12 +159,6 @@ def _open_round(ctx) -> int:  # type: ignore[no-untyped-def]
     if not state.open:
         fail(f"no round is open on ledger {ctx.ledger.address}")
     return int(state.round)
-
-
-def _spinner(text: str):  # type: ignore[no-untyped-def]
-    from rich.console import Console
-
-    return Console(stderr=True).status(text)
 
 
 @app.command()
@@ -184,7 +179,7 @@ def sign(
     if not state.open:
         fail("no round is open")
     deadline = time.monotonic() + timeout
-    with httpx.Client(timeout=30.0) as http:
+    with httpx.Client(timeout=ctx.http_timeout_seconds) as http:
         participant = SessionParticipant(ctx, http)
         while time.monotonic() < deadline:
             try:
@@ -194,7 +189,7 @@ def sign(
             if phase in ("approve", "ready") or not ctx.ledger.round_state().open:
                 typer.echo(f"round {state.round}: signed and approved")
                 return
-            time.sleep(0.5)
+            time.sleep(ctx.poll_interval)
     fail("signing session did not finish in time")
 
 
@@ -208,7 +203,7 @@ def run(
     """Follow rounds by itself: verify, train, submit and co-sign, until --rounds are posted."""
     from node.participant import run_node
 
-    _logging(verbose)
+    setup_logging(verbose)
     ctx = _context(config, password_file)
     posted = run_node(ctx, rounds)
     typer.echo(f"node {ctx.name}: {posted} round(s) posted")
@@ -224,14 +219,10 @@ def start(
     log_json: Annotated[bool, typer.Option("--log-json", help="Log JSON lines instead of text.")] = False,
 ) -> None:
     """Start from a kit: check the data against the task, the chain and membership, then follow rounds."""
-    from fedledger.cli.logging_setup import setup_role_logging
-    from fedledger.errors import FedLedgerError
     from node.kit_start import start_node
 
-    setup_role_logging(verbose=verbose, log_json=log_json)
+    setup_logging(verbose, log_json)
     password = read_password(password_file, f"the kit {kit}")
-    try:
+    with errors_reported(BAD_INPUT):
         posted = start_node(kit, password, data, rounds)
-    except FedLedgerError as exc:
-        fail(str(exc))
     typer.echo(f"node {kit.name}: {posted} round(s) posted")

@@ -7,11 +7,14 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from fedledger.chain.settings import LedgerSettings
 from fedledger.config_files import ConfigError, load_toml, save_toml
 from fedledger.protocol.consortium import PublicMaterial
 
 _MPK, _THRESHOLD, _ROSTER = PublicMaterial.NAMES  # where `init` installs the public files
 CONFIG_NAME = "node.toml"
+POLL_INTERVAL_SECONDS = 0.5  # how often a node asks the ledger and the aggregator what changed
+HTTP_TIMEOUT_SECONDS = 30.0  # one request to the aggregator's signing-session API
 __all__ = ["CONFIG_NAME", "ConfigError", "DataConfig", "NodeConfig", "TrainingConfig", "load_config", "save_config"]
 
 
@@ -39,15 +42,13 @@ class TrainingConfig(BaseModel):
     seed: int = 0
 
 
-class NodeConfig(BaseModel):
+class NodeConfig(LedgerSettings):
     """Everything a node needs to take part; paths are relative to the config file's folder."""
 
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=64)
     sm9_identity: str = Field(min_length=1, max_length=256)
     width_rate: float = Field(gt=0, le=1)
-    rpc_url: str
-    contract: str = Field(pattern=r"^0x[0-9a-fA-F]{40}$")
     aggregator_url: str
     store: str = Field(description="local:DIR or kubo:MULTIADDR")
     eth_key_file: str = "keys/eth-key.json"
@@ -58,7 +59,12 @@ class NodeConfig(BaseModel):
     consortium_file: str = f"keys/{_ROSTER}"
     selection: Literal["static", "rolling"] = "static"
     state_dir: str = "state"
-    poll_interval: float = Field(0.5, gt=0, le=60)
+    poll_interval: float = Field(
+        POLL_INTERVAL_SECONDS, gt=0, le=60, description="seconds between looks at the ledger and the aggregator"
+    )
+    http_timeout_seconds: float = Field(
+        HTTP_TIMEOUT_SECONDS, gt=0, description="one request to the aggregator's signing-session API"
+    )
     verify_aggregation: bool = Field(
         True, description="recompute the global model from the included updates before co-signing"
     )

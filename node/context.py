@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fedledger.chain.client import LedgerClient
-from fedledger.chain.compiler import compile_ledger
 from fedledger.chain.keyfile import KeyFileError, load_eth_key
 from fedledger.fl import Shard, TrainConfig, load_dataset, partition
 from fedledger.protocol.consortium import Consortium
@@ -38,7 +36,7 @@ def build_context(config: NodeConfig, base: Path, password: str, shard: Shard | 
     public = ThresholdPublic.load(at(config.threshold_public_file))
     mpk = SignMasterPublicKey.load(at(config.master_public_key_file))
     consortium = Consortium.load(at(config.consortium_file))
-    ledger = LedgerClient.connect(config.rpc_url, config.contract, compile_ledger().abi)
+    ledger = config.ledger_client()
     data = config.data
     if shard is None:
         shards = partition(load_dataset(data.source), data.partitions, data.scheme, data.alpha, data.seed)
@@ -70,4 +68,6 @@ def build_context(config: NodeConfig, base: Path, password: str, shard: Shard | 
         ),
         state_dir=state_dir,
         verify_aggregation=config.verify_aggregation,
+        poll_interval=config.poll_interval,
+        http_timeout_seconds=config.http_timeout_seconds,
     )

@@ -16,6 +16,7 @@ from fedledger.consortium.reload import run_reloading
 from fedledger.fl.task import SiteData, site_shard
 from node.config import DataConfig, NodeConfig, TrainingConfig, save_config
 from node.context import build_context
+from node.metric_reporter import MetricReporter
 from node.participant import run_node
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,12 @@ def start_node(kit_folder: Path, password: str, data_path: str | None, rounds: i
         shard = site_shard(site, task)
         log.info(
             "%s: data %s fits task %r: %d training and %d validation samples of shape %s",
-            kit.name, site.source, task.name, len(shard.train), len(shard.test), task.input_shape,
+            kit.name,
+            site.source,
+            task.name,
+            len(shard.train),
+            len(shard.test),
+            task.input_shape,
         )
         config = node_config(kit, site)
         save_config(config, kit.folder)
@@ -79,6 +85,15 @@ def start_node(kit_folder: Path, password: str, data_path: str | None, rounds: i
         check_ledger(ctx.ledger, kit.chain_id, config.rpc_url)
         check_member(ctx.ledger, ctx.account.address, kit.name)
         log.info("%s: member %s of ledger %s; following rounds", kit.name, ctx.account.address, ctx.ledger.address)
-        return run_node(ctx, rounds, stop=stop)
+        reporter = MetricReporter(ctx, shard.test, task.metric)
+        reporter_stop = threading.Event()
+        reporting = reporter.start(reporter_stop)
+        try:
+            posted = run_node(ctx, rounds, stop=stop)
+            reporter.report_once()  # the last round's number, before the node exits
+            return posted
+        finally:
+            reporter_stop.set()
+            reporting.join(timeout=5)
 
     return run_reloading(kit_folder, run)

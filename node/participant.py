@@ -36,6 +36,7 @@ from fedledger.protocol.session_auth import sign_payload
 from fedledger.sm9 import Signature, SignMasterPublicKey, SignPrivateKey, sign, verify
 from fedledger.sm9.threshold import Commitment, Signer, ThresholdPublic
 from fedledger.store import ContentStore, StoreError
+from node.config import HTTP_TIMEOUT_SECONDS, POLL_INTERVAL_SECONDS
 from node.training_step import TrainedUpdate, fetch_verified_model, realigned_digest, train_update
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,8 @@ class NodeContext:
     train_config: TrainConfig
     state_dir: Path
     verify_aggregation: bool = True
+    poll_interval: float = POLL_INTERVAL_SECONDS
+    http_timeout_seconds: float = HTTP_TIMEOUT_SECONDS
     refresh_data: Callable[[], Dataset] | None = None  # re-reads and re-checks the data before each round
 
     def __repr__(self) -> str:
@@ -350,11 +353,15 @@ class SessionParticipant:
 
 
 def run_node(
-    ctx: NodeContext, rounds: int | None, poll_interval: float = 0.5, stop: threading.Event | None = None
+    ctx: NodeContext, rounds: int | None, poll_interval: float | None = None, stop: threading.Event | None = None
 ) -> int:
-    """Follow rounds until round ``rounds - 1`` is posted (forever when ``rounds`` is None) or ``stop``."""
+    """Follow rounds until round ``rounds - 1`` is posted (forever when ``rounds`` is None) or ``stop``.
+
+    ``poll_interval`` overrides the context's (the config's) for this run.
+    """
     stop = stop or threading.Event()
-    with httpx.Client(timeout=30.0) as http:
+    poll_interval = ctx.poll_interval if poll_interval is None else poll_interval
+    with httpx.Client(timeout=ctx.http_timeout_seconds) as http:
         participant = SessionParticipant(ctx, http)
         last_problem = ""
         while not stop.is_set():

@@ -9,7 +9,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from fedledger.audit.errors import AuditError, ChainUnavailable, Conflict, InvalidParameter, NotFound
+from fedledger.audit.errors import (
+    AuditError,
+    ChainRolledBack,
+    ChainUnavailable,
+    Conflict,
+    InvalidParameter,
+    LedgerNotTrusted,
+    NoLedger,
+    NotFound,
+    WrongChain,
+)
 
 if TYPE_CHECKING:
     from fedledger.audit.api import create_app
@@ -19,10 +29,14 @@ if TYPE_CHECKING:
 __all__ = [
     "AuditError",
     "AuditService",
+    "ChainRolledBack",
     "ChainUnavailable",
     "Conflict",
     "InvalidParameter",
+    "LedgerNotTrusted",
+    "NoLedger",
     "NotFound",
+    "WrongChain",
     "create_app",
     "open_audit_service",
 ]

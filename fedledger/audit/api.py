@@ -10,6 +10,7 @@ and a slow verdict does not block other requests.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Path, Query, Request
@@ -35,17 +36,33 @@ from fedledger.audit.models import (
     UpdateListItem,
     UpdateWithVerdict,
 )
-from fedledger.audit.service import DEFAULT_LIMIT, MAX_CID_LENGTH, MAX_LIMIT, MAX_OFFSET, MAX_ROUND, AuditService
+from fedledger.audit.params import (
+    ADDRESS_PATTERN,
+    CID_PATTERN,
+    DEFAULT_LIMIT,
+    MAX_CID_LENGTH,
+    MAX_LIMIT,
+    MAX_OFFSET,
+    MAX_ROUND,
+)
+from fedledger.audit.service import AuditService
+from fedledger.httpdocs import offline_docs_app
 
 log = logging.getLogger(__name__)
-
-ADDRESS_PATTERN = r"^0x[0-9a-fA-F]{40}$"
 
 RoundParam = Annotated[int, Path(ge=0, le=MAX_ROUND, description="Round number (0 is the first round).")]
 InstitutionParam = Annotated[
     str, Path(pattern=ADDRESS_PATTERN, description="The institution's Ethereum address (0x + 40 hex).")
 ]
-CidParam = Annotated[str, Path(min_length=1, max_length=MAX_CID_LENGTH, description="A CID (CIDv0 'Qm…' or CIDv1).")]
+CidParam = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=MAX_CID_LENGTH,
+        pattern=CID_PATTERN,
+        description="A CID: CIDv0 ('Qm…') or CIDv1 in base32 ('b…') or base58btc ('z…').",
+    ),
+]
 Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Entries to skip.")]
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description=f"Entries per page (1..{MAX_LIMIT}).")]
 
@@ -65,15 +82,23 @@ entries, each round's k-of-n threshold-signed global model, membership and acces
 Every verdict is recomputed from the chain, the content store and the signatures: content present
 and its SM3 digest as on the ledger, SM9 signatures valid (the EVM cannot check them), at least k
 distinct member approvals, and the round record's Merkle root recomputed from the included entries.
-Store content is re-read on every verdict request, so a file altered on disk is flagged.
+Each model file is streamed and checked once per CID and the verdict kept (bounded cache).
+The audit fails closed: no ledger at the address, another chain or deployment, or a rollback is an
+error (503), never "verified".
 
 Lists are paginated with `offset` and `limit`. Errors are JSON: `{"error", "message"}`.
 """
 
 
-def _error(status: int, code: str, message: str, detail: list[dict[str, Any]] | None = None) -> JSONResponse:
+def _error(
+    status: int,
+    code: str,
+    message: str,
+    detail: list[dict[str, Any]] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
     body = ErrorResponse(error=code, message=message, detail=detail)
-    return JSONResponse(status_code=status, content=body.model_dump(exclude_none=True))
+    return JSONResponse(status_code=status, content=body.model_dump(exclude_none=True), headers=headers)
 
 
 def _validation_message(errors: list[dict[str, Any]]) -> str:
@@ -86,7 +111,7 @@ def _validation_message(errors: list[dict[str, Any]]) -> str:
 
 def create_app(service: AuditService) -> FastAPI:
     """The audit REST API over ``service``."""
-    app = FastAPI(
+    app = offline_docs_app(
         title="fedledger audit API",
         version=__version__,
         description=DESCRIPTION,
@@ -113,7 +138,8 @@ def create_app(service: AuditService) -> FastAPI:
     def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         if exc.status_code == 404:
             return _error(404, "not_found", f"no such endpoint: {request.url.path} (see /docs)")
-        return _error(exc.status_code, "http_error", str(exc.detail))
+        # keep the exception's headers: a 405 must say which methods are allowed (``Allow``)
+        return _error(exc.status_code, "http_error", str(exc.detail), headers=exc.headers)
 
     @app.exception_handler(Exception)
     def _unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -198,7 +224,10 @@ def create_app(service: AuditService) -> FastAPI:
             str | None, Query(pattern=ADDRESS_PATTERN, description="Only this accessor's records.")
         ] = None,
         cid: Annotated[
-            str | None, Query(min_length=1, max_length=MAX_CID_LENGTH, description="Only records of this CID.")
+            str | None,
+            Query(
+                min_length=1, max_length=MAX_CID_LENGTH, pattern=CID_PATTERN, description="Only records of this CID."
+            ),
         ] = None,
         offset: Offset = 0,
         limit: Limit = DEFAULT_LIMIT,

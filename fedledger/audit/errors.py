@@ -48,3 +48,24 @@ class ChainUnavailable(AuditError):
 
     status = 503
     code = "chain_unavailable"
+
+
+class LedgerNotTrusted(AuditError):
+    """The chain answers, but what it holds is not the ledger the audit was configured for: no
+    contract code at the address, another chain id or deployment block, or a rollback. The audit
+    fails closed: an error, never an empty "verified"."""
+
+    status = 503
+    code = "ledger_not_trusted"
+
+
+class NoLedger(LedgerNotTrusted):
+    code = "no_ledger"
+
+
+class WrongChain(LedgerNotTrusted):
+    code = "wrong_chain"
+
+
+class ChainRolledBack(LedgerNotTrusted):
+    code = "chain_rolled_back"

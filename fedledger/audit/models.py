@@ -299,7 +299,11 @@ class AuditSummary(_Model):
     updates: Counts
     global_models: Counts
     access_records: int
-    all_verified: bool = Field(description="No check failed anywhere.")
+    status: Literal["verified", "failed", "nothing_to_verify"] = Field(
+        description="verified: every check passed on at least one round; nothing_to_verify: no round "
+        "was ever opened, so nothing was vouched for."
+    )
+    all_verified: bool = Field(description="At least one round, and no check failed anywhere.")
     failures: list[Failure]
 
 

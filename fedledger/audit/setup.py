@@ -44,8 +44,8 @@ def open_audit_service(
     ``rpc_url`` also overrides the deployment file's URL. Raises ValueError / FileNotFoundError
     with a clear message for bad input; the chain itself is first contacted on the first request.
     """
-    from eth_utils import is_hex_address
-
+    from fedledger.audit.index import DeploymentFacts
+    from fedledger.audit.params import check_from_block, parse_address
     from fedledger.audit.service import AuditService
     from fedledger.chain.client import LedgerClient
     from fedledger.chain.deploy import Deployment
@@ -54,10 +54,9 @@ def open_audit_service(
 
     if deployment is None and (rpc_url is None or contract is None):
         raise ValueError("give a deployment file, or both an RPC URL and a contract address")
-    if contract is not None and not is_hex_address(contract):
-        raise ValueError(f"contract {contract!r} is not a 0x-prefixed 20-byte hex address")
-    if from_block < 0:
-        raise ValueError("the first block must be >= 0")
+    if contract is not None:
+        parse_address(contract, "contract")
+    check_from_block(from_block)
     mpk_path = Path(master_public_key)
     if not mpk_path.is_file():
         raise FileNotFoundError(f"no SM9 master public key at {mpk_path}")
@@ -70,9 +69,16 @@ def open_audit_service(
     except StoreError as exc:
         raise ValueError(f"cannot open store {store!r}: {exc}") from None
 
+    expected = None
     if deployment is not None:
         record = Deployment.load(deployment)
         address = contract or record.address
+        same_contract = address.lower() == record.address.lower()
+        expected = DeploymentFacts(
+            record.chain_id,
+            record.deploy_block if same_contract else None,
+            record.tx_hash if same_contract else None,
+        )
         url = rpc_url or record.rpc_url
         if not url:
             raise ValueError(f"deployment file {deployment} names no RPC URL: pass --rpc-url")
@@ -84,5 +90,10 @@ def open_audit_service(
     else:  # unreachable: checked above
         raise ValueError("give a deployment file, or both an RPC URL and a contract address")
     return AuditService(
-        ledger, content_store, mpk, consortium_identity=consortium_identity, confirmations=confirmations
+        ledger,
+        content_store,
+        mpk,
+        consortium_identity=consortium_identity,
+        confirmations=confirmations,
+        expected=expected,
     )

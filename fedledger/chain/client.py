@@ -24,6 +24,7 @@ from fedledger.chain.approvals import (
     sign_membership_change,
 )
 from fedledger.chain.errors import ErrorDecoder, LedgerError, LedgerRevert, revert_data_of
+from fedledger.chain.settings import RECEIPT_TIMEOUT_SECONDS, RPC_TIMEOUT_SECONDS
 
 if TYPE_CHECKING:
     from web3 import Web3
@@ -166,8 +167,17 @@ class LedgerClient:
     """Talks to one deployed FederatedLedger. ``from_block`` bounds event searches from below
     (the deployment block, when known)."""
 
-    def __init__(self, w3: Web3, address: str, abi: list[dict[str, Any]], *, from_block: int = 0) -> None:
+    def __init__(
+        self,
+        w3: Web3,
+        address: str,
+        abi: list[dict[str, Any]],
+        *,
+        from_block: int = 0,
+        receipt_timeout_seconds: float = RECEIPT_TIMEOUT_SECONDS,
+    ) -> None:
         self.w3 = w3
+        self.receipt_timeout_seconds = receipt_timeout_seconds
         self.address = to_checksum_address(address)
         self.abi = abi
         self.from_block = from_block
@@ -177,12 +187,19 @@ class LedgerClient:
 
     @classmethod
     def connect(
-        cls, rpc_url: str, address: str, abi: list[dict[str, Any]], *, from_block: int = 0
+        cls,
+        rpc_url: str,
+        address: str,
+        abi: list[dict[str, Any]],
+        *,
+        from_block: int = 0,
+        rpc_timeout_seconds: float = RPC_TIMEOUT_SECONDS,
+        receipt_timeout_seconds: float = RECEIPT_TIMEOUT_SECONDS,
     ) -> LedgerClient:
         from web3 import HTTPProvider, Web3
 
-        w3 = Web3(HTTPProvider(rpc_url, request_kwargs={"timeout": 60}))
-        return cls(w3, address, abi, from_block=from_block)
+        w3 = Web3(HTTPProvider(rpc_url, request_kwargs={"timeout": rpc_timeout_seconds}))
+        return cls(w3, address, abi, from_block=from_block, receipt_timeout_seconds=receipt_timeout_seconds)
 
     def __repr__(self) -> str:
         return f"LedgerClient({self.address})"
@@ -515,7 +532,7 @@ class LedgerClient:
         tx["gas"] = int(tx["gas"] * GAS_MARGIN)
         signed = sender.sign_transaction(tx)
         tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
-        receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=120)
+        receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=self.receipt_timeout_seconds)
         if receipt["status"] != 1:
             raise self._replay_failure(what, tx, int(receipt["blockNumber"]))
         return TxResult("0x" + bytes(tx_hash).hex(), int(receipt["blockNumber"]), int(receipt["gasUsed"]))

@@ -11,18 +11,18 @@ import contextlib
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
+
+from fedledger.cli.common import FAILED, console, err_console, fail
 
 if TYPE_CHECKING:
     from fedledger.audit.models import AuditSummary
     from fedledger.audit.service import AuditService
 
 app = typer.Typer(no_args_is_help=True)
-console = Console()
-err_console = Console(stderr=True)
+CHAIN_UNREACHABLE = 3  # `audit summary`'s own exit code, beside the shared 1 and 2
 
 DeploymentOpt = Annotated[
     Path | None,
@@ -64,11 +64,6 @@ ConfirmationsOpt = Annotated[
 ]
 
 
-def _fail(message: str, code: int = 2) -> NoReturn:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
-    raise typer.Exit(code)
-
-
 def _service(
     deployment: Path | None,
     rpc_url: str | None,
@@ -79,17 +74,21 @@ def _service(
     consortium_identity: str | None,
     confirmations: int,
 ) -> AuditService:
+    from fedledger.audit.errors import InvalidParameter
+    from fedledger.audit.params import check_confirmations
     from fedledger.audit.setup import open_audit_service
     from fedledger.store import default_store_spec
 
-    if confirmations < 0:
-        _fail("--confirmations must be >= 0")
+    try:
+        check_confirmations(confirmations)
+    except InvalidParameter as exc:
+        fail(exc.message)
     if deployment is None and (rpc_url is None or contract is None):
         from fedledger.chain.deploy import DEFAULT_DEPLOYMENT_FILE, DEPLOYMENT_ENV
 
         deployment = Path(os.environ.get(DEPLOYMENT_ENV) or DEFAULT_DEPLOYMENT_FILE)
         if not deployment.exists():
-            _fail(f"no deployment file at {deployment}: pass --deployment FILE, or --rpc-url and --contract")
+            fail(f"no deployment file at {deployment}: pass --deployment FILE, or --rpc-url and --contract")
     try:
         return open_audit_service(
             store=store or default_store_spec(),
@@ -102,7 +101,7 @@ def _service(
             confirmations=confirmations,
         )
     except (ValueError, FileNotFoundError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
 
 
 def print_summary(summary: AuditSummary) -> None:
@@ -111,6 +110,9 @@ def print_summary(summary: AuditSummary) -> None:
         f"ledger {summary.contract} on chain {summary.chain_id}, checked at block {summary.checked_at_block}",
         highlight=False,
     )
+    if summary.status == "nothing_to_verify":
+        console.print(f"[bold yellow]nothing to verify: {summary.rounds} rounds[/]", highlight=False)
+        return
     open_round = f", round {summary.open_round} open" if summary.open_round is not None else ""
     console.print(
         f"{summary.rounds} round(s), {summary.rounds_posted} posted{open_round}; k = {summary.threshold} "
@@ -145,8 +147,9 @@ def summary(
 ) -> None:
     """Check every entry on the ledger now and print what verified and what failed.
 
-    Exit status: 0 when everything verified, 1 when some check failed, 2 for bad input, 3 when the
-    chain cannot be reached.
+    Exit status: 0 when everything verified, 1 when some check failed or there was nothing to verify,
+    2 for bad input, 3 when the chain cannot be reached or is not the configured ledger (no contract
+    code, another chain id or deployment, a rollback).
     """
     from fedledger.audit.errors import AuditError
 
@@ -158,13 +161,13 @@ def summary(
         with contextlib.nullcontext() if as_json else status:
             result = service.summary()
     except AuditError as exc:
-        _fail(exc.message, 3)
+        fail(exc.message, CHAIN_UNREACHABLE)
     if as_json:
         typer.echo(json.dumps(result.model_dump(mode="json"), indent=2))
     else:
         print_summary(result)
     if not result.all_verified:
-        raise typer.Exit(1)
+        raise typer.Exit(FAILED)
 
 
 @app.command("serve")
@@ -184,10 +187,14 @@ def serve(
     ] = "info",
 ) -> None:
     """Serve the read-only audit REST API (OpenAPI docs at /docs, summary at /summary)."""
-    if not 1 <= port <= 65535:
-        _fail(f"--port must be between 1 and 65535, not {port}")
-    if log_level not in ("critical", "error", "warning", "info", "debug"):
-        _fail(f"--log-level must be one of critical, error, warning, info, debug, not {log_level!r}")
+    from fedledger.audit.errors import InvalidParameter
+    from fedledger.audit.params import check_log_level, check_port
+
+    try:
+        check_port(port)
+        check_log_level(log_level)
+    except InvalidParameter as exc:
+        fail(exc.message)
     service = _service(
         deployment, rpc_url, contract, from_block, store, master_public_key, consortium_identity, confirmations
     )

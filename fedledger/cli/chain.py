@@ -1,4 +1,4 @@
-"""``fedledger chain``: run a local chain, deploy the ledger, show its status, run the smoke demo.
+"""``fedledger chain``: run a local chain, deploy the ledger, change its membership, show its status.
 
 web3 and the compiler are imported inside the commands so ``fedledger --help`` stays fast.
 Private keys are never printed: dev keys are derived in-process, other keys come from a file or
@@ -13,13 +13,13 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from fedledger.cli.bench import bench_app, emit
+from fedledger.cli.common import FAILED, console, err_console, errors_reported, fail, read_password
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
@@ -27,16 +27,9 @@ if TYPE_CHECKING:
     from fedledger.chain.deploy import Deployment
 
 app = typer.Typer(no_args_is_help=True)
-console = Console()
-err_console = Console(stderr=True)
 
 DEPLOYMENT_FILE_HELP = "Deployment JSON file (default: $FEDLEDGER_DEPLOYMENT or .fedledger/deployment.json)."
 KEY_ENV = "FEDLEDGER_DEPLOYER_KEY"
-
-
-def _fail(message: str, code: int = 2) -> NoReturn:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
-    raise typer.Exit(code)
 
 
 def _tool_failures() -> tuple[type[Exception], ...]:
@@ -51,7 +44,7 @@ def _tool_failures() -> tuple[type[Exception], ...]:
 
 def _check_kind(kind: str) -> Any:
     if kind not in ("anvil", "hardhat"):
-        _fail(f"--kind must be 'anvil' or 'hardhat', not {kind!r}")
+        fail(f"--kind must be 'anvil' or 'hardhat', not {kind!r}")
     return kind
 
 
@@ -90,13 +83,13 @@ def up(
     """Start a local chain, deploy the ledger for dev institutions, and keep running until Ctrl-C."""
     chain_kind = _check_kind(kind)
     if not 1 <= institutions <= 7:
-        _fail(f"--institutions must be between 1 and 7, not {institutions}")
+        fail(f"--institutions must be between 1 and 7, not {institutions}")
     if not 1 <= threshold <= institutions:
-        _fail(f"--threshold must be between 1 and --institutions ({institutions}), not {threshold}")
+        fail(f"--threshold must be between 1 and --institutions ({institutions}), not {threshold}")
     if not 0 <= port <= 65535:
-        _fail(f"--port must be 0..65535, not {port}")
+        fail(f"--port must be 0..65535, not {port}")
     if state is not None and chain_kind != "anvil":
-        _fail("--state works with --kind anvil only")
+        fail("--state works with --kind anvil only")
     from web3 import HTTPProvider, Web3
 
     from fedledger.chain.deploy import deploy_ledger, dev_consortium
@@ -109,7 +102,7 @@ def up(
         with console.status(f"starting {chain_kind}"):
             chain.start()
     except _tool_failures() as exc:
-        _fail(str(exc), code=1)
+        fail(str(exc), FAILED)
     try:
         w3 = Web3(HTTPProvider(chain.rpc_url))
         deployment = _reuse_persisted(w3, path, chain.rpc_url) if state is not None else None
@@ -133,7 +126,7 @@ def up(
         _wait_for_interrupt(chain)
     except _tool_failures() as exc:
         chain.stop()
-        _fail(str(exc), code=1)
+        fail(str(exc), FAILED)
     finally:
         chain.stop()
     console.print("chain stopped" + (f"; state saved to {state}" if state else ""))
@@ -165,7 +158,7 @@ def _wait_for_interrupt(chain: Any) -> None:
     try:
         while not stop["now"]:
             if not chain.running:
-                _fail("the local chain exited unexpectedly", code=1)
+                fail("the local chain exited unexpectedly", FAILED)
             time.sleep(0.5)
     except KeyboardInterrupt:
         pass
@@ -181,9 +174,9 @@ def _parse_institution(text: str) -> tuple[str, str]:
 
     address, sep, sm9_id = text.partition("=")
     if not sep or not sm9_id:
-        _fail(f"--institution {text!r}: expected ADDRESS=SM9_ID")
+        fail(f"--institution {text!r}: expected ADDRESS=SM9_ID")
     if not is_address(address):
-        _fail(f"--institution {text!r}: {address!r} is not an Ethereum address")
+        fail(f"--institution {text!r}: {address!r} is not an Ethereum address")
     return to_checksum_address(address), sm9_id
 
 
@@ -194,16 +187,16 @@ def _load_key(key_file: Path | None) -> LocalAccount:
         try:
             raw = key_file.read_text().strip()
         except OSError as exc:
-            _fail(f"cannot read --key-file {key_file}: {exc.strerror}")
+            fail(f"cannot read --key-file {key_file}: {exc.strerror}")
         source = f"--key-file {key_file}"
     elif os.environ.get(KEY_ENV):
         raw, source = os.environ[KEY_ENV].strip(), f"${KEY_ENV}"
     else:
-        _fail(f"no deployer key: pass --key-file, set ${KEY_ENV}, or use --dev on a local chain")
+        fail(f"no deployer key: pass --key-file, set ${KEY_ENV}, or use --dev on a local chain")
     try:
         return Account.from_key(raw)
     except Exception:  # the key itself must never reach the message
-        _fail(f"{source} does not hold a valid secp256k1 private key (hex)")
+        fail(f"{source} does not hold a valid secp256k1 private key (hex)")
 
 
 @app.command("deploy")
@@ -243,7 +236,7 @@ def deploy(
         _deploy_plan(plan, kits, rounds)
         return
     if rpc_url is None:
-        _fail("give --rpc-url (or --plan consortium.toml --kits kits)")
+        fail("give --rpc-url (or --plan consortium.toml --kits kits)")
 
     from fedledger.chain.deploy import InstitutionSpec, deploy_ledger, dev_consortium
     from fedledger.chain.devaccounts import dev_roles
@@ -251,7 +244,7 @@ def deploy(
     specs = [InstitutionSpec(*_parse_institution(text)) for text in institution or []]
     if dev:
         if not 1 <= dev_institutions <= 7:
-            _fail(f"--dev-institutions must be between 1 and 7, not {dev_institutions}")
+            fail(f"--dev-institutions must be between 1 and 7, not {dev_institutions}")
         roles = dev_roles(dev_institutions)
         specs = specs or dev_consortium(dev_institutions)
         aggregator = aggregator or roles.aggregator.address
@@ -259,11 +252,11 @@ def deploy(
     else:
         deployer = _load_key(key_file)
     if not specs:
-        _fail("no institutions: pass --institution ADDRESS=SM9_ID (repeatable) or --dev")
+        fail("no institutions: pass --institution ADDRESS=SM9_ID (repeatable) or --dev")
     if aggregator is None or not is_address(aggregator):
-        _fail(f"--aggregator must be an Ethereum address, got {aggregator!r}")
+        fail(f"--aggregator must be an Ethereum address, got {aggregator!r}")
     if not 1 <= threshold <= len(specs):
-        _fail(f"--threshold must be between 1 and the {len(specs)} institutions, not {threshold}")
+        fail(f"--threshold must be between 1 and the {len(specs)} institutions, not {threshold}")
     w3 = _connect(rpc_url)
     try:
         with console.status("compiling and deploying FederatedLedger"):
@@ -276,7 +269,7 @@ def deploy(
                 rpc_url=rpc_url,
             )
     except _tool_failures() as exc:
-        _fail(str(exc), code=1)
+        fail(str(exc), FAILED)
     path = deployment_file or _default_deployment_file()
     deployment.save(path)
     _print_deployment(deployment, path)
@@ -287,21 +280,14 @@ def _deploy_plan(plan_path: Path, kits: Path | None, rounds: int) -> None:
     from fedledger.consortium.deployment import deploy_plan
     from fedledger.consortium.kits import password_file
     from fedledger.consortium.plan import load_plan
-    from fedledger.errors import FedLedgerError
 
     if kits is None:
-        _fail("--plan needs --kits (the folder `fedledger consortium provision` made)")
-    try:
+        fail("--plan needs --kits (the folder `fedledger consortium provision` made)")
+    with errors_reported(FAILED):
         plan = load_plan(plan_path)
         password = password_file(kits, "deployer").read_text(encoding="utf-8").splitlines()[0]
         with console.status("compiling and deploying FederatedLedger"):
             deployment, needs, funded = deploy_plan(plan, kits, password, rounds)
-    except FedLedgerError as exc:
-        _fail(str(exc), code=1)
-    except _tool_failures() as exc:
-        _fail(str(exc), code=1)
-    except OSError as exc:
-        _fail(f"{exc.filename or ''}: {exc.strerror or exc}")
     if funded:
         console.print("local dev chain: funded every account of the kits", highlight=False)
     for need in needs:
@@ -316,12 +302,12 @@ def _connect(rpc_url: str) -> Any:
     from web3 import HTTPProvider, Web3
 
     if not rpc_url.startswith(("http://", "https://")):
-        _fail(f"--rpc-url must be an http(s) URL, got {rpc_url!r}")
+        fail(f"--rpc-url must be an http(s) URL, got {rpc_url!r}")
     w3 = Web3(HTTPProvider(rpc_url, request_kwargs={"timeout": 30}))
     try:
         w3.eth.chain_id  # noqa: B018 (connectivity probe)
     except Exception as exc:
-        _fail(f"cannot reach {rpc_url}: {type(exc).__name__}", code=1)
+        fail(f"cannot reach {rpc_url}: {type(exc).__name__}", FAILED)
     return w3
 
 
@@ -337,14 +323,14 @@ def _membership_change(ledger: Any, action: str, account: str | None, sm9_id: st
     from fedledger.chain.approvals import MembershipChange
 
     if action not in ACTIONS:
-        _fail(f"--action must be one of {', '.join(ACTIONS)}, not {action!r}")
+        fail(f"--action must be one of {', '.join(ACTIONS)}, not {action!r}")
     if action != "threshold" and (account is None or not is_address(account)):
-        _fail(f"--action {action} needs --account with a 0x address")
+        fail(f"--action {action} needs --account with a 0x address")
     if action == "add" and not sm9_id:
-        _fail("--action add needs --sm9-id (the new institution's SM9 identity)")
+        fail("--action add needs --sm9-id (the new institution's SM9 identity)")
     k = threshold if threshold is not None else ledger.threshold()
     if action == "threshold" and threshold is None:
-        _fail("--action threshold needs --threshold (the new k)")
+        fail("--action threshold needs --threshold (the new k)")
     if action == "add":
         return MembershipChange.add(str(account), sm9_id, k)
     if action == "remove":
@@ -356,12 +342,11 @@ def _membership_change(ledger: Any, action: str, account: str | None, sm9_id: st
 
 def _keystore_account(keystore: Path, password_file: Path | None) -> LocalAccount:
     from fedledger.chain.keyfile import KeyFileError, load_eth_key
-    from fedledger.cli.sm9 import read_password
 
     try:
         return load_eth_key(keystore, read_password(password_file, f"Ethereum key {keystore}"))
     except KeyFileError as exc:
-        _fail(str(exc))
+        fail(str(exc))
 
 
 def _ledger_of(deployment_file: Path | None) -> Any:
@@ -370,7 +355,7 @@ def _ledger_of(deployment_file: Path | None) -> Any:
     try:
         deployment = Deployment.load(deployment_file)
     except (FileNotFoundError, ValueError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     return deployment.client(_connect(deployment.rpc_url))
 
 
@@ -429,12 +414,12 @@ def apply_change(
     try:
         approvals = [bytes.fromhex(a.removeprefix("0x")) for a in approval]
     except ValueError:
-        _fail("every --approval must be hex")
+        fail("every --approval must be hex")
     sender = _keystore_account(keystore, password_file)
     try:
         result = ledger.apply_membership_change(sender, change, approvals)
     except _tool_failures() as exc:
-        _fail(str(exc), code=1)
+        fail(str(exc), FAILED)
     typer.echo(f"membership change applied in block {result.block_number} (tx {result.tx_hash})")
 
 
@@ -453,10 +438,10 @@ def status(
     try:
         deployment = Deployment.load(deployment_file)
     except (FileNotFoundError, ValueError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     w3 = _connect(rpc_url or deployment.rpc_url)
     if not w3.eth.get_code(deployment.address):
-        _fail(f"no contract at {deployment.address} on {rpc_url or deployment.rpc_url} (chain restarted?)", 1)
+        fail(f"no contract at {deployment.address} on {rpc_url or deployment.rpc_url} (chain restarted?)", FAILED)
     ledger = deployment.client(w3)
     state = ledger.round_state()
     posted = ledger.global_models_posted()
@@ -499,57 +484,6 @@ def status(
     console.print(table)
 
 
-# ---------------------------------------------------------------------------------- smoke
-
-
-@app.command("smoke")
-def smoke(
-    kind: Annotated[str, typer.Option("--kind", help="Local chain to run: anvil or hardhat.")] = "anvil",
-    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
-) -> None:
-    """Interim demo: local chain, deploy (5 institutions, k = 3), one round with placeholder CIDs."""
-    from fedledger.chain.smoke import PLACEHOLDER_NOTE, run_smoke
-
-    chain_kind = _check_kind(kind)
-    if not as_json:
-        console.print(f"[bold yellow]Note:[/] {PLACEHOLDER_NOTE}")
-    try:
-        if as_json:
-            report = run_smoke(chain_kind)
-        else:
-            with console.status("starting") as spinner:
-                report = run_smoke(chain_kind, progress=lambda msg: spinner.update(msg))
-    except _tool_failures() as exc:
-        _fail(str(exc), code=1)
-    if as_json:
-        from dataclasses import asdict
-
-        typer.echo(json.dumps(asdict(report), indent=2))
-        return
-    console.print(
-        f"{report.chain} at {report.rpc_url} (chain id {report.chain_id}); ledger {report.contract}; "
-        f"k = {report.threshold} of {len(report.institutions)}",
-        highlight=False,
-    )
-    table = Table(title="round 0 on the ledger")
-    table.add_column("step")
-    table.add_column("outcome")
-    table.add_column("gas", justify="right")
-    for step in report.steps:
-        table.add_row(step["step"], step["outcome"], "" if step["gas"] is None else f"{step['gas']:,}")
-    console.print(table)
-    g = report.global_model
-    console.print(
-        f"read back: round {report.round_state['round']} closed with {g['updates_in_round']} updates; "
-        f"global model {g['cid']} approved by {len(g['approvers'])} institutions; "
-        f"on-chain digest matches: {g['digest_on_chain_matches']}; access records: {g['access_records']}",
-        highlight=False,
-    )
-    console.print(f"[bold yellow]Reminder:[/] {PLACEHOLDER_NOTE}")
-    if not g["digest_on_chain_matches"]:
-        _fail("the posted digest does not match the ledger", code=1)
-
-
 # ---------------------------------------------------------------------------------- bench
 
 
@@ -569,5 +503,5 @@ def bench_chain(
             with err_console.status("measuring gas") as spinner:
                 result = measure_gas(chain_kind, progress=lambda msg: spinner.update(msg))
     except _tool_failures() as exc:
-        _fail(str(exc), code=1)
+        fail(str(exc), FAILED)
     emit("chain", result, as_json)

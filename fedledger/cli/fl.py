@@ -11,23 +11,19 @@ from typing import Annotated
 import typer
 
 from fedledger.cli.bench import bench_app, emit
+from fedledger.cli.common import err_console, fail
 
 app = typer.Typer(no_args_is_help=True)
 _DOCS = Path("docs")
 
 
-def _fail(message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code=2)
-
-
 def _parse_list(text: str, what: str, kind: type) -> tuple:
     try:
         values = tuple(kind(part.strip()) for part in text.split(",") if part.strip())
-    except ValueError as exc:
-        raise _fail(f"{what}: cannot parse {text!r}") from exc
+    except ValueError:
+        fail(f"{what}: cannot parse {text!r}")
     if not values:
-        raise _fail(f"{what}: empty list")
+        fail(f"{what}: empty list")
     return values
 
 
@@ -58,8 +54,6 @@ def experiment(
     threads: int = typer.Option(1, "--threads", min=1, help="torch threads (the machine is shared)."),
 ) -> None:
     """Compare centralised, FedAvg full width, FedAvg smallest width and alignment (static, rolling, tiled)."""
-    from rich.console import Console
-
     from fedledger.fl import experiment as ex
     from fedledger.fl.training import TrainConfig, configure_threads
 
@@ -70,7 +64,7 @@ def experiment(
         names = _parse_list(datasets, "--datasets", str)
         unknown = sorted(set(names) - {"digits", "breast_cancer"})
         if unknown:
-            raise _fail(f"--datasets: unknown {unknown}; choose from digits, breast_cancer")
+            fail(f"--datasets: unknown {unknown}; choose from digits, breast_cancer")
         pool = ex.full_config().settings
         settings = tuple(s for s in pool if s.dataset in names)
         if quick:
@@ -85,7 +79,7 @@ def experiment(
             proximal_mu=proximal_mu,
         )
     except ValueError as exc:
-        raise _fail(str(exc)) from exc
+        fail(str(exc))
     config = ex.ExperimentConfig(
         settings,
         seeds=_parse_list(seeds, "--seeds", int) if seeds else base.seeds,
@@ -94,7 +88,6 @@ def experiment(
         lr_decay=lr_decay,
         tiled_step=tiled_step,
     )
-    console = Console(stderr=True)
     started = time.monotonic()
     total = len(config.settings) * len(config.methods) * len(config.seeds)
     done = 0
@@ -102,7 +95,7 @@ def experiment(
     def progress(message: str) -> None:
         nonlocal done
         done += 1
-        console.print(f"[{done}/{total}] {message} ({time.monotonic() - started:.0f}s)")
+        err_console.print(f"[{done}/{total}] {message} ({time.monotonic() - started:.0f}s)")
 
     results = ex.run_experiment(config, progress)
     elapsed = time.monotonic() - started
@@ -113,7 +106,7 @@ def experiment(
         return
     paths = ex.write_outputs(results, out, stem)
     typer.echo(ex.markdown_table(results))
-    console.print(f"wrote {paths['markdown']}, {paths['png']}, {paths['json']} in {elapsed:.0f}s")
+    err_console.print(f"wrote {paths['markdown']}, {paths['png']}, {paths['json']} in {elapsed:.0f}s")
 
 
 @app.command("inspect")
@@ -138,7 +131,7 @@ def inspect(path: Annotated[Path, typer.Argument(help="An update or global model
         try:
             state, gmeta = load_global(path)
         except ModelFileError:
-            raise _fail(str(update_error)) from update_error
+            fail(str(update_error))
         info = {"kind": "global", "round": gmeta.round_index, "spec": gmeta.spec.to_dict() if gmeta.spec else None}
     info["sm3"] = sm3_file(path).hex()
     info["parameters"] = sum(int(t.numel()) for t in state.values())

@@ -11,20 +11,16 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-from fedledger.cli.sm9 import PasswordFileOption, fail, guarded, read_password
+from fedledger.cli.common import PasswordFileOption, fail, guarded, read_password, spinner
 
 app = typer.Typer(no_args_is_help=True)
-_err = Console(stderr=True)
 MASTER_KEY_FILE = "sign_master.key"
 MASTER_PUBLIC_FILE = "sign_master_public.pem"
 THRESHOLD_PUBLIC_FILE = "threshold_public.json"
 
 DEFAULT_MASTER = Path("kgc") / MASTER_KEY_FILE
-MasterOption = Annotated[
-    Path, typer.Option("--master", help="Encrypted master key file (from `fedledger kgc setup`).")
-]
+MasterOption = Annotated[Path, typer.Option("--master", help="Encrypted master key file (from `fedledger kgc setup`).")]
 
 
 def _safe_name(identity: str) -> str:
@@ -62,9 +58,7 @@ def extract(
         str, typer.Option("--id", help="Identity to issue a signing key for (UTF-8), e.g. inst:alpha.")
     ],
     master_path: MasterOption = DEFAULT_MASTER,
-    out: Annotated[
-        Path | None, typer.Option("--out", help="Output key file (default: sign_<id>.key).")
-    ] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Output key file (default: sign_<id>.key).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing key file.")] = False,
     password_file: PasswordFileOption = None,
 ) -> None:
@@ -82,14 +76,10 @@ def extract(
 
 @app.command("split")
 def split(
-    identity: Annotated[
-        str, typer.Option("--id", help="Consortium identity, e.g. consortium:<chain id>:<contract>.")
-    ],
+    identity: Annotated[str, typer.Option("--id", help="Consortium identity, e.g. consortium:<chain id>:<contract>.")],
     k: Annotated[int, typer.Option("-k", help="Signers needed (threshold).")],
     n: Annotated[int, typer.Option("-n", help="Number of shares (institutions), at most 255.")],
-    out: Annotated[
-        Path, typer.Option("--out", help="Directory for share-<j>.key files and threshold_public.json.")
-    ],
+    out: Annotated[Path, typer.Option("--out", help="Directory for share-<j>.key files and threshold_public.json.")],
     master_path: MasterOption = DEFAULT_MASTER,
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing share files.")] = False,
     password_file: PasswordFileOption = None,
@@ -105,7 +95,7 @@ def split(
     password = read_password(password_file, f"master key {master_path}")
     master = guarded(lambda: SignMasterKey.load(master_path, password))
     guarded(lambda: out.mkdir(parents=True, exist_ok=True))
-    with _err.status(f"splitting the key of {identity!r} into {n} shares"):
+    with spinner(f"splitting the key of {identity!r} into {n} shares"):
         shares, public = guarded(lambda: split_key(master, identity, k, n))
         for share, path in zip(shares, share_paths, strict=True):
             guarded(lambda share=share, path=path: share.save(path, password))  # type: ignore[misc]

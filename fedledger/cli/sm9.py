@@ -7,82 +7,20 @@ environment variable, else an interactive prompt. Exit codes: 0 ok/valid, 1 inva
 
 from __future__ import annotations
 
-import os
-import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, NoReturn, TypeVar
+from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from fedledger.cli.bench import bench_app, emit
+from fedledger.cli.common import FAILED, PasswordFileOption, err_console, fail, guarded, read_input, read_password
 
 app = typer.Typer(no_args_is_help=True)
-PASSWORD_ENV = "FEDLEDGER_KEY_PASSWORD"  # noqa: S105 - the variable name, not a password
-_err = Console(stderr=True)
-T = TypeVar("T")
-
-
-def fail(message: str, code: int = 2) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
-
-
-def guarded(action: Callable[[], T]) -> T:
-    """Run ``action``, turning SM9 and file errors into a clear message and exit code 2."""
-    from fedledger.sm9 import SM9Error
-
-    try:
-        return action()
-    except SM9Error as exc:
-        fail(str(exc))
-    except OSError as exc:
-        fail(f"{exc.filename or ''}: {exc.strerror or exc}")
-
-
-def read_password(password_file: Path | None, purpose: str, confirm: bool = False) -> str:
-    """The key password from --password-file, $FEDLEDGER_KEY_PASSWORD or a prompt (never argv)."""
-    if password_file is not None:
-        try:
-            text = password_file.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            fail(f"cannot read password file {password_file}: {exc}")
-        password = text.splitlines()[0] if text.splitlines() else ""
-    elif os.environ.get(PASSWORD_ENV):
-        password = os.environ[PASSWORD_ENV]
-    elif sys.stdin.isatty():
-        password = typer.prompt(f"Password for {purpose}", hide_input=True, confirmation_prompt=confirm)
-    else:
-        fail(f"no password for {purpose}: set {PASSWORD_ENV} or pass --password-file")
-    if not password:
-        fail(f"empty password for {purpose}")
-    return password
-
-
-def read_input(path: Path, what: str) -> bytes:
-    if str(path) == "-":
-        return sys.stdin.buffer.read()
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        fail(f"cannot read {what} {path}: {exc.strerror}")
-
-
-PasswordFileOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--password-file",
-        help=f"File whose first line is the key password (else ${PASSWORD_ENV}, or a prompt).",
-    ),
-]
 
 
 @app.command("sign")
 def sign_command(
-    key: Annotated[
-        Path, typer.Option("--key", help="Encrypted SM9 signing key file (`fedledger kgc extract`).")
-    ],
+    key: Annotated[Path, typer.Option("--key", help="Encrypted SM9 signing key file (`fedledger kgc extract`).")],
     input_path: Annotated[Path, typer.Option("--in", help="File to sign ('-' for stdin).")],
     out: Annotated[Path, typer.Option("--out", help="Where to write the DER signature (104 bytes).")],
     password_file: PasswordFileOption = None,
@@ -100,9 +38,7 @@ def sign_command(
 
 @app.command("verify")
 def verify_command(
-    master_public_key: Annotated[
-        Path, typer.Option("--master-public-key", help="PEM sign master public key.")
-    ],
+    master_public_key: Annotated[Path, typer.Option("--master-public-key", help="PEM sign master public key.")],
     identity: Annotated[str, typer.Option("--id", help="Signer identity (UTF-8), e.g. inst:alpha.")],
     input_path: Annotated[Path, typer.Option("--in", help="The signed file ('-' for stdin).")],
     sig: Annotated[Path, typer.Option("--sig", help="DER signature file.")],
@@ -118,21 +54,17 @@ def verify_command(
         typer.echo("valid")
         return
     typer.echo("invalid", err=True)
-    raise typer.Exit(1)
+    raise typer.Exit(FAILED)
 
 
 @app.command("threshold-sign")
 def threshold_sign_command(
-    shares: Annotated[
-        list[Path], typer.Option("--share", help="Encrypted key share file; repeat for each signer.")
-    ],
+    shares: Annotated[list[Path], typer.Option("--share", help="Encrypted key share file; repeat for each signer.")],
     input_path: Annotated[Path, typer.Option("--in", help="File to sign ('-' for stdin).")],
     out: Annotated[Path, typer.Option("--out", help="Where to write the DER signature.")],
     public_path: Annotated[
         Path | None,
-        typer.Option(
-            "--public", help="Threshold public data (default: threshold_public.json beside the first share)."
-        ),
+        typer.Option("--public", help="Threshold public data (default: threshold_public.json beside the first share)."),
     ] = None,
     password_file: PasswordFileOption = None,
 ) -> None:
@@ -144,15 +76,15 @@ def threshold_sign_command(
     public = guarded(lambda: ThresholdPublic.load(public_file))
     message = read_input(input_path, "input")
     password = read_password(password_file, "the key shares")
-    with _err.status("decrypting shares"):
+    with err_console.status("decrypting shares"):
         loaded = [guarded(lambda s=s: KeyShare.load(s, password)) for s in shares]  # type: ignore[misc]
-    with _err.status(f"signing with shares {[s.index for s in loaded]} (k={public.k}, n={public.n})"):
+    with err_console.status(f"signing with shares {[s.index for s in loaded]} (k={public.k}, n={public.n})"):
         try:
             signature = guarded(lambda: threshold_sign_local(loaded, public, message))
         except SM9CheatingSignersError as exc:  # pragma: no cover - guarded turns it into exit 2
             fail(str(exc))
     if not verify(public.master_public_key, public.identity, message, signature):
-        fail("internal error: the threshold signature does not verify", code=1)
+        fail("internal error: the threshold signature does not verify", FAILED)
     guarded(lambda: out.write_bytes(signature.to_der()))
     typer.echo(f"threshold signature ({len(loaded)} of n={public.n}, k={public.k}) -> {out}")
 
@@ -160,13 +92,11 @@ def threshold_sign_command(
 @bench_app.command("sm9")
 def bench_sm9(
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
-    repeat: Annotated[
-        int, typer.Option("--repeat", min=3, help="Runs per figure (the median is reported).")
-    ] = 15,
+    repeat: Annotated[int, typer.Option("--repeat", min=3, help="Runs per figure (the median is reported).")] = 15,
 ) -> None:
     """Milliseconds for pairing, G1 multiply, sign, verify and threshold sign (k=3 of n=5)."""
     from fedledger.sm9.bench import run
 
-    with _err.status("measuring SM9") as status:
+    with err_console.status("measuring SM9") as status:
         result = run(repeat, progress=lambda name: status.update(f"measuring SM9: {name}"))
     emit("sm9", result, as_json)

@@ -14,12 +14,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
 from fedledger.cli.bench import bench_app, emit
+from fedledger.cli.common import BAD_INPUT, FAILED, OldOutputOption, err_console, errors_reported, fail, output_path
 from fedledger.store import (
-    BlockNotFoundError,
     ContentStore,
     InvalidCarError,
     InvalidCIDError,
@@ -31,7 +30,6 @@ from fedledger.store import (
 )
 
 app = typer.Typer(no_args_is_help=True)
-_err = Console(stderr=True)
 _PROGRESS_THRESHOLD = 8 << 20  # bars only for transfers long enough to watch
 
 STORE_HELP = (
@@ -46,29 +44,16 @@ CidVersionOption = Annotated[
 ]
 
 
-def _fail(message: str, code: int) -> typer.Exit:
-    _err.print(f"[red]error:[/red] {message}", highlight=False, markup=True)
-    return typer.Exit(code)
-
-
 @contextlib.contextmanager
 def _store_errors() -> Iterator[None]:
-    """Turn store errors into a message on stderr: exit 2 for bad input, 1 for everything else."""
-    try:
+    """Store errors end the command: exit 2 for a malformed CID or CAR, 1 for everything else."""
+    with errors_reported(FAILED, (StoreError,)), errors_reported(BAD_INPUT, (InvalidCIDError, InvalidCarError)):
         yield
-    except (InvalidCIDError, InvalidCarError) as exc:
-        raise _fail(str(exc), 2) from None
-    except BlockNotFoundError as exc:
-        raise _fail(str(exc), 1) from None
-    except StoreError as exc:
-        raise _fail(str(exc), 1) from None
 
 
 def _open(spec: str | None, timeout: float) -> ContentStore:
-    try:
+    with errors_reported(BAD_INPUT, (StoreError,)):  # a bad --store spec (or a directory that cannot be made)
         return open_store(spec, timeout=timeout)
-    except StoreError as exc:  # a bad --store spec (or a directory that cannot be created)
-        raise _fail(str(exc), 2) from None
 
 
 @contextlib.contextmanager
@@ -82,7 +67,7 @@ def _progress(label: str, total: int | None) -> Iterator[Callable[[int], None] |
         BarColumn(),
         DownloadColumn(),
         TransferSpeedColumn(),
-        console=_err,
+        console=err_console,
         transient=True,
     ) as bar:
         task = bar.add_task(label, total=total)
@@ -91,7 +76,7 @@ def _progress(label: str, total: int | None) -> Iterator[Callable[[int], None] |
 
 def _input_file(path: Path) -> Path:
     if not path.is_file():
-        raise _fail(f"{path}: no such file", 2)
+        fail(f"{path}: no such file")
     return path
 
 
@@ -122,17 +107,21 @@ def add(
 @app.command("get")
 def get(
     cid: Annotated[str, typer.Argument(help="CID of the file to fetch.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the file (written atomically).")],
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Where to write the file (written atomically).")
+    ] = None,
     store: StoreOption = None,
     timeout: TimeoutOption = 60.0,
+    old_output: OldOutputOption = None,
 ) -> None:
     """Fetch a file, verifying every block; on any mismatch no output file is left behind."""
+    output = output_path(out, old_output)
     source = _open(store, timeout)
     with _store_errors(), source:
         size = source.stat(cid).size
         with _progress("fetching", size) as progress:
             written = source.get_to_path(cid, output, progress=progress)
-    _err.print(f"wrote {written} bytes to {output}", highlight=False)
+    err_console.print(f"wrote {written} bytes to {output}", highlight=False)
 
 
 @app.command("cid")
@@ -195,17 +184,19 @@ def unpin(
 @app.command("export-car")
 def export_car_command(
     cid: Annotated[str, typer.Argument(help="Root CID to export.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="CAR file to write (CARv1).")],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="CAR file to write (CARv1).")] = None,
     store: StoreOption = None,
     timeout: TimeoutOption = 60.0,
+    old_output: OldOutputOption = None,
 ) -> None:
     """Export a file's whole DAG as a CARv1 archive (`ipfs dag import` loads it)."""
+    output = output_path(out, old_output)
     source = _open(store, timeout)
     with _store_errors(), source:
         size = source.stat(cid).cumulative_size
         with _progress("exporting", size) as progress:
             blocks = export_car(source, cid, output, progress=progress)
-    _err.print(f"wrote {blocks} blocks to {output}", highlight=False)
+    err_console.print(f"wrote {blocks} blocks to {output}", highlight=False)
 
 
 @app.command("import-car")
@@ -241,7 +232,7 @@ def bench_store(
     from fedledger.store.bench import run_store_bench
 
     if work_dir is not None and not work_dir.is_dir():
-        raise _fail(f"{work_dir}: not a directory", 2)
-    with _err.status(f"benchmarking the store on {size_mib} MiB ..."):
+        fail(f"{work_dir}: not a directory")
+    with err_console.status(f"benchmarking the store on {size_mib} MiB ..."):
         result = run_store_bench(size_mib, work_dir, durable=durable)
     emit("store", result, as_json)

@@ -31,8 +31,7 @@ def _public_files(tmp: Path) -> list[str]:
     ]  # fmt: skip
 
 
-def test_init_writes_a_valid_config_and_a_private_key_file(tmp_path: Path) -> None:
-    home = tmp_path / "agg"
+def _init(home: Path, tmp_path: Path) -> None:
     result = runner.invoke(
         app,
         ["aggregator", "init", "--home", str(home), "--rpc-url", "http://127.0.0.1:8545",
@@ -40,6 +39,11 @@ def test_init_writes_a_valid_config_and_a_private_key_file(tmp_path: Path) -> No
          *_public_files(tmp_path)],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
+
+
+def test_init_writes_a_valid_config_and_a_private_key_file(tmp_path: Path) -> None:
+    home = tmp_path / "agg"
+    _init(home, tmp_path)
     config, _ = load_config(home)
     assert config.model["family"] == "mlp" and config.model["input_shape"] == [30]
     assert stat.S_IMODE((home / "keys" / "eth-key.json").stat().st_mode) == 0o600
@@ -58,3 +62,57 @@ def test_bad_contract_address_and_bad_config_are_clear_errors(tmp_path: Path) ->
         app, ["aggregator", "run", "-c", str(tmp_path / "aggregator.toml"), "--password-file", str(tmp_path / "pw")]
     )
     assert run.exit_code == 2 and "port" in run.output and "contract" in run.output
+
+
+def test_timing_settings_keep_their_config_names_down_to_the_signing_session(tmp_path: Path) -> None:
+    from aggregator.config import save_config
+    from aggregator.context import build_context
+    from aggregator.driver import new_session
+    from aggregator.http_api import SessionBoard
+    from fedledger.protocol import RoundRecord
+
+    home = tmp_path / "agg"
+    _init(home, tmp_path)
+    config, base = load_config(home)
+    timings = {
+        "round_deadline_seconds": 41.0,
+        "session_timeout_seconds": 42.0,
+        "signing_grace_seconds": 7.5,
+        "partial_timeout_seconds": 9.0,
+        "rpc_timeout_seconds": 11.0,
+        "receipt_timeout_seconds": 13.0,
+    }
+    save_config(config.model_copy(update=timings), home)
+    config, base = load_config(home)
+    ctx = build_context(config, base, "aggregator password", SessionBoard())
+    for name in (
+        "round_deadline_seconds",
+        "session_timeout_seconds",
+        "signing_grace_seconds",
+        "partial_timeout_seconds",
+    ):
+        assert getattr(ctx, name) == timings[name], name
+    assert ctx.ledger.receipt_timeout_seconds == 13.0
+    assert ctx.ledger.w3.provider._request_kwargs["timeout"] == 11.0  # type: ignore[attr-defined]
+    record = RoundRecord(1, "0x" + "ab" * 20, 0, bytes(32), "QmX", bytes(32), bytes(32))
+    session = new_session(ctx, record, [], lambda der, approval: "")
+    assert (session.signing_grace_seconds, session.partial_timeout_seconds) == (7.5, 9.0)
+
+
+def test_a_timing_setting_out_of_range_is_refused_by_name(tmp_path: Path) -> None:
+    (tmp_path / "aggregator.toml").write_text(
+        f'rpc_url = "http://x"\ncontract = "0x{"ab" * 20}"\nstore = "local:x"\nmodel = {{}}\n'
+        "signing_grace_seconds = 0\n"
+    )
+    run = runner.invoke(app, ["aggregator", "run", "-c", str(tmp_path / "aggregator.toml")])
+    assert run.exit_code == 2 and "signing_grace_seconds" in run.output and "Traceback" not in run.output
+
+
+def test_a_damaged_public_key_file_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    home = tmp_path / "agg"
+    _init(home, tmp_path)
+    damaged = next((home / "keys").glob("*.pem"))
+    damaged.write_text("-----BEGIN SM9 SIGN MASTER PUBLIC KEY-----\nnot base64\n")
+    run = runner.invoke(app, ["aggregator", "run", "-c", str(home), "--password-file", str(tmp_path / "pw")])
+    assert run.exit_code == 2 and "Traceback" not in run.output, run.output
+    assert run.stderr.startswith("error: ") and run.stderr.count("\n") == 1

@@ -63,7 +63,7 @@ def test_a_commitment_under_another_members_share_is_refused() -> None:
 
 
 def test_a_signer_that_commits_and_goes_silent_ends_the_session_naming_it() -> None:
-    session = new_session(partial_timeout=5.0)
+    session = new_session(partial_timeout_seconds=5.0)
     signers = [Signer(share, PUBLIC) for share in SHARES]
     for signer, account in zip(signers, ACCOUNTS, strict=True):
         commit(session, signer, account)
@@ -78,7 +78,7 @@ def test_a_signer_that_commits_and_goes_silent_ends_the_session_naming_it() -> N
 
 
 def test_commit_phase_waits_for_everyone_then_freezes_after_the_grace_period() -> None:
-    session = new_session(grace_seconds=3.0)
+    session = new_session(signing_grace_seconds=3.0)
     signers = [Signer(share, PUBLIC) for share in SHARES]
     commit(session, signers[0], ACCOUNTS[0])
     assert session.tick(now=10.0) == "commit"  # fewer than k

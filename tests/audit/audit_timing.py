@@ -3,7 +3,7 @@
 Not a test (no test_ prefix). Usage, from the repository root:
     PATH=node_modules/.bin:$PATH .venv/bin/python -m tests.audit.audit_timing SIZE
 Prints the first summary (cold: SM9 checks computed) and the second (warm: SM9 results cached,
-store content re-read, as on every request).
+content verdicts cached per CID, as in a running server).
 """
 
 from __future__ import annotations

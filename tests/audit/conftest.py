@@ -20,18 +20,26 @@ HAPPY_PLANS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def happy(
+@pytest.fixture(scope="session")
+def play_on_fresh_ledger(
     anvil_chain: LocalChain,
     ledger_factory: Callable[..., Deployment],
     dev_accounts: DevRoles,
     tmp_path_factory: pytest.TempPathFactory,
-) -> Scenario:
+) -> Callable[[str, list[RoundPlan]], Scenario]:
+    """``play(name, plans)``: deploy a fresh dev ledger on the session Anvil and play ``plans`` on it."""
+
+    def play(name: str, plans: list[RoundPlan]) -> Scenario:
+        deployment = ledger_factory(anvil_chain)
+        return play_rounds(deployment, deployment.client(), dev_accounts, tmp_path_factory.mktemp(name), plans)
+
+    return play
+
+
+@pytest.fixture(scope="module")
+def happy(play_on_fresh_ledger: Callable[[str, list[RoundPlan]], Scenario]) -> Scenario:
     """Two posted rounds where everything is in order, and a third round still open."""
-    deployment = ledger_factory(anvil_chain)
-    return play_rounds(
-        deployment, deployment.client(), dev_accounts, tmp_path_factory.mktemp("audit-happy"), HAPPY_PLANS
-    )
+    return play_on_fresh_ledger("audit-happy", HAPPY_PLANS)
 
 
 @pytest.fixture
@@ -53,18 +61,12 @@ TAMPERED_PLANS = [
 
 
 @pytest.fixture(scope="module")
-def tampered(
-    anvil_chain: LocalChain,
-    ledger_factory: Callable[..., Deployment],
-    dev_accounts: DevRoles,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Scenario:
+def tampered(play_on_fresh_ledger: Callable[[str, list[RoundPlan]], Scenario], dev_accounts: DevRoles) -> Scenario:
     """Three posted rounds with planted faults, then institution 4 removed from the consortium."""
     from fedledger.chain.approvals import MembershipChange
 
-    deployment = ledger_factory(anvil_chain)
-    ledger = deployment.client()
-    scenario = play_rounds(deployment, ledger, dev_accounts, tmp_path_factory.mktemp("audit-tampered"), TAMPERED_PLANS)
+    scenario = play_on_fresh_ledger("audit-tampered", TAMPERED_PLANS)
+    ledger = scenario.ledger
     change = MembershipChange.remove(dev_accounts.institutions[4].address, 3)
     approvals = [ledger.approve_membership_change(dev_accounts.institutions[i], change) for i in range(3)]
     ledger.remove_institution(dev_accounts.deployer, change.account, change.threshold, approvals)

@@ -34,7 +34,7 @@ def _corrupt(store_dir: Path, cid: str) -> Path:
 
 
 def test_update_altered_on_disk_is_flagged_on_the_next_request(happy: Scenario, store_copy: Path) -> None:
-    client = happy.client(store_copy)
+    client = happy.client(store_copy, recheck_content_after=0)
     address = happy.address(2)
     url = f"/rounds/1/updates/{address}"
     assert _get(client, url)["verdict"]["verified"] is True  # checked once, fine...
@@ -59,7 +59,7 @@ def test_update_altered_on_disk_is_flagged_on_the_next_request(happy: Scenario, 
 
 
 def test_global_model_altered_or_missing_is_flagged(happy: Scenario, store_copy: Path) -> None:
-    client = happy.client(store_copy)
+    client = happy.client(store_copy, recheck_content_after=0)
     _corrupt(store_copy, happy.rounds[0].global_cid)
     LocalStore(store_copy).block_path(happy.rounds[1].global_cid).unlink()
     content0 = _get(client, "/rounds/0/global")["verdict"]["content"]
@@ -158,3 +158,24 @@ def test_wrong_consortium_identity_fails_every_threshold_signature(happy: Scenar
         (0, "threshold_signature"),
         (1, "threshold_signature"),
     }
+
+
+def test_content_verdicts_are_computed_once_per_cid(happy: Scenario, store_copy: Path) -> None:
+    service = happy.service(store_copy)
+    assert service.summary().all_verified
+    distinct_cids = 1 + sum(len(r.updates) + (r.global_cid is not None) for r in happy.rounds)
+    assert service.content.reads == distinct_cids  # the initial model, 11 updates, 2 global models
+    _corrupt(store_copy, happy.rounds[1].updates[happy.address(2).lower()])
+    assert service.summary().all_verified  # served from the cache: nothing streamed again
+    assert service.content.reads == distinct_cids
+    rechecking = happy.service(store_copy, recheck_content_after=0)
+    assert [f.check for f in rechecking.summary().failures] == ["content"]
+
+
+def test_content_cache_is_bounded(happy: Scenario) -> None:
+    service = happy.service(content_cache_entries=3)
+    service.summary()
+    first = service.content.reads
+    service.summary()
+    assert service.content.reads > first  # only 3 verdicts kept: most content is read again
+    assert len(service.content) == 3

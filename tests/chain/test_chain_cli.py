@@ -30,24 +30,6 @@ def _no_keys_in(text: str, roles: DevRoles) -> None:
         assert _dev_key_hex(account) not in text.lower()
 
 
-def test_smoke_runs_one_round_and_says_cids_are_placeholders(dev_accounts: DevRoles) -> None:
-    result = subprocess.run([*FEDLEDGER, "chain", "smoke", "--json"], capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
-    report = json.loads(result.stdout)
-    assert "PLACEHOLDER" in report["note"]
-    assert report["threshold"] == 3 and len(report["institutions"]) == 5
-    assert report["round_state"] == {"round": 0, "open": False, "update_count": 5}
-    assert report["global_model"]["digest_on_chain_matches"] is True
-    assert len(report["global_model"]["approvers"]) == 3
-    refused = [s for s in report["steps"] if s["step"] == "postGlobalModel with 2 approvals"]
-    assert refused[0]["outcome"].startswith("refused")
-    _no_keys_in(result.stdout + result.stderr, dev_accounts)
-
-    human = subprocess.run([*FEDLEDGER, "chain", "smoke"], capture_output=True, text=True, timeout=300)
-    assert human.returncode == 0 and "PLACEHOLDERS" in human.stdout
-    _no_keys_in(human.stdout + human.stderr, dev_accounts)
-
-
 def test_deploy_then_status(anvil_chain: LocalChain, tmp_path: Path, dev_accounts: DevRoles) -> None:
     deployment_file = tmp_path / "deployment.json"
     result = runner.invoke(
@@ -105,7 +87,7 @@ def test_bad_input_exits_2_with_a_message(anvil_chain: LocalChain, tmp_path: Pat
         (["chain", "deploy", "--rpc-url", anvil_chain.rpc_url, "--dev", "-k", "9"], "--threshold"),
         (["chain", "deploy", "--rpc-url", "ftp://x", "--dev"], "http"),
         (["chain", "status", "--deployment-file", str(tmp_path / "missing.json")], "chain up"),
-        (["chain", "smoke", "--kind", "ganache"], "anvil"),
+        (["chain", "up", "--kind", "ganache"], "anvil"),
         (["chain", "up", "--threshold", "6"], "--threshold"),
     ]
     for args, expected in cases:

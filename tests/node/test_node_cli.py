@@ -152,3 +152,21 @@ def test_init_refuses_a_share_from_another_consortium_and_an_existing_node(
     home = consortium.layout.node_dirs[2]
     again = runner.invoke(app, _init_args(consortium, home, password))
     assert again.exit_code == 2 and "initialised already" in again.output
+
+
+def test_timing_settings_keep_their_config_names_into_the_running_node(consortium: InProcessConsortium) -> None:
+    from demo.in_process import password_of
+    from node.context import build_context
+
+    home = consortium.layout.node_dirs[4]
+    config, base = load_config(home)
+    timings = {
+        "poll_interval": 0.7,
+        "http_timeout_seconds": 5.0,
+        "rpc_timeout_seconds": 11.0,
+        "receipt_timeout_seconds": 13.0,
+    }
+    ctx = build_context(config.model_copy(update=timings), base, password_of(home))
+    assert (ctx.poll_interval, ctx.http_timeout_seconds) == (0.7, 5.0)
+    assert ctx.ledger.receipt_timeout_seconds == 13.0
+    assert ctx.ledger.w3.provider._request_kwargs["timeout"] == 11.0  # type: ignore[attr-defined]

@@ -96,3 +96,31 @@ def test_bench_store_prints_its_ratio(tmp_path: Path) -> None:
     ):
         assert figures[key] > 0
     assert figures["goal_ratio"] == 0.5
+
+
+def test_output_paths_are_spelled_out_and_the_old_output_spelling_still_works(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from fedledger.cli import app
+
+    runner = CliRunner()
+    source = tmp_path / "model.bin"
+    source.write_bytes(b"weights" * 1000)
+    store = f"local:{tmp_path / 'store'}"
+    cid = runner.invoke(app, ["store", "add", str(source), "--store", store]).stdout.strip()
+    for spelling in ("--out", "-o", "--output"):
+        target = tmp_path / f"copy{spelling}"
+        result = runner.invoke(app, ["store", "get", cid, spelling, str(target), "--store", store])
+        assert result.exit_code == 0, result.output
+        assert target.read_bytes() == source.read_bytes()
+    help_text = runner.invoke(app, ["store", "get", "--help"]).stdout
+    assert "--out" in help_text and "--output" not in help_text  # the old spelling is a hidden alias
+
+    a_car, b_car = tmp_path / "a.car", tmp_path / "b.car"
+    clash = runner.invoke(
+        app, ["store", "export-car", cid, "--out", str(a_car), "--output", str(b_car), "--store", store]
+    )
+    assert clash.exit_code == 2 and "disagree" in clash.stderr
+    missing = runner.invoke(app, ["store", "export-car", cid, "--store", store])
+    assert missing.exit_code == 2 and "--out" in missing.stderr
+    assert not a_car.exists() and not b_car.exists()

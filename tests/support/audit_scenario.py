@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from fastapi.testclient import TestClient
 
@@ -51,6 +52,7 @@ class RoundPlan:
     post: bool = True
     bad_threshold_signature: bool = False  # consortium signs a different record
     accesses: list[int] = field(default_factory=list)  # institutions recording access to the base
+    cids: dict[int, str] = field(default_factory=dict)  # a CID put on the ledger instead of the file's
 
 
 @dataclass
@@ -86,12 +88,12 @@ class Scenario:
     def address(self, i: int) -> str:
         return self.roles.institutions[i].address
 
-    def service(self, store_dir: Path | None = None) -> AuditService:
+    def service(self, store_dir: Path | None = None, **options: Any) -> AuditService:
         store = LocalStore(store_dir or self.store_dir)
-        return AuditService(self.ledger, store, self.master.public_key)
+        return AuditService(self.ledger, store, self.master.public_key, **options)
 
-    def client(self, store_dir: Path | None = None) -> TestClient:
-        return TestClient(create_app(self.service(store_dir)))
+    def client(self, store_dir: Path | None = None, **options: Any) -> TestClient:
+        return TestClient(create_app(self.service(store_dir, **options)))
 
 
 def _put_random(store: LocalStore, size: int) -> tuple[str, bytes]:
@@ -131,6 +133,7 @@ def play_rounds(
         for i in plan.submitters:
             account = roles.institutions[i]
             cid, digest = _put_random(store, 2000 + 97 * i + r)
+            cid = plan.cids.get(i, cid)
             if i in plan.wrong_digest:
                 digest = sm3(b"not the file " + cid.encode())
             entry = UpdateEntry(
