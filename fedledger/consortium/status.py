@@ -80,9 +80,10 @@ def federation_status(kits: Path, plan_path: Path | None = None) -> FederationSt
         return _utc(blocks[height])
 
     names = {m.address.lower(): m.name for m in roster.members}
+    by_identity = {i.identity: i.name for i in plan.institutions}  # members removed from the roster too
     members = []
     for inst in ledger.institutions():
-        name = names.get(inst.address.lower(), inst.sm9_id)
+        name = names.get(inst.address.lower()) or by_identity.get(inst.sm9_id, inst.sm9_id)
         members.append(
             MemberStatus(
                 name,

@@ -39,10 +39,10 @@ def site(tmp_path_factory: pytest.TempPathFactory, anvil_chain: LocalChain) -> I
         '[task]\ninput_shape = [1, 8, 8]\nlabels = ["0","1","2","3","4","5","6","7","8","9"]\n'
         'model = { family = "cnn", hidden = [8] }\n'
     )
-    for i in range(3):
-        plan += institution(
-            f"hospital-{i + 1}", 1.0, f'{{ kind = "builtin", path = "digits", partitions = 3, index = {i} }}'
-        )
+    digits = '{ kind = "builtin", path = "digits", partitions = 3, index = %d }'
+    plan += institution("hospital-1", 1.0, digits % 0)
+    plan += institution("hospital-2", 0.5, '{ kind = "dicom" }')  # its folder is given at start with --data
+    plan += institution("hospital-3", 0.5, digits % 2)
     (root / "consortium.toml").write_text(plan, encoding="utf-8")
     done = fedledger(["consortium", "provision", "consortium.toml", "--out", "kits"], root)
     assert done.returncode == 0, done.stderr
