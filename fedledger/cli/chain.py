@@ -210,6 +210,9 @@ def deploy(
     ] = None,
     kits: Annotated[Path | None, typer.Option("--kits", help="With --plan: the kits folder.")] = None,
     rounds: Annotated[int, typer.Option("--rounds", help="With --plan: rounds the accounts' funds must cover.")] = 10,
+    fund: Annotated[
+        bool, typer.Option("--fund/--no-fund", help="With --plan on a dev chain: top the kits' accounts up first.")
+    ] = True,
     institution: Annotated[
         list[str] | None,
         typer.Option("--institution", "-i", help="A founding institution as ADDRESS=SM9_ID (repeat for each)."),
@@ -233,7 +236,7 @@ def deploy(
     from eth_utils import is_address, to_checksum_address
 
     if plan is not None:
-        _deploy_plan(plan, kits, rounds)
+        _deploy_plan(plan, kits, rounds, fund)
         return
     if rpc_url is None:
         fail("give --rpc-url (or --plan consortium.toml --kits kits)")
@@ -275,7 +278,7 @@ def deploy(
     _print_deployment(deployment, path)
 
 
-def _deploy_plan(plan_path: Path, kits: Path | None, rounds: int) -> None:
+def _deploy_plan(plan_path: Path, kits: Path | None, rounds: int, fund: bool) -> None:
     """``deploy --plan``: the ledger the kits name; funds a dev chain's accounts, else checks their funds."""
     from fedledger.consortium.deployment import deploy_plan
     from fedledger.consortium.kits import password_file
@@ -287,7 +290,7 @@ def _deploy_plan(plan_path: Path, kits: Path | None, rounds: int) -> None:
         plan = load_plan(plan_path)
         password = password_file(kits, "deployer").read_text(encoding="utf-8").splitlines()[0]
         with console.status("compiling and deploying FederatedLedger"):
-            deployment, needs, funded = deploy_plan(plan, kits, password, rounds)
+            deployment, needs, funded = deploy_plan(plan, kits, password, rounds, fund)
     if funded:
         console.print("local dev chain: funded every account of the kits", highlight=False)
     for need in needs:

@@ -103,7 +103,8 @@ def metrics_command(
 
     plan = guarded(lambda: load_plan(kits / "kgc" / PLAN_FILE))
     roster = guarded(lambda: Consortium.load(kits / ROSTER_FILE))
-    reports, bad = guarded(lambda: fetch_verified(plan.aggregator.url, roster), FAILED)
+    saved = kits / "aggregator" / "state" / "metrics.json"
+    reports, bad = guarded(lambda: fetch_verified(plan.aggregator.url, roster, saved), FAILED)
     rounds = per_round(reports)
     if as_json:
         typer.echo(json.dumps({"rounds": rounds, "unverified_reports": bad}, indent=2))

@@ -84,8 +84,13 @@ def needs(w3: Any, plan: Plan, addresses: dict[str, str], deploy_gas: int, round
     return out
 
 
-def deploy_plan(plan: Plan, kits: Path, password: str, rounds: int = 10) -> tuple[Deployment, list[Need], bool]:
-    """Deploy (or find) the plan's ledger; returns it, each account's need, and whether it was funded here."""
+def deploy_plan(
+    plan: Plan, kits: Path, password: str, rounds: int = 10, fund: bool = True
+) -> tuple[Deployment, list[Need], bool]:
+    """Deploy (or find) the plan's ledger; returns it, each account's need, and whether it was funded here.
+
+    ``fund``: on a dev chain, top every account up first (off: check funds as on a real chain).
+    """
     from web3 import HTTPProvider, Web3
 
     from fedledger.chain.compiler import compile_ledger
@@ -121,7 +126,7 @@ def deploy_plan(plan: Plan, kits: Path, password: str, rounds: int = 10) -> tupl
         * 6
         // 5
     )
-    dev = dev_chain_prefix(w3)
+    dev = dev_chain_prefix(w3) if fund else None
     funded = False
     if dev:
         for address in addresses.values():

@@ -141,8 +141,13 @@ def plot(rounds: list[dict[str, Any]], path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def fetch_verified(aggregator_url: str, roster: Consortium) -> tuple[list[dict[str, Any]], int]:
-    """The aggregator's reports that verify against the roster, and how many did not."""
+def fetch_verified(
+    aggregator_url: str, roster: Consortium, saved: Path | None = None
+) -> tuple[list[dict[str, Any]], int]:
+    """The aggregator's reports that verify against the roster, and how many did not.
+
+    When the aggregator is not running, the reports it saved (``saved``, in its kit) are read instead.
+    """
     import httpx
 
     try:
@@ -150,7 +155,9 @@ def fetch_verified(aggregator_url: str, roster: Consortium) -> tuple[list[dict[s
         response.raise_for_status()
         bodies = list(response.json()["reports"])
     except (httpx.HTTPError, ValueError, KeyError) as exc:
-        raise MetricRejected(f"cannot read metrics from the aggregator at {aggregator_url}: {exc}") from None
+        if saved is None or not saved.is_file():
+            raise MetricRejected(f"cannot read metrics from the aggregator at {aggregator_url}: {exc}") from None
+        bodies = list(json.loads(saved.read_text(encoding="utf-8")).values())
     reports, bad = [], 0
     for body in bodies:
         try:

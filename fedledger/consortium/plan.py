@@ -8,13 +8,13 @@ that names the field and says how to fix it.
 from __future__ import annotations
 
 import re
-import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlparse
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from fedledger.config_files import ConfigError, read_toml
 from fedledger.errors import FedLedgerError
 
 if TYPE_CHECKING:  # the task module pulls in torch: load it only when a task is built
@@ -303,11 +303,7 @@ def load_plan(path: str | Path) -> Plan:
     """Read and validate ``consortium.toml``."""
     target = Path(path)
     try:
-        raw = tomllib.loads(target.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise PlanError(f"no plan at {target}: write one (see docs/operations.md#the-consortium-plan)") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PlanError(f"cannot read {target}: {exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise PlanError(f"{target} is not valid TOML: {exc}") from None
+        raw = read_toml(target, f"no plan at {target}: write one (see docs/operations.md#the-consortium-plan)")
+    except ConfigError as exc:
+        raise PlanError(str(exc)) from None
     return parse_plan(raw, str(target))

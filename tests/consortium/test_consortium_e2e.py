@@ -81,14 +81,18 @@ def run_parties(kits: Path, institutions: list[str], rounds: int, logs: Path) ->
     """Start the aggregator and every node from its kit, as the README says; wait until all exit."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "FEDLEDGER_TORCH_THREADS": "1"}
     procs: dict[str, subprocess.Popen[bytes]] = {}
-    commands = {"aggregator": ["aggregator", "start", "aggregator", "--password-file", "aggregator.password"]}
+    commands = {"aggregator": ["aggregator", "start", "kits/aggregator", "--password-file", "kits/aggregator.password"]}
     for name in institutions:
-        commands[name] = ["node", "start", name, "--password-file", f"{name}.password"]
+        commands[name] = ["node", "start", f"kits/{name}", "--password-file", f"kits/{name}.password"]
     try:
         for name, command in commands.items():
             log = open(logs / f"{name}-{rounds}.log", "wb")  # noqa: SIM115 - closed with the process
             procs[name] = subprocess.Popen(
-                [*FEDLEDGER, *command, "--rounds", str(rounds)], cwd=kits, stdout=log, stderr=subprocess.STDOUT, env=env
+                [*FEDLEDGER, *command, "--rounds", str(rounds)],
+                cwd=kits.parent,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
             )
         deadline = time.monotonic() + TIMEOUT
         while any(p.poll() is None for p in procs.values()):
@@ -124,6 +128,8 @@ def test_run_a_real_consortium_from_a_plan(anvil_chain: LocalChain, tmp_path: Pa
     run_parties(kits, ["hospital-1", "hospital-2", "hospital-3"], 2, logs)
     hospital_3 = (logs / "hospital-3-2.log").read_text()
     assert "fits task" in hospital_3 and "submitted round 1" in hospital_3
+    status = run(["consortium", "status", "--kits", "kits"], tmp_path)
+    assert "2 round(s) posted; round 1 closed" in status and status.count(" yes ") == 3
 
     with plan.open("a", encoding="utf-8") as fh:
         fh.write(institution("hospital-4", 0.25, '{ kind = "builtin", path = "digits", partitions = 4, index = 2 }'))

@@ -75,6 +75,14 @@ def test_data_that_does_not_fit_stops_the_node_before_it_touches_the_chain(site:
     assert "8 samples are too few: the task needs at least 20" in message, message
 
 
+def test_unfunded_accounts_are_listed_with_their_needs_and_nothing_is_deployed(site: Path) -> None:
+    done = fedledger(["chain", "deploy", "--plan", "consortium.toml", "--kits", "kits", "--no-fund"], site)
+    message = one_line_error(done)
+    assert "unfunded accounts on chain 31337: hospital-1 0x" in message and "deployer 0x" in message, message
+    assert "ETH (" in message and "fund them and run this again" in message
+    assert not (site / "kits" / "deployment.json").exists()
+
+
 def test_a_removed_member_is_told_at_once_and_the_rest_get_a_new_split(site: Path) -> None:
     kits = site / "kits"
     deployed = fedledger(["chain", "deploy", "--plan", "consortium.toml", "--kits", "kits"], site)
