@@ -22,6 +22,7 @@ from aggregator.http_api import SessionBoard
 from aggregator.signing import SigningSession
 from fedledger.chain.approvals import GlobalModelRecord, global_model_typed_data, recover_signer
 from fedledger.chain.client import Institution, LedgerClient, UpdateSubmitted
+from fedledger.errors import FedLedgerError
 from fedledger.fl import ModelSpec, ValidationPolicy, initial_global_state, load_global, save_global
 from fedledger.protocol import RoundRecord, UpdateEntry, merkle_root
 from fedledger.protocol.consortium import Consortium
@@ -32,7 +33,7 @@ from fedledger.store import ContentStore
 log = logging.getLogger(__name__)
 
 
-class RoundFailed(Exception):
+class RoundFailed(FedLedgerError):
     """A round cannot complete (e.g. fewer than k honest signers remain); the message says why."""
 
 
@@ -130,9 +131,7 @@ def _approval_signer(ctx: AggregatorContext, record: RoundRecord) -> Callable[[b
     def signer(signature_der: bytes, approval: bytes) -> str:
         typed = global_model_typed_data(
             ctx.ledger.domain,
-            GlobalModelRecord(
-                record.round, record.global_cid, record.global_digest, record.updates_root, signature_der
-            ),
+            GlobalModelRecord.from_round_record(record, signature_der),
             nonce,
         )
         return recover_signer(typed, approval)
@@ -236,7 +235,7 @@ def run_round(ctx: AggregatorContext, round_index: int, stop: threading.Event) -
     signature, approvals = authorize(ctx, record, included, stop)
     ctx.ledger.post_global_model(
         ctx.account,
-        GlobalModelRecord(round_index, record.global_cid, record.global_digest, record.updates_root, signature),
+        GlobalModelRecord.from_round_record(record, signature),
         approvals,
     )
     log.info(

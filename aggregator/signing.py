@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from aggregator.config import PARTIAL_TIMEOUT_SECONDS, SIGNING_GRACE_SECONDS
+from fedledger.errors import FedLedgerError
 from fedledger.protocol import RoundRecord
 from fedledger.protocol.consortium import Consortium
 from fedledger.protocol.session_auth import payload_signer
@@ -22,7 +23,7 @@ from fedledger.sm9 import SM9CheatingSignersError, SM9Error, verify
 from fedledger.sm9.threshold import Commitment, Coordinator, PartialSignature, ThresholdPublic
 
 
-class SessionRejected(Exception):
+class SessionRejected(FedLedgerError):
     """A request to the session was refused; the message says why (sent back as HTTP 4xx)."""
 
 
@@ -70,15 +71,7 @@ class SigningSession:
                 "session_id": self.session_id,
                 "round": self.record.round,
                 "phase": self.phase,
-                "record": {
-                    "chain_id": self.record.chain_id,
-                    "contract": self.record.contract,
-                    "round": self.record.round,
-                    "base_digest": "0x" + self.record.base_digest.hex(),
-                    "global_cid": self.record.global_cid,
-                    "global_digest": "0x" + self.record.global_digest.hex(),
-                    "updates_root": "0x" + self.record.updates_root.hex(),
-                },
+                "record": self.record.to_dict(),
                 "included": self.included,
                 "excluded": sorted(self.coordinator.excluded),
             }

@@ -22,14 +22,7 @@ import typer
 
 from fedledger.cli.bench import bench_app, emit
 from fedledger.cli.common import FAILED, console, fail
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from fedledger.netutil import free_port
 
 
 class _Processes:
@@ -133,9 +126,9 @@ def run_demo(workdir: Path, rounds: int, timeout: float, progress: bool) -> dict
     say("starting a local Anvil chain")
     with LocalChain("anvil") as chain:
         say("deploying the ledger; KGC: SM9 master key, 5 institution keys, 3-of-5 consortium key shares")
-        layout = setup_consortium(workdir, chain.rpc_url, aggregator_port=_free_port())
+        layout = setup_consortium(workdir, chain.rpc_url, aggregator_port=free_port())
         procs = _Processes(workdir / "logs")
-        audit_port = _free_port()
+        audit_port = free_port()
         try:
             agg = layout.aggregator_dir
             procs.start(

@@ -18,10 +18,10 @@ from aggregator.config import save_config as save_aggregator_config
 from fedledger.chain.deploy import Deployment, InstitutionSpec, deploy_ledger
 from fedledger.chain.devaccounts import dev_roles
 from fedledger.chain.keyfile import save_eth_key
+from fedledger.fileio import SECRET_MODE, atomic_write_text
 from fedledger.fl import default_spec, load_dataset
 from fedledger.protocol.consortium import Consortium, Member, PublicMaterial, consortium_identity
 from fedledger.sm9 import SignMasterKey, extract_sign_key
-from fedledger.sm9.keystore import write_private_bytes
 from fedledger.sm9.threshold import split_key
 from node.config import DataConfig, NodeConfig, TrainingConfig
 from node.config import save_config as save_node_config
@@ -51,7 +51,7 @@ class ConsortiumLayout:
 
 def _password(path: Path) -> str:
     password = secrets.token_urlsafe(24)
-    write_private_bytes(path, password.encode("utf-8"))
+    atomic_write_text(path, password, SECRET_MODE)
     return password
 
 

@@ -7,7 +7,6 @@ where starting seven Python processes would dominate what is measured.
 
 from __future__ import annotations
 
-import socket
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,15 +19,10 @@ from aggregator.driver import AggregatorContext, run_aggregator
 from aggregator.http_api import SessionBoard, create_app
 from demo.consortium_setup import ConsortiumLayout, setup_consortium
 from fedledger.chain.localchain import LocalChain
+from fedledger.netutil import free_port
 from node.config import load_config as load_node_config
 from node.context import build_context as build_node_context
 from node.participant import NodeContext, run_node
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def password_of(party_dir: Path) -> str:

@@ -13,6 +13,7 @@ import tomli_w
 from pydantic import BaseModel, ValidationError
 
 from fedledger.errors import FedLedgerError
+from fedledger.fileio import atomic_write_text
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -52,7 +53,4 @@ def load_toml(path: str | Path, model: type[M], default_name: str, missing_hint:
 def save_toml(config: BaseModel, path: str | Path, default_name: str) -> Path:
     """Write ``config`` as TOML atomically (config files hold no secrets: keys live apart, 0600)."""
     target = _file(path, default_name)
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_text(tomli_w.dumps(config.model_dump(exclude_none=True)), encoding="utf-8")
-    tmp.replace(target)
-    return target
+    return atomic_write_text(target, tomli_w.dumps(config.model_dump(exclude_none=True)))

@@ -33,3 +33,12 @@ def sm3_file(path: str | Path) -> bytes:
     """The SM3 digest of a file's bytes, read in 1 MiB chunks (memory stays bounded)."""
     with open(path, "rb") as fh:
         return sm3_chunks(iter(lambda: fh.read(_CHUNK), b""))
+
+
+def as_bytes32(value: bytes, what: str) -> bytes:
+    """``value`` as bytes if it is a 32-byte digest (every digest field on the ledger is bytes32)."""
+    if not isinstance(value, bytes | bytearray):
+        raise ValueError(f"{what} must be 32 bytes, got {type(value).__name__}")
+    if len(value) != 32:
+        raise ValueError(f"{what} must be 32 bytes, got {len(value)}")
+    return bytes(value)

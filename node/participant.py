@@ -29,6 +29,8 @@ from fedledger.chain.approvals import GlobalModelRecord
 from fedledger.chain.client import LedgerClient, UpdateSubmitted
 from fedledger.chain.errors import LedgerError
 from fedledger.digests import sm3_file
+from fedledger.errors import FedLedgerError
+from fedledger.fileio import atomic_write_text
 from fedledger.fl import Dataset, ModelFileError, TrainConfig
 from fedledger.protocol import RoundRecord, UpdateEntry, merkle_root, width_to_ppm
 from fedledger.protocol.consortium import Consortium
@@ -42,7 +44,7 @@ from node.training_step import TrainedUpdate, fetch_verified_model, realigned_di
 log = logging.getLogger(__name__)
 
 
-class RecordRefused(Exception):
+class RecordRefused(FedLedgerError):
     """The aggregator's round record failed one of the node's checks; the node will not sign it."""
 
 
@@ -87,15 +89,7 @@ def verify_posted_round(ctx: NodeContext, round_index: int) -> None:
     if not posted or not opened:
         raise RecordRefused(f"round {round_index} has no posted global model on the ledger")
     event = posted[0]
-    record = RoundRecord(
-        ctx.ledger.chain_id,
-        ctx.ledger.address,
-        round_index,
-        opened[0].base_digest,
-        event.cid,
-        event.digest,
-        event.updates_root,
-    )
+    record = RoundRecord.from_posted(ctx.ledger.chain_id, ctx.ledger.address, opened[0].base_digest, event)
     signature = Signature.from_der(event.sm9_threshold_signature)
     if not verify(ctx.master_public_key, ctx.threshold_public.identity, record.message(), signature):
         raise RecordRefused(f"round {round_index}: the consortium's threshold signature is invalid")
@@ -162,9 +156,8 @@ def submit_trained(ctx: NodeContext, round_index: int, trained: TrainedUpdate) -
         mapping_digest=trained.mapping_digest,
     )
     signature = sign(ctx.sm9_key, entry.message()).to_der()
-    (round_dir(ctx, round_index) / "submitted.json").write_text(
-        json.dumps({"cid": cid, "digest": trained.digest.hex()}), encoding="utf-8"
-    )
+    marker = json.dumps({"cid": cid, "digest": trained.digest.hex()})
+    atomic_write_text(round_dir(ctx, round_index) / "submitted.json", marker)
     ctx.ledger.submit_update(
         ctx.account,
         round_index,
@@ -196,17 +189,11 @@ def train_and_submit(ctx: NodeContext, round_index: int) -> bool:
 
 def check_record(ctx: NodeContext, view: dict[str, Any]) -> RoundRecord:
     """The node's checks before it signs (see the module docstring); returns the record."""
-    raw = view["record"]
-    round_index = int(raw["round"])
-    record = RoundRecord(
-        int(raw["chain_id"]),
-        str(raw["contract"]),
-        round_index,
-        bytes.fromhex(raw["base_digest"].removeprefix("0x")),
-        str(raw["global_cid"]),
-        bytes.fromhex(raw["global_digest"].removeprefix("0x")),
-        bytes.fromhex(raw["updates_root"].removeprefix("0x")),
-    )
+    try:
+        record = RoundRecord.from_dict(view.get("record"))
+    except ValueError as exc:
+        raise RecordRefused(str(exc)) from None
+    round_index = record.round
     if record.chain_id != ctx.ledger.chain_id or record.contract.lower() != ctx.ledger.address.lower():
         raise RecordRefused("the record names another ledger")
     state = ctx.ledger.round_state()
@@ -292,7 +279,8 @@ class SessionParticipant:
             raise
 
     def _post_signed(self, path: str, payload: dict[str, Any]) -> None:
-        self._post(path, {"payload": payload, "auth": sign_payload(bytes(self.ctx.account.key), payload)})
+        """Post a session payload with this node's Ethereum signature over it (the aggregator checks it)."""
+        self._post(path, {"payload": payload, "auth": sign_payload(self.ctx.account.key, payload)})
 
     def step(self, round_index: int) -> str:
         """Act on the session's current phase once; returns the phase seen ('none' if no session)."""
@@ -316,20 +304,14 @@ class SessionParticipant:
             if sid not in self._checked:
                 self._checked[sid] = self._check(sid, view)
             payload = self.ctx.signer.commit(sid).to_dict()
-            self._post(
-                f"{base}/commitments",
-                {"payload": payload, "auth": sign_payload(self.ctx.account.key, payload)},
-            )
+            self._post_signed(f"{base}/commitments", payload)
         elif phase == "sign":
             commitments = [Commitment.from_dict(c) for c in view["commitments"]]
             record = self._checked.get(sid)
             if record is not None and any(c.index == index for c in commitments):
                 partial = self.ctx.signer.sign(sid, record.message(), commitments)
                 payload = partial.to_dict()
-                self._post(
-                    f"{base}/partials",
-                    {"payload": payload, "auth": sign_payload(self.ctx.account.key, payload)},
-                )
+                self._post_signed(f"{base}/partials", payload)
         elif phase in ("approve", "ready"):
             record = self._checked.get(sid) or self._check(sid, view)
             self._checked[sid] = record
@@ -343,9 +325,7 @@ class SessionParticipant:
                 raise RecordRefused("the aggregated threshold signature does not verify")
             approval = self.ctx.ledger.approve_global_model(
                 self.ctx.account,
-                GlobalModelRecord(
-                    record.round, record.global_cid, record.global_digest, record.updates_root, signature_der
-                ),
+                GlobalModelRecord.from_round_record(record, signature_der),
             )
             self._post(f"{base}/approvals", {"approval": "0x" + approval.hex()})
         self._done.add(step_key)

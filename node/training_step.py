@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fedledger.digests import sm3_file
+from fedledger.errors import FedLedgerError
+from fedledger.fileio import atomic_write_text
 from fedledger.fl import (
     AlignmentAggregation,
     Dataset,
@@ -27,8 +29,12 @@ from fedledger.fl import (
 from fedledger.store import ContentStore
 
 
-class BaseModelMismatch(Exception):
-    """The model fetched for a round does not match what the ledger recorded."""
+class UnusableGlobalModel(FedLedgerError):
+    """The global model fetched for a round differs from the ledger's digest or cannot be trained from.
+
+    Not ``fedledger.chain.errors.BaseModelMismatch``: that one is the contract refusing a round
+    opened on the wrong base; this one is the node refusing the bytes the store handed it.
+    """
 
 
 @dataclass(frozen=True)
@@ -52,9 +58,7 @@ class TrainedUpdate:
             "loss": self.loss,
             "base_digest": base_digest.hex(),
         }
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(summary), encoding="utf-8")
-        tmp.replace(path)
+        atomic_write_text(path, json.dumps(summary))
 
     @classmethod
     def load_summary(cls, summary: Path, update: Path, base_digest: bytes) -> TrainedUpdate | None:
@@ -87,7 +91,7 @@ def fetch_verified_model(store: ContentStore, cid: str, expected_digest: bytes, 
     actual = sm3_file(dest)
     if actual != expected_digest:
         dest.unlink(missing_ok=True)
-        raise BaseModelMismatch(f"model {cid}: SM3 {actual.hex()} differs from the ledger's {expected_digest.hex()}")
+        raise UnusableGlobalModel(f"model {cid}: SM3 {actual.hex()} differs from the ledger's {expected_digest.hex()}")
     return dest
 
 
@@ -105,7 +109,7 @@ def train_update(
     """Cut the sub-model out of the base, train it locally and write the update file."""
     state, meta = load_global(base_path)
     if meta.spec is None:
-        raise BaseModelMismatch(f"{base_path}: global model carries no model spec")
+        raise UnusableGlobalModel(f"{base_path}: global model carries no model spec")
     sub_state, index_map = extract_submodel(state, meta.spec, width_rate, selection, round_index)
     new_state, num_samples, metrics = train_local(meta.spec, sub_state, width_rate, data, train)
     metadata = UpdateMetadata(

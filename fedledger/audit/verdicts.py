@@ -239,9 +239,7 @@ class Verifier:
         opened = opened_round(snap, round)
         post = posted_round(snap, round)
         identity = self.consortium_identity(snap)
-        record = RoundRecord(
-            snap.chain_id, snap.contract, round, opened.base_digest, post.cid, post.digest, post.updates_root
-        )
+        record = RoundRecord.from_posted(snap.chain_id, snap.contract, opened.base_digest, post)
         inclusion = self.posted_inclusion(snap, round)
         root, entries = self._entries_check(snap, round, inclusion)
         try:

@@ -10,12 +10,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from eth_account import Account
 from eth_account.messages import SignableMessage, encode_typed_data
 from eth_account.signers.local import LocalAccount
 from eth_utils import to_checksum_address
+
+from fedledger.digests import as_bytes32
+
+if TYPE_CHECKING:  # for the annotation only: chain does not depend on protocol at run time
+    from fedledger.protocol import RoundRecord
 
 DOMAIN_NAME = "FederatedLedger"
 DOMAIN_VERSION = "1"
@@ -53,12 +58,6 @@ class MembershipAction(IntEnum):
     SET_AGGREGATOR = 3
 
 
-def _bytes32(value: bytes, what: str) -> bytes:
-    if len(value) != 32:
-        raise ValueError(f"{what} must be 32 bytes, got {len(value)}")
-    return bytes(value)
-
-
 @dataclass(frozen=True)
 class LedgerDomain:
     """Which ledger an approval is for: chain id + contract address."""
@@ -86,8 +85,13 @@ class GlobalModelRecord:
     sm9_signature: bytes
 
     def __post_init__(self) -> None:
-        _bytes32(self.digest, f"round {self.round} global digest")
-        _bytes32(self.updates_root, f"round {self.round} updates root")
+        as_bytes32(self.digest, f"round {self.round} global digest")
+        as_bytes32(self.updates_root, f"round {self.round} updates root")
+
+    @classmethod
+    def from_round_record(cls, record: RoundRecord, sm9_signature: bytes) -> GlobalModelRecord:
+        """What the contract stores for a threshold-signed round record."""
+        return cls(record.round, record.global_cid, record.global_digest, record.updates_root, sm9_signature)
 
     def message(self, nonce: int) -> dict[str, Any]:
         return {

@@ -25,31 +25,18 @@ from fedledger.chain.approvals import (
 )
 from fedledger.chain.errors import ErrorDecoder, LedgerError, LedgerRevert, revert_data_of
 from fedledger.chain.settings import RECEIPT_TIMEOUT_SECONDS, RPC_TIMEOUT_SECONDS
+from fedledger.digests import as_bytes32
+from fedledger.widths import PPM
 
 if TYPE_CHECKING:
     from web3 import Web3
     from web3.contract import Contract
     from web3.types import TxParams
 
-FULL_WIDTH_PPM = 1_000_000
 DEFAULT_LOG_PAGE = 2_000
 GAS_MARGIN = Fraction(6, 5)  # estimates are exact for this contract; the margin covers state drift
 
 T = TypeVar("T")
-
-
-def width_rate_to_ppm(rate: float | Fraction) -> int:
-    """A width rate in (0, 1] (e.g. Fraction(1, 8)) as the contract's parts per million."""
-    ppm = round(Fraction(rate) * FULL_WIDTH_PPM)
-    if not 0 < ppm <= FULL_WIDTH_PPM:
-        raise ValueError(f"width rate {rate} is outside (0, 1]")
-    return ppm
-
-
-def _b32(value: bytes, what: str) -> bytes:
-    if not isinstance(value, bytes | bytearray) or len(value) != 32:
-        raise ValueError(f"{what} must be 32 bytes")
-    return bytes(value)
 
 
 # ---------------------------------------------------------------------------------- result types
@@ -120,7 +107,7 @@ class UpdateSubmitted:
 
     @property
     def width_rate(self) -> Fraction:
-        return Fraction(self.width_rate_ppm, FULL_WIDTH_PPM)
+        return Fraction(self.width_rate_ppm, PPM)
 
 
 @dataclass(frozen=True)
@@ -218,7 +205,7 @@ class LedgerClient:
 
     def open_round(self, sender: LocalAccount, round: int, base_cid: str, base_digest: bytes) -> TxResult:
         """Aggregator: open ``round`` from the base model (round r > 0: round r-1's global model)."""
-        fn = self.contract.functions.openRound(round, base_cid, _b32(base_digest, "base digest"))
+        fn = self.contract.functions.openRound(round, base_cid, as_bytes32(base_digest, "base digest"))
         return self._transact(sender, f"openRound(round {round})", fn)
 
     def submit_update(
@@ -236,8 +223,8 @@ class LedgerClient:
         fn = self.contract.functions.submitUpdate(
             round,
             cid,
-            _b32(digest, "update digest"),
-            _b32(mapping_digest, "mapping digest"),
+            as_bytes32(digest, "update digest"),
+            as_bytes32(mapping_digest, "mapping digest"),
             num_samples,
             width_rate_ppm,
             bytes(sm9_signature),

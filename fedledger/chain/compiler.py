@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from fedledger.chain.paths import ToolNotFoundError, contracts_dir
+from fedledger.fileio import atomic_write_text
 
 LEDGER_SOURCE = "FederatedLedger.sol"
 LEDGER_CONTRACT = "FederatedLedger"
@@ -164,9 +165,7 @@ def compile_ledger(
     compiled = _compile(input_json, SOURCE_PREFIX + LEDGER_SOURCE, LEDGER_CONTRACT, config, solc)
     if use_cache:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(compiled.to_json()))
-        tmp.replace(cache_file)
+        atomic_write_text(cache_file, json.dumps(compiled.to_json()))
     return compiled
 
 

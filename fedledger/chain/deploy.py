@@ -19,6 +19,7 @@ from eth_utils import to_checksum_address
 
 from fedledger.chain.compiler import CompiledContract, compile_ledger
 from fedledger.chain.errors import ErrorDecoder, LedgerRevert, revert_data_of
+from fedledger.fileio import atomic_write_text
 
 if TYPE_CHECKING:
     from web3 import Web3
@@ -62,10 +63,7 @@ class Deployment:
         """Write atomically (readers never see half a file)."""
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(target.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_json(), indent=2) + "\n")
-        tmp.replace(target)
-        return target
+        return atomic_write_text(target, json.dumps(self.to_json(), indent=2) + "\n")
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> Deployment:

@@ -7,13 +7,13 @@ Nodes and the aggregator open their key at every start, so scrypt runs with n = 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
 from fedledger.errors import FedLedgerError
+from fedledger.fileio import SECRET_MODE, atomic_write_text
 
 
 class KeyFileError(FedLedgerError):
@@ -24,15 +24,7 @@ def save_eth_key(path: str | Path, account: LocalAccount, password: str) -> None
     """Write ``account``'s key encrypted under ``password``, atomically, readable by the owner only."""
     path = Path(path)
     keystore = Account.encrypt(account.key, password, kdf="scrypt", iterations=2**15)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(keystore, fh)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, json.dumps(keystore), SECRET_MODE)
 
 
 def load_eth_key(path: str | Path, password: str) -> LocalAccount:

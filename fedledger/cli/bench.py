@@ -38,3 +38,16 @@ def _flatten(data: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
         else:
             rows.append((label, value))
     return rows
+
+
+@bench_app.command("crypto")
+def bench_crypto(
+    as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
+    size_mib: int = typer.Option(1024, "--size-mib", min=1, help="Size of the model file in MiB."),
+    quick: bool = typer.Option(False, "--quick", help="A 64 MiB file instead of --size-mib."),
+    durable: bool = typer.Option(True, "--durable/--no-fsync", help="fsync store blocks (the store's default)."),
+) -> None:
+    """Encrypted store put+get vs plain on the same file (goal >= 0.7), hybrid wrap/unwrap per recipient (< 10 ms)."""
+    from fedledger.envelope.bench import QUICK_MIB, run_crypto_bench
+
+    emit("crypto", run_crypto_bench(QUICK_MIB if quick else size_mib, durable=durable), as_json)

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from fedledger.fileio import atomic_write_text
 from fedledger.fl.aggregation import AlignmentAggregation, ClientUpdate, FedAvg, full_width_update
 from fedledger.fl.data import Dataset, Shard, load_dataset, partition, pooled
 from fedledger.fl.evaluation import evaluate
@@ -418,7 +419,7 @@ def write_outputs(results: dict[str, Any], out_dir: str | Path, stem: str = "fl-
         "png": out / f"{stem}-accuracy.png",
         "json": out / f"{stem}.json",
     }
-    paths["markdown"].write_text(markdown_table(results))
+    atomic_write_text(paths["markdown"], markdown_table(results))
     plot_accuracy(results, paths["png"])
-    paths["json"].write_text(json.dumps(results, indent=1, sort_keys=True))
+    atomic_write_text(paths["json"], json.dumps(results, indent=1, sort_keys=True))
     return paths

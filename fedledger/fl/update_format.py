@@ -9,7 +9,6 @@ and therefore the same SM3 digest on the ledger.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from safetensors.torch import save as st_save
 
 from fedledger.digests import sm3
 from fedledger.errors import FedLedgerError
+from fedledger.fileio import atomic_writer
 from fedledger.fl.aggregation import ClientUpdate
 from fedledger.fl.models import ModelSpec, parameter_shapes
 from fedledger.fl.submodel import IndexMap
@@ -90,13 +90,8 @@ def _serialise(state: Mapping[str, torch.Tensor], meta: Mapping[str, Any], what:
 
 
 def _write(path: str | Path, data: bytes) -> bytes:
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
+    with atomic_writer(path) as fh:  # readers never see a half-written model
         fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)  # readers never see a half-written model
     return sm3(data)
 
 

@@ -4,8 +4,9 @@ The node, the aggregator and the audit API all rebuild these byte strings from o
 so the encoding lives in one place and depends on nothing but SM3.
 """
 
-from fedledger.protocol.entries import RoundRecord, UpdateEntry, ppm_to_width, width_to_ppm
+from fedledger.protocol.entries import RoundRecord, UpdateEntry
 from fedledger.protocol.merkle import MerkleProof, merkle_proof, merkle_root, verify_proof
+from fedledger.widths import ppm_to_width, width_to_ppm
 
 __all__ = [
     "MerkleProof",

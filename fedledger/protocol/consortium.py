@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from fedledger.fileio import atomic_write_text
+
 
 @dataclass(frozen=True)
 class Member:
@@ -65,7 +67,7 @@ class Consortium:
             raise ValueError(f"malformed consortium roster: {exc}") from None
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2), encoding="utf-8")
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=2))
 
     @classmethod
     def load(cls, path: str | Path) -> Consortium:

@@ -10,29 +10,12 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from fractions import Fraction
-from typing import Protocol
+from typing import Any, Protocol
 
-from fedledger.digests import sm3
+from fedledger.digests import as_bytes32, sm3
 
-PPM = 1_000_000
 _UPDATE_TAG = b"fedledger/update-entry/v1"
 _RECORD_TAG = b"fedledger/round-record/v1"
-
-
-def width_to_ppm(width_rate: float | Fraction) -> int:
-    """A width rate in (0, 1] as integer parts per million (how the contract stores it)."""
-    ppm = round(float(width_rate) * PPM)
-    if not 0 < ppm <= PPM:
-        raise ValueError(f"width rate must be in (0, 1], got {width_rate!r}")
-    return ppm
-
-
-def ppm_to_width(ppm: int) -> float:
-    """Inverse of :func:`width_to_ppm`."""
-    if not 0 < ppm <= PPM:
-        raise ValueError(f"width rate in ppm must be in (0, {PPM}], got {ppm}")
-    return ppm / PPM
 
 
 def _address_bytes(address: str) -> bytes:
@@ -40,12 +23,6 @@ def _address_bytes(address: str) -> bytes:
     if len(raw) != 20:
         raise ValueError(f"not a 20-byte Ethereum address: {address!r}")
     return raw
-
-
-def _digest(value: bytes, what: str) -> bytes:
-    if len(value) != 32:
-        raise ValueError(f"{what} must be 32 bytes, got {len(value)}")
-    return value
 
 
 def _text(value: str) -> bytes:
@@ -111,15 +88,28 @@ class UpdateEntry:
                 struct.pack(">Q", self.round),
                 _address_bytes(self.institution),
                 _text(self.cid),
-                _digest(self.digest, "update digest"),
+                as_bytes32(self.digest, "update digest"),
                 struct.pack(">QI", self.num_samples, self.width_ppm),
-                _digest(self.mapping_digest, "mapping digest"),
+                as_bytes32(self.mapping_digest, "mapping digest"),
             ]
         )
 
     def leaf(self, signature_der: bytes) -> bytes:
         """Merkle leaf: the entry exactly as submitted, its signature included."""
         return sm3(b"\x00" + self.message() + sm3(signature_der))
+
+
+class PostedEvent(Protocol):
+    """What a ``GlobalModelPosted`` event carries (``fedledger.chain.client.GlobalModelPosted`` fits)."""
+
+    @property
+    def round(self) -> int: ...
+    @property
+    def cid(self) -> str: ...
+    @property
+    def digest(self) -> bytes: ...
+    @property
+    def updates_root(self) -> bytes: ...
 
 
 @dataclass(frozen=True)
@@ -134,6 +124,39 @@ class RoundRecord:
     global_digest: bytes
     updates_root: bytes
 
+    @classmethod
+    def from_posted(cls, chain_id: int, contract: str, base_digest: bytes, posted: PostedEvent) -> RoundRecord:
+        """The record a ``GlobalModelPosted`` event stands for; ``base_digest`` comes from its ``RoundOpened``."""
+        return cls(chain_id, contract, posted.round, base_digest, posted.cid, posted.digest, posted.updates_root)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form the aggregator shows in a signing session (digests as 0x-hex)."""
+        return {
+            "chain_id": self.chain_id,
+            "contract": self.contract,
+            "round": self.round,
+            "base_digest": "0x" + self.base_digest.hex(),
+            "global_cid": self.global_cid,
+            "global_digest": "0x" + self.global_digest.hex(),
+            "updates_root": "0x" + self.updates_root.hex(),
+        }
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> RoundRecord:
+        """Parse :meth:`to_dict`'s form from an untrusted peer; ValueError names what is wrong."""
+        try:
+            return cls(
+                int(raw["chain_id"]),
+                str(raw["contract"]),
+                int(raw["round"]),
+                as_bytes32(bytes.fromhex(raw["base_digest"].removeprefix("0x")), "base digest"),
+                str(raw["global_cid"]),
+                as_bytes32(bytes.fromhex(raw["global_digest"].removeprefix("0x")), "global digest"),
+                as_bytes32(bytes.fromhex(raw["updates_root"].removeprefix("0x")), "updates root"),
+            )
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:
+            raise ValueError(f"malformed round record: {exc.__class__.__name__}: {exc}") from None
+
     def message(self) -> bytes:
         """The bytes the consortium identity signs (k-of-n threshold SM9)."""
         return b"".join(
@@ -142,9 +165,9 @@ class RoundRecord:
                 struct.pack(">Q", self.chain_id),
                 _address_bytes(self.contract),
                 struct.pack(">Q", self.round),
-                _digest(self.base_digest, "base digest"),
+                as_bytes32(self.base_digest, "base digest"),
                 _text(self.global_cid),
-                _digest(self.global_digest, "global digest"),
-                _digest(self.updates_root, "updates root"),
+                as_bytes32(self.global_digest, "global digest"),
+                as_bytes32(self.updates_root, "updates root"),
             ]
         )

@@ -16,6 +16,7 @@ from typing import Any
 import gmpy2
 from gmpy2 import mpz
 
+from fedledger.fileio import atomic_write_text
 from fedledger.sm9.curve import P1, G1Point, G2Point, g2_add, p1_mul, p2_mul
 from fedledger.sm9.encoding import (
     PEM_LABEL_SIGN_MASTER_PUBLIC,
@@ -73,7 +74,7 @@ class SignMasterPublicKey:
         return cls.from_der(pem_decode(PEM_LABEL_SIGN_MASTER_PUBLIC, text))
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(self.to_pem(), encoding="ascii")
+        atomic_write_text(path, self.to_pem())
 
     @classmethod
     def load(cls, path: str | Path) -> SignMasterPublicKey:

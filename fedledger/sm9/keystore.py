@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import secrets
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
+from fedledger.fileio import SECRET_MODE, atomic_write_text
 from fedledger.sm9.errors import SM9EncodingError, SM9KeyError
 
 FORMAT = "fedledger-sm9-keystore"
@@ -66,23 +66,7 @@ def write_secret_file(
     plaintext = json.dumps(secret, sort_keys=True).encode("utf-8")
     ciphertext = AESGCM(key).encrypt(nonce, plaintext, _aad(header))
     document = dict(header, ciphertext=base64.b64encode(ciphertext).decode())
-    write_private_bytes(path, (json.dumps(document, indent=1, sort_keys=True) + "\n").encode("utf-8"))
-
-
-def write_private_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` readable by the owner only (0600), replacing it atomically."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, json.dumps(document, indent=1, sort_keys=True) + "\n", SECRET_MODE)
 
 
 def read_header(path: str | Path) -> dict[str, Any]:

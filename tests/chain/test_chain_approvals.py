@@ -17,7 +17,7 @@ from fedledger.chain.approvals import (
     sign_global_model,
     typed_data_digest,
 )
-from fedledger.chain.client import LedgerClient, width_rate_to_ppm
+from fedledger.chain.client import LedgerClient
 from fedledger.chain.devaccounts import DevRoles
 
 SECP256K1_HALF_N = 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0
@@ -72,15 +72,3 @@ def test_signatures_recover_and_are_canonical(dev_accounts: DevRoles) -> None:
         assert recover_signer(global_model_typed_data(domain, record, 8), signature) != account.address
         other_chain = LedgerDomain(1, domain.contract)
         assert recover_signer(global_model_typed_data(other_chain, record, 7), signature) != account.address
-
-
-def test_width_rates_in_parts_per_million() -> None:
-    from fractions import Fraction
-
-    import pytest
-
-    assert [width_rate_to_ppm(Fraction(1, 2**i)) for i in range(4)] == [1_000_000, 500_000, 250_000, 125_000]
-    assert width_rate_to_ppm(1) == 1_000_000
-    for bad in (0, -0.5, 1.5):
-        with pytest.raises(ValueError, match="outside"):
-            width_rate_to_ppm(bad)

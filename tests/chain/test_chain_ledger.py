@@ -10,11 +10,12 @@ from eth_account.signers.local import LocalAccount
 
 from fedledger.chain import errors
 from fedledger.chain.approvals import GlobalModelRecord, MembershipChange
-from fedledger.chain.client import LedgerClient, TxResult, width_rate_to_ppm
+from fedledger.chain.client import LedgerClient, TxResult
 from fedledger.chain.deploy import Deployment
 from fedledger.chain.devaccounts import DevRoles
 from fedledger.chain.localchain import LocalChain
 from fedledger.digests import sm3
+from fedledger.widths import width_to_ppm
 
 CID0 = "QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG"
 SIG = bytes(range(1, 105))  # 104 bytes, the size of a DER SM9 signature
@@ -59,7 +60,7 @@ def test_full_round_is_recorded_and_read_back(any_ledger: LedgerClient, dev_acco
     updates = ledger.updates_submitted(round=0)
     assert [u.institution for u in updates] == [a.address for a in roles.institutions]
     assert [u.width_rate_ppm for u in updates] == rates
-    assert updates[3].width_rate == width_rate_to_ppm(0.125) / 1_000_000
+    assert updates[3].width_rate == width_to_ppm(0.125) / 1_000_000
     assert updates[2].digest == sm3(b"update 0/2") and updates[2].mapping_digest == sm3(b"map 2")
     assert updates[2].num_samples == 12 and updates[2].sm9_signature == SIG
     mine = ledger.updates_submitted(institution=roles.institutions[1].address)

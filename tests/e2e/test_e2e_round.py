@@ -66,15 +66,7 @@ def test_two_rounds_are_posted_with_every_update_and_a_standard_sm9_threshold_si
         assert len(set(post.approvers)) >= 3
         events = sorted(ledger.updates_submitted(round=post.round), key=lambda e: e.institution.lower())
         assert merkle_root([entry_of(ledger, e).leaf(e.sm9_signature) for e in events]) == post.updates_root
-        record = RoundRecord(
-            ledger.chain_id,
-            ledger.address,
-            post.round,
-            opened[post.round].base_digest,
-            post.cid,
-            post.digest,
-            post.updates_root,
-        )
+        record = RoundRecord.from_posted(ledger.chain_id, ledger.address, opened[post.round].base_digest, post)
         signature = Signature.from_der(post.sm9_threshold_signature)
         assert verify(mpk, c.layout.consortium.consortium_identity, record.message(), signature)
     # round 1 starts from round 0's global model

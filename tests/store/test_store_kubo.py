@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from fedledger.chain.localchain import free_port
+from fedledger.netutil import free_port
 from fedledger.store import (
     BackendUnavailableError,
     BlockNotFoundError,

@@ -172,7 +172,7 @@ def play_rounds(
                 ledger.chain_id, ledger.address, r, base_digest, global_cid, global_digest, sm3(b"other root")
             ).message()
         signature = threshold_sign_local(shares[1:4], public, message).to_der()
-        on_chain = GlobalModelRecord(r, global_cid, global_digest, root, signature)
+        on_chain = GlobalModelRecord.from_round_record(record, signature)
         approvers = [roles.institutions[(r + j) % 5] for j in range(3)]
         approvals = [ledger.approve_global_model(a, on_chain) for a in approvers]
         ledger.post_global_model(roles.aggregator, on_chain, approvals)

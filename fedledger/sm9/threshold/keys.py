@@ -14,6 +14,7 @@ from typing import Any
 
 import gmpy2
 
+from fedledger.fileio import atomic_write_text
 from fedledger.sm9.curve import G1Point, p1_mul
 from fedledger.sm9.encoding import g1_from_bytes, g1_to_bytes, hex_field, int_field, json_object, str_field
 from fedledger.sm9.errors import SM9EncodingError, SM9KeyError, SM9ThresholdError
@@ -96,7 +97,7 @@ class ThresholdPublic:
         return cls.from_dict(json_object(text, "threshold public data"))
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(self.to_json() + "\n", encoding="utf-8")
+        atomic_write_text(path, self.to_json() + "\n")
 
     @classmethod
     def load(cls, path: str | Path) -> ThresholdPublic:
