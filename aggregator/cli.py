@@ -9,7 +9,16 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from fedledger.cli.common import BAD_INPUT, PasswordFileOption, errors_reported, fail, read_password, setup_logging
+from fedledger.cli.common import (
+    BAD_INPUT,
+    LogJsonOption,
+    PasswordFileOption,
+    VerboseOption,
+    errors_reported,
+    fail,
+    read_password,
+    setup_logging,
+)
 from fedledger.errors import FedLedgerError
 
 if TYPE_CHECKING:
@@ -25,7 +34,8 @@ def run(
     ),
     rounds: Annotated[int, typer.Option(help="Stop once this many rounds are posted.")] = 3,
     password_file: PasswordFileOption = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each step.")] = False,
+    verbose: VerboseOption = False,
+    log_json: LogJsonOption = False,
 ) -> None:
     """Drive rounds until --rounds are posted; serves the signing-session HTTP API meanwhile.
 
@@ -36,7 +46,7 @@ def run(
     from aggregator.driver import run_aggregator
     from aggregator.http_api import SessionBoard
 
-    setup_logging(verbose)
+    setup_logging(verbose, log_json)
     board = SessionBoard()
     with errors_reported(BAD_INPUT, (FedLedgerError, ValueError, OSError)):
         cfg, base = load_config(config)
@@ -126,8 +136,8 @@ def start(
     kit: Annotated[Path, typer.Argument(help="The aggregator's kit folder (from `fedledger consortium provision`).")],
     rounds: Annotated[int, typer.Option(help="Stop once this many rounds are posted.")] = 3,
     password_file: PasswordFileOption = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debugging detail too.")] = False,
-    log_json: Annotated[bool, typer.Option("--log-json", help="Log JSON lines instead of text.")] = False,
+    verbose: VerboseOption = False,
+    log_json: LogJsonOption = False,
 ) -> None:
     """Start from the kit: build the plan's model, check the chain and the role, serve the API, drive rounds."""
     from aggregator.http_api import SessionBoard

@@ -10,7 +10,9 @@ import typer
 
 from fedledger.cli.common import (
     BAD_INPUT,
+    LogJsonOption,
     PasswordFileOption,
+    VerboseOption,
     errors_reported,
     fail,
     read_password,
@@ -198,12 +200,13 @@ def run(
     config: ConfigOption = Path("node.toml"),
     password_file: PasswordFileOption = None,
     rounds: Annotated[int | None, typer.Option(help="Stop after this many rounds are posted.")] = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each step.")] = False,
+    verbose: VerboseOption = False,
+    log_json: LogJsonOption = False,
 ) -> None:
     """Follow rounds by itself: verify, train, submit and co-sign, until --rounds are posted."""
     from node.participant import run_node
 
-    setup_logging(verbose)
+    setup_logging(verbose, log_json)
     ctx = _context(config, password_file)
     posted = run_node(ctx, rounds)
     typer.echo(f"node {ctx.name}: {posted} round(s) posted")
@@ -215,8 +218,8 @@ def start(
     password_file: PasswordFileOption = None,
     data: Annotated[str | None, typer.Option("--data", help="This site's data, if the plan gives no path.")] = None,
     rounds: Annotated[int | None, typer.Option(help="Stop after this many rounds are posted.")] = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debugging detail too.")] = False,
-    log_json: Annotated[bool, typer.Option("--log-json", help="Log JSON lines instead of text.")] = False,
+    verbose: VerboseOption = False,
+    log_json: LogJsonOption = False,
 ) -> None:
     """Start from a kit: check the data against the task, the chain and membership, then follow rounds."""
     from node.kit_start import start_node

@@ -305,6 +305,7 @@ class SessionParticipant:
                 self._checked[sid] = self._check(sid, view)
             payload = self.ctx.signer.commit(sid).to_dict()
             self._post_signed(f"{base}/commitments", payload)
+            log.info("%s: round %d record checked; committed to signing session %s", self.ctx.name, round_index, sid)
         elif phase == "sign":
             commitments = [Commitment.from_dict(c) for c in view["commitments"]]
             record = self._checked.get(sid)
@@ -312,6 +313,7 @@ class SessionParticipant:
                 partial = self.ctx.signer.sign(sid, record.message(), commitments)
                 payload = partial.to_dict()
                 self._post_signed(f"{base}/partials", payload)
+                log.info("%s: round %d partial signature sent", self.ctx.name, round_index)
         elif phase in ("approve", "ready"):
             record = self._checked.get(sid) or self._check(sid, view)
             self._checked[sid] = record
@@ -328,6 +330,7 @@ class SessionParticipant:
                 GlobalModelRecord.from_round_record(record, signature_der),
             )
             self._post(f"{base}/approvals", {"approval": "0x" + approval.hex()})
+            log.info("%s: round %d threshold signature verified; approval sent", self.ctx.name, round_index)
         self._done.add(step_key)
         return phase
 

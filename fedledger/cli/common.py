@@ -117,6 +117,8 @@ def read_input(path: Path, what: str) -> bytes:
 
 
 ROLE_LOGGERS = ("node", "aggregator", "fedledger")
+VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Log debugging detail too.")]
+LogJsonOption = Annotated[bool, typer.Option("--log-json", help="Log JSON lines instead of text.")]
 
 
 class JsonFormatter(logging.Formatter):
