@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import threading
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,26 +48,46 @@ def signed(private_key: bytes, report: dict[str, Any]) -> dict[str, Any]:
     return {"payload": report, "auth": sign_payload(private_key, report)}
 
 
-def verify(body: dict[str, Any], roster: Consortium) -> dict[str, Any]:
-    """The report if its signer is the member it names, of this roster's ledger; else MetricRejected."""
+@dataclass(frozen=True)
+class Signers:
+    """Who may report for which ledger: member addresses (lower case) and the names to show."""
+
+    chain_id: int
+    contract: str
+    names: dict[str, str]
+
+    @classmethod
+    def of_roster(cls, roster: Consortium) -> Signers:
+        return cls(roster.chain_id, roster.contract, {m.address.lower(): m.name for m in roster.members})
+
+    @classmethod
+    def of_ledger(cls, ledger: Any) -> Signers:
+        """Every institution the ledger ever registered (a removed member's past reports still count)."""
+        return cls(ledger.chain_id, ledger.address, {i.address.lower(): i.sm9_id for i in ledger.institutions()})
+
+
+def verify(body: dict[str, Any], signers: Signers | Consortium) -> dict[str, Any]:
+    """The report if its signer is the member it names, of the signers' ledger; else MetricRejected."""
+    if isinstance(signers, Consortium):
+        signers = Signers.of_roster(signers)
     try:
         report, auth = dict(body["payload"]), str(body["auth"])
         signer = payload_signer(report, auth).lower()
         ok = (
             report.get("kind") == KIND
-            and int(report["chain_id"]) == roster.chain_id
-            and str(report["contract"]).lower() == roster.contract.lower()
+            and int(report["chain_id"]) == signers.chain_id
+            and str(report["contract"]).lower() == signers.contract.lower()
             and signer == str(report["institution"]).lower()
+            and signer in signers.names
             and 0.0 <= float(report["value"]) <= 1.0
             and int(report["samples"]) > 0
             and int(report["round"]) >= 0
         )
-        member = roster.by_address(signer)
     except (KeyError, TypeError, ValueError) as exc:
         raise MetricRejected(f"malformed or foreign metric report: {exc}") from None
     if not ok:
         raise MetricRejected(f"metric report from {signer} does not check out")
-    return {**report, "name": member.name}
+    return {**report, "name": signers.names[signer]}
 
 
 class MetricBoard:
@@ -142,7 +163,7 @@ def plot(rounds: list[dict[str, Any]], path: Path, title: str) -> None:
 
 
 def fetch_verified(
-    aggregator_url: str, roster: Consortium, saved: Path | None = None
+    aggregator_url: str, roster: Signers | Consortium, saved: Path | None = None
 ) -> tuple[list[dict[str, Any]], int]:
     """The aggregator's reports that verify against the roster, and how many did not.
 

@@ -76,3 +76,63 @@ def test_the_aggregator_api_keeps_verified_reports_across_a_restart(tmp_path: Pa
     restarted.metrics = MetricBoard(ROSTER, tmp_path / "metrics.json")
     served = TestClient(create_app(restarted)).get("/metrics").json()
     assert len(served["reports"]) == 1 and served["rounds"][0]["sites"] == {"hospital-1": 0.8}
+
+
+@pytest.fixture
+def served():
+    """Serve a FastAPI app on a free loopback port in a thread (a real HTTP server)."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    servers = []
+
+    def serve(app) -> str:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+        threading.Thread(target=server.run, daemon=True).start()
+        while not server.started:
+            time.sleep(0.05)
+        servers.append(server)
+        return f"http://127.0.0.1:{port}"
+
+    yield serve
+    for server in servers:
+        server.should_exit = True
+
+
+def test_the_audit_api_shows_metrics_it_verified_against_the_ledger(ledger_deployment, dev_accounts, served, tmp_path):
+    from fastapi import FastAPI
+
+    from fedledger.audit.api import create_app as audit_app
+    from fedledger.audit.setup import open_audit_service
+    from fedledger.sm9 import SignMasterKey
+
+    deployment_file = ledger_deployment.save(tmp_path / "deployment.json")
+    SignMasterKey.generate().public_key.save(tmp_path / "mpk.pem")
+    service = open_audit_service(
+        store=f"local:{tmp_path / 'store'}", master_public_key=tmp_path / "mpk.pem", deployment=deployment_file
+    )
+    member, other = dev_accounts.institutions[0], dev_accounts.institutions[1]
+
+    def body(account, value: float) -> dict:
+        return signed(
+            bytes(account.key), make_report(31337, ledger_deployment.address, 0, account.address, "accuracy", value, 50)
+        )
+
+    honest = body(member, 0.7)
+    altered = body(other, 0.2)
+    altered["payload"]["value"] = 0.99  # what a lying aggregator might serve
+    lying_aggregator = FastAPI()
+    lying_aggregator.get("/metrics")(lambda: {"reports": [honest, altered]})
+    client = TestClient(audit_app(service, served(lying_aggregator)))
+    shown = client.get("/metrics").json()
+    assert shown["unverified_reports"] == 1
+    assert shown["rounds"] == [
+        {"round": 0, "metric": "accuracy", "federated": 0.7, "samples": 50, "sites": {"hospital-1": 0.7}}
+    ]
+    assert TestClient(audit_app(service)).get("/metrics").status_code == 404
