@@ -10,7 +10,7 @@ import logging
 import threading
 from pathlib import Path
 
-from fedledger.consortium.kits import Kit
+from fedledger.consortium.kits import Kit, KitError
 from fedledger.consortium.preflight import check_ledger, check_member
 from fedledger.consortium.reload import run_reloading
 from fedledger.fl.task import SiteData, site_shard
@@ -26,8 +26,6 @@ def site_of(kit: Kit, data_path: str | None) -> SiteData:
     """Where this site's data is: ``--data`` if given, else the plan's path for it."""
     site = kit.plan.institution(kit.name).data.site(data_path)
     if not site.source:
-        from fedledger.consortium.kits import KitError
-
         raise KitError(f"the plan gives {kit.name} no data path: start it with --data PATH")
     return site
 

@@ -27,7 +27,7 @@ def provision_command(
     typer.echo(f"kits for {len(result.parties)} parties in {out}; ledger address {result.contract}")
     typer.echo(f"consortium identity {result.consortium_identity}")
     for party in result.parties:
-        address = result.addresses.get(party, "")
+        address = result.addresses.get(party, "(no account)")
         typer.echo(f"  {party:<14} {out / party}  {address}  password: {out / (party + '.password')}")
     typer.echo(f"next: fedledger chain deploy --plan {plan} --kits {out}")
 

@@ -7,6 +7,7 @@ is for; public files are the same in every kit.
 
 from __future__ import annotations
 
+import json
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,7 +104,8 @@ class Issuer:
             [
                 f"Kit of {inst.name} ({inst.identity}) in consortium {self.plan.name}, ledger {self.contract}.",
                 "",
-                "Start the node (this folder becomes its home; keep it private):",
+                "Start the node from the folder that holds this kit and its password file (the kit",
+                "becomes the node's home: keep it private):",
                 "",
                 f"    fedledger node start {folder.name} --password-file {inst.name}.password{data_hint}",
                 "",
@@ -146,8 +148,6 @@ class Issuer:
 
 
 def roster_bytes(roster: Consortium) -> bytes:
-    import json
-
     return (json.dumps(roster.to_dict(), indent=2) + "\n").encode("utf-8")
 
 
@@ -155,7 +155,7 @@ def aggregator_readme(plan: Plan, contract: str) -> list[str]:
     return [
         f"Kit of the aggregator of consortium {plan.name}, ledger {contract}.",
         "",
-        "Start it (this folder becomes its home):",
+        "Start it from the folder that holds this kit and its password file (the kit becomes its home):",
         "",
         "    fedledger aggregator start aggregator --password-file aggregator.password --rounds 10",
         "",

@@ -48,14 +48,6 @@ class Kit:
     contract: str
     plan: Plan
 
-    def path(self, relative: str) -> Path:
-        return self.folder / relative
-
-    @property
-    def public_material(self) -> PublicMaterial:
-        keys = self.folder / KEYS
-        return PublicMaterial(keys / MPK_NAME, keys / THRESHOLD_NAME, keys / ROSTER_NAME)
-
     def require(self, role: str) -> Kit:
         if self.role != role:
             raise KitError(f"{self.folder} is the {self.role} kit of {self.name!r}, not a {role} kit")

@@ -21,7 +21,7 @@ from fedledger.chain.keyfile import load_eth_key
 from fedledger.consortium import kits as k
 from fedledger.consortium.deployment import DEV_BALANCE_WEI, address_of_keystore, dev_chain_prefix
 from fedledger.consortium.issue import Issuer, aggregator_readme, deployer_readme, new_account
-from fedledger.consortium.plan import InstitutionPlan, Plan, load_plan
+from fedledger.consortium.plan import InstitutionPlan, Plan, PlanError, load_plan
 from fedledger.errors import FedLedgerError
 from fedledger.protocol.consortium import Consortium
 from fedledger.sm9 import SignMasterKey
@@ -108,7 +108,7 @@ def reissue(issuer: Issuer, members: list[tuple[InstitutionPlan, str]]) -> None:
 def _plan_entry(plan: Plan, name: str, roster: Consortium) -> InstitutionPlan:
     try:
         return plan.institution(name)
-    except Exception:
+    except PlanError:
         # a member the plan no longer lists keeps its roster identity until it is removed
         member = next(m for m in roster.members if m.name == name)
         return InstitutionPlan.model_validate(
