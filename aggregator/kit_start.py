@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from pathlib import Path
 
 from aggregator.config import AggregatorConfig, save_config
@@ -16,6 +17,7 @@ from fedledger.consortium.preflight import check_aggregator, check_ledger
 from fedledger.consortium.reload import run_reloading
 
 log = logging.getLogger(__name__)
+LAST_METRICS_WAIT_SECONDS = 60.0
 
 
 def aggregator_config(kit: Kit) -> AggregatorConfig:
@@ -33,6 +35,16 @@ def aggregator_config(kit: Kit) -> AggregatorConfig:
     )
 
 
+def _await_last_metrics(
+    metrics: MetricBoard, round_index: int, members: int, seconds: float, stop: threading.Event
+) -> None:
+    """Keep serving a moment after the last round, so the sites' reports on it arrive."""
+    deadline = time.monotonic() + seconds
+    while round_index >= 0 and metrics.count(round_index) < members and time.monotonic() < deadline:
+        if stop.wait(0.5):
+            return
+
+
 def start_aggregator(kit_folder: Path, password: str, rounds: int, board: SessionBoard) -> int:
     """Check chain and role, then drive rounds (reloading a re-issued kit); returns rounds posted."""
 
@@ -41,7 +53,7 @@ def start_aggregator(kit_folder: Path, password: str, rounds: int, board: Sessio
         config = aggregator_config(kit)
         save_config(config, kit.folder)
         ctx = build_context(config, kit.folder, password, board)
-        board.metrics = MetricBoard(ctx.consortium, ctx.state_dir / "metrics.json")
+        metrics = board.metrics = MetricBoard(ctx.consortium, ctx.state_dir / "metrics.json")
         check_ledger(ctx.ledger, kit.chain_id, config.rpc_url)
         check_aggregator(ctx.ledger, ctx.account.address)
         log.info(
@@ -53,10 +65,12 @@ def start_aggregator(kit_folder: Path, password: str, rounds: int, board: Sessio
             ctx.consortium.threshold,
         )
         try:
-            return run_aggregator(ctx, rounds, stop)
+            posted = run_aggregator(ctx, rounds, stop)
         except RoundFailed:
             if stop.is_set():  # the kit changed mid-round: rebuild and resume from the ledger
                 return 0
             raise
+        _await_last_metrics(metrics, posted - 1, len(ctx.consortium.members), LAST_METRICS_WAIT_SECONDS, stop)
+        return posted
 
     return run_reloading(kit_folder, run)

@@ -110,6 +110,11 @@ class MetricBoard:
                 atomic_write_text(self.path, json.dumps(self._bodies, indent=1))
         return report
 
+    def count(self, round_index: int) -> int:
+        """How many sites reported on ``round_index``."""
+        with self._lock:
+            return sum(1 for key in self._bodies if key.startswith(f"{round_index}:"))
+
     def bodies(self) -> list[dict[str, Any]]:
         with self._lock:
             return list(self._bodies.values())

@@ -139,6 +139,11 @@ def test_run_a_real_consortium_from_a_plan(anvil_chain: LocalChain, tmp_path: Pa
     run_parties(kits, ["hospital-1", "hospital-2", "hospital-3", "hospital-4"], 3, logs)
     assert "submitted round 2" in (logs / "hospital-4-3.log").read_text()
 
+    metrics = run(["consortium", "metrics", "--kits", "kits", "--plot", "metrics.png"], tmp_path)
+    for round_index in range(3):
+        assert f"round {round_index}: federated accuracy " in metrics, metrics
+    assert "hospital-4" in metrics and (tmp_path / "metrics.png").read_bytes()[:4] == b"\x89PNG"
+
     summary = json.loads(
         run(
             [
