@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -56,4 +57,15 @@ def run_reloading(folder: Path, run: Callable[[threading.Event], T], interval: f
             watcher.join(timeout=interval + 1)
         if not stop.is_set():
             return result
+        _settled(folder, interval)
         log.info("the kit in %s was re-issued: reloading roster, keys and plan", folder)
+
+
+def _settled(folder: Path, interval: float, quiet_polls: int = 3) -> None:
+    """Wait until the kit stops changing: a re-issue writes its files one after another."""
+    last, quiet = fingerprint(folder), 0
+    while quiet < quiet_polls:
+        time.sleep(interval)
+        now = fingerprint(folder)
+        quiet = quiet + 1 if now == last else 0
+        last = now
