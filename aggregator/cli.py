@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -19,10 +18,17 @@ from fedledger.cli.common import (
     read_password,
     setup_logging,
 )
+from fedledger.cli.tls_options import (
+    InsecureHttpOption,
+    TlsCaOption,
+    TlsCertOption,
+    TlsKeyOption,
+    open_issued_tls,
+)
 from fedledger.errors import FedLedgerError
 
 if TYPE_CHECKING:
-    from aggregator.http_api import SessionBoard
+    import uvicorn
 
 app = typer.Typer(no_args_is_help=True, help="Run the aggregator: open rounds, align sub-models, coordinate signing.")
 
@@ -36,8 +42,9 @@ def run(
     password_file: PasswordFileOption = None,
     verbose: VerboseOption = False,
     log_json: LogJsonOption = False,
+    insecure_http: InsecureHttpOption = False,
 ) -> None:
-    """Drive rounds until --rounds are posted; serves the signing-session HTTP API meanwhile.
+    """Drive rounds until --rounds are posted; serves the signing-session API (mutual TLS) meanwhile.
 
     Safe to kill and restart at any point: it resumes from the ledger's events and the store.
     """
@@ -45,27 +52,33 @@ def run(
     from aggregator.context import build_context
     from aggregator.driver import run_aggregator
     from aggregator.http_api import SessionBoard
+    from aggregator.http_server import api_server
 
     setup_logging(verbose, log_json)
+    _warn_plain_http(insecure_http)
     board = SessionBoard()
     with errors_reported(BAD_INPUT, (FedLedgerError, ValueError, OSError)):
         cfg, base = load_config(config)
         password = read_password(password_file, "the aggregator's Ethereum key")
         ctx = build_context(cfg, base, password, board)
-    posted = _serving(board, cfg.host, cfg.port, lambda: run_aggregator(ctx, rounds))
+        server = api_server(board, cfg, base, password, ctx.consortium.chain_id, insecure_http)
+    posted = _serving(server, lambda: run_aggregator(ctx, rounds))
     typer.echo(f"aggregator: {posted} round(s) posted on {ctx.ledger.address}")
 
 
-def _serving(board: SessionBoard, host: str, port: int, drive: Callable[[], int]) -> int:
+def _warn_plain_http(insecure_http: bool) -> None:
+    from fedledger.tls.contexts import PLAIN_HTTP_WARNING
+
+    if insecure_http:
+        typer.echo(PLAIN_HTTP_WARNING, err=True)
+
+
+def _serving(server: uvicorn.Server, drive: Callable[[], int]) -> int:
     """Serve the signing-session API while ``drive`` runs the rounds; a failed round ends in one line."""
-    import uvicorn
-
     from aggregator.driver import RoundFailed
-    from aggregator.http_api import create_app
+    from aggregator.http_server import serve_in_background
 
-    server = uvicorn.Server(uvicorn.Config(create_app(board), host=host, port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
+    thread = serve_in_background(server)
     try:
         return drive()
     except (RoundFailed, FedLedgerError) as exc:
@@ -93,14 +106,20 @@ def init(
     port: Annotated[int, typer.Option(help="Port of the signing-session HTTP API.")] = 8700,
     password_file: PasswordFileOption = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing config and key.")] = False,
+    tls_ca: TlsCaOption = None,
+    tls_cert: TlsCertOption = None,
+    tls_key: TlsKeyOption = None,
+    kgc_password_file: Annotated[
+        Path | None, typer.Option(help="Password file of the KGC-issued TLS key (default: same as the aggregator's).")
+    ] = None,
 ) -> None:
-    """Write the aggregator's config and key (the key must be the contract's aggregator role)."""
+    """Write the aggregator's config and keys (its Ethereum key must be the contract's aggregator role)."""
     import secrets
 
     from eth_account import Account
 
     from aggregator.config import CONFIG_NAME, AggregatorConfig, save_config
-    from fedledger.chain.keyfile import KeyFileError, load_eth_key, save_eth_key
+    from fedledger.chain.keyfile import load_eth_key, save_eth_key
     from fedledger.fl import DatasetError, default_spec, load_dataset
     from fedledger.protocol.consortium import PublicMaterial
     from fedledger.sm9 import SM9Error
@@ -108,6 +127,7 @@ def init(
     if (home / CONFIG_NAME).exists() and not force:
         fail(f"{home / CONFIG_NAME} exists: the aggregator is initialised already (--force replaces it)")
     password = read_password(password_file, "the aggregator's Ethereum key", confirm=True)
+    kgc_password = read_password(kgc_password_file, "the KGC-issued files") if kgc_password_file else password
     # Read and check everything first, so bad input leaves nothing half-written behind.
     try:
         data = load_dataset(dataset)
@@ -121,12 +141,15 @@ def init(
             port=port,
             model=default_spec(data.input_shape, data.num_classes).to_dict(),
         )
-    except (KeyFileError, DatasetError, SM9Error, ValueError, OSError) as exc:
+        tls = open_issued_tls(tls_ca, tls_cert, tls_key, kgc_password)
+    except (FedLedgerError, DatasetError, SM9Error, ValueError, OSError) as exc:
         fail(str(exc))
     keys = home / "keys"
     keys.mkdir(parents=True, exist_ok=True)
     save_eth_key(keys / "eth-key.json", account, password)
     material.install(keys)
+    if tls is not None:
+        tls.save(config.tls_files(home), password)
     path = save_config(config, home)
     typer.echo(f"aggregator: config {path}, Ethereum address {account.address}")
 
@@ -138,16 +161,21 @@ def start(
     password_file: PasswordFileOption = None,
     verbose: VerboseOption = False,
     log_json: LogJsonOption = False,
+    insecure_http: InsecureHttpOption = False,
 ) -> None:
     """Start from the kit: build the plan's model, check the chain and the role, serve the API, drive rounds."""
     from aggregator.http_api import SessionBoard
+    from aggregator.http_server import api_server
     from aggregator.kit_start import aggregator_config, start_aggregator
     from fedledger.consortium.kits import load_kit
 
     setup_logging(verbose, log_json)
+    _warn_plain_http(insecure_http)
     password = read_password(password_file, f"the kit {kit}")
     board = SessionBoard()
     with errors_reported(BAD_INPUT):
-        cfg = aggregator_config(load_kit(kit).require("aggregator"))
-    posted = _serving(board, cfg.host, cfg.port, lambda: start_aggregator(kit, password, rounds, board))
+        loaded = load_kit(kit).require("aggregator")
+        cfg = aggregator_config(loaded)
+        server = api_server(board, cfg, loaded.folder, password, loaded.chain_id, insecure_http)
+    posted = _serving(server, lambda: start_aggregator(kit, password, rounds, board))
     typer.echo(f"aggregator: {posted} round(s) posted")

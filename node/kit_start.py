@@ -58,7 +58,9 @@ def node_config(kit: Kit, site: SiteData) -> NodeConfig:
     )
 
 
-def start_node(kit_folder: Path, password: str, data_path: str | None, rounds: int | None) -> int:
+def start_node(
+    kit_folder: Path, password: str, data_path: str | None, rounds: int | None, insecure_http: bool = False
+) -> int:
     """Check data, chain and membership, then follow rounds (reloading a re-issued kit); returns rounds posted."""
     from fedledger.consortium.kits import load_kit
 
@@ -78,7 +80,7 @@ def start_node(kit_folder: Path, password: str, data_path: str | None, rounds: i
         )
         config = node_config(kit, site)
         save_config(config, kit.folder)
-        ctx = build_context(config, kit.folder, password, shard)
+        ctx = build_context(config, kit.folder, password, insecure_http=insecure_http, shard=shard)
         ctx.refresh_data = lambda: site_shard(site, task).train
         check_ledger(ctx.ledger, kit.chain_id, config.rpc_url)
         check_member(ctx.ledger, ctx.account.address, kit.name)

@@ -17,6 +17,7 @@ from fedledger.consortium.metrics import make_report, signed
 from fedledger.errors import FedLedgerError
 from fedledger.fileio import atomic_write_text
 from fedledger.fl import Dataset, evaluate, load_global
+from node.http_client import aggregator_client
 from node.participant import NodeContext
 from node.training_step import fetch_verified_model
 
@@ -76,7 +77,7 @@ class MetricReporter:
         """Report what is due; a failure only postpones it to the next try."""
         try:
             if http is None:
-                with httpx.Client(timeout=30.0) as client:
+                with aggregator_client(self.ctx.aggregator_tls, self.ctx.http_timeout_seconds) as client:
                     self.report_posted(client)
             else:
                 self.report_posted(http)
@@ -84,7 +85,7 @@ class MetricReporter:
             log.debug("%s: metric report postponed: %s", self.ctx.name, exc)
 
     def run(self, stop: threading.Event, interval: float = 2.0) -> None:
-        with httpx.Client(timeout=30.0) as http:
+        with aggregator_client(self.ctx.aggregator_tls, self.ctx.http_timeout_seconds) as http:
             while not stop.wait(interval):
                 self.report_once(http)
 

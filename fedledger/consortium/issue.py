@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlparse
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
@@ -23,6 +25,12 @@ from fedledger.fileio import PUBLIC_MODE, atomic_write_bytes
 from fedledger.protocol.consortium import Consortium, Member, PublicMaterial, consortium_identity
 from fedledger.sm9 import SignMasterKey, extract_sign_key
 from fedledger.sm9.threshold import KeyShare, split_key
+from fedledger.tls import ConsortiumCA
+from fedledger.tls.ca import IssuedCertificate
+from fedledger.tls.files import write_certificate
+from fedledger.tls.settings import TLS_CA_FILE, TLS_CERT_FILE, TLS_KEY_FILE
+
+CA_KEY_FILE = f"{k.KEYS}/tls-ca-key.pem"
 
 
 def create_address(sender: str, nonce: int) -> str:
@@ -46,6 +54,7 @@ class Issuer:
     master: SignMasterKey
     chain_id: int
     contract: str
+    ca: ConsortiumCA
 
     @property
     def identity(self) -> str:
@@ -80,9 +89,16 @@ class Issuer:
         (self.kits / name / k.KEYS).mkdir(parents=True, exist_ok=True)
         save_eth_key(self.kits / name / k.ETH_KEY, account, password)
 
+    def _tls(self, folder: Path, password: str, issue: Callable[[], IssuedCertificate]) -> None:
+        """The party's TLS certificate and key (issued once) and the consortium CA it trusts."""
+        if not (folder / TLS_CERT_FILE).is_file():
+            issue().save(folder / TLS_CERT_FILE, folder / TLS_KEY_FILE, password)
+        write_certificate(folder / TLS_CA_FILE, self.ca.certificate)
+
     def node_kit(
         self,
         inst: InstitutionPlan,
+        address: str,
         share: KeyShare,
         material: PublicMaterial,
         account: LocalAccount | None,
@@ -96,6 +112,7 @@ class Issuer:
             save_eth_key(folder / k.ETH_KEY, account, password)
         if not (folder / k.SM9_KEY).is_file():
             extract_sign_key(self.master, inst.identity).save(folder / k.SM9_KEY, password)
+        self._tls(folder, password, lambda: self.ca.issue_member(self.chain_id, address, inst.identity, inst.name))
         share.save(folder / k.SHARE, password)
         material.install(folder / k.KEYS)
         data_hint = "" if inst.data.path else " --data PATH"
@@ -125,6 +142,9 @@ class Issuer:
             (folder / k.KEYS).mkdir(parents=True, exist_ok=True)
             save_eth_key(folder / k.ETH_KEY, account, password)
         material.install(folder / k.KEYS)
+        if role == "aggregator":
+            hosts = list(dict.fromkeys([urlparse(self.plan.aggregator.url).hostname or "", "127.0.0.1", "localhost"]))
+            self._tls(folder, password, lambda: self.ca.issue_server(hosts))
         k.write_readme(folder, lines)
         return folder
 
@@ -134,6 +154,8 @@ class Issuer:
         k.write_kit_file(folder, "kgc", "kgc", self.chain_id, self.contract, self.plan_text)
         if not (folder / k.MASTER_KEY).is_file():
             self.master.save(folder / k.MASTER_KEY, password)
+        if not (folder / CA_KEY_FILE).is_file():
+            self.ca.save(folder / TLS_CA_FILE, folder / CA_KEY_FILE, password)
         k.write_readme(
             folder,
             [

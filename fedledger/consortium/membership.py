@@ -20,11 +20,13 @@ from fedledger.chain.deploy import Deployment
 from fedledger.chain.keyfile import load_eth_key
 from fedledger.consortium import kits as k
 from fedledger.consortium.deployment import DEV_BALANCE_WEI, address_of_keystore, dev_chain_prefix
-from fedledger.consortium.issue import Issuer, aggregator_readme, deployer_readme, new_account
+from fedledger.consortium.issue import CA_KEY_FILE, Issuer, aggregator_readme, deployer_readme, new_account
 from fedledger.consortium.plan import InstitutionPlan, Plan, PlanError, load_plan
 from fedledger.errors import FedLedgerError
 from fedledger.protocol.consortium import Consortium
 from fedledger.sm9 import SignMasterKey
+from fedledger.tls import ConsortiumCA
+from fedledger.tls.settings import TLS_CA_FILE
 
 log = logging.getLogger(__name__)
 _ACTION_WORDS = {MembershipAction.ADD_INSTITUTION: "add", MembershipAction.REMOVE_INSTITUTION: "remove"}
@@ -92,15 +94,16 @@ def _issuer(kits: Path, plan_path: Path, plan: Plan, contract: str, chain_id: in
     if password is None:
         raise MembershipRefused(f"no {k.password_file(kits, 'kgc')}: the KGC's kit re-issues the keys")
     master = SignMasterKey.load(kits / "kgc" / k.MASTER_KEY, password)
-    return Issuer(kits, plan, plan_path.read_text(encoding="utf-8"), master, chain_id, contract)
+    ca = ConsortiumCA.load(kits / "kgc" / TLS_CA_FILE, kits / "kgc" / CA_KEY_FILE, password)
+    return Issuer(kits, plan, plan_path.read_text(encoding="utf-8"), master, chain_id, contract, ca)
 
 
 def reissue(issuer: Issuer, members: list[tuple[InstitutionPlan, str]]) -> None:
     """New split, roster and kits for ``members`` (each keeps the Ethereum key its kit holds)."""
     shares, material, _roster = issuer.split(members)
     issuer.kgc_kit()
-    for (inst, _address), share in zip(members, shares, strict=True):
-        issuer.node_kit(inst, share, material, None)
+    for (inst, address), share in zip(members, shares, strict=True):
+        issuer.node_kit(inst, address, share, material, None)
     issuer.public_kit("aggregator", material, None, aggregator_readme(issuer.plan, issuer.contract))
     issuer.public_kit("deployer", material, None, deployer_readme(issuer.plan, issuer.contract))
 

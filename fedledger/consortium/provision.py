@@ -16,6 +16,7 @@ from fedledger.consortium.issue import Issuer, aggregator_readme, create_address
 from fedledger.consortium.kits import KitError
 from fedledger.consortium.plan import load_plan
 from fedledger.sm9 import SignMasterKey
+from fedledger.tls import ConsortiumCA
 
 
 @dataclass(frozen=True)
@@ -39,13 +40,14 @@ def provision(plan_path: Path, out: Path) -> Provisioned:
     try:
         deployer = new_account()
         contract = create_address(deployer.address, 0)
-        issuer = Issuer(staging, plan, plan_text, SignMasterKey.generate(), plan.chain.chain_id, contract)
+        ca = ConsortiumCA.generate(f"{plan.name} consortium CA")
+        issuer = Issuer(staging, plan, plan_text, SignMasterKey.generate(), plan.chain.chain_id, contract, ca)
         accounts = {inst.name: new_account() for inst in plan.institutions}
         aggregator = new_account()
         shares, material, _roster = issuer.split([(i, accounts[i.name].address) for i in plan.institutions])
         issuer.kgc_kit()
         for inst, share in zip(plan.institutions, shares, strict=True):
-            issuer.node_kit(inst, share, material, accounts[inst.name])
+            issuer.node_kit(inst, accounts[inst.name].address, share, material, accounts[inst.name])
         issuer.public_kit("aggregator", material, aggregator, aggregator_readme(plan, contract))
         issuer.public_kit("deployer", material, deployer, deployer_readme(plan, contract))
         if out.exists():

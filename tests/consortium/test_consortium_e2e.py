@@ -61,7 +61,7 @@ def institution(name: str, width: float, data: str) -> str:
 def plan_text(rpc_url: str, store: Path, port: int, dicom: Path) -> str:
     return (
         f'name = "e2e"\nk = 2\n\n[chain]\nrpc_url = "{rpc_url}"\nchain_id = 31337\n\n'
-        f'[store]\nspec = "local:{store}"\n\n[aggregator]\nurl = "http://127.0.0.1:{port}"\n\n'
+        f'[store]\nspec = "local:{store}"\n\n[aggregator]\nurl = "https://127.0.0.1:{port}"\n\n'
         '[task]\nname = "8x8 slices"\ninput_shape = [1, 8, 8]\nlabels = ["0","1","2","3","4","5","6","7","8","9"]\n'
         'min_samples = 20\nmodel = { family = "cnn", hidden = [16, 32] }\n\n'
         "[training]\nepochs = 1\n\n[deadlines]\nround_seconds = 240\n"

@@ -31,7 +31,7 @@ def test_a_member_added_mid_run_joins_and_the_running_parties_reload_their_kits(
     plan = tmp_path / "consortium.toml"
     plan.write_text(
         f'name = "live"\nk = 2\n[chain]\nrpc_url = "{anvil_chain.rpc_url}"\nchain_id = 31337\n'
-        f'[store]\nspec = "local:{tmp_path / "store"}"\n[aggregator]\nurl = "http://127.0.0.1:{_free_port()}"\n'
+        f'[store]\nspec = "local:{tmp_path / "store"}"\n[aggregator]\nurl = "https://127.0.0.1:{_free_port()}"\n'
         '[task]\ninput_shape = [1, 8, 8]\nlabels = ["0","1","2","3","4","5","6","7","8","9"]\n'
         'model = { family = "cnn", hidden = [8, 16] }\n[training]\nepochs = 1\n[deadlines]\nround_seconds = 400\n'
         + "".join(institution(f"hospital-{i + 1}", 0.5, digits % i) for i in range(3)),

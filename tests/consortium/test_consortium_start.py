@@ -35,7 +35,7 @@ def site(tmp_path_factory: pytest.TempPathFactory, anvil_chain: LocalChain) -> I
     root = tmp_path_factory.mktemp("consortium")
     plan = (
         f'name = "starts"\nk = 2\n[chain]\nrpc_url = "{anvil_chain.rpc_url}"\nchain_id = 31337\n'
-        f'[store]\nspec = "local:{root / "store"}"\n[aggregator]\nurl = "http://127.0.0.1:9"\n'
+        f'[store]\nspec = "local:{root / "store"}"\n[aggregator]\nurl = "https://127.0.0.1:9"\n'
         '[task]\ninput_shape = [1, 8, 8]\nlabels = ["0","1","2","3","4","5","6","7","8","9"]\n'
         'model = { family = "cnn", hidden = [8] }\n'
     )
