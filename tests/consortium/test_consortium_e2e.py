@@ -77,6 +77,13 @@ def run(args: list[str], cwd: Path) -> str:
     return done.stdout
 
 
+def audit_summary(cwd: Path) -> dict:
+    """`audit summary --json` over the kits' deployment, the plan's store and the KGC's public key."""
+    args = ["audit", "summary", "--deployment", "kits/deployment.json", "--store", f"local:{cwd / 'store'}"]
+    args += ["--master-public-key", "kits/kgc/keys/sign-master-public-key.pem", "--json"]
+    return json.loads(run(args, cwd))
+
+
 def run_parties(kits: Path, institutions: list[str], rounds: int, logs: Path) -> None:
     """Start the aggregator and every node from its kit, as the README says; wait until all exit."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "FEDLEDGER_TORCH_THREADS": "1"}
@@ -144,22 +151,7 @@ def test_run_a_real_consortium_from_a_plan(anvil_chain: LocalChain, tmp_path: Pa
         assert f"round {round_index}: federated accuracy " in metrics, metrics
     assert "hospital-4" in metrics and (tmp_path / "metrics.png").read_bytes()[:4] == b"\x89PNG"
 
-    summary = json.loads(
-        run(
-            [
-                "audit",
-                "summary",
-                "--deployment",
-                "kits/deployment.json",
-                "--store",
-                f"local:{tmp_path / 'store'}",
-                "--master-public-key",
-                "kits/kgc/keys/sign-master-public-key.pem",
-                "--json",
-            ],
-            tmp_path,
-        )
-    )
+    summary = audit_summary(tmp_path)
     assert summary["all_verified"], summary["failures"]
     assert summary["global_models"]["verified"] == 3
     assert summary["updates"]["verified"] == 3 + 3 + 4
