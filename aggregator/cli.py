@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from fedledger.cli.common import BAD_INPUT, PasswordFileOption, errors_reported, fail, read_password, setup_logging
+from fedledger.cli.common import (
+    BAD_INPUT,
+    LogJsonOption,
+    PasswordFileOption,
+    VerboseOption,
+    errors_reported,
+    fail,
+    read_password,
+    setup_logging,
+)
 from fedledger.cli.tls_options import (
     InsecureHttpOption,
     TlsCaOption,
@@ -16,6 +26,9 @@ from fedledger.cli.tls_options import (
     open_issued_tls,
 )
 from fedledger.errors import FedLedgerError
+
+if TYPE_CHECKING:
+    import uvicorn
 
 app = typer.Typer(no_args_is_help=True, help="Run the aggregator: open rounds, align sub-models, coordinate signing.")
 
@@ -27,7 +40,8 @@ def run(
     ),
     rounds: Annotated[int, typer.Option(help="Stop once this many rounds are posted.")] = 3,
     password_file: PasswordFileOption = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each step.")] = False,
+    verbose: VerboseOption = False,
+    log_json: LogJsonOption = False,
     insecure_http: InsecureHttpOption = False,
 ) -> None:
     """Drive rounds until --rounds are posted; serves the signing-session API (mutual TLS) meanwhile.
@@ -38,27 +52,39 @@ def run(
     from aggregator.context import build_context
     from aggregator.driver import run_aggregator
     from aggregator.http_api import SessionBoard
-    from aggregator.http_server import api_server, serve_in_background
-    from fedledger.tls.contexts import PLAIN_HTTP_WARNING
+    from aggregator.http_server import api_server
 
-    setup_logging(verbose)
-    if insecure_http:
-        typer.echo(PLAIN_HTTP_WARNING, err=True)
+    setup_logging(verbose, log_json)
+    _warn_plain_http(insecure_http)
     board = SessionBoard()
     with errors_reported(BAD_INPUT, (FedLedgerError, ValueError, OSError)):
         cfg, base = load_config(config)
         password = read_password(password_file, "the aggregator's Ethereum key")
         ctx = build_context(cfg, base, password, board)
         server = api_server(board, cfg, base, password, ctx.consortium.chain_id, insecure_http)
+    posted = _serving(server, lambda: run_aggregator(ctx, rounds))
+    typer.echo(f"aggregator: {posted} round(s) posted on {ctx.ledger.address}")
+
+
+def _warn_plain_http(insecure_http: bool) -> None:
+    from fedledger.tls.contexts import PLAIN_HTTP_WARNING
+
+    if insecure_http:
+        typer.echo(PLAIN_HTTP_WARNING, err=True)
+
+
+def _serving(server: uvicorn.Server, drive: Callable[[], int]) -> int:
+    """Serve the signing-session API while ``drive`` runs the rounds; a failed round ends in one line."""
+    from aggregator.http_server import serve_in_background
+
     thread = serve_in_background(server)
     try:
-        posted = run_aggregator(ctx, rounds)
-    except FedLedgerError as exc:  # a misconfiguration no retry heals
+        return drive()
+    except FedLedgerError as exc:  # a misconfiguration no retry heals (RoundFailed is one too)
         fail(str(exc))
     finally:
         server.should_exit = True
         thread.join(timeout=5)
-    typer.echo(f"aggregator: {posted} round(s) posted on {ctx.ledger.address}")
 
 
 @app.command()
@@ -125,3 +151,30 @@ def init(
         tls.save(config.tls_files(home), password)
     path = save_config(config, home)
     typer.echo(f"aggregator: config {path}, Ethereum address {account.address}")
+
+
+@app.command()
+def start(
+    kit: Annotated[Path, typer.Argument(help="The aggregator's kit folder (from `fedledger consortium provision`).")],
+    rounds: Annotated[int, typer.Option(help="Stop once this many rounds are posted.")] = 3,
+    password_file: PasswordFileOption = None,
+    verbose: VerboseOption = False,
+    log_json: LogJsonOption = False,
+    insecure_http: InsecureHttpOption = False,
+) -> None:
+    """Start from the kit: build the plan's model, check the chain and the role, serve the API, drive rounds."""
+    from aggregator.http_api import SessionBoard
+    from aggregator.http_server import api_server
+    from aggregator.kit_start import aggregator_config, start_aggregator
+    from fedledger.consortium.kits import load_kit
+
+    setup_logging(verbose, log_json)
+    _warn_plain_http(insecure_http)
+    password = read_password(password_file, f"the kit {kit}")
+    board = SessionBoard()
+    with errors_reported(BAD_INPUT):
+        loaded = load_kit(kit).require("aggregator")
+        cfg = aggregator_config(loaded)
+        server = api_server(board, cfg, loaded.folder, password, loaded.chain_id, insecure_http)
+    posted = _serving(server, lambda: start_aggregator(kit, password, rounds, board))
+    typer.echo(f"aggregator: {posted} round(s) posted")

@@ -21,7 +21,7 @@ from aggregator.config import PARTIAL_TIMEOUT_SECONDS, SIGNING_GRACE_SECONDS
 from aggregator.http_api import SessionBoard
 from aggregator.signing import SigningSession
 from fedledger.chain.approvals import GlobalModelRecord
-from fedledger.chain.client import LedgerClient, UpdateSubmitted
+from fedledger.chain.client import Institution, LedgerClient, UpdateSubmitted
 from fedledger.chain.errors import ApproverNotActive, InvalidApprovalSignature, NotEnoughApprovals
 from fedledger.errors import FedLedgerError
 from fedledger.fl import ModelSpec, ValidationPolicy, initial_global_state, load_global, save_global
@@ -88,15 +88,48 @@ def open_next_round(ctx: AggregatorContext, previous: int) -> None:
 
 def wait_for_updates(ctx: AggregatorContext, round_index: int, stop: threading.Event) -> list[UpdateSubmitted]:
     """Until every active institution (or ``min_updates``) submitted, or the deadline passed."""
-    wanted = ctx.min_updates or ctx.ledger.active_institution_count()
+    active = ctx.ledger.active_institutions()
+    wanted = ctx.min_updates or len(active)
     deadline = time.monotonic() + ctx.round_deadline_seconds
+    until = time.strftime("%H:%M:%S", time.gmtime(time.time() + ctx.round_deadline_seconds))
+    said: list[str] | None = None
     while not stop.is_set():
         events = ctx.ledger.updates_submitted(round=round_index)
-        ctx.board.status = {"state": "collecting", "round": round_index, "updates": len(events)}
+        missing = _names_missing(ctx, active, events)
+        ctx.board.status = {
+            "state": "collecting",
+            "round": round_index,
+            "updates": len(events),
+            "waiting_on": missing,
+            "deadline_utc": until,
+        }
         if len(events) >= wanted or (events and time.monotonic() >= deadline):
             return events
+        if missing != said:  # say whom the round waits for, once per change
+            log.info(
+                "round %d: %d of %d updates in; waiting for %s until %s UTC",
+                round_index,
+                len(events),
+                wanted,
+                ", ".join(missing) or "nobody",
+                until,
+            )
+            said = missing
         time.sleep(ctx.poll_interval)
     raise RoundFailed("stopped while waiting for updates")
+
+
+def _names_missing(ctx: AggregatorContext, active: list[Institution], events: list[UpdateSubmitted]) -> list[str]:
+    """The roster names of active members that have not submitted this round (addresses if unknown)."""
+    done = {e.institution.lower() for e in events}
+    names = []
+    for inst in active:
+        if inst.address.lower() not in done:
+            try:
+                names.append(ctx.consortium.by_address(inst.address).name)
+            except KeyError:
+                names.append(inst.address)
+    return names
 
 
 def new_session(

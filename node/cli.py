@@ -10,7 +10,9 @@ import typer
 
 from fedledger.cli.common import (
     BAD_INPUT,
+    LogJsonOption,
     PasswordFileOption,
+    VerboseOption,
     errors_reported,
     fail,
     read_password,
@@ -225,14 +227,38 @@ def run(
     config: ConfigOption = Path("node.toml"),
     password_file: PasswordFileOption = None,
     rounds: Annotated[int | None, typer.Option(help="Stop after this many rounds are posted.")] = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each step.")] = False,
+    verbose: VerboseOption = False,
+    log_json: LogJsonOption = False,
     insecure_http: InsecureHttpOption = False,
 ) -> None:
     """Follow rounds by itself: verify, train, submit and co-sign, until --rounds are posted."""
     from node.participant import run_node
 
-    setup_logging(verbose)
+    setup_logging(verbose, log_json)
     ctx = _context(config, password_file, reach_aggregator=True, insecure_http=insecure_http)
     with errors_reported():  # NodeMisconfigured: wrong contract or not a member, said at once
         posted = run_node(ctx, rounds)
     typer.echo(f"node {ctx.name}: {posted} round(s) posted")
+
+
+@app.command()
+def start(
+    kit: Annotated[Path, typer.Argument(help="This institution's kit folder (from `fedledger consortium provision`).")],
+    password_file: PasswordFileOption = None,
+    data: Annotated[str | None, typer.Option("--data", help="This site's data, if the plan gives no path.")] = None,
+    rounds: Annotated[int | None, typer.Option(help="Stop after this many rounds are posted.")] = None,
+    verbose: VerboseOption = False,
+    log_json: LogJsonOption = False,
+    insecure_http: InsecureHttpOption = False,
+) -> None:
+    """Start from a kit: check the data against the task, the chain and membership, then follow rounds."""
+    from fedledger.tls.contexts import PLAIN_HTTP_WARNING
+    from node.kit_start import start_node
+
+    setup_logging(verbose, log_json)
+    if insecure_http:
+        typer.echo(PLAIN_HTTP_WARNING, err=True)
+    password = read_password(password_file, f"the kit {kit}")
+    with errors_reported(BAD_INPUT):
+        posted = start_node(kit, password, data, rounds, insecure_http)
+    typer.echo(f"node {kit.name}: {posted} round(s) posted")

@@ -82,6 +82,7 @@ class NodeContext:
     poll_interval: float = POLL_INTERVAL_SECONDS
     http_timeout_seconds: float = HTTP_TIMEOUT_SECONDS
     aggregator_tls: ssl.SSLContext | None = None  # mutual TLS to the aggregator; None = plain HTTP (--insecure-http)
+    refresh_data: Callable[[], Dataset] | None = None  # re-reads and re-checks the data before each round
 
     def __repr__(self) -> str:
         return f"NodeContext(name={self.name!r}, address={self.account.address})"
@@ -124,6 +125,8 @@ def train_for_round(ctx: NodeContext, round_index: int) -> TrainedUpdate:
         if not posted or posted[0].cid != base.base_cid or posted[0].digest != base.base_digest:
             raise RecordRefused(f"round {round_index} does not start from round {round_index - 1}'s model")
         verify_posted_round(ctx, round_index - 1)
+    if ctx.refresh_data is not None:
+        ctx.train_data = ctx.refresh_data()
     folder = round_dir(ctx, round_index)
     base_path = fetch_verified_model(ctx.store, base.base_cid, base.base_digest, folder / "base.safetensors")
     ctx.ledger.record_access(ctx.account, base.base_cid, f"train round {round_index}")
@@ -328,6 +331,7 @@ class SessionParticipant:
                 self._checked[sid] = self._check(sid, view)
             payload = self._made_once(sid, phase, lambda: self.ctx.signer.commit(sid).to_dict())
             self._post_signed(f"{base}/commitments", payload)
+            log.info("%s: round %d record checked; committed to signing session %s", self.ctx.name, round_index, sid)
         elif phase == "sign":
             commitments = frozen_commitments(view)
             record = self._checked.get(sid)
@@ -335,6 +339,7 @@ class SessionParticipant:
                 message = record.message()
                 payload = self._made_once(sid, phase, lambda: self.ctx.signer.sign(sid, message, commitments).to_dict())
                 self._post_signed(f"{base}/partials", payload)
+                log.info("%s: round %d partial signature sent", self.ctx.name, round_index)
         elif phase in ("approve", "ready"):
             signature_der, signature = threshold_signature(view)
             record = self._checked.get(sid) or self._check(sid, view)
@@ -351,6 +356,7 @@ class SessionParticipant:
                 GlobalModelRecord.from_round_record(record, signature_der),
             )
             self._post(f"{base}/approvals", {"approval": "0x" + approval.hex()})
+            log.info("%s: round %d threshold signature verified; approval sent", self.ctx.name, round_index)
         self._done.add(step_key)
         return phase
 
