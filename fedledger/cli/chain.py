@@ -244,6 +244,8 @@ def deploy(
     if not 1 <= threshold <= len(specs):
         fail(f"--threshold must be between 1 and the {len(specs)} institutions, not {threshold}")
     w3 = _connect(rpc_url)
+    if dev:
+        _require_dev_chain(w3, rpc_url)
     try:
         with console.status("compiling and deploying FederatedLedger"):
             deployment = deploy_ledger(
@@ -259,6 +261,19 @@ def deploy(
     path = deployment_file or _default_deployment_file()
     deployment.save(path)
     _print_deployment(deployment, path)
+
+
+def _require_dev_chain(w3: Any, rpc_url: str) -> None:
+    """--dev hands roles to keys anyone knows: only a local dev chain may get them."""
+    from fedledger.chain.devaccounts import DEV_CHAIN_IDS
+
+    chain_id = int(w3.eth.chain_id)
+    if chain_id not in DEV_CHAIN_IDS:
+        local = " or ".join(str(c) for c in DEV_CHAIN_IDS)
+        fail(
+            f"--dev uses the well-known dev keys, but {rpc_url} is chain {chain_id}, not a local dev chain "
+            f"({local}): pass --key-file, --aggregator and --institution instead"
+        )
 
 
 def _connect(rpc_url: str) -> Any:

@@ -14,6 +14,8 @@ import pytest
 from typer.testing import CliRunner
 
 from fedledger.chain.deploy import Deployment
+from fedledger.chain.devaccounts import DevRoles
+from fedledger.chain.localchain import LocalChain
 from fedledger.cli import app
 from fedledger.protocol.key_distribution import read_transport_password, transport_password_path
 from fedledger.sm9 import SignMasterPublicKey, SignPrivateKey, SM9KeyError
@@ -130,3 +132,20 @@ def test_a_checksummed_contract_address_gives_the_identity_the_audit_verifies(
     )
     assert typed.consortium_identity() == identity
     assert SignMasterPublicKey.load(kgc / "kgc" / "sign_master_public.pem") == public.master_public_key
+
+
+def test_deploy_with_well_known_dev_keys_is_refused_on_a_chain_that_is_not_local(
+    tmp_path: Path, dev_accounts: DevRoles
+) -> None:
+    from web3 import HTTPProvider, Web3
+
+    with LocalChain("anvil", chain_id=1) as mainnet_lookalike:  # funds the dev accounts, but claims chain 1
+        args = ["chain", "deploy", "--rpc-url", mainnet_lookalike.rpc_url, "--dev",
+                "--deployment-file", str(tmp_path / "deployment.json")]  # fmt: skip
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, result.output
+        assert "chain 1, not a local dev chain (31337 or 1337)" in result.stderr
+        assert result.stderr.count("\n") == 1
+        w3 = Web3(HTTPProvider(mainnet_lookalike.rpc_url))
+        assert w3.eth.get_transaction_count(dev_accounts.deployer.address) == 0  # nothing was sent
+    assert not (tmp_path / "deployment.json").exists()
