@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from fedledger.fileio import atomic_write_text
+from fedledger.fileio import atomic_write_bytes, atomic_write_text
 
 
 @dataclass(frozen=True)
@@ -144,4 +143,4 @@ class PublicMaterial:
     def install(self, keys_dir: Path) -> None:
         keys_dir.mkdir(parents=True, exist_ok=True)
         for source, name in zip((self.master_public_key, self.threshold_public, self.roster), self.NAMES, strict=True):
-            shutil.copyfile(source, keys_dir / name)
+            atomic_write_bytes(keys_dir / name, Path(source).read_bytes())

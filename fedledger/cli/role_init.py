@@ -1,0 +1,109 @@
+"""What ``node init`` and ``aggregator init`` share: where passwords came from, a writable home, the
+KGC's transport passwords, and which Ethereum key the role keeps.
+
+Re-initialising never swaps the role's Ethereum key behind its back: an existing key is kept
+unless a new one is asked for by name (``--new-eth-key``), since a new key is not registered on
+the ledger and the role would wait forever.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Literal
+
+import typer
+
+from fedledger.cli.common import PASSWORD_ENV, fail
+
+if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
+
+EthKeyPasswordFileOption = Annotated[
+    Path | None,
+    typer.Option(help="Password file of --eth-key (default: the role's own password)."),
+]
+NewEthKeyOption = Annotated[
+    bool,
+    typer.Option(help="Make a new Ethereum key even if one exists (it must then be registered on the ledger)."),
+]
+
+
+def password_source(password_file: Path | None) -> str:
+    """Where ``read_password`` took a password from, to name it when it opens nothing."""
+    if password_file is not None:
+        return f"--password-file {password_file}"
+    if os.environ.get(PASSWORD_ENV):
+        return f"${PASSWORD_ENV}"
+    return "the password typed at the prompt"
+
+
+def require_writable_home(home: Path) -> None:
+    """Refuse a --home that cannot be created or written, before anything is read or written."""
+    existing = home
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        fail(f"cannot use --home {home}: {existing} is not a folder; choose another --home")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        fail(f"cannot write to --home {home}: {existing} is not writable by this user; choose another --home")
+
+
+def transport_password(issued: Path, option: str, password_file: Path | None) -> str:
+    """The KGC's transport password for one issued file: ``password_file`` if given, else ``<file>.password``."""
+    from fedledger.protocol.key_distribution import (
+        KeyDistributionError,
+        read_transport_password,
+        transport_password_path,
+    )
+
+    chosen = password_file or transport_password_path(issued)
+    if password_file is None and not chosen.is_file():
+        fail(
+            f"no transport password for {option} {issued}: the KGC issues it as {chosen.name}; "
+            f"put it there or pass {option}-password-file"
+        )
+    try:
+        return read_transport_password(chosen)
+    except KeyDistributionError as exc:  # names the file, never its content
+        fail(str(exc))
+
+
+@dataclass(frozen=True)
+class ChosenAccount:
+    account: LocalAccount
+    origin: Literal["given", "kept", "new"]
+
+
+def choose_eth_account(
+    home_key: Path,
+    eth_key: Path | None,
+    eth_key_password: str,
+    eth_key_password_source: str,
+    role_password: str,
+    role_password_source: str,
+    new_key: bool,
+) -> ChosenAccount:
+    """--eth-key if given; else the key already in the home (re-init keeps it); else a new one."""
+    from eth_account import Account
+
+    from fedledger.chain.keyfile import KeyFileError, load_eth_key
+
+    if eth_key is not None and new_key:
+        fail("give --eth-key or --new-eth-key, not both")
+    if eth_key is not None:
+        try:
+            return ChosenAccount(load_eth_key(eth_key, eth_key_password), "given")
+        except KeyFileError as exc:
+            fail(f"{exc} (tried the password from {eth_key_password_source}): pass --eth-key-password-file")
+    if home_key.exists() and not new_key:
+        try:
+            return ChosenAccount(load_eth_key(home_key, role_password), "kept")
+        except KeyFileError:
+            fail(
+                f"{home_key} holds this role's Ethereum key but does not open with {role_password_source}: "
+                "re-init with the password it was made with, pass --eth-key, or --new-eth-key to replace it"
+            )
+    return ChosenAccount(Account.from_key(secrets.token_bytes(32)), "new")
