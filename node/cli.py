@@ -145,12 +145,13 @@ def init(
         )
         warning = _check_enrolment(config, material, sm9_private, share_key, chosen, new_eth_key)
     keys = home / "keys"
-    keys.mkdir(parents=True, exist_ok=True)
-    sm9_private.save(keys / "sm9-sign-key.json", password)
-    share_key.save(keys / "consortium-share.json", password)
-    save_eth_key(keys / "eth-key.json", chosen.account, password)
-    material.install(keys)
-    path = save_config(config, home)
+    with errors_reported(BAD_INPUT, (FedLedgerError, OSError)):  # e.g. a --home on a read-only file system
+        keys.mkdir(parents=True, exist_ok=True)
+        sm9_private.save(keys / "sm9-sign-key.json", password)
+        share_key.save(keys / "consortium-share.json", password)
+        save_eth_key(keys / "eth-key.json", chosen.account, password)
+        material.install(keys)
+        path = save_config(config, home)
     if warning:
         typer.echo(f"warning: {warning}", err=True)
     typer.echo(f"node {name}: config {path}, Ethereum address {chosen.account.address} ({chosen.origin} key)")

@@ -47,7 +47,7 @@ def require_writable_home(home: Path) -> None:
         existing = existing.parent
     if not existing.is_dir():
         fail(f"cannot use --home {home}: {existing} is not a folder; choose another --home")
-    if not os.access(existing, os.W_OK | os.X_OK):
+    if not os.access(existing, os.W_OK | os.X_OK) or os.statvfs(existing).f_flag & os.ST_RDONLY:
         fail(f"cannot write to --home {home}: {existing} is not writable by this user; choose another --home")
 
 
