@@ -68,7 +68,9 @@ def _refused(args: list[str], home: Path, *fragments: str) -> str:
     return result.stderr
 
 
-def test_init_refuses_a_contract_that_is_an_account_without_code(consortium: InProcessConsortium, tmp_path: Path):
+def test_init_refuses_a_contract_that_is_an_account_without_code(
+    consortium: InProcessConsortium, tmp_path: Path
+) -> None:
     home = tmp_path / "node"
     eoa = dev_roles(5).outsider.address
     _refused(_args(consortium, home, tmp_path, contract=eoa), home, f"no contract code at {eoa}")
@@ -82,14 +84,20 @@ def test_init_refuses_a_contract_that_is_not_the_ledger(consortium: InProcessCon
     runtime = bytes.fromhex("60006000f3")  # returns nothing to every call
     init_code = bytes.fromhex("6005600c60003960056000f3") + runtime
     tx = deployer.sign_transaction(
-        {"data": init_code, "gas": 100_000, "gasPrice": w3.eth.gas_price, "chainId": w3.eth.chain_id,
-         "nonce": w3.eth.get_transaction_count(deployer.address)}  # fmt: skip
+        {
+            "data": init_code,
+            "gas": 100_000,
+            "gasPrice": w3.eth.gas_price,
+            "chainId": w3.eth.chain_id,
+            "nonce": w3.eth.get_transaction_count(deployer.address),
+        }
     )
     receipt = w3.eth.wait_for_transaction_receipt(w3.eth.send_raw_transaction(tx.raw_transaction))
-    other = receipt["contractAddress"]
-    assert w3.eth.get_code(other) == runtime
+    other = str(receipt["contractAddress"])
+    assert w3.eth.get_code(other) == runtime  # type: ignore[arg-type]
     home = tmp_path / "node"
-    _refused(_args(consortium, home, tmp_path, contract=other), home, f"{other} on chain 31337 is not a FederatedLedger")
+    args = _args(consortium, home, tmp_path, contract=other)
+    _refused(args, home, f"{other} on chain 31337 is not a FederatedLedger")
 
 
 def test_init_and_status_name_an_unreachable_rpc_url_within_seconds(
@@ -134,7 +142,7 @@ def test_init_refuses_another_hospitals_sm9_key(consortium: InProcessConsortium,
     _refused(args, home, "--sm9-key does not sign as 'inst:hospital-1'")
 
 
-def test_init_refuses_a_share_that_is_not_this_institutions(consortium: InProcessConsortium, tmp_path: Path):
+def test_init_refuses_a_share_that_is_not_this_institutions(consortium: InProcessConsortium, tmp_path: Path) -> None:
     home = tmp_path / "node"
     other = consortium.layout.node_dirs[2]
     args = _args(consortium, home, tmp_path, share=str(other / "keys" / "consortium-share.json"),
@@ -142,7 +150,9 @@ def test_init_refuses_a_share_that_is_not_this_institutions(consortium: InProces
     _refused(args, home, "--share holds share 3, but the roster gives inst:hospital-1 share 1")
 
 
-def test_init_refuses_an_ethereum_key_that_is_not_this_institutions(consortium: InProcessConsortium, tmp_path: Path):
+def test_init_refuses_an_ethereum_key_that_is_not_this_institutions(
+    consortium: InProcessConsortium, tmp_path: Path
+) -> None:
     home = tmp_path / "node"
     other = consortium.layout.node_dirs[3]
     args = _args(consortium, home, tmp_path, eth_key=str(other / "keys" / "eth-key.json"),
@@ -212,7 +222,7 @@ def test_init_opens_freshly_issued_kgc_files_with_their_own_transport_passwords(
              "threshold_public": str(issued / "shares" / "threshold_public.json")}  # fmt: skip
 
     home = tmp_path / "node"
-    args = [x for x in _args(c, home, tmp_path, **fresh, kgc_password_file="") if x != "--kgc-password-file"]
+    args = [x for x in _args(c, home, tmp_path, 0, **fresh, kgc_password_file="") if x != "--kgc-password-file"]
     wrong = [*args, "--share-password-file", str(issued / "shares" / "share-2.key.password")]
     _refused(wrong, home, "wrong password", "tried the KGC's transport password for --share")
     master_pw = [*args, "--sm9-key-password-file", str(kgc / "password")]  # the KGC's password opens no issued file
