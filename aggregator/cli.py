@@ -4,12 +4,24 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from fedledger.cli.common import BAD_INPUT, PasswordFileOption, errors_reported, fail, read_password, setup_logging
+from fedledger.cli.role_init import (
+    ChosenAccount,
+    EthKeyPasswordFileOption,
+    NewEthKeyOption,
+    choose_eth_account,
+    password_source,
+    require_writable_home,
+)
 from fedledger.errors import FedLedgerError
+
+if TYPE_CHECKING:
+    from aggregator.config import AggregatorConfig
+    from fedledger.protocol.consortium import PublicMaterial
 
 app = typer.Typer(no_args_is_help=True, help="Run the aggregator: open rounds, align sub-models, coordinate signing.")
 
@@ -33,11 +45,13 @@ def run(
     from aggregator.context import build_context
     from aggregator.driver import RoundFailed, run_aggregator
     from aggregator.http_api import SessionBoard, create_app
+    from fedledger.chain.preflight import probe_ledger
 
     setup_logging(verbose)
     board = SessionBoard()
     with errors_reported(BAD_INPUT, (FedLedgerError, ValueError, OSError)):
         cfg, base = load_config(config)
+        probe_ledger(cfg.rpc_url, cfg.contract)  # a wrong URL or contract is one line, not a traceback
         password = read_password(password_file, "the aggregator's Ethereum key")
         ctx = build_context(cfg, base, password, board)
     server = uvicorn.Server(uvicorn.Config(create_app(board), host=cfg.host, port=cfg.port, log_level="warning"))
@@ -66,32 +80,32 @@ def init(
         str, typer.Option(help="Data set whose shape fixes the model: digits, breast_cancer, a folder, an .npz.")
     ] = "digits",
     eth_key: Annotated[
-        Path | None, typer.Option(help="Existing Ethereum keystore of the aggregator role; else a new key.")
+        Path | None,
+        typer.Option(help="Ethereum keystore holding the ledger's aggregator role; else the home's key."),
     ] = None,
+    eth_key_password_file: EthKeyPasswordFileOption = None,
+    new_eth_key: NewEthKeyOption = False,
     port: Annotated[int, typer.Option(help="Port of the signing-session HTTP API.")] = 8700,
     password_file: PasswordFileOption = None,
-    force: Annotated[bool, typer.Option("--force", help="Replace an existing config and key.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing config (keeps its key).")] = False,
 ) -> None:
-    """Write the aggregator's config and key (the key must be the contract's aggregator role)."""
-    import secrets
+    """Check and write the aggregator's config and key (the key must hold the contract's aggregator role).
 
-    from eth_account import Account
-
+    Everything is checked before anything is written: the chain answers, the contract is the ledger,
+    the public files are this ledger's, the key is the ledger's aggregator, the data set opens.
+    """
     from aggregator.config import CONFIG_NAME, AggregatorConfig, save_config
-    from fedledger.chain.keyfile import KeyFileError, load_eth_key, save_eth_key
-    from fedledger.fl import DatasetError, default_spec, load_dataset
+    from fedledger.chain.keyfile import save_eth_key
+    from fedledger.fl import default_spec, load_dataset
     from fedledger.protocol.consortium import PublicMaterial
-    from fedledger.sm9 import SM9Error
 
     if (home / CONFIG_NAME).exists() and not force:
         fail(f"{home / CONFIG_NAME} exists: the aggregator is initialised already (--force replaces it)")
+    require_writable_home(home)
     password = read_password(password_file, "the aggregator's Ethereum key", confirm=True)
-    # Read and check everything first, so bad input leaves nothing half-written behind.
-    try:
+    eth_password = read_password(eth_key_password_file, f"--eth-key {eth_key}") if eth_key_password_file else password
+    with errors_reported(BAD_INPUT, (FedLedgerError, ValueError, OSError)):
         data = load_dataset(dataset)
-        material = PublicMaterial(master_public_key, threshold_public, consortium)
-        material.check()
-        account = load_eth_key(eth_key, password) if eth_key else Account.from_key(secrets.token_bytes(32))
         config = AggregatorConfig(
             rpc_url=rpc_url,
             contract=contract,
@@ -99,11 +113,50 @@ def init(
             port=port,
             model=default_spec(data.input_shape, data.num_classes).to_dict(),
         )
-    except (KeyFileError, DatasetError, SM9Error, ValueError, OSError) as exc:
-        fail(str(exc))
+        material = PublicMaterial(master_public_key, threshold_public, consortium)
+        material.check()
+        chosen = choose_eth_account(
+            home / "keys" / "eth-key.json",
+            eth_key,
+            eth_password,
+            password_source(eth_key_password_file or password_file),
+            password,
+            password_source(password_file),
+            new_eth_key,
+        )
+        warning = _check_ledger(config, material, chosen, new_eth_key)
     keys = home / "keys"
-    keys.mkdir(parents=True, exist_ok=True)
-    save_eth_key(keys / "eth-key.json", account, password)
-    material.install(keys)
-    path = save_config(config, home)
-    typer.echo(f"aggregator: config {path}, Ethereum address {account.address}")
+    with errors_reported(BAD_INPUT, (FedLedgerError, OSError)):  # e.g. a --home on a read-only file system
+        keys.mkdir(parents=True, exist_ok=True)
+        save_eth_key(keys / "eth-key.json", chosen.account, password)
+        material.install(keys)
+        path = save_config(config, home)
+    if warning:
+        typer.echo(f"warning: {warning}", err=True)
+    typer.echo(f"aggregator: config {path}, Ethereum address {chosen.account.address} ({chosen.origin} key)")
+
+
+def _check_ledger(config: AggregatorConfig, material: PublicMaterial, chosen: ChosenAccount, new_eth_key: bool) -> str:
+    """The chain answers, the contract is the ledger, the public files and the key are its; a warning
+    for a new key (asked for by name), which the consortium must still make the aggregator."""
+    from fedledger.chain.preflight import check_aggregator_role, probe_ledger
+    from fedledger.protocol.consortium import Consortium
+    from fedledger.protocol.enrolment import check_public_material
+    from fedledger.sm9.threshold import ThresholdPublic
+
+    ledger = probe_ledger(config.rpc_url, config.contract)
+    public = ThresholdPublic.load(material.threshold_public)
+    check_public_material(public, Consortium.load(material.roster), ledger.chain_id, config.contract)
+    if chosen.origin != "new":
+        check_aggregator_role(ledger, chosen.account.address)
+        return ""
+    if not new_eth_key:
+        fail(
+            f"no --eth-key: the aggregator of ledger {ledger.address} is {ledger.aggregator()}; pass its key with "
+            "--eth-key (or --new-eth-key to make one the consortium then sets as aggregator)"
+        )
+    return (
+        f"the new Ethereum key {chosen.account.address} is not the aggregator of ledger {ledger.address}: the "
+        f"consortium must set it (`fedledger chain approve-change --action aggregator --account "
+        f"{chosen.account.address}`)"
+    )
