@@ -14,8 +14,8 @@ from fedledger.cli.role_init import (
     EthKeyPasswordFileOption,
     NewEthKeyOption,
     choose_eth_account,
-    password_source,
     require_writable_home,
+    write_home,
 )
 from fedledger.errors import FedLedgerError
 
@@ -95,7 +95,6 @@ def init(
     the public files are this ledger's, the key is the ledger's aggregator, the data set opens.
     """
     from aggregator.config import CONFIG_NAME, AggregatorConfig, save_config
-    from fedledger.chain.keyfile import save_eth_key
     from fedledger.fl import default_spec, load_dataset
     from fedledger.protocol.consortium import PublicMaterial
 
@@ -103,7 +102,6 @@ def init(
         fail(f"{home / CONFIG_NAME} exists: the aggregator is initialised already (--force replaces it)")
     require_writable_home(home)
     password = read_password(password_file, "the aggregator's Ethereum key", confirm=True)
-    eth_password = read_password(eth_key_password_file, f"--eth-key {eth_key}") if eth_key_password_file else password
     with errors_reported(BAD_INPUT, (FedLedgerError, ValueError, OSError)):
         data = load_dataset(dataset)
         config = AggregatorConfig(
@@ -115,22 +113,9 @@ def init(
         )
         material = PublicMaterial(master_public_key, threshold_public, consortium)
         material.check()
-        chosen = choose_eth_account(
-            home / "keys" / "eth-key.json",
-            eth_key,
-            eth_password,
-            password_source(eth_key_password_file or password_file),
-            password,
-            password_source(password_file),
-            new_eth_key,
-        )
+        chosen = choose_eth_account(home, eth_key, eth_key_password_file, password_file, password, new_eth_key)
         warning = _check_ledger(config, material, chosen, new_eth_key)
-    keys = home / "keys"
-    with errors_reported(BAD_INPUT, (FedLedgerError, OSError)):  # e.g. a --home on a read-only file system
-        keys.mkdir(parents=True, exist_ok=True)
-        save_eth_key(keys / "eth-key.json", chosen.account, password)
-        material.install(keys)
-        path = save_config(config, home)
+    path = write_home(home, password, chosen, material, lambda _keys: save_config(config, home))
     if warning:
         typer.echo(f"warning: {warning}", err=True)
     typer.echo(f"aggregator: config {path}, Ethereum address {chosen.account.address} ({chosen.origin} key)")

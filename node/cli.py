@@ -22,9 +22,9 @@ from fedledger.cli.role_init import (
     EthKeyPasswordFileOption,
     NewEthKeyOption,
     choose_eth_account,
-    password_source,
     require_writable_home,
     transport_password,
+    write_home,
 )
 from fedledger.errors import FedLedgerError
 
@@ -102,7 +102,6 @@ def init(
     Everything is checked before anything is written: the chain answers, the contract is the ledger,
     the SM9 key, the share and the Ethereum key are this institution's, the data is there.
     """
-    from fedledger.chain.keyfile import save_eth_key
     from fedledger.fl import load_dataset
     from fedledger.protocol.consortium import PublicMaterial
     from fedledger.sm9 import SignPrivateKey
@@ -115,7 +114,6 @@ def init(
     password = read_password(password_file, f"node {name}'s keys", confirm=True)
     sm9_transport = transport_password(sm9_key, "--sm9-key", sm9_key_password_file or kgc_password_file)
     share_transport = transport_password(share, "--share", share_password_file or kgc_password_file)
-    eth_password = read_password(eth_key_password_file, f"--eth-key {eth_key}") if eth_key_password_file else password
     with errors_reported(BAD_INPUT, (FedLedgerError, ValueError, OSError)):
         config = NodeConfig(
             name=name,
@@ -134,24 +132,15 @@ def init(
         share_key = _open_issued(lambda: KeyShare.load(share, share_transport), "--share")
         material = PublicMaterial(master_public_key, threshold_public, consortium)
         material.check()
-        chosen = choose_eth_account(
-            home / "keys" / "eth-key.json",
-            eth_key,
-            eth_password,
-            password_source(eth_key_password_file or password_file),
-            password,
-            password_source(password_file),
-            new_eth_key,
-        )
+        chosen = choose_eth_account(home, eth_key, eth_key_password_file, password_file, password, new_eth_key)
         warning = _check_enrolment(config, material, sm9_private, share_key, chosen, new_eth_key)
-    keys = home / "keys"
-    with errors_reported(BAD_INPUT, (FedLedgerError, OSError)):  # e.g. a --home on a read-only file system
-        keys.mkdir(parents=True, exist_ok=True)
+
+    def save_rest(keys: Path) -> Path:
         sm9_private.save(keys / "sm9-sign-key.json", password)
         share_key.save(keys / "consortium-share.json", password)
-        save_eth_key(keys / "eth-key.json", chosen.account, password)
-        material.install(keys)
-        path = save_config(config, home)
+        return save_config(config, home)
+
+    path = write_home(home, password, chosen, material, save_rest)
     if warning:
         typer.echo(f"warning: {warning}", err=True)
     typer.echo(f"node {name}: config {path}, Ethereum address {chosen.account.address} ({chosen.origin} key)")

@@ -10,16 +10,22 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
-from fedledger.cli.common import PASSWORD_ENV, fail
+from fedledger.cli.common import BAD_INPUT, PASSWORD_ENV, errors_reported, fail, read_password
+from fedledger.errors import FedLedgerError
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
+
+    from fedledger.protocol.consortium import PublicMaterial
+
+ETH_KEY_FILE = "keys/eth-key.json"  # where both roles keep their Ethereum key (the configs' default)
 
 EthKeyPasswordFileOption = Annotated[
     Path | None,
@@ -78,15 +84,15 @@ class ChosenAccount:
 
 
 def choose_eth_account(
-    home_key: Path,
+    home: Path,
     eth_key: Path | None,
-    eth_key_password: str,
-    eth_key_password_source: str,
+    eth_key_password_file: Path | None,
+    password_file: Path | None,
     role_password: str,
-    role_password_source: str,
     new_key: bool,
 ) -> ChosenAccount:
-    """--eth-key if given; else the key already in the home (re-init keeps it); else a new one."""
+    """--eth-key if given (opened with --eth-key-password-file, else the role's password); else the
+    key already in the home (re-init keeps it); else a new one."""
     from eth_account import Account
 
     from fedledger.chain.keyfile import KeyFileError, load_eth_key
@@ -94,16 +100,34 @@ def choose_eth_account(
     if eth_key is not None and new_key:
         fail("give --eth-key or --new-eth-key, not both")
     if eth_key is not None:
+        given = read_password(eth_key_password_file, f"--eth-key {eth_key}") if eth_key_password_file else None
+        tried = password_source(eth_key_password_file or password_file)
         try:
-            return ChosenAccount(load_eth_key(eth_key, eth_key_password), "given")
+            return ChosenAccount(load_eth_key(eth_key, given or role_password), "given")
         except KeyFileError as exc:
-            fail(f"{exc} (tried the password from {eth_key_password_source}): pass --eth-key-password-file")
+            fail(f"{exc} (tried the password from {tried}): pass --eth-key-password-file")
+    home_key = home / ETH_KEY_FILE
     if home_key.exists() and not new_key:
         try:
             return ChosenAccount(load_eth_key(home_key, role_password), "kept")
         except KeyFileError:
             fail(
-                f"{home_key} holds this role's Ethereum key but does not open with {role_password_source}: "
+                f"{home_key} holds this role's Ethereum key but does not open with {password_source(password_file)}: "
                 "re-init with the password it was made with, pass --eth-key, or --new-eth-key to replace it"
             )
     return ChosenAccount(Account.from_key(secrets.token_bytes(32)), "new")
+
+
+def write_home(
+    home: Path, password: str, chosen: ChosenAccount, material: PublicMaterial, save_rest: Callable[[Path], Path]
+) -> Path:
+    """Write the role's Ethereum key and public files into ``home``/keys, then ``save_rest(keys)`` (its other
+    keys and its config; returns the config's path). A file system that refuses is one line."""
+    from fedledger.chain.keyfile import save_eth_key
+
+    keys = home / "keys"
+    with errors_reported(BAD_INPUT, (FedLedgerError, OSError)):  # e.g. a --home on a read-only file system
+        keys.mkdir(parents=True, exist_ok=True)
+        save_eth_key(home / ETH_KEY_FILE, chosen.account, password)
+        material.install(keys)
+        return save_rest(keys)
