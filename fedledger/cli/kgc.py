@@ -89,8 +89,10 @@ def extract(
     password_file: PasswordFileOption = None,
 ) -> None:
     """Issue a user's SM9 signing key, encrypted under a fresh transport password for that user alone."""
+    from fedledger.protocol.consortium import normalise_identity
     from fedledger.sm9 import SignMasterKey
 
+    identity = normalise_identity(identity)  # an address inside an identity is case-free
     out_path = out or Path(f"sign_{_safe_name(identity)}.key")
     _refuse_overwrite([out_path] if print_password else [out_path, transport_password_path(out_path)], force)
     password = read_password(password_file, f"master key {master_path}")
