@@ -149,3 +149,26 @@ def test_deploy_with_well_known_dev_keys_is_refused_on_a_chain_that_is_not_local
         w3 = Web3(HTTPProvider(mainnet_lookalike.rpc_url))
         assert w3.eth.get_transaction_count(dev_accounts.deployer.address) == 0  # nothing was sent
     assert not (tmp_path / "deployment.json").exists()
+
+
+def test_identities_from_addresses_have_one_form_and_bad_addresses_are_refused() -> None:
+    from fedledger.protocol.consortium import Consortium, canonical_address, consortium_identity, normalise_identity
+
+    checksummed = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
+    assert consortium_identity(31337, checksummed) == consortium_identity(31337, checksummed.lower())
+    assert consortium_identity(31337, checksummed) == f"consortium:31337:{checksummed.lower()}"
+    assert normalise_identity(f"consortium:31337:{checksummed}") == consortium_identity(31337, checksummed)
+    assert normalise_identity("inst:Hospital-1") == "inst:Hospital-1"  # not address-derived: left as typed
+    for bad in ("0x1234", checksummed + "00", "5FbDB2315678afecb367f032d93F642f64180aa3", "0x" + "zz" * 20):
+        with pytest.raises(ValueError, match="not an Ethereum address"):
+            canonical_address(bad)
+    roster = Consortium.from_dict(
+        {
+            "chain_id": 31337,
+            "contract": checksummed,
+            "consortium_identity": f"consortium:31337:{checksummed}",
+            "threshold": 1,
+            "members": [],
+        }
+    )
+    assert roster.consortium_identity == consortium_identity(31337, checksummed)
