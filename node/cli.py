@@ -43,16 +43,21 @@ ConfigOption = Annotated[
 ]
 
 
-def _context(config_path: Path, password_file: Path | None):  # type: ignore[no-untyped-def]
-    from fedledger.chain.preflight import probe_ledger
+def _context(config_path: Path, password_file: Path | None, require_member: bool = True):  # type: ignore[no-untyped-def]
+    """The node's context once its chain answers, its contract is the ledger and (unless only looking)
+    its key is this institution's registered address: a node never waits on a ledger that ignores it."""
+    from fedledger.chain.preflight import probe_ledger, registered_institution
     from node.config import load_config
     from node.context import build_context
 
     with errors_reported(BAD_INPUT, (FedLedgerError, ValueError, OSError)):
         config, base = load_config(config_path)
-        probe_ledger(config.rpc_url, config.contract)  # a wrong URL or contract is one line, not a traceback
+        ledger = probe_ledger(config.rpc_url, config.contract)  # a wrong URL or contract is one line
         password = read_password(password_file, f"node {config.name}'s keys")
-        return build_context(config, base, password)
+        ctx = build_context(config, base, password)
+        if require_member:
+            registered_institution(ledger, ctx.account.address, config.sm9_identity)
+        return ctx
 
 
 @app.command()
@@ -197,7 +202,7 @@ def _check_enrolment(
 @app.command()
 def status(config: ConfigOption = Path("node.toml"), password_file: PasswordFileOption = None) -> None:
     """Show the ledger's round state and this node's submissions."""
-    ctx = _context(config, password_file)
+    ctx = _context(config, password_file, require_member=False)
     state = ctx.ledger.round_state()
     typer.echo(f"node {ctx.name} ({ctx.account.address}), width rate {ctx.width_rate}")
     typer.echo(

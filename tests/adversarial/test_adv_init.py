@@ -204,6 +204,13 @@ def test_reinit_keeps_the_registered_ethereum_key_unless_a_new_one_is_asked_for(
     assert registered not in replaced.stdout and "(new key)" in replaced.stdout
     assert "is not registered on ledger" in replaced.stderr
 
+    # A node whose key the ledger does not know says so at once instead of waiting on rounds.
+    node_pw = ["--password-file", str(tmp_path / "new.pw")]
+    trained = runner.invoke(app, ["node", "train", "-c", str(home), *node_pw])
+    assert trained.exit_code == 2 and trained.stderr.count("\n") == 1, trained.output
+    assert "is not inst:hospital-1's registered address" in trained.stderr
+    assert runner.invoke(app, ["node", "status", "-c", str(home), *node_pw]).exit_code == 0  # looking is fine
+
 
 def test_init_opens_freshly_issued_kgc_files_with_their_own_transport_passwords(
     consortium: InProcessConsortium, tmp_path: Path
