@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -15,7 +14,15 @@ from fedledger.cli.role_init import (
     NewEthKeyOption,
     choose_eth_account,
     require_writable_home,
+    transport_password,
     write_home,
+)
+from fedledger.cli.tls_options import (
+    InsecureHttpOption,
+    TlsCaOption,
+    TlsCertOption,
+    TlsKeyOption,
+    open_issued_tls,
 )
 from fedledger.errors import FedLedgerError
 
@@ -34,29 +41,31 @@ def run(
     rounds: Annotated[int, typer.Option(help="Stop once this many rounds are posted.")] = 3,
     password_file: PasswordFileOption = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each step.")] = False,
+    insecure_http: InsecureHttpOption = False,
 ) -> None:
-    """Drive rounds until --rounds are posted; serves the signing-session HTTP API meanwhile.
+    """Drive rounds until --rounds are posted; serves the signing-session API (mutual TLS) meanwhile.
 
     Safe to kill and restart at any point: it resumes from the ledger's events and the store.
     """
-    import uvicorn
-
     from aggregator.config import load_config
     from aggregator.context import build_context
     from aggregator.driver import RoundFailed, run_aggregator
-    from aggregator.http_api import SessionBoard, create_app
+    from aggregator.http_api import SessionBoard
+    from aggregator.http_server import api_server, serve_in_background
     from fedledger.chain.preflight import probe_ledger
+    from fedledger.tls.contexts import PLAIN_HTTP_WARNING
 
     setup_logging(verbose)
+    if insecure_http:
+        typer.echo(PLAIN_HTTP_WARNING, err=True)
     board = SessionBoard()
     with errors_reported(BAD_INPUT, (FedLedgerError, ValueError, OSError)):
         cfg, base = load_config(config)
         probe_ledger(cfg.rpc_url, cfg.contract)  # a wrong URL or contract is one line, not a traceback
         password = read_password(password_file, "the aggregator's Ethereum key")
         ctx = build_context(cfg, base, password, board)
-    server = uvicorn.Server(uvicorn.Config(create_app(board), host=cfg.host, port=cfg.port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
+        server = api_server(board, cfg, base, password, ctx.consortium.chain_id, insecure_http)
+    thread = serve_in_background(server)
     try:
         posted = run_aggregator(ctx, rounds)
     except RoundFailed as exc:
@@ -88,6 +97,12 @@ def init(
     port: Annotated[int, typer.Option(help="Port of the signing-session HTTP API.")] = 8700,
     password_file: PasswordFileOption = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing config (keeps its key).")] = False,
+    tls_ca: TlsCaOption = None,
+    tls_cert: TlsCertOption = None,
+    tls_key: TlsKeyOption = None,
+    tls_key_password_file: Annotated[
+        Path | None, typer.Option(help="Transport password of --tls-key (default: <tls-key>.password).")
+    ] = None,
 ) -> None:
     """Check and write the aggregator's config and key (the key must hold the contract's aggregator role).
 
@@ -102,6 +117,7 @@ def init(
         fail(f"{home / CONFIG_NAME} exists: the aggregator is initialised already (--force replaces it)")
     require_writable_home(home)
     password = read_password(password_file, "the aggregator's Ethereum key", confirm=True)
+    tls_transport = transport_password(tls_key, "--tls-key", tls_key_password_file) if tls_key else ""
     with errors_reported(BAD_INPUT, (FedLedgerError, ValueError, OSError)):
         data = load_dataset(dataset)
         config = AggregatorConfig(
@@ -115,7 +131,14 @@ def init(
         material.check()
         chosen = choose_eth_account(home, eth_key, eth_key_password_file, password_file, password, new_eth_key)
         warning = _check_ledger(config, material, chosen, new_eth_key)
-    path = write_home(home, password, chosen, material, lambda _keys: save_config(config, home))
+        tls = open_issued_tls(tls_ca, tls_cert, tls_key, tls_transport)
+
+    def save_rest(_keys: Path) -> Path:
+        if tls is not None:
+            tls.save(config.tls_files(home), password)
+        return save_config(config, home)
+
+    path = write_home(home, password, chosen, material, save_rest)
     if warning:
         typer.echo(f"warning: {warning}", err=True)
     typer.echo(f"aggregator: config {path}, Ethereum address {chosen.account.address} ({chosen.origin} key)")

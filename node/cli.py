@@ -26,6 +26,13 @@ from fedledger.cli.role_init import (
     transport_password,
     write_home,
 )
+from fedledger.cli.tls_options import (
+    InsecureHttpOption,
+    TlsCaOption,
+    TlsCertOption,
+    TlsKeyOption,
+    open_issued_tls,
+)
 from fedledger.errors import FedLedgerError
 
 if TYPE_CHECKING:
@@ -43,18 +50,28 @@ ConfigOption = Annotated[
 ]
 
 
-def _context(config_path: Path, password_file: Path | None, require_member: bool = True):  # type: ignore[no-untyped-def]
+def _context(  # type: ignore[no-untyped-def]
+    config_path: Path,
+    password_file: Path | None,
+    *,
+    require_member: bool = True,
+    reach_aggregator: bool = False,
+    insecure_http: bool = False,
+):
     """The node's context once its chain answers, its contract is the ledger and (unless only looking)
     its key is this institution's registered address: a node never waits on a ledger that ignores it."""
     from fedledger.chain.preflight import probe_ledger, registered_institution
+    from fedledger.tls.contexts import PLAIN_HTTP_WARNING
     from node.config import load_config
     from node.context import build_context
 
+    if insecure_http:
+        typer.echo(PLAIN_HTTP_WARNING, err=True)
     with errors_reported(BAD_INPUT, (FedLedgerError, ValueError, OSError)):
         config, base = load_config(config_path)
         ledger = probe_ledger(config.rpc_url, config.contract)  # a wrong URL or contract is one line
         password = read_password(password_file, f"node {config.name}'s keys")
-        ctx = build_context(config, base, password)
+        ctx = build_context(config, base, password, insecure_http=insecure_http, reach_aggregator=reach_aggregator)
         if require_member:
             registered_institution(ledger, ctx.account.address, config.sm9_identity)
         return ctx
@@ -95,12 +112,19 @@ def init(
         Path | None, typer.Option(help="Transport password of --share (default: <share>.password).")
     ] = None,
     kgc_password_file: Annotated[
-        Path | None, typer.Option(help="One transport password for both --sm9-key and --share (a kit's).")
+        Path | None,
+        typer.Option(help="One transport password for the KGC files without a <file>.password beside them."),
     ] = None,
     password_file: PasswordFileOption = None,
     force: Annotated[
         bool, typer.Option("--force", help="Replace an existing config (keeps its Ethereum key).")
     ] = False,
+    tls_ca: TlsCaOption = None,
+    tls_cert: TlsCertOption = None,
+    tls_key: TlsKeyOption = None,
+    tls_key_password_file: Annotated[
+        Path | None, typer.Option(help="Transport password of --tls-key (default: <tls-key>.password).")
+    ] = None,
 ) -> None:
     """Check and write the node's config and keys: KGC files are re-encrypted under the node's own password.
 
@@ -108,17 +132,21 @@ def init(
     the SM9 key, the share and the Ethereum key are this institution's, the data is there.
     """
     from fedledger.fl import load_dataset
-    from fedledger.protocol.consortium import PublicMaterial
+    from fedledger.protocol.consortium import Consortium, PublicMaterial
     from fedledger.sm9 import SignPrivateKey
     from fedledger.sm9.threshold import KeyShare
+    from fedledger.tls import check_member_certificate
     from node.config import CONFIG_NAME, DataConfig, NodeConfig, save_config
 
     if (home / CONFIG_NAME).exists() and not force:
         fail(f"{home / CONFIG_NAME} exists: this node is initialised already (--force replaces it)")
     require_writable_home(home)
     password = read_password(password_file, f"node {name}'s keys", confirm=True)
-    sm9_transport = transport_password(sm9_key, "--sm9-key", sm9_key_password_file or kgc_password_file)
-    share_transport = transport_password(share, "--share", share_password_file or kgc_password_file)
+    sm9_transport = transport_password(sm9_key, "--sm9-key", sm9_key_password_file, kgc_password_file)
+    share_transport = transport_password(share, "--share", share_password_file, kgc_password_file)
+    tls_transport = (
+        transport_password(tls_key, "--tls-key", tls_key_password_file, kgc_password_file) if tls_key else ""
+    )
     with errors_reported(BAD_INPUT, (FedLedgerError, ValueError, OSError)):
         config = NodeConfig(
             name=name,
@@ -139,10 +167,16 @@ def init(
         material.check()
         chosen = choose_eth_account(home, eth_key, eth_key_password_file, password_file, password, new_eth_key)
         warning = _check_enrolment(config, material, sm9_private, share_key, chosen, new_eth_key)
+        tls = open_issued_tls(tls_ca, tls_cert, tls_key, tls_transport)
+        if tls is not None:  # the certificate must name this node's own address
+            chain_id = Consortium.load(consortium).chain_id
+            check_member_certificate(tls.ca, tls.certificate, chain_id, chosen.account.address)
 
     def save_rest(keys: Path) -> Path:
         sm9_private.save(keys / "sm9-sign-key.json", password)
         share_key.save(keys / "consortium-share.json", password)
+        if tls is not None:
+            tls.save(config.tls_files(home), password)
         return save_config(config, home)
 
     path = write_home(home, password, chosen, material, save_rest)
@@ -255,20 +289,20 @@ def sign(
     config: ConfigOption = Path("node.toml"),
     password_file: PasswordFileOption = None,
     timeout: Annotated[float, typer.Option(help="Give up after this many seconds.")] = 300.0,
+    insecure_http: InsecureHttpOption = False,
 ) -> None:
     """Take part in the open round's signing session until the aggregator has what it needs."""
     import time
 
-    import httpx
-
+    from node.http_client import aggregator_client
     from node.participant import RecordRefused, SessionParticipant
 
-    ctx = _context(config, password_file)
+    ctx = _context(config, password_file, reach_aggregator=True, insecure_http=insecure_http)
     state = ctx.ledger.round_state()
     if not state.open:
         fail("no round is open")
     deadline = time.monotonic() + timeout
-    with httpx.Client(timeout=ctx.http_timeout_seconds) as http:
+    with aggregator_client(ctx.aggregator_tls, ctx.http_timeout_seconds) as http:
         participant = SessionParticipant(ctx, http)
         while time.monotonic() < deadline:
             try:
@@ -288,11 +322,12 @@ def run(
     password_file: PasswordFileOption = None,
     rounds: Annotated[int | None, typer.Option(help="Stop after this many rounds are posted.")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each step.")] = False,
+    insecure_http: InsecureHttpOption = False,
 ) -> None:
     """Follow rounds by itself: verify, train, submit and co-sign, until --rounds are posted."""
     from node.participant import run_node
 
     setup_logging(verbose)
-    ctx = _context(config, password_file)
+    ctx = _context(config, password_file, reach_aggregator=True, insecure_http=insecure_http)
     posted = run_node(ctx, rounds)
     typer.echo(f"node {ctx.name}: {posted} round(s) posted")

@@ -57,18 +57,20 @@ def require_writable_home(home: Path) -> None:
         fail(f"cannot write to --home {home}: {existing} is not writable by this user; choose another --home")
 
 
-def transport_password(issued: Path, option: str, password_file: Path | None) -> str:
-    """The KGC's transport password for one issued file: ``password_file`` if given, else ``<file>.password``."""
+def transport_password(issued: Path, option: str, password_file: Path | None, shared_file: Path | None = None) -> str:
+    """The KGC's transport password for one issued file: ``password_file`` if given, else
+    ``<file>.password`` beside it, else ``shared_file`` (one password a kit uses for all its files)."""
     from fedledger.protocol.key_distribution import (
         KeyDistributionError,
         read_transport_password,
         transport_password_path,
     )
 
-    chosen = password_file or transport_password_path(issued)
-    if password_file is None and not chosen.is_file():
+    beside = transport_password_path(issued)
+    chosen = password_file or (beside if beside.is_file() else shared_file)
+    if chosen is None:
         fail(
-            f"no transport password for {option} {issued}: the KGC issues it as {chosen.name}; "
+            f"no transport password for {option} {issued}: the KGC issues it as {beside.name}; "
             f"put it there or pass {option}-password-file"
         )
     try:
