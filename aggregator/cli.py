@@ -7,16 +7,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from fedledger.cli import role_init
 from fedledger.cli.common import BAD_INPUT, PasswordFileOption, errors_reported, fail, read_password, setup_logging
-from fedledger.cli.role_init import (
-    ChosenAccount,
-    EthKeyPasswordFileOption,
-    NewEthKeyOption,
-    choose_eth_account,
-    require_writable_home,
-    transport_password,
-    write_home,
-)
 from fedledger.cli.tls_options import (
     InsecureHttpOption,
     TlsCaOption,
@@ -92,8 +84,8 @@ def init(
         Path | None,
         typer.Option(help="Ethereum keystore holding the ledger's aggregator role; else the home's key."),
     ] = None,
-    eth_key_password_file: EthKeyPasswordFileOption = None,
-    new_eth_key: NewEthKeyOption = False,
+    eth_key_password_file: role_init.EthKeyPasswordFileOption = None,
+    new_eth_key: role_init.NewEthKeyOption = False,
     port: Annotated[int, typer.Option(help="Port of the signing-session HTTP API.")] = 8700,
     password_file: PasswordFileOption = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing config (keeps its key).")] = False,
@@ -115,9 +107,9 @@ def init(
 
     if (home / CONFIG_NAME).exists() and not force:
         fail(f"{home / CONFIG_NAME} exists: the aggregator is initialised already (--force replaces it)")
-    require_writable_home(home)
+    role_init.require_writable_home(home)
     password = read_password(password_file, "the aggregator's Ethereum key", confirm=True)
-    tls_transport = transport_password(tls_key, "--tls-key", tls_key_password_file) if tls_key else ""
+    tls_transport = role_init.transport_password(tls_key, "--tls-key", tls_key_password_file) if tls_key else ""
     with errors_reported(BAD_INPUT, (FedLedgerError, ValueError, OSError)):
         data = load_dataset(dataset)
         config = AggregatorConfig(
@@ -129,22 +121,18 @@ def init(
         )
         material = PublicMaterial(master_public_key, threshold_public, consortium)
         material.check()
-        chosen = choose_eth_account(home, eth_key, eth_key_password_file, password_file, password, new_eth_key)
+        chosen = role_init.choose_eth_account(
+            home, eth_key, eth_key_password_file, password_file, password, new_eth_key
+        )
         warning = _check_ledger(config, material, chosen, new_eth_key)
         tls = open_issued_tls(tls_ca, tls_cert, tls_key, tls_transport)
-
-    def save_rest(_keys: Path) -> Path:
-        if tls is not None:
-            tls.save(config.tls_files(home), password)
-        return save_config(config, home)
-
-    path = write_home(home, password, chosen, material, save_rest)
-    if warning:
-        typer.echo(f"warning: {warning}", err=True)
-    typer.echo(f"aggregator: config {path}, Ethereum address {chosen.account.address} ({chosen.origin} key)")
+    role_init.write_home(home, password, chosen, material, config=config, save_config=save_config, tls=tls,
+               label="aggregator", warning=warning)  # fmt: skip
 
 
-def _check_ledger(config: AggregatorConfig, material: PublicMaterial, chosen: ChosenAccount, new_eth_key: bool) -> str:
+def _check_ledger(
+    config: AggregatorConfig, material: PublicMaterial, chosen: role_init.ChosenAccount, new_eth_key: bool
+) -> str:
     """The chain answers, the contract is the ledger, the public files and the key are its; a warning
     for a new key (asked for by name), which the consortium must still make the aggregator."""
     from fedledger.chain.preflight import check_aggregator_role, probe_ledger

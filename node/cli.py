@@ -172,17 +172,12 @@ def init(
             chain_id = Consortium.load(consortium).chain_id
             check_member_certificate(tls.ca, tls.certificate, chain_id, chosen.account.address)
 
-    def save_rest(keys: Path) -> Path:
+    def save_secrets(keys: Path) -> None:
         sm9_private.save(keys / "sm9-sign-key.json", password)
         share_key.save(keys / "consortium-share.json", password)
-        if tls is not None:
-            tls.save(config.tls_files(home), password)
-        return save_config(config, home)
 
-    path = write_home(home, password, chosen, material, save_rest)
-    if warning:
-        typer.echo(f"warning: {warning}", err=True)
-    typer.echo(f"node {name}: config {path}, Ethereum address {chosen.account.address} ({chosen.origin} key)")
+    write_home(home, password, chosen, material, config=config, save_config=save_config, tls=tls,
+               label=f"node {name}", warning=warning, save_secrets=save_secrets)  # fmt: skip
 
 
 def _open_issued(load: Callable[[], T], option: str) -> T:

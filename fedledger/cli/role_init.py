@@ -13,7 +13,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
 
     from fedledger.protocol.consortium import PublicMaterial
+    from fedledger.tls.party import PartyTLS
 
 ETH_KEY_FILE = "keys/eth-key.json"  # where both roles keep their Ethereum key (the configs' default)
 
@@ -121,10 +122,21 @@ def choose_eth_account(
 
 
 def write_home(
-    home: Path, password: str, chosen: ChosenAccount, material: PublicMaterial, save_rest: Callable[[Path], Path]
-) -> Path:
-    """Write the role's Ethereum key and public files into ``home``/keys, then ``save_rest(keys)`` (its other
-    keys and its config; returns the config's path). A file system that refuses is one line."""
+    home: Path,
+    password: str,
+    chosen: ChosenAccount,
+    material: PublicMaterial,
+    *,
+    config: Any,
+    save_config: Callable[[Any, Path], Path],
+    tls: PartyTLS | None,
+    label: str,
+    warning: str = "",
+    save_secrets: Callable[[Path], None] | None = None,
+) -> None:
+    """Write the role's home once every check passed: its Ethereum key, the public files, its other
+    secrets (``save_secrets(keys)``), its TLS files and its config, all under the role's password.
+    A file system that refuses is one line; then say what was written (and the warning, if any)."""
     from fedledger.chain.keyfile import save_eth_key
 
     keys = home / "keys"
@@ -132,4 +144,11 @@ def write_home(
         keys.mkdir(parents=True, exist_ok=True)
         save_eth_key(home / ETH_KEY_FILE, chosen.account, password)
         material.install(keys)
-        return save_rest(keys)
+        if save_secrets is not None:
+            save_secrets(keys)
+        if tls is not None:
+            tls.save(config.tls_files(home), password)
+        path = save_config(config, home)
+    if warning:
+        typer.echo(f"warning: {warning}", err=True)
+    typer.echo(f"{label}: config {path}, Ethereum address {chosen.account.address} ({chosen.origin} key)")
