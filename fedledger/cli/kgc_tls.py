@@ -19,7 +19,7 @@ import typer
 
 from fedledger.cli.common import PasswordFileOption, errors_reported, fail, read_password
 from fedledger.protocol.consortium import Consortium, Member
-from fedledger.protocol.key_distribution import new_transport_password, save_transport_password, transport_password_path
+from fedledger.protocol.key_distribution import issue_secret, transport_password_path
 from fedledger.tls import ConsortiumCA
 from fedledger.tls.ca import IssuedCertificate
 
@@ -96,9 +96,8 @@ class Issuance:
 
 def _save_for_recipient(issued: IssuedCertificate, cert: Path, key: Path) -> None:
     """A party's certificate, and its key under a fresh transport password only that party receives."""
-    transport = new_transport_password()
-    issued.save(cert, key, transport)
-    save_transport_password(transport_password_path(key), transport)
+    secret = issue_secret(lambda path, password: issued.save(cert, path, password), key, cert.name)
+    secret.save_password()
 
 
 def plan_issuance(

@@ -6,15 +6,16 @@ under a fresh random transport password (256 bits), which reaches the recipient 
 channel than the file (printed once, or a 0600 file beside it). The recipient opens the file with
 it once, at ``node init``, and keeps the secret re-encrypted under its own password.
 
-The same calls serve ``fedledger kgc`` and provisioning code: ``issue_sign_key`` and
-``issue_key_shares`` write the encrypted files and return the passwords (never logged, hidden in
-``repr``); ``save_transport_password`` / ``read_transport_password`` move a password through a file.
+The same calls serve ``fedledger kgc`` and provisioning code: ``issue_sign_key``,
+``issue_key_shares`` and, for any other kind of secret, ``issue_secret`` write the encrypted files
+and return the passwords (never logged, hidden in ``repr``); ``save_transport_password`` and
+``read_transport_password`` move a password through a file.
 """
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -82,14 +83,21 @@ def _passwords(count: int, given: Sequence[str] | None) -> list[str]:
     return chosen
 
 
+def issue_secret(
+    save: Callable[[Path, str], object], out: Path, recipient: str, password: str | None = None
+) -> IssuedSecret:
+    """Any issued secret (an SM9 key, a TLS key, ...): ``save(out, password)`` writes it encrypted under
+    a fresh transport password (or ``password``, the recipient's own one chosen by the caller)."""
+    (chosen,) = _passwords(1, None if password is None else [password])
+    save(out, chosen)
+    return IssuedSecret(out, recipient, chosen)
+
+
 def issue_sign_key(master: SignMasterKey, identity: str, out: Path, password: str | None = None) -> IssuedSecret:
-    """Extract ``identity``'s SM9 signing key into ``out``, encrypted under a fresh transport password
-    (or ``password``, a recipient's own transport password chosen by the caller)."""
+    """Extract ``identity``'s SM9 signing key into ``out``, for ``identity`` alone (see ``issue_secret``)."""
     from fedledger.sm9 import extract_sign_key
 
-    (chosen,) = _passwords(1, None if password is None else [password])
-    extract_sign_key(master, identity).save(out, chosen)
-    return IssuedSecret(out, identity, chosen)
+    return issue_secret(extract_sign_key(master, identity).save, out, identity, password)
 
 
 def issue_key_shares(
