@@ -172,3 +172,22 @@ def test_identities_from_addresses_have_one_form_and_bad_addresses_are_refused()
         }
     )
     assert roster.consortium_identity == consortium_identity(31337, checksummed)
+
+
+def test_the_library_api_refuses_shared_or_missing_transport_passwords(tmp_path: Path) -> None:
+    from fedledger.protocol.key_distribution import KeyDistributionError, issue_key_shares, issue_sign_key
+    from fedledger.sm9 import SignMasterKey
+
+    master = SignMasterKey.generate()
+    paths = [tmp_path / f"s{j}.key" for j in (1, 2, 3)]
+    for passwords in (["same", "same", "other"], ["a", "b"], ["a", "", "c"]):
+        with pytest.raises(KeyDistributionError):
+            issue_key_shares(master, "consortium:1:0x01", 2, paths, passwords)
+    assert not any(p.exists() for p in paths)  # refused before anything was written
+    issued, _ = issue_key_shares(master, "consortium:1:0x01", 2, paths, ["p1", "p2", "p3"])
+    assert [KeyShare.load(i.path, i.password).index for i in issued] == [1, 2, 3]
+    key = issue_sign_key(master, "inst:alpha", tmp_path / "alpha.key")
+    assert key.password not in repr(key) and key.password not in str(issued)
+    assert read_transport_password(key.save_password()) == key.password
+    with pytest.raises(KeyDistributionError, match="no transport password file"):
+        read_transport_password(tmp_path / "nowhere.password")
