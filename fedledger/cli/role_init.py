@@ -34,7 +34,9 @@ EthKeyPasswordFileOption = Annotated[
 ]
 NewEthKeyOption = Annotated[
     bool,
-    typer.Option(help="Make a new Ethereum key even if one exists (it must then be registered on the ledger)."),
+    typer.Option(
+        "--new-eth-key", help="Make a new Ethereum key even if one exists (it must then be registered on the ledger)."
+    ),
 ]
 
 
