@@ -79,7 +79,8 @@ def registered_institution(ledger: LedgerClient, address: str, sm9_identity: str
         )
     if not found.active:
         raise PreflightError(
-            f"{sm9_identity} ({address}) was removed from ledger {ledger.address}: the consortium must add it again"
+            f"{sm9_identity} ({address}) is not an active institution of ledger {ledger.address} (it was removed): "
+            "the consortium must add it again"
         )
     return found
 
