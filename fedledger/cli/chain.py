@@ -265,6 +265,8 @@ def deploy(
     if not 1 <= threshold <= len(specs):
         fail(f"--threshold must be between 1 and the {len(specs)} institutions, not {threshold}")
     w3 = _connect(rpc_url)
+    if dev:
+        _require_dev_chain(w3, rpc_url)
     try:
         with console.status("compiling and deploying FederatedLedger"):
             deployment = deploy_ledger(
@@ -303,6 +305,19 @@ def _deploy_plan(plan_path: Path, kits: Path | None, rounds: int, fund: bool) ->
             f"needs about {need.wei / 1e18:.6f} ETH ({need.gas:,} gas for {rounds} rounds)"
         )
     _print_deployment(deployment, kits / "deployment.json")
+
+
+def _require_dev_chain(w3: Any, rpc_url: str) -> None:
+    """--dev hands roles to keys anyone knows: only a local dev chain may get them."""
+    from fedledger.chain.devaccounts import DEV_CHAIN_IDS
+
+    chain_id = int(w3.eth.chain_id)
+    if chain_id not in DEV_CHAIN_IDS:
+        local = " or ".join(str(c) for c in DEV_CHAIN_IDS)
+        fail(
+            f"--dev uses the well-known dev keys, but {rpc_url} is chain {chain_id}, not a local dev chain "
+            f"({local}): pass --key-file, --aggregator and --institution instead"
+        )
 
 
 def _connect(rpc_url: str) -> Any:
