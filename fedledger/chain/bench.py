@@ -58,9 +58,7 @@ def measure_gas(kind: ChainKind = "anvil", progress: Callable[[str], None] | Non
         gas["deploy"] = deployment.gas_used
         ledger = deployment.client(w3)
         say("round 0: open, submit, post")
-        gas["openRound"] = ledger.open_round(
-            roles.aggregator, 0, REALISTIC_CID, sm3(b"initial model")
-        ).gas_used
+        gas["openRound"] = ledger.open_round(roles.aggregator, 0, REALISTIC_CID, sm3(b"initial model")).gas_used
         submits = [
             ledger.submit_update(
                 inst, 0, REALISTIC_CID, sm3(b"update %d" % i), sm3(b"index map %d" % i),
@@ -69,16 +67,20 @@ def measure_gas(kind: ChainKind = "anvil", progress: Callable[[str], None] | Non
             for i, inst in enumerate(roles.institutions)
         ]  # fmt: skip
         gas["submitUpdate"] = max(submits)
-        record = GlobalModelRecord(0, REALISTIC_CID, sm3(b"global 0"), sm3(b"root 0"), _sm9_like_signature())
+        record = GlobalModelRecord(
+            0, REALISTIC_CID, sm3(b"global 0"), sm3(b"root 0"), REALISTIC_CID, sm3(b"manifest 0"), len(submits),
+            _sm9_like_signature(),
+        )  # fmt: skip
         approvals = [ledger.approve_global_model(a, record) for a in roles.institutions[:3]]
         gas["postGlobalModel_k3"] = ledger.post_global_model(roles.aggregator, record, approvals).gas_used
         say("round 1 with five approvals")
         ledger.open_round(roles.aggregator, 1, REALISTIC_CID, record.digest)
-        record1 = GlobalModelRecord(1, REALISTIC_CID, sm3(b"global 1"), sm3(b"root 1"), _sm9_like_signature())
+        record1 = GlobalModelRecord(
+            1, REALISTIC_CID, sm3(b"global 1"), sm3(b"root 1"), REALISTIC_CID, sm3(b"manifest 1"), 0,
+            _sm9_like_signature(),
+        )  # fmt: skip
         approvals = [ledger.approve_global_model(a, record1) for a in roles.institutions]
-        gas["postGlobalModel_5approvals"] = ledger.post_global_model(
-            roles.aggregator, record1, approvals
-        ).gas_used
+        gas["postGlobalModel_5approvals"] = ledger.post_global_model(roles.aggregator, record1, approvals).gas_used
         gas["recordAccess"] = ledger.record_access(
             roles.institutions[0], REALISTIC_CID, "local training, round 1"
         ).gas_used
@@ -98,9 +100,7 @@ def measure_gas(kind: ChainKind = "anvil", progress: Callable[[str], None] | Non
         "evm_version": compiled.settings.get("evmVersion"),
         "calldata": {"cid_chars": len(REALISTIC_CID), "sm9_signature_bytes": SM9_SIGNATURE_BYTES},
         "gas": gas,
-        "ratio_to_plain_transfer": {
-            k: round(v / baseline, 3) for k, v in gas.items() if k != "plainTransfer"
-        },
+        "ratio_to_plain_transfer": {k: round(v / baseline, 3) for k, v in gas.items() if k != "plainTransfer"},
         "targets": {
             "submitUpdate": _target(gas["submitUpdate"], SUBMIT_UPDATE_TARGET),
             "postGlobalModel_k3": _target(gas["postGlobalModel_k3"], POST_GLOBAL_MODEL_K3_TARGET),

@@ -8,7 +8,7 @@ error. Event readers page through block ranges, since public RPC endpoints cap `
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -116,6 +116,8 @@ class GlobalModelPosted:
     cid: str
     digest: bytes
     updates_root: bytes
+    manifest_cid: str
+    manifest_digest: bytes
     sm9_threshold_signature: bytes
     update_count: int
     nonce: int
@@ -124,8 +126,39 @@ class GlobalModelPosted:
 
     def record(self) -> GlobalModelRecord:
         return GlobalModelRecord(
-            self.round, self.cid, self.digest, self.updates_root, self.sm9_threshold_signature
+            self.round,
+            self.cid,
+            self.digest,
+            self.updates_root,
+            self.manifest_cid,
+            self.manifest_digest,
+            self.update_count,
+            self.sm9_threshold_signature,
         )
+
+
+def _global_model_posted(args: dict[str, Any], meta: EventMeta) -> GlobalModelPosted:
+    """The event's arguments; ``model`` is the contract's GlobalModel struct (a tuple in field order,
+    or a mapping by name, depending on the web3 version)."""
+    model = args["model"]
+    if isinstance(model, Mapping):
+        fields = tuple(model[k] for k in ("round", "cid", "digest", "updatesRoot", "manifestCid", "manifestDigest"))
+    else:
+        fields = tuple(model)[:6]
+    _, cid, digest, updates_root, manifest_cid, manifest_digest = fields
+    return GlobalModelPosted(
+        args["round"],
+        cid,
+        bytes(digest),
+        bytes(updates_root),
+        manifest_cid,
+        bytes(manifest_digest),
+        bytes(args["sm9ThresholdSignature"]),
+        args["updateCount"],
+        args["nonce"],
+        tuple(args["approvers"]),
+        meta,
+    )
 
 
 @dataclass(frozen=True)
@@ -236,20 +269,13 @@ class LedgerClient:
     ) -> TxResult:
         """Aggregator: post the round's global model with k approvals; closes the round."""
         fn = self.contract.functions.postGlobalModel(
-            record.round,
-            record.cid,
-            record.digest,
-            record.updates_root,
-            bytes(record.sm9_signature),
-            [bytes(a) for a in approvals],
+            record.contract_struct(), bytes(record.sm9_signature), [bytes(a) for a in approvals]
         )
         return self._transact(sender, f"postGlobalModel(round {record.round})", fn)
 
     def record_access(self, sender: LocalAccount, cid: str, purpose: str) -> TxResult:
         """Member: log that ``sender`` retrieved ``cid`` and why."""
-        return self._transact(
-            sender, f"recordAccess({cid})", self.contract.functions.recordAccess(cid, purpose)
-        )
+        return self._transact(sender, f"recordAccess({cid})", self.contract.functions.recordAccess(cid, purpose))
 
     def add_institution(
         self, sender: LocalAccount, account: str, sm9_id: str, new_threshold: int, approvals: Sequence[bytes]
@@ -272,9 +298,7 @@ class LedgerClient:
         return self._transact(sender, f"setThreshold({new_threshold})", fn)
 
     def set_aggregator(self, sender: LocalAccount, account: str, approvals: Sequence[bytes]) -> TxResult:
-        fn = self.contract.functions.setAggregator(
-            to_checksum_address(account), [bytes(a) for a in approvals]
-        )
+        fn = self.contract.functions.setAggregator(to_checksum_address(account), [bytes(a) for a in approvals])
         return self._transact(sender, f"setAggregator({account})", fn)
 
     def apply_membership_change(
@@ -353,9 +377,7 @@ class LedgerClient:
 
     def global_model_approval_digest(self, record: GlobalModelRecord) -> bytes:
         """The digest the contract expects approvers to sign for ``record`` (current nonce)."""
-        fn = self.contract.functions.globalModelApprovalDigest(
-            record.round, record.cid, record.digest, record.updates_root, bytes(record.sm9_signature)
-        )
+        fn = self.contract.functions.globalModelApprovalDigest(record.contract_struct(), bytes(record.sm9_signature))
         return bytes(self._call("globalModelApprovalDigest()", fn))
 
     def membership_change_approval_digest(self, change: MembershipChange) -> bytes:
@@ -413,20 +435,8 @@ class LedgerClient:
         page_size: int = DEFAULT_LOG_PAGE,
     ) -> list[GlobalModelPosted]:
         return [
-            GlobalModelPosted(
-                a["round"],
-                a["cid"],
-                bytes(a["digest"]),
-                bytes(a["updatesRoot"]),
-                bytes(a["sm9ThresholdSignature"]),
-                a["updateCount"],
-                a["nonce"],
-                tuple(a["approvers"]),
-                meta,
-            )
-            for a, meta in self._events(
-                "GlobalModelPosted", {"round": round}, from_block, to_block, page_size
-            )
+            _global_model_posted(a, meta)
+            for a, meta in self._events("GlobalModelPosted", {"round": round}, from_block, to_block, page_size)
         ]
 
     def access_records(
@@ -481,9 +491,7 @@ class LedgerClient:
         end = int(self.w3.eth.block_number) if to_block is None else to_block
         for page_start in range(start, end + 1, page_size):
             page_end = min(page_start + page_size - 1, end)
-            logs = event().get_logs(
-                from_block=page_start, to_block=page_end, argument_filters=argument_filters
-            )
+            logs = event().get_logs(from_block=page_start, to_block=page_end, argument_filters=argument_filters)
             for log in sorted(logs, key=lambda entry: (entry["blockNumber"], entry["logIndex"])):
                 tx_hash = "0x" + bytes(log["transactionHash"]).hex()
                 meta = EventMeta(int(log["blockNumber"]), tx_hash, int(log["logIndex"]))

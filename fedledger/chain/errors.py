@@ -81,9 +81,7 @@ class InvalidSm9Id(LedgerError):
 
 
 class InvalidThreshold(LedgerError):
-    template = (
-        "threshold k={threshold} is invalid with {activeInstitutions} active institutions (1 <= k <= n)"
-    )
+    template = "threshold k={threshold} is invalid with {activeInstitutions} active institutions (1 <= k <= n)"
 
 
 class InstitutionListMismatch(LedgerError):
@@ -103,9 +101,7 @@ class RoundNotOpen(LedgerError):
 
 
 class BaseModelMismatch(LedgerError):
-    template = (
-        "round {round} must start from round {round}-1's posted global model (digest {expected}), not {given}"
-    )
+    template = "round {round} must start from round {round}-1's posted global model (digest {expected}), not {given}"
 
 
 class AlreadySubmitted(LedgerError):
@@ -151,6 +147,13 @@ class NotEnoughApprovals(LedgerError):
     template = "{distinct} distinct approvals from active institutions, {required} required"
 
 
+class EntryCountMismatch(LedgerError):
+    template = (
+        "the record accounts for {given} entries but the round has {submitted}: an update landed after "
+        "the manifest was built, so the manifest must be redone"
+    )
+
+
 CUSTOM_ERRORS: tuple[type[LedgerError], ...] = (
     NotAggregator,
     NotActiveInstitution,
@@ -175,6 +178,7 @@ CUSTOM_ERRORS: tuple[type[LedgerError], ...] = (
     InvalidApprovalSignature,
     ApproverNotActive,
     NotEnoughApprovals,
+    EntryCountMismatch,
 )
 for _cls in CUSTOM_ERRORS:
     _cls.solidity_name = _cls.__name__
