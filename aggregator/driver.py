@@ -23,6 +23,7 @@ from fedledger.chain.approvals import GlobalModelRecord, global_model_typed_data
 from fedledger.chain.client import LedgerClient, UpdateSubmitted
 from fedledger.chain.errors import EntryCountMismatch
 from fedledger.digests import sm3
+from fedledger.errors import FedLedgerError
 from fedledger.fl import ModelSpec, ValidationPolicy, initial_global_state, load_global, save_global
 from fedledger.protocol import RoundRecord
 from fedledger.protocol.consortium import Consortium
@@ -35,7 +36,7 @@ from fedledger.store import ContentStore
 log = logging.getLogger(__name__)
 
 
-class RoundFailed(Exception):
+class RoundFailed(FedLedgerError):
     """A round cannot complete (e.g. fewer than k honest signers remain); the message says why."""
 
 
@@ -167,7 +168,7 @@ def authorize(
     raise RoundFailed("stopped while signing")
 
 
-class EntriesChanged(Exception):
+class EntriesChanged(FedLedgerError):
     """An update landed after the manifest was built: the round's manifest must be redone."""
 
 

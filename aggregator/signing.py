@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from aggregator.config import PARTIAL_TIMEOUT_SECONDS, SIGNING_GRACE_SECONDS
+from fedledger.errors import FedLedgerError
 from fedledger.protocol import RoundRecord
 from fedledger.protocol.consortium import Consortium
 from fedledger.protocol.session_auth import payload_signer
@@ -22,7 +23,7 @@ from fedledger.sm9 import SM9CheatingSignersError, SM9Error, verify
 from fedledger.sm9.threshold import Commitment, Coordinator, PartialSignature, ThresholdPublic
 
 
-class SessionRejected(Exception):
+class SessionRejected(FedLedgerError):
     """A request to the session was refused; the message says why (sent back as HTTP 4xx)."""
 
 

@@ -31,6 +31,7 @@ from fedledger.chain.approvals import GlobalModelRecord
 from fedledger.chain.client import LedgerClient, UpdateSubmitted
 from fedledger.chain.errors import LedgerError
 from fedledger.digests import sm3, sm3_file
+from fedledger.errors import FedLedgerError
 from fedledger.fileio import atomic_write_text
 from fedledger.fl import Dataset, ModelFileError, TrainConfig
 from fedledger.protocol import RoundRecord, UpdateEntry, width_to_ppm
@@ -53,7 +54,7 @@ from node.training_step import (
 log = logging.getLogger(__name__)
 
 
-class RecordRefused(Exception):
+class RecordRefused(FedLedgerError):
     """The aggregator's round record failed one of the node's checks; the node will not sign it."""
 
 

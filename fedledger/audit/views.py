@@ -21,6 +21,7 @@ from fedledger.audit.models import (
     UpdateEntryModel,
     UpdateListItem,
 )
+from fedledger.widths import ppm_to_width
 
 if TYPE_CHECKING:
     from fedledger.chain.client import AccessRecorded, EventMeta, GlobalModelPosted, UpdateSubmitted
@@ -106,7 +107,7 @@ def update_entry_model(snap: LedgerSnapshot, event: UpdateSubmitted) -> UpdateEn
         mapping_digest=hex0x(event.mapping_digest),
         num_samples=event.num_samples,
         width_rate_ppm=event.width_rate_ppm,
-        width_rate=event.width_rate_ppm / 1_000_000,
+        width_rate=ppm_to_width(event.width_rate_ppm),
         sm9_signature=hex0x(event.sm9_signature),
         leaf=hex0x(update_entry(snap, event).leaf(event.sm9_signature)),
         submitted=event_ref(event.meta),

@@ -74,7 +74,7 @@ def up(
     port: Annotated[int, typer.Option("--port", help="Port on 127.0.0.1 (0: pick a free one).")] = 0,
     state: Annotated[
         Path | None,
-        typer.Option("--state", help="Anvil state file: loaded if present, written on exit (keeps the ledger)."),
+        typer.Option("--state", help="Anvil state file: loaded if present, saved every second and on exit."),
     ] = None,
     institutions: Annotated[int, typer.Option("--institutions", help="Number of dev institutions (1..7).")] = 5,
     threshold: Annotated[int, typer.Option("--threshold", "-k", help="Approvals required (k).")] = 3,

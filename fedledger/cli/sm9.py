@@ -14,6 +14,7 @@ import typer
 
 from fedledger.cli.bench import bench_app, emit
 from fedledger.cli.common import FAILED, PasswordFileOption, err_console, fail, guarded, read_input, read_password
+from fedledger.fileio import atomic_write_bytes
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -32,7 +33,7 @@ def sign_command(
     password = read_password(password_file, f"key {key}")
     private = guarded(lambda: SignPrivateKey.load(key, password))
     signature = sign(private, message)
-    guarded(lambda: out.write_bytes(signature.to_der()))
+    guarded(lambda: atomic_write_bytes(out, signature.to_der()))
     typer.echo(f"signed {input_path} as {private.identity.decode('utf-8', 'replace')!r} -> {out}")
 
 
@@ -85,7 +86,7 @@ def threshold_sign_command(
             fail(str(exc))
     if not verify(public.master_public_key, public.identity, message, signature):
         fail("internal error: the threshold signature does not verify", FAILED)
-    guarded(lambda: out.write_bytes(signature.to_der()))
+    guarded(lambda: atomic_write_bytes(out, signature.to_der()))
     typer.echo(f"threshold signature ({len(loaded)} of n={public.n}, k={public.k}) -> {out}")
 
 

@@ -114,7 +114,10 @@ def get(
     timeout: TimeoutOption = 60.0,
     old_output: OldOutputOption = None,
 ) -> None:
-    """Fetch a file, verifying every block; on any mismatch no output file is left behind."""
+    """Fetch a file, verifying every block; on any mismatch no output file is left behind.
+
+    Missing folders on the output path are created.
+    """
     output = output_path(out, old_output)
     source = _open(store, timeout)
     with _store_errors(), source:

@@ -5,7 +5,7 @@ CIDs are the ones ``ipfs add`` gives with its defaults (CIDv0, 256 KiB chunks, b
 block against the CID. See docs/store.md.
 """
 
-from fedledger.store.base import ContentStore, Stat
+from fedledger.store.base import DEFAULT_MAX_DEPTH, DEFAULT_MAX_FILE_SIZE, ContentStore, Stat
 from fedledger.store.builder import CHUNK_SIZE, MAX_LINKS, compute_cid
 from fedledger.store.car import export_car, import_car
 from fedledger.store.cid import CID
@@ -15,6 +15,7 @@ from fedledger.store.errors import (
     ContentMismatchError,
     InvalidCarError,
     InvalidCIDError,
+    LimitExceededError,
     MalformedDagError,
     StoreError,
 )
@@ -25,6 +26,8 @@ from fedledger.store.local import LocalStore
 __all__ = [
     "CHUNK_SIZE",
     "CID",
+    "DEFAULT_MAX_DEPTH",
+    "DEFAULT_MAX_FILE_SIZE",
     "MAX_LINKS",
     "BackendUnavailableError",
     "BlockNotFoundError",
@@ -33,6 +36,7 @@ __all__ = [
     "InvalidCIDError",
     "InvalidCarError",
     "KuboStore",
+    "LimitExceededError",
     "LocalStore",
     "MalformedDagError",
     "Stat",

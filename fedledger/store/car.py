@@ -4,23 +4,28 @@ Layout: varint(len) + DAG-CBOR header {"roots": [CID...], "version": 1}, then pe
 varint(len(cid) + len(data)) + binary CID + data. Export walks the DAG depth-first and writes
 each block once. Import streams: it reads one section at a time (bounded by a per-block size
 limit, so a hostile length cannot make it allocate gigabytes), verifies every block against its
-CID before storing it, and accepts CARv2 files by reading the CARv1 payload they wrap.
+CID, and writes nothing until the whole file and its roots' DAGs were checked. CARv2 files are
+accepted by reading the CARv1 payload they wrap.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
 import struct
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from fedledger.store.base import ContentStore
-from fedledger.store.builder import ProgressCallback
+from fedledger.fileio import atomic_writer
+from fedledger.store.base import DEFAULT_MAX_DEPTH, ContentStore
+from fedledger.store.builder import ProgressCallback, Source
 from fedledger.store.cid import CID, Readable, as_cid, encode_varint, read_varint
-from fedledger.store.errors import ContentMismatchError, InvalidCarError, InvalidCIDError
+from fedledger.store.errors import (
+    ContentMismatchError,
+    InvalidCarError,
+    InvalidCIDError,
+    LimitExceededError,
+    StoreError,
+)
 
 MAX_BLOCK_SIZE = 4 * 1024 * 1024  # Kubo refuses blocks over 1 MiB (2 MiB for block put); generous
 _MAX_HEADER_SIZE = 64 * 1024
@@ -45,12 +50,19 @@ def car_header(roots: list[CID]) -> bytes:
     return encode_varint(len(body)) + bytes(body)
 
 
-def write_car(store: ContentStore, cid: str | CID, out: BinaryIO, progress: ProgressCallback | None = None) -> int:
+def write_car(
+    store: ContentStore,
+    cid: str | CID,
+    out: BinaryIO,
+    progress: ProgressCallback | None = None,
+    *,
+    max_depth: int = DEFAULT_MAX_DEPTH,
+) -> int:
     """Write the DAG of ``cid`` as CARv1 to a stream; returns the number of blocks."""
     root = as_cid(cid)
     out.write(car_header([root]))
     count = 0
-    for block_cid, data in store.iter_dag_blocks(root):
+    for block_cid, data in store.iter_dag_blocks(root, max_depth=max_depth):
         cid_bytes = block_cid.to_bytes()
         out.write(encode_varint(len(cid_bytes) + len(data)))
         out.write(cid_bytes)
@@ -62,23 +74,16 @@ def write_car(store: ContentStore, cid: str | CID, out: BinaryIO, progress: Prog
 
 
 def export_car(
-    store: ContentStore, cid: str | CID, out_path: str | Path, progress: ProgressCallback | None = None
+    store: ContentStore,
+    cid: str | CID,
+    out_path: str | Path,
+    progress: ProgressCallback | None = None,
+    *,
+    max_depth: int = DEFAULT_MAX_DEPTH,
 ) -> int:
     """Write the DAG of ``cid`` to ``out_path`` (atomically: no partial file on error); returns blocks."""
-    target = Path(out_path)
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            count = write_car(store, cid, out, progress)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp_name, 0o644)
-        os.replace(tmp_name, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_name)
-        raise
-    return count
+    with atomic_writer(out_path) as out:
+        return write_car(store, cid, out, progress, max_depth=max_depth)
 
 
 # -- import -----------------------------------------------------------------------------------
@@ -111,30 +116,92 @@ def read_car(stream: Readable, *, source: str = "CAR") -> tuple[list[CID], Itera
 
 
 def import_car(
-    store: ContentStore, car_path: str | Path, *, pin: bool = True, progress: ProgressCallback | None = None
+    store: ContentStore,
+    car_path: str | Path,
+    *,
+    pin: bool = True,
+    progress: ProgressCallback | None = None,
+    max_size: int | None = None,
+    max_depth: int = DEFAULT_MAX_DEPTH,
 ) -> list[str]:
     """Load every block of a CAR file into ``store``; pins and returns the root CIDs.
 
-    Like ``ipfs dag import``: blocks are verified against their CIDs (a mismatch stops the import
-    and names the block) and each root must then be complete in the store, or the import fails.
+    Like ``ipfs dag import``, but nothing is written until the whole CAR was checked: every block
+    against its CID, the blocks' total against ``max_size`` (default: the store's
+    ``max_file_size``), and each root's DAG for completeness (here or already in the store) and
+    depth. A wrong, oversized or missing block or a truncated file leaves the store untouched.
     """
     path = Path(car_path)
+    limit = store.max_file_size if max_size is None else max_size
     try:
         stream = open(path, "rb")  # noqa: SIM115 - closed below
     except OSError as exc:
         raise InvalidCarError(f"cannot open {path}: {exc.strerror}") from exc
     with stream:
-        roots, sections = read_car(stream, source=str(path))
+        counted = _Counting(stream)
+        roots, sections = read_car(counted, source=str(path))
+        index: dict[bytes, tuple[CID, int, int]] = {}
+        total = 0
         for cid, data in sections:
-            store.put_block(cid, data)
-            if progress is not None:
-                progress(len(data))
-    for root in roots:
-        for _ in store.iter_dag_blocks(root):  # raises BlockNotFoundError if the DAG is incomplete
-            pass
-        if pin:
+            total += len(data)
+            if total > limit:
+                raise LimitExceededError(str(path), "max_size", limit, f"the CAR holds {total}+ bytes of blocks")
+            index.setdefault(cid.multihash, (cid, counted.position - len(data), len(data)))
+        staged = _StagedCar(stream, index, store)
+        for root in roots:  # raises BlockNotFoundError if a DAG is incomplete, before anything is written
+            for _ in staged.iter_dag_blocks(root, max_depth=max_depth):
+                pass
+        store.put_blocks(staged.blocks(), progress=progress)
+    if pin:
+        for root in roots:
             store.pin(root)
     return [str(root) for root in roots]
+
+
+class _StagedCar(ContentStore):
+    """The verified blocks of an open CAR file, read back by offset, over the store being imported into.
+
+    Lets the ordinary DAG walk check a CAR's roots before one block of it is written. Read-only.
+    """
+
+    def __init__(self, stream: BinaryIO, index: dict[bytes, tuple[CID, int, int]], below: ContentStore) -> None:
+        self._stream = stream
+        self._index = index
+        self._below = below
+        self.location = f"{stream.name} + {below.location}"
+
+    def blocks(self) -> Iterator[tuple[CID, bytes]]:
+        """The CAR's blocks in file order, each read back (put_block verifies them again)."""
+        for cid, _, _ in self._index.values():
+            yield cid, self._read_block(cid)
+
+    def _read_block(self, cid: CID) -> bytes:
+        entry = self._index.get(cid.multihash)
+        if entry is None:
+            return self._below.get_block(cid)
+        _, offset, length = entry
+        self._stream.seek(offset)
+        return self._stream.read(length)
+
+    def has_block(self, cid: str | CID) -> bool:
+        return as_cid(cid).multihash in self._index or self._below.has_block(cid)
+
+    def put_block(self, cid: str | CID, data: bytes) -> None:
+        raise StoreError("a CAR being imported is read-only")
+
+    def put(
+        self, source: Source, *, cid_version: int = 0, pin: bool = True, progress: ProgressCallback | None = None
+    ) -> str:
+        raise StoreError("a CAR being imported is read-only")
+
+    def pin(self, cid: str | CID) -> None:
+        raise StoreError("a CAR being imported is read-only")
+
+    def unpin(self, cid: str | CID) -> None:
+        raise StoreError("a CAR being imported is read-only")
+
+    def is_pinned(self, cid: str | CID) -> bool:
+        return False
 
 
 def _iter_sections(stream: Readable, source: str) -> Iterator[tuple[CID, bytes]]:
@@ -249,6 +316,23 @@ class _Prefixed:
                 head += self._stream.read(n - len(head))
             return head
         return self._stream.read(n)
+
+
+class _Counting:
+    """Counts the bytes read from a stream, so the importer knows where each block lies in the file."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._stream = stream
+        self.position = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._stream.read(n)
+        self.position += len(data)
+        return data
+
+    def seek(self, offset: int) -> int:
+        self.position = self._stream.seek(offset)
+        return self.position
 
 
 class _Limited:

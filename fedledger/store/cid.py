@@ -19,6 +19,7 @@ RAW = 0x55
 SHA2_256 = 0x12
 _SHA2_256_LEN = 32
 _CODEC_NAMES = {DAG_PB: "dag-pb", RAW: "raw"}
+_MAX_CID_TEXT = 128  # a sha2-256 CIDv1 in base32 has 59 characters; anything far longer is not one
 
 _B58_ALPHABET = b"123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 _B58_INDEX = {c: i for i, c in enumerate(_B58_ALPHABET)}
@@ -83,6 +84,14 @@ def read_varint(stream: Readable) -> int | None:
         shift += 7
         if shift > 63:
             raise ValueError("varint longer than 9 bytes")
+
+
+def _decode_minimal_varint(data: bytes | memoryview, pos: int) -> tuple[int, int]:
+    """decode_varint that also refuses padded encodings (multiformats requires minimal varints)."""
+    value, end = decode_varint(data, pos)
+    if end - pos != len(encode_varint(value)):
+        raise ValueError("varint not minimally encoded")
+    return value, end
 
 
 # -- base58btc and base32 ---------------------------------------------------------------------
@@ -161,26 +170,42 @@ class CID:
 
     @classmethod
     def parse(cls, text: str) -> CID:
-        """Parse a CID string: CIDv0 ('Qm...', base58btc) or CIDv1 in base32 ('b...') or base58 ('z...')."""
-        if not isinstance(text, str) or not text:
-            raise InvalidCIDError(f"not a CID: {text!r}")
-        text = text.strip()
+        """Parse a CID string: CIDv0 ('Qm...', base58btc) or CIDv1 in base32 ('b...') or base58 ('z...').
+
+        Only canonical forms are accepted (lower-case base32 without padding, minimal varints), so
+        one CID has one string; anything else raises InvalidCIDError with the reason.
+        """
+        if not isinstance(text, str):
+            raise InvalidCIDError(f"not a CID: expected a string, got {type(text).__name__}")
+        stripped = text.strip()
+        if not stripped:
+            raise InvalidCIDError(f"not a CID: {text!r} is blank")
+        if len(stripped) > _MAX_CID_TEXT:
+            raise InvalidCIDError(f"not a CID: {len(stripped)} characters (a CID has at most {_MAX_CID_TEXT})")
+        if not stripped.isascii():
+            raise InvalidCIDError(f"not a CID: {stripped!r} contains non-ASCII characters")
+        text = stripped
         try:
             if len(text) == 46 and text.startswith("Qm"):
                 return cls(0, DAG_PB, b58decode(text))
             if text[0] == "b":
-                return cls.from_bytes(b32decode_lower(text[1:]))
+                cid = cls.from_bytes(b32decode_lower(text[1:]))
+                if str(cid) != text:
+                    raise InvalidCIDError("not canonical lower-case base32")
+                return cid
             if text[0] == "z":
                 return cls.from_bytes(b58decode(text[1:]))
         except InvalidCIDError as exc:
             raise InvalidCIDError(f"not a supported CID: {text!r} ({exc})") from None
         except ValueError as exc:
             raise InvalidCIDError(f"not a CID: {text!r} ({exc})") from None
-        raise InvalidCIDError(f"not a CID (expected 'Qm...' or base32 'b...'): {text!r}")
+        raise InvalidCIDError(f"not a CID (expected 'Qm...', base32 'b...' or base58 'z...'): {text!r}")
 
     @classmethod
     def from_bytes(cls, data: bytes) -> CID:
         """Parse a binary CID that spans all of ``data``."""
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise InvalidCIDError(f"not a binary CID: expected bytes, got {type(data).__name__}")
         cid, end = cls.decode_prefix(data)
         if end != len(data):
             raise InvalidCIDError(f"{len(data) - end} trailing bytes after CID")
@@ -195,14 +220,16 @@ class CID:
                 if end > len(data):
                     raise InvalidCIDError("truncated CIDv0 multihash")
                 return cls(0, DAG_PB, bytes(data[pos:end])), end
-            version, p = decode_varint(data, pos)
-            codec, p = decode_varint(data, p)
-            code, p = decode_varint(data, p)
-            length, p = decode_varint(data, p)
+            version, p = _decode_minimal_varint(data, pos)
+            codec, p = _decode_minimal_varint(data, p)
+            code, p = _decode_minimal_varint(data, p)
+            length, p = _decode_minimal_varint(data, p)
         except ValueError as exc:
             raise InvalidCIDError(f"malformed binary CID: {exc}") from None
         if version != 1:
             raise InvalidCIDError(f"unsupported binary CID version {version}")
+        if code != SHA2_256 or length != _SHA2_256_LEN:
+            raise InvalidCIDError(f"unsupported multihash 0x{code:x} of {length} bytes (only sha2-256, 32 bytes)")
         end = p + length
         if end > len(data):
             raise InvalidCIDError("truncated CID multihash")

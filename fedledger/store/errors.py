@@ -45,6 +45,16 @@ class MalformedDagError(StoreError):
         super().__init__(f"block {cid} is not a valid UnixFS file node: {detail}")
 
 
+class LimitExceededError(StoreError):
+    """A file's DAG is larger or deeper than the reader allows (checked before its bytes are streamed)."""
+
+    def __init__(self, cid: str, limit: str, value: int, detail: str) -> None:
+        self.cid = cid
+        self.limit = limit
+        self.value = value
+        super().__init__(f"{cid}: {detail}, over the limit {limit}={value}")
+
+
 class BackendUnavailableError(StoreError):
     """The storage backend (a Kubo daemon) cannot be reached or keeps failing."""
 

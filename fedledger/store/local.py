@@ -3,16 +3,18 @@
 Layout under ``root`` (the same sharding Kubo's flatfs uses, so a block's place is easy to find):
 
     blocks/<2 chars>/<BASE32 multihash>.data   one file per block, keyed by multihash
-    tmp/                                       blocks being written (same filesystem)
     pins.json                                  pinned root CIDs, replaced atomically
     pins.lock                                  flock() serialising pin-set updates
 
-Each block is written to ``tmp/`` and renamed into place, so readers never see half a block and
-two processes adding the same content only ever replace a block with identical bytes. Blocks are
-keyed by multihash, which makes CIDv0 and CIDv1 of the same bytes share one file. With
-``durable=True`` (default) a put fsyncs its blocks and their directories before it returns the
-CID, so a CID that was handed out survives a power cut; a crash before that may leave a block
-that fails verification, which reads report and the next put of that content replaces.
+Each block is written with ``fedledger.fileio.atomic_writer`` (a hidden, uniquely named sibling
+renamed into place), so readers never see half a block and two processes adding the same
+content only ever replace a block with identical bytes. Blocks are keyed by multihash, which
+makes CIDv0 and CIDv1 of the same bytes share one file. With ``durable=True`` (default) a put
+fsyncs its blocks and their directories before it returns the CID, so a CID that was handed out
+survives a power cut; a put writes its blocks without fsync and then fsyncs the batch and each
+directory once, which is what keeps it fast. A crash before that may leave a block that fails
+verification, which reads report and the next put of that content replaces, or a hidden
+temporary that nothing reads.
 """
 
 from __future__ import annotations
@@ -22,19 +24,17 @@ import contextlib
 import fcntl
 import json
 import os
-import tempfile
-import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
+from fedledger.fileio import atomic_write_bytes, atomic_writer, fsync_dir
 from fedledger.store.base import ContentStore
 from fedledger.store.builder import ProgressCallback, Source, build_dag
 from fedledger.store.cid import CID, as_cid
 from fedledger.store.errors import BlockNotFoundError, ContentMismatchError, StoreError
 
-_STALE_TMP_SECONDS = 3600
 _WRITER_THREADS = 2
 _MAX_PENDING = 8
 
@@ -47,16 +47,13 @@ class LocalStore(ContentStore):
         self.location = f"local:{self.root}"
         self.durable = durable
         self._blocks = self.root / "blocks"
-        self._tmp = self.root / "tmp"
         self._pins_path = self.root / "pins.json"
         self._lock_path = self.root / "pins.lock"
         try:
             self._blocks.mkdir(parents=True, exist_ok=True)
-            self._tmp.mkdir(exist_ok=True)
         except OSError as exc:
             raise StoreError(f"cannot create the local store at {self.root}: {exc.strerror}") from exc
         self._known_dirs: set[str] = {entry.name for entry in os.scandir(self._blocks) if entry.is_dir()}
-        self._remove_stale_temporaries()
 
     def __repr__(self) -> str:
         return f"LocalStore({str(self.root)!r})"
@@ -79,49 +76,42 @@ class LocalStore(ContentStore):
 
     def put_block(self, cid: str | CID, data: bytes) -> None:
         cid = as_cid(cid)
-        if not cid.matches(data):
-            raise ContentMismatchError(str(cid), "refusing to store a block that hashes differently")
-        path = self._write_block(cid, (data,))
-        if self.durable:
-            self._sync([path])
+        _check_block(cid, data)
+        self._write_block(cid, (data,), durable=self.durable)
 
-    def _write_block(self, cid: CID, parts: Sequence[bytes]) -> Path:
-        """Write a block to tmp/ and rename it into place (thread-safe; called from writer threads)."""
+    def put_blocks(self, blocks: Iterable[tuple[CID, bytes]], *, progress: ProgressCallback | None = None) -> None:
+        """Write every block non-durably, then fsync them and their directories once."""
+        written: list[Path] = []
+        for cid, data in blocks:
+            _check_block(cid, data)
+            written.append(self._write_block(cid, (data,), durable=False))
+            if progress is not None:
+                progress(len(data))
+        if self.durable:
+            self._sync(written)
+
+    def _write_block(self, cid: CID, parts: Sequence[bytes], *, durable: bool = False) -> Path:
+        """Write a block atomically (readers see no block or the whole block); thread-safe."""
         path = self.block_path(cid)
         shard = path.parent
         if shard.name not in self._known_dirs:
             shard.mkdir(exist_ok=True)
             self._known_dirs.add(shard.name)
-        fd, tmp_name = tempfile.mkstemp(dir=self._tmp, prefix=path.stem[-12:] + ".")
-        try:
-            try:
-                _write_all(fd, parts)
-                os.fchmod(fd, 0o644)
-            finally:
-                os.close(fd)
-            os.replace(tmp_name, path)  # atomic: readers see the old block or the new one
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp_name)
-            raise
+        with atomic_writer(path, durable=durable) as out:
+            for part in parts:
+                out.write(part)
         return path
 
     def _sync(self, paths: list[Path]) -> None:
-        """fsync written blocks, then the directories whose entries changed."""
-        dirs: set[Path] = set()
+        """fsync blocks written non-durably, then once each directory whose entries changed."""
         for path in paths:
             fd = os.open(path, os.O_RDONLY)
             try:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-            dirs.add(path.parent)
-        for directory in dirs:
-            fd = os.open(directory, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+        for directory in {path.parent for path in paths}:
+            fsync_dir(directory)
 
     # -- files -------------------------------------------------------------------------------
 
@@ -208,39 +198,9 @@ class LocalStore(ContentStore):
 
     def _write_pins(self, pins: set[str]) -> None:
         payload = json.dumps({"version": 1, "pins": sorted(pins)}, indent=1).encode("utf-8")
-        fd, tmp_name = tempfile.mkstemp(dir=self._tmp, prefix="pins.")
-        try:
-            with os.fdopen(fd, "wb") as out:
-                out.write(payload)
-                out.flush()
-                if self.durable:
-                    os.fsync(out.fileno())
-            os.chmod(tmp_name, 0o644)
-            os.replace(tmp_name, self._pins_path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp_name)
-            raise
-
-    # -- housekeeping ------------------------------------------------------------------------
-
-    def _remove_stale_temporaries(self) -> None:
-        """Temporaries left by a crashed writer; only old ones, a live writer's are recent."""
-        cutoff = time.time() - _STALE_TMP_SECONDS
-        with contextlib.suppress(OSError):
-            for entry in self._tmp.iterdir():
-                with contextlib.suppress(OSError):
-                    if entry.stat().st_mtime < cutoff:
-                        entry.unlink()
+        atomic_write_bytes(self._pins_path, payload, durable=self.durable)
 
 
-def _write_all(fd: int, parts: Sequence[bytes]) -> None:
-    """os.writev until everything is written (writev may write less than asked)."""
-    views = [memoryview(p) for p in parts if p]
-    while views:
-        n = os.writev(fd, views)
-        while views and n >= len(views[0]):
-            n -= len(views[0])
-            views.pop(0)
-        if n:
-            views[0] = views[0][n:]
+def _check_block(cid: CID, data: bytes) -> None:
+    if not cid.matches(data):
+        raise ContentMismatchError(str(cid), "refusing to store a block that hashes differently")

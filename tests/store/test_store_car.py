@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import struct
 from pathlib import Path
 
 import pytest
@@ -98,3 +99,19 @@ def test_truncated_car_is_reported(tmp_path: Path) -> None:
     (tmp_path / "t.car").write_bytes(data[:-10])
     with pytest.raises(InvalidCarError, match="truncated"):
         import_car(LocalStore(tmp_path / "b"), tmp_path / "t.car")
+
+
+def test_carv2_wrapping_a_carv1_imports_its_payload(tmp_path: Path) -> None:
+    source = LocalStore(tmp_path / "a")
+    data = bytes(range(256)) * 4096
+    cid = source.put(data)
+    export_car(source, cid, tmp_path / "v1.car")
+    payload = (tmp_path / "v1.car").read_bytes()
+    pragma = bytes.fromhex("0aa16776657273696f6e02")
+    padding = b"\0" * 13  # CARv2 lets the payload start anywhere after the header
+    offset = len(pragma) + 40 + len(padding)
+    header = bytes(16) + struct.pack("<QQQ", offset, len(payload), 0)
+    (tmp_path / "v2.car").write_bytes(pragma + header + padding + payload + b"index bytes ignored")
+    target = LocalStore(tmp_path / "b")
+    assert import_car(target, tmp_path / "v2.car") == [cid]
+    assert target.read_bytes(cid) == data

@@ -70,6 +70,32 @@ def test_invalid_cid_exit_code_is_2(tmp_path: Path) -> None:
     assert fedledger("store", "get", "not-a-cid", "-o", "x", env_home=tmp_path).returncode == 2
 
 
+@pytest.mark.parametrize("cid", [" ", "", "\t", "bafy\u00e9"])
+def test_blank_or_non_ascii_cid_gives_one_line_not_a_traceback(cid: str, tmp_path: Path) -> None:
+    result = fedledger("store", "get", cid, "-o", str(tmp_path / "o"), env_home=tmp_path)
+    assert result.returncode == 2  # bad input, like every malformed CID
+    lines = result.stderr.decode().strip().splitlines()
+    assert len(lines) == 1 and "not a CID" in lines[0], result.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_get_into_a_missing_folder_creates_it(tmp_path: Path) -> None:
+    source = tmp_path / "f.bin"
+    source.write_bytes(b"model bytes")
+    cid = fedledger("store", "add", str(source), env_home=tmp_path).stdout.decode().strip()
+    out = tmp_path / "not" / "yet" / "there.bin"
+    got = fedledger("store", "get", cid, "-o", str(out), env_home=tmp_path)
+    assert got.returncode == 0, got.stderr
+    assert out.read_bytes() == b"model bytes"
+    blocked = tmp_path / "a-file"
+    blocked.write_bytes(b"")
+    refused = fedledger("store", "get", cid, "-o", str(blocked / "x.bin"), env_home=tmp_path)
+    assert refused.returncode == 1
+    lines = refused.stderr.decode().strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: cannot write"), lines
+    assert "is not a folder" in lines[0]
+
+
 def test_missing_content_is_reported(tmp_path: Path) -> None:
     result = fedledger(
         "store",
