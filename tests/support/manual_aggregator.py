@@ -54,6 +54,7 @@ def publish(
     rule: AggregationRule | None = None,
 ) -> tuple[dict[str, Any], RoundManifest]:
     """Store ``state`` as the global model and a manifest with these decisions; the session view."""
+    workdir.mkdir(parents=True, exist_ok=True)
     path = workdir / f"global-{round_index}-{len(list(workdir.iterdir()))}.safetensors"
     global_digest = save_global(path, state, spec, round_index + 1)
     global_cid = store.put(path)
