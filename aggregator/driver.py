@@ -22,7 +22,6 @@ from aggregator.signing import SigningSession
 from fedledger.chain.approvals import GlobalModelRecord, global_model_typed_data, recover_signer
 from fedledger.chain.client import LedgerClient, UpdateSubmitted
 from fedledger.chain.errors import EntryCountMismatch
-from fedledger.digests import sm3
 from fedledger.errors import FedLedgerError
 from fedledger.fl import ModelSpec, ValidationPolicy, initial_global_state, load_global, save_global
 from fedledger.protocol import RoundRecord
@@ -202,20 +201,8 @@ def run_round(ctx: AggregatorContext, round_index: int, stop: threading.Event) -
     """Build, authorize and post round ``round_index``; None when an update landed meanwhile (the
     post reverted or the signers saw more entries), so the caller redoes the round's manifest."""
     manifest = build_manifest(ctx, round_index, stop)
-    manifest_bytes = manifest.to_bytes()
-    manifest_cid = ctx.store.put(manifest_bytes)
-    record = RoundRecord(
-        ctx.ledger.chain_id,
-        ctx.ledger.address,
-        round_index,
-        manifest.base_digest,
-        manifest.global_cid,
-        manifest.global_digest,
-        manifest.updates_root(),
-        manifest_cid,
-        sm3(manifest_bytes),
-        manifest.entry_count,
-    )
+    manifest_cid = ctx.store.put(manifest.to_bytes())
+    record = manifest.round_record(manifest_cid)
     included = [row.institution for row in manifest.included]
     try:
         signature, approvals = authorize(ctx, record, included, stop)

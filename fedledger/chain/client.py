@@ -124,18 +124,6 @@ class GlobalModelPosted:
     approvers: tuple[str, ...]
     meta: EventMeta
 
-    def record(self) -> GlobalModelRecord:
-        return GlobalModelRecord(
-            self.round,
-            self.cid,
-            self.digest,
-            self.updates_root,
-            self.manifest_cid,
-            self.manifest_digest,
-            self.update_count,
-            self.sm9_threshold_signature,
-        )
-
 
 def _global_model_posted(args: dict[str, Any], meta: EventMeta) -> GlobalModelPosted:
     """The event's arguments; ``model`` is the contract's GlobalModel struct (a tuple in field order,

@@ -18,6 +18,7 @@ from typing import Any
 
 from fedledger.digests import sm3
 from fedledger.errors import FedLedgerError
+from fedledger.protocol.entries import RoundRecord
 from fedledger.protocol.merkle import merkle_root
 
 MANIFEST_VERSION = 1
@@ -153,6 +154,21 @@ class RoundManifest:
     def digest(self) -> bytes:
         """SM3 of the canonical bytes (what the round record binds)."""
         return sm3(self.to_bytes())
+
+    def round_record(self, manifest_cid: str) -> RoundRecord:
+        """The round record that binds this manifest, stored under ``manifest_cid``."""
+        return RoundRecord(
+            self.chain_id,
+            self.contract,
+            self.round,
+            self.base_digest,
+            self.global_cid,
+            self.global_digest,
+            self.updates_root(),
+            manifest_cid,
+            self.digest(),
+            self.entry_count,
+        )
 
     @classmethod
     def from_bytes(cls, data: bytes) -> RoundManifest:

@@ -58,6 +58,7 @@ from node.participant import (
 )
 from tests.support.audit_scenario import round_manifest, store_manifest
 from tests.support.manual_aggregator import honest_view, publish, round_base, round_updates
+from tests.support.manual_aggregator import open_next_round as open_next
 
 MAX_NORM = 1000.0  # the aggregator's norm bound: far above an honest update, far below a boosted one
 HONEST = (0, 1, 2)
@@ -84,12 +85,7 @@ def ledger_of(c: Consortium) -> LedgerClient:
 
 
 def open_next_round(c: Consortium) -> int:
-    ledger = ledger_of(c)
-    state = ledger.round_state()
-    if not state.open:
-        last = ledger.global_models_posted(round=state.round)[0]
-        ledger.open_round(dev_roles(5).aggregator, state.round + 1, last.cid, last.digest)
-    return ledger.round_state().round
+    return open_next(ledger_of(c), dev_roles(5).aggregator)
 
 
 def audit_of(c: Consortium) -> AuditService:
@@ -450,7 +446,7 @@ def test_an_audit_of_30_institutions_with_5_excluded_is_verified_in_well_under_a
     manifest = round_manifest(
         ledger, 0, sm3(base), store.put(global_model), sm3(global_model), entries, signatures, excluded
     )
-    record = store_manifest(store, ledger, manifest)
+    record = store_manifest(store, manifest)
     shares, public = split_key(master, consortium_identity(ledger.chain_id, ledger.address), 3, 30)
     on_chain = GlobalModelRecord.from_round_record(
         record, threshold_sign_local(shares[:3], public, record.message()).to_der()

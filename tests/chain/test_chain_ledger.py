@@ -16,6 +16,7 @@ from fedledger.chain.deploy import Deployment
 from fedledger.chain.devaccounts import DevRoles
 from fedledger.chain.localchain import LocalChain
 from fedledger.digests import sm3
+from fedledger.protocol import RoundRecord
 from fedledger.widths import width_to_ppm
 
 CID0 = "QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG"
@@ -72,7 +73,9 @@ def test_full_round_is_recorded_and_read_back(any_ledger: LedgerClient, dev_acco
     assert [u.cid for u in mine] == ["QmUpdate0x1"]
 
     (posted,) = ledger.global_models_posted(round=0)
-    assert posted.record() == record
+    base_digest = ledger.rounds_opened(round=0)[0].base_digest
+    as_posted = RoundRecord.from_posted(ledger.chain_id, ledger.address, base_digest, posted)
+    assert GlobalModelRecord.from_round_record(as_posted, posted.sm9_threshold_signature) == record
     assert posted.update_count == 5 and posted.nonce == 0
     assert set(posted.approvers) == {roles.institutions[i].address for i in (4, 0, 2)}
 

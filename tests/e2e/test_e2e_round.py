@@ -35,7 +35,7 @@ from fedledger.sm9.curve import P1, g1_add
 from fedledger.sm9.threshold import PartialSignature, Signer
 from fedledger.store import ContentStore, open_store
 from node.participant import RecordRefused, check_record, entry_of, train_and_submit
-from tests.support.manual_aggregator import honest_view, publish, round_base, round_updates
+from tests.support.manual_aggregator import honest_view, open_next_round, publish, round_base, round_updates
 
 
 @pytest.fixture(scope="module")
@@ -166,12 +166,7 @@ def test_an_update_altered_on_disk_is_flagged_by_the_audit(c: Consortium) -> Non
 
 @pytest.fixture
 def open_round_four(c: Consortium) -> int:
-    ledger = ledger_of(c)
-    state = ledger.round_state()
-    if not state.open:
-        last = ledger.global_models_posted(round=state.round)[0]
-        ledger.open_round(dev_roles(5).aggregator, state.round + 1, last.cid, last.digest)
-    return ledger.round_state().round
+    return open_next_round(ledger_of(c), dev_roles(5).aggregator)
 
 
 def test_a_bad_sm9_signature_is_flagged_by_the_audit_and_rejected_by_the_aggregator(

@@ -29,7 +29,8 @@ from fedledger.chain.devaccounts import DevRoles
 from fedledger.digests import sm3
 from fedledger.protocol import RoundRecord, UpdateEntry
 from fedledger.protocol.consortium import consortium_identity
-from fedledger.protocol.manifest import Exclusion, Inclusion, ReasonCode, RoundManifest
+from fedledger.protocol.manifest import Exclusion, ReasonCode, RoundManifest
+from fedledger.protocol.round_check import AggregationRule, LedgerUpdate, RoundComputation
 from fedledger.sm9 import (
     KeyShare,
     SignMasterKey,
@@ -40,7 +41,7 @@ from fedledger.sm9 import (
     split_key,
     threshold_sign_local,
 )
-from fedledger.store import LocalStore
+from fedledger.store import ContentStore, LocalStore
 
 RATES_PPM = [1_000_000, 500_000, 500_000, 250_000, 125_000]
 
@@ -118,38 +119,18 @@ def round_manifest(
     excluded: dict[str, tuple[ReasonCode, str]],
 ) -> RoundManifest:
     """The manifest an aggregator publishes: ``entries`` (by lower-case address) minus ``excluded``."""
-    return RoundManifest(
-        chain_id=ledger.chain_id,
-        contract=ledger.address.lower(),
-        round=round_index,
-        base_digest=base_digest,
-        global_cid=global_cid,
-        global_digest=global_digest,
-        rule={"name": "alignment", "max_norm": None, "norm_policy": "reject"},
-        included=tuple(
-            Inclusion(a, e.cid, e.digest, e.leaf(signatures[a]))
-            for a, e in sorted(entries.items())
-            if a not in excluded
-        ),
-        excluded=tuple(Exclusion(a, entries[a].cid, code, reason) for a, (code, reason) in sorted(excluded.items())),
+    computation = RoundComputation(
+        [LedgerUpdate(e, signatures[a], None) for a, e in sorted(entries.items()) if a not in excluded],
+        [Exclusion(a, entries[a].cid, code, reason) for a, (code, reason) in sorted(excluded.items())],
+        {},
     )
+    ledger_id = (ledger.chain_id, ledger.address)
+    return computation.manifest(ledger_id, round_index, base_digest, global_cid, global_digest, AggregationRule())
 
 
-def store_manifest(store: LocalStore, ledger: LedgerClient, manifest: RoundManifest) -> RoundRecord:
+def store_manifest(store: ContentStore, manifest: RoundManifest) -> RoundRecord:
     """Put ``manifest`` in the store; the round record that binds it."""
-    data = manifest.to_bytes()
-    return RoundRecord(
-        ledger.chain_id,
-        ledger.address,
-        manifest.round,
-        manifest.base_digest,
-        manifest.global_cid,
-        manifest.global_digest,
-        manifest.updates_root(),
-        store.put(data),
-        sm3(data),
-        manifest.entry_count,
-    )
+    return manifest.round_record(store.put(manifest.to_bytes()))
 
 
 def _put_random(store: LocalStore, size: int) -> tuple[str, bytes]:
@@ -222,7 +203,7 @@ def play_rounds(
         manifest = round_manifest(
             ledger, r, base_digest, global_cid, global_digest, this.entries, this.signatures, excluded
         )
-        record = store_manifest(store, ledger, manifest)
+        record = store_manifest(store, manifest)
         root = record.updates_root
         message = record.message()
         if plan.bad_threshold_signature:

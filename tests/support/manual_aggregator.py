@@ -13,15 +13,30 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from eth_account.signers.local import LocalAccount
 
 from fedledger.chain.client import LedgerClient
-from fedledger.digests import sm3
 from fedledger.fl import ModelSpec, load_global, save_global
-from fedledger.protocol import RoundRecord
-from fedledger.protocol.manifest import Exclusion, Inclusion, RoundManifest
-from fedledger.protocol.round_check import AggregationRule, LedgerUpdate, compute_round, ledger_updates
+from fedledger.protocol.manifest import Exclusion, RoundManifest
+from fedledger.protocol.round_check import (
+    AggregationRule,
+    LedgerUpdate,
+    RoundComputation,
+    compute_round,
+    ledger_updates,
+)
 from fedledger.sm9 import SignMasterPublicKey
 from fedledger.store import ContentStore
+from tests.support.audit_scenario import store_manifest
+
+
+def open_next_round(ledger: LedgerClient, aggregator: LocalAccount) -> int:
+    """The open round, opening the next one from the last posted model if none is open."""
+    state = ledger.round_state()
+    if not state.open:
+        last = ledger.global_models_posted(round=state.round)[0]
+        ledger.open_round(aggregator, state.round + 1, last.cid, last.digest)
+    return ledger.round_state().round
 
 
 def round_updates(ledger: LedgerClient, round_index: int) -> list[LedgerUpdate]:
@@ -58,33 +73,13 @@ def publish(
     path = workdir / f"global-{round_index}-{len(list(workdir.iterdir()))}.safetensors"
     global_digest = save_global(path, state, spec, round_index + 1)
     global_cid = store.put(path)
-    manifest = RoundManifest(
-        chain_id=ledger.chain_id,
-        contract=ledger.address.lower(),
-        round=round_index,
-        base_digest=base_digest,
-        global_cid=global_cid,
-        global_digest=global_digest,
-        rule=(rule or AggregationRule()).to_dict(),
-        included=tuple(
-            Inclusion(u.address, u.entry.cid, u.entry.digest, u.entry.leaf(u.signature_der))
-            for u in sorted(included, key=lambda u: u.address)
-        ),
-        excluded=tuple(sorted(excluded, key=lambda e: e.institution)),
+    computation = RoundComputation(
+        sorted(included, key=lambda u: u.address), sorted(excluded, key=lambda e: e.institution), dict(state)
     )
-    data = manifest.to_bytes()
-    record = RoundRecord(
-        ledger.chain_id,
-        ledger.address,
-        round_index,
-        base_digest,
-        global_cid,
-        global_digest,
-        manifest.updates_root(),
-        store.put(data),
-        sm3(data),
-        manifest.entry_count,
-    )
+    ledger_id = (ledger.chain_id, ledger.address)
+    rule = rule or AggregationRule()
+    manifest = computation.manifest(ledger_id, round_index, base_digest, global_cid, global_digest, rule)
+    record = store_manifest(store, manifest)
     return {"record": record.to_dict(), "included": [r.institution for r in manifest.included]}, manifest
 
 
