@@ -56,7 +56,7 @@ demo: install
 	fedledger demo
 
 # Every benchmark prints JSON with ratios against a baseline measured in the same run.
-BENCHES := chain sm9 store crypto fl round
+BENCHES := chain sm9 store crypto secagg fl round
 bench: install
 	@for b in $(BENCHES); do echo "== fedledger bench $$b"; fedledger bench $$b --json || exit 1; done
 

@@ -51,3 +51,17 @@ def bench_crypto(
     from fedledger.envelope.bench import QUICK_MIB, run_crypto_bench
 
     emit("crypto", run_crypto_bench(QUICK_MIB if quick else size_mib, durable=durable), as_json)
+
+
+@bench_app.command("secagg")
+def bench_secagg(
+    as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
+    repeats: int = typer.Option(3, "--repeats", min=1, help="Timed repetitions (the median is reported)."),
+    threads: int = typer.Option(1, "--threads", min=1, help="torch threads for both measurements."),
+) -> None:
+    """Secure aggregation for 5, 10 and 20 mixed-width members vs plain alignment: time and bytes."""
+    from fedledger.fl.training import configure_threads
+    from fedledger.secagg.bench import run_benchmark
+
+    configure_threads(threads)
+    emit("secagg", run_benchmark(repeats=repeats), as_json)

@@ -1,0 +1,134 @@
+"""Global flat positions of a sub-model, from its public index map given as integer arrays.
+
+Why: masks are indexed by global position, so two members derive the same mask value for an
+entry both cover, and the aggregator adds each member's flat upload at its positions. The
+global model is laid out as its tensors in sorted name order, each in C order; a sub-model's
+flat vector lists its entries in the same order (its tensors sorted, each in C order), and
+``positions[k]`` is the global index of its k-th entry. Nothing here imports ``fedledger.fl``:
+index maps arrive as ``{name: (index vector or None per dimension)}`` plus global shapes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from fedledger.secagg.errors import SecAggInputError
+
+_MIN_RUN = 64  # average run length below which one fancy-index add is faster than slices
+IndexVectors = Mapping[str, Sequence[object]]  # name -> per-dimension int array (or tensor) or None
+
+
+def global_offsets(global_shapes: Mapping[str, Sequence[int]]) -> tuple[dict[str, int], int]:
+    """Start offset of each tensor in the global flat vector, and the global length."""
+    offsets, total = {}, 0
+    for name in sorted(global_shapes):
+        offsets[name] = total
+        total += int(np.prod(global_shapes[name], dtype=np.int64))
+    return offsets, total
+
+
+def flat_positions(global_shapes: Mapping[str, Sequence[int]], indices: IndexVectors) -> np.ndarray:
+    """Global flat positions (int64) of the sub-model's entries, in its flat order."""
+    offsets, _ = global_offsets(global_shapes)
+    parts = []
+    for name in sorted(indices):
+        if name not in global_shapes:
+            raise SecAggInputError(f"tensor {name}: not in the global model")
+        shape = tuple(int(s) for s in global_shapes[name])
+        dims = indices[name]
+        if len(dims) != len(shape):
+            raise SecAggInputError(f"tensor {name}: {len(dims)} index vectors for {len(shape)} dimensions")
+        axes = []
+        for d, (vec, size) in enumerate(zip(dims, shape, strict=True)):
+            axis = np.arange(size, dtype=np.int64) if vec is None else np.asarray(vec, dtype=np.int64).reshape(-1)
+            if axis.size == 0 or axis.min() < 0 or axis.max() >= size or np.unique(axis).size != axis.size:
+                raise SecAggInputError(f"tensor {name} dimension {d}: index vector outside [0, {size}) or repeated")
+            axes.append(axis)
+        strides = np.array([int(np.prod(shape[d + 1 :], dtype=np.int64)) for d in range(len(shape))], dtype=np.int64)
+        flat = np.zeros([a.size for a in axes], dtype=np.int64) + offsets[name]
+        for d, axis in enumerate(axes):
+            view = [1] * len(axes)
+            view[d] = axis.size
+            flat += (axis * strides[d]).reshape(view)
+        parts.append(flat.reshape(-1))
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+
+Runs = tuple[list[int], list[int], list[int]]  # (global starts, sub starts, lengths)
+
+
+def runs(positions: np.ndarray) -> Runs | None:
+    """Contiguous runs of ``positions``, or None when they are too short to beat fancy indexing."""
+    if positions.size == 0:
+        return [], [], []
+    breaks = np.flatnonzero(np.diff(positions) != 1) + 1
+    if breaks.size * _MIN_RUN > positions.size:
+        return None
+    sub_starts = np.concatenate(([0], breaks))
+    lengths = np.diff(np.concatenate((sub_starts, [positions.size])))
+    return positions[sub_starts].tolist(), sub_starts.tolist(), lengths.tolist()
+
+
+def scatter_add(target: np.ndarray, positions: np.ndarray, values: np.ndarray | int, blocks: Runs | None) -> None:
+    """target[positions] += values (positions distinct), by runs when given (see :func:`runs`).
+
+    Sub-models keep whole runs of every row (a window of units), so a few hundred slices beat
+    one scattered fancy-index add of millions of entries.
+    """
+    if blocks is None:
+        target[positions] += values
+        return
+    if isinstance(values, int):
+        for g, _, n in zip(*blocks, strict=True):
+            target[g : g + n] += values
+        return
+    for g, s, n in zip(*blocks, strict=True):
+        target[g : g + n] += values[s : s + n]
+
+
+def coverage_weights(length: int, members: list[tuple[np.ndarray, Runs | None, int]]) -> np.ndarray:
+    """Sum of the weights of the members covering each entry (int64), from (positions, runs, weight).
+
+    By runs this is a difference array and one cumulative sum: O(runs + length), not O(entries).
+    """
+    edges: list[np.ndarray] = []
+    steps: list[np.ndarray] = []
+    scattered = np.zeros(length, dtype=np.int64)
+    for positions, blocks, weight in members:
+        if blocks is None:
+            scattered[positions] += weight
+            continue
+        starts, lengths = np.asarray(blocks[0], dtype=np.int64), np.asarray(blocks[2], dtype=np.int64)
+        edges += [starts, starts + lengths]
+        steps += [np.full(starts.size, weight, dtype=np.int64), np.full(starts.size, -weight, dtype=np.int64)]
+    if not edges:
+        return scattered
+    diff = np.zeros(length + 1, dtype=np.int64)
+    np.add.at(diff, np.concatenate(edges), np.concatenate(steps))
+    return np.cumsum(diff[:-1]) + scattered
+
+
+def flatten_state(state: Mapping[str, object]) -> np.ndarray:
+    """A state dict (tensors or arrays) as one float32 vector: tensors in sorted name order, C order."""
+    parts = [_as_numpy(state[name]).astype(np.float32, copy=False).reshape(-1) for name in sorted(state)]
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
+
+
+def unflatten(vector: np.ndarray, global_shapes: Mapping[str, Sequence[int]]) -> dict[str, np.ndarray]:
+    """The global flat vector cut back into named arrays of the global shapes."""
+    offsets, total = global_offsets(global_shapes)
+    if vector.size != total:
+        raise SecAggInputError(f"vector has {vector.size} entries, the global model {total}")
+    return {
+        name: vector[offsets[name] : offsets[name] + int(np.prod(shape, dtype=np.int64))].reshape(tuple(shape))
+        for name, shape in global_shapes.items()
+    }
+
+
+def _as_numpy(value: object) -> np.ndarray:
+    detach = getattr(value, "detach", None)
+    if detach is not None:  # a torch tensor, without importing torch here
+        return detach().cpu().numpy()
+    return np.asarray(value)
