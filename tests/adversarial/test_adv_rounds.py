@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -101,16 +102,26 @@ def mpk_of(c: Consortium) -> SignMasterPublicKey:
 # ---------------------------------------------------------------------------------- a cheating member
 
 
-def submit_file(node: NodeContext, round_index: int, path: Path, *, num_samples: int | None = None) -> None:
+def submit_file(
+    node: NodeContext,
+    round_index: int,
+    path: Path,
+    *,
+    num_samples: int | None = None,
+    cid: str | None = None,
+    digest: bytes | None = None,
+) -> None:
     """Submit ``path`` as ``node``'s update, its entry signed with the node's own SM9 key (a member
-    may sign whatever it likes). The entry's fields are the file's, except ``num_samples`` if given."""
+    may sign whatever it likes). The entry's fields are the file's, except those given: a ``cid``
+    given is put on the ledger instead of storing the file."""
     try:
         _, meta = load_update(path)
         samples, ppm, mapping = meta.num_samples, width_to_ppm(meta.width_rate), meta.mapping_digest
     except ValueError:  # not even a readable update: announce the width the node trains at
         samples, ppm, mapping = 10, width_to_ppm(node.width_rate), sm3(b"whatever")
     samples = samples if num_samples is None else num_samples
-    cid, digest = node.store.put(path), sm3_file(path)
+    cid = node.store.put(path) if cid is None else cid
+    digest = sm3_file(path) if digest is None else digest
     ledger = node.ledger
     entry = UpdateEntry(
         ledger.chain_id, ledger.address, round_index, node.account.address, cid, digest, samples, ppm, mapping
@@ -119,7 +130,7 @@ def submit_file(node: NodeContext, round_index: int, path: Path, *, num_samples:
     ledger.submit_update(node.account, round_index, cid, digest, mapping, samples, ppm, signature)
 
 
-Craft = Callable[[Path, Path], dict[str, int]]
+Craft = Callable[[Path, Path], dict[str, Any]]
 
 
 def claims_a_billion_samples(trained: Path, out: Path) -> dict[str, int]:
@@ -163,6 +174,16 @@ def with_a_wrong_index_map(trained: Path, out: Path) -> dict[str, int]:
     wrong = IndexMap.from_dict(raw)
     save_update(out, state, dataclasses.replace(meta, index_map=wrong))
     return {}
+
+
+def under_a_blank_cid(trained: Path, out: Path) -> dict[str, Any]:
+    out.write_bytes(trained.read_bytes())
+    return {"cid": " "}  # the contract checks only the length: the content is nowhere
+
+
+def under_another_digest(trained: Path, out: Path) -> dict[str, Any]:
+    out.write_bytes(trained.read_bytes())
+    return {"digest": sm3(b"not this file")}
 
 
 def truncated(trained: Path, out: Path) -> dict[str, int]:
@@ -301,6 +322,11 @@ CASES = [
     ),
     pytest.param(
         (truncated, ReasonCode.MALFORMED_FILE), (claims_a_billion_samples, ReasonCode.FIELDS_MISMATCH), id="truncated"
+    ),
+    pytest.param(
+        (under_a_blank_cid, ReasonCode.CONTENT_UNAVAILABLE),
+        (under_another_digest, ReasonCode.DIGEST_MISMATCH),
+        id="blank-cid+digest",
     ),
 ]
 
