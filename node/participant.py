@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +79,7 @@ class NodeContext:
     train_config: TrainConfig
     state_dir: Path
     verify_aggregation: bool = True
+    rule: AggregationRule = field(default_factory=AggregationRule)  # what the consortium agreed to aggregate by
     poll_interval: float = POLL_INTERVAL_SECONDS
     http_timeout_seconds: float = HTTP_TIMEOUT_SECONDS
 
@@ -249,6 +250,12 @@ def _checked_manifest(ctx: NodeContext, record: RoundRecord, events: list[Update
         raise RecordRefused("the round manifest names another ledger, round or base model than the record")
     if (manifest.global_cid, manifest.global_digest) != (record.global_cid, record.global_digest):
         raise RecordRefused("the round manifest names another global model than the record")
+    try:
+        rule = AggregationRule.from_dict(manifest.rule)
+    except ManifestError as exc:
+        raise RecordRefused(f"the round manifest's rule cannot be recomputed: {exc}") from None
+    if rule != ctx.rule:
+        raise RecordRefused(f"the round manifest's rule {manifest.rule} is not the consortium's {ctx.rule.to_dict()}")
     if manifest.updates_root() != record.updates_root:
         raise RecordRefused("the updates root does not match the manifest's included entries")
     if manifest.entry_count != record.entry_count or record.entry_count != len(events):
@@ -275,8 +282,8 @@ def _check_alignment(
     folder = round_dir(ctx, record.round)
     identities = {i.address.lower(): i.sm9_id for i in ctx.ledger.institutions()}
     updates = ledger_updates(ctx.ledger.chain_id, ctx.ledger.address, events, identities)
+    rule = ctx.rule  # the manifest names this very rule (checked above)
     try:
-        rule = AggregationRule.from_dict(manifest.rule)
         base_path = fetch_verified_model(ctx.store, base_cid, record.base_digest, folder / "base.safetensors")
         computation, global_digest = recompute_round(
             ctx.store,

@@ -10,6 +10,7 @@ reports what happened.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 import threading
@@ -46,6 +47,7 @@ from fedledger.fl import (
 from fedledger.protocol import UpdateEntry
 from fedledger.protocol.consortium import consortium_identity
 from fedledger.protocol.manifest import Exclusion, ReasonCode, RoundManifest
+from fedledger.protocol.round_check import AggregationRule
 from fedledger.sm9 import SignMasterKey, SignMasterPublicKey, extract_sign_key, sign, split_key, threshold_sign_local
 from fedledger.store import LocalStore, open_store
 from fedledger.widths import width_to_ppm
@@ -57,11 +59,15 @@ from node.participant import (
     train_and_submit,
     train_for_round,
 )
+from tests.support import manual_aggregator
 from tests.support.audit_scenario import round_manifest, store_manifest
-from tests.support.manual_aggregator import honest_view, publish, round_base, round_updates
 from tests.support.manual_aggregator import open_next_round as open_next
+from tests.support.manual_aggregator import round_base, round_updates
 
-MAX_NORM = 1000.0  # the aggregator's norm bound: far above an honest update, far below a boosted one
+MAX_NORM = 1000.0  # the agreed norm bound: far above an honest update, far below a boosted one
+RULE = AggregationRule(policy=ValidationPolicy(max_norm=MAX_NORM))
+honest_view = functools.partial(manual_aggregator.honest_view, rule=RULE)
+publish = functools.partial(manual_aggregator.publish, rule=RULE)
 HONEST = (0, 1, 2)
 
 
@@ -77,6 +83,8 @@ def c(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Consortium]:
             return ctx
 
         consortium.aggregator_context = with_norm_bound  # type: ignore[method-assign]
+        for node in consortium.nodes:  # the members agreed to the same bound
+            node.rule = RULE
         consortium.run_rounds(1)
         yield consortium
 
@@ -303,6 +311,10 @@ def test_a_valid_update_left_out_or_excluded_for_a_false_reason_is_refused(c: Co
         RecordRefused, match="excluded \\(non_finite\\), this node finds it excluded \\(fields_mismatch"
     ):
         check_record(checker, recoded)
+    # Dropping the agreed norm bound from the rule (so a boosted update would pass) is refused.
+    unbounded, _ = honest_view(store, mpk_of(c), ledger, r, tmp_path / "unbounded", rule=AggregationRule())
+    with pytest.raises(RecordRefused, match=r"rule .* is not the consortium's"):
+        check_record(checker, unbounded)
 
 
 def test_the_round_with_the_billion_sample_claim_completes_and_the_audit_names_the_reason(c: Consortium) -> None:
