@@ -63,7 +63,7 @@ def read_inclusion(
         data = store.read_bytes(post.manifest_cid, max_size=MAX_MANIFEST_BYTES)
     except BlockNotFoundError as exc:
         return refused(f"manifest {post.manifest_cid} is missing from the store ({exc})", final=False)
-    except (StoreError, ValueError, IndexError) as exc:  # an untrusted CID is this round's verdict
+    except (StoreError, ValueError) as exc:  # an untrusted CID is this round's verdict
         return refused(f"manifest {post.manifest_cid!r} cannot be read: {exc}", final=False)
     if sm3(data) != post.manifest_digest:
         return refused(f"manifest {post.manifest_cid} does not have the posted manifest digest")

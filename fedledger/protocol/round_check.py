@@ -15,7 +15,7 @@ import logging
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
@@ -63,14 +63,21 @@ class LedgerUpdate:
         return self.entry.institution.lower()
 
 
+class SignedSubmission(SubmittedEvent, Protocol):
+    """An ``UpdateSubmitted`` event with the entry's SM9 signature (the chain client's event fits)."""
+
+    @property
+    def sm9_signature(self) -> bytes: ...
+
+
 def ledger_updates(
-    chain_id: int, contract: str, events: Iterable[SubmittedEvent], identities: Mapping[str, str]
+    chain_id: int, contract: str, events: Iterable[SignedSubmission], identities: Mapping[str, str]
 ) -> list[LedgerUpdate]:
     """The round's entries as the pipeline takes them; ``identities`` maps lower-case address to SM9 id."""
     return [
         LedgerUpdate(
             UpdateEntry.from_event(chain_id, contract, e),
-            bytes(e.sm9_signature),  # type: ignore[attr-defined]
+            bytes(e.sm9_signature),
             identities.get(e.institution.lower()),
         )
         for e in events
@@ -168,7 +175,7 @@ def _fetch(store: ContentStore, update: LedgerUpdate, workdir: Path) -> Path:
     path = workdir / f"update-r{entry.round}-{update.address}.safetensors"
     try:
         store.get_to_path(entry.cid, path)
-    except (StoreError, ValueError, IndexError) as exc:  # IndexError: a blank CID in older CID parsers
+    except (StoreError, ValueError) as exc:
         path.unlink(missing_ok=True)
         raise EntryExcluded(ReasonCode.CONTENT_UNAVAILABLE, f"content {entry.cid!r} unavailable: {exc}") from None
     if sm3_file(path) != entry.digest:
