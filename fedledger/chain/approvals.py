@@ -205,11 +205,15 @@ def sign_typed_data(account: LocalAccount, typed_data: dict[str, Any]) -> bytes:
     return bytes(account.sign_message(_signable(typed_data)).signature)
 
 
-def sign_global_model(account: LocalAccount, domain: LedgerDomain, record: GlobalModelRecord, nonce: int) -> bytes:
+def sign_global_model(
+    account: LocalAccount, domain: LedgerDomain, record: GlobalModelRecord, nonce: int
+) -> bytes:
     return sign_typed_data(account, global_model_typed_data(domain, record, nonce))
 
 
-def sign_membership_change(account: LocalAccount, domain: LedgerDomain, change: MembershipChange, nonce: int) -> bytes:
+def sign_membership_change(
+    account: LocalAccount, domain: LedgerDomain, change: MembershipChange, nonce: int
+) -> bytes:
     return sign_typed_data(account, membership_typed_data(domain, change, nonce))
 
 

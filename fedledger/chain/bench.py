@@ -58,7 +58,9 @@ def measure_gas(kind: ChainKind = "anvil", progress: Callable[[str], None] | Non
         gas["deploy"] = deployment.gas_used
         ledger = deployment.client(w3)
         say("round 0: open, submit, post")
-        gas["openRound"] = ledger.open_round(roles.aggregator, 0, REALISTIC_CID, sm3(b"initial model")).gas_used
+        gas["openRound"] = ledger.open_round(
+            roles.aggregator, 0, REALISTIC_CID, sm3(b"initial model")
+        ).gas_used
         submits = [
             ledger.submit_update(
                 inst, 0, REALISTIC_CID, sm3(b"update %d" % i), sm3(b"index map %d" % i),
@@ -80,7 +82,9 @@ def measure_gas(kind: ChainKind = "anvil", progress: Callable[[str], None] | Non
             _sm9_like_signature(),
         )  # fmt: skip
         approvals = [ledger.approve_global_model(a, record1) for a in roles.institutions]
-        gas["postGlobalModel_5approvals"] = ledger.post_global_model(roles.aggregator, record1, approvals).gas_used
+        gas["postGlobalModel_5approvals"] = ledger.post_global_model(
+            roles.aggregator, record1, approvals
+        ).gas_used
         gas["recordAccess"] = ledger.record_access(
             roles.institutions[0], REALISTIC_CID, "local training, round 1"
         ).gas_used
@@ -100,7 +104,9 @@ def measure_gas(kind: ChainKind = "anvil", progress: Callable[[str], None] | Non
         "evm_version": compiled.settings.get("evmVersion"),
         "calldata": {"cid_chars": len(REALISTIC_CID), "sm9_signature_bytes": SM9_SIGNATURE_BYTES},
         "gas": gas,
-        "ratio_to_plain_transfer": {k: round(v / baseline, 3) for k, v in gas.items() if k != "plainTransfer"},
+        "ratio_to_plain_transfer": {
+            k: round(v / baseline, 3) for k, v in gas.items() if k != "plainTransfer"
+        },
         "targets": {
             "submitUpdate": _target(gas["submitUpdate"], SUBMIT_UPDATE_TARGET),
             "postGlobalModel_k3": _target(gas["postGlobalModel_k3"], POST_GLOBAL_MODEL_K3_TARGET),

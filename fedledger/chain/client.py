@@ -263,7 +263,9 @@ class LedgerClient:
 
     def record_access(self, sender: LocalAccount, cid: str, purpose: str) -> TxResult:
         """Member: log that ``sender`` retrieved ``cid`` and why."""
-        return self._transact(sender, f"recordAccess({cid})", self.contract.functions.recordAccess(cid, purpose))
+        return self._transact(
+            sender, f"recordAccess({cid})", self.contract.functions.recordAccess(cid, purpose)
+        )
 
     def add_institution(
         self, sender: LocalAccount, account: str, sm9_id: str, new_threshold: int, approvals: Sequence[bytes]
@@ -286,7 +288,9 @@ class LedgerClient:
         return self._transact(sender, f"setThreshold({new_threshold})", fn)
 
     def set_aggregator(self, sender: LocalAccount, account: str, approvals: Sequence[bytes]) -> TxResult:
-        fn = self.contract.functions.setAggregator(to_checksum_address(account), [bytes(a) for a in approvals])
+        fn = self.contract.functions.setAggregator(
+            to_checksum_address(account), [bytes(a) for a in approvals]
+        )
         return self._transact(sender, f"setAggregator({account})", fn)
 
     def apply_membership_change(
@@ -479,7 +483,9 @@ class LedgerClient:
         end = int(self.w3.eth.block_number) if to_block is None else to_block
         for page_start in range(start, end + 1, page_size):
             page_end = min(page_start + page_size - 1, end)
-            logs = event().get_logs(from_block=page_start, to_block=page_end, argument_filters=argument_filters)
+            logs = event().get_logs(
+                from_block=page_start, to_block=page_end, argument_filters=argument_filters
+            )
             for log in sorted(logs, key=lambda entry: (entry["blockNumber"], entry["logIndex"])):
                 tx_hash = "0x" + bytes(log["transactionHash"]).hex()
                 meta = EventMeta(int(log["blockNumber"]), tx_hash, int(log["logIndex"]))

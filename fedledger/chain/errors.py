@@ -81,7 +81,9 @@ class InvalidSm9Id(LedgerError):
 
 
 class InvalidThreshold(LedgerError):
-    template = "threshold k={threshold} is invalid with {activeInstitutions} active institutions (1 <= k <= n)"
+    template = (
+        "threshold k={threshold} is invalid with {activeInstitutions} active institutions (1 <= k <= n)"
+    )
 
 
 class InstitutionListMismatch(LedgerError):
@@ -101,7 +103,9 @@ class RoundNotOpen(LedgerError):
 
 
 class BaseModelMismatch(LedgerError):
-    template = "round {round} must start from round {round}-1's posted global model (digest {expected}), not {given}"
+    template = (
+        "round {round} must start from round {round}-1's posted global model (digest {expected}), not {given}"
+    )
 
 
 class AlreadySubmitted(LedgerError):
