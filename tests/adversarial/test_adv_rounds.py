@@ -51,6 +51,7 @@ from fedledger.protocol.round_check import AggregationRule
 from fedledger.sm9 import SignMasterKey, SignMasterPublicKey, extract_sign_key, sign, split_key, threshold_sign_local
 from fedledger.store import LocalStore, open_store
 from fedledger.widths import width_to_ppm
+from node.http_client import aggregator_client
 from node.participant import (
     NodeContext,
     RecordRefused,
@@ -394,7 +395,7 @@ def test_an_update_landing_during_signing_is_accounted_for_and_the_round_redone(
     stop = threading.Event()
     try:
         deadline = time.monotonic() + 120
-        while (first := session_record(f"{late.aggregator_url}/rounds/{r}/session")) is None:
+        while (first := session_record(late, r)) is None:
             assert time.monotonic() < deadline and aggregator.is_alive(), errors
             time.sleep(0.2)
         assert first["entry_count"] == 4
@@ -416,10 +417,12 @@ def test_an_update_landing_during_signing_is_accounted_for_and_the_round_redone(
 # ---------------------------------------------------------------------------------- helpers
 
 
-def session_record(url: str) -> dict[str, object] | None:
-    """The record of the aggregator's signing session; None while it has none or is not up yet."""
+def session_record(node: NodeContext, round_index: int) -> dict[str, object] | None:
+    """The record of the aggregator's signing session, asked as ``node`` asks (mutual TLS); None
+    while there is none or the aggregator is not up yet."""
     try:
-        response = httpx.get(url, timeout=5)
+        with aggregator_client(node.aggregator_tls, 5) as http:
+            response = http.get(f"{node.aggregator_url}/rounds/{round_index}/session")
     except httpx.TransportError:
         return None
     return response.json()["record"] if response.status_code == 200 else None
