@@ -36,7 +36,7 @@ def run(
     """
     from aggregator.config import load_config
     from aggregator.context import build_context
-    from aggregator.driver import RoundFailed, run_aggregator
+    from aggregator.driver import run_aggregator
     from aggregator.http_api import SessionBoard
     from aggregator.http_server import api_server, serve_in_background
     from fedledger.tls.contexts import PLAIN_HTTP_WARNING
@@ -53,7 +53,7 @@ def run(
     thread = serve_in_background(server)
     try:
         posted = run_aggregator(ctx, rounds)
-    except RoundFailed as exc:
+    except FedLedgerError as exc:  # a misconfiguration no retry heals
         fail(str(exc))
     finally:
         server.should_exit = True

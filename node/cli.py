@@ -192,8 +192,11 @@ def sign(
     """Take part in the open round's signing session until the aggregator has what it needs."""
     import time
 
+    import httpx
+
     from node.http_client import aggregator_client
-    from node.participant import RecordRefused, SessionParticipant
+    from node.participant import AggregatorUnavailable, RecordRefused, SessionParticipant
+    from node.session_view import SessionViewError
 
     ctx = _context(config, password_file, reach_aggregator=True, insecure_http=insecure_http)
     state = ctx.ledger.round_state()
@@ -207,6 +210,9 @@ def sign(
                 phase = participant.step(state.round)
             except RecordRefused as exc:
                 fail(f"refusing to sign: {exc}")
+            except (SessionViewError, AggregatorUnavailable, httpx.HTTPError):  # this poll only: look again
+                time.sleep(ctx.poll_interval)
+                continue
             if phase in ("approve", "ready") or not ctx.ledger.round_state().open:
                 typer.echo(f"round {state.round}: signed and approved")
                 return
@@ -227,5 +233,6 @@ def run(
 
     setup_logging(verbose)
     ctx = _context(config, password_file, reach_aggregator=True, insecure_http=insecure_http)
-    posted = run_node(ctx, rounds)
+    with errors_reported():  # NodeMisconfigured: wrong contract or not a member, said at once
+        posted = run_node(ctx, rounds)
     typer.echo(f"node {ctx.name}: {posted} round(s) posted")
