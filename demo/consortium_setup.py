@@ -59,6 +59,11 @@ class ConsortiumLayout:
         return party_dir / "password"
 
 
+def demo_round_deadline(institutions: int) -> float:
+    """The demo aggregator's round deadline: 300 s, and 60 s per institution beyond five."""
+    return 300.0 + 60.0 * max(0, institutions - 5)
+
+
 def _password(path: Path) -> str:
     password = secrets.token_urlsafe(24)
     atomic_write_text(path, password, SECRET_MODE)
@@ -179,7 +184,8 @@ def setup_consortium(
         port=aggregator_port,
         model=spec.to_dict(),
         init_seed=seed,
-        round_deadline_seconds=120.0,
+        # generous: on a loaded machine 5 node processes training at once must not miss the round
+        round_deadline_seconds=demo_round_deadline(len(rates)),
     )
     _install_tls(ca, ca.issue_server(LOCAL_HOSTS), agg_config.tls_files(agg), agg_password)
     save_aggregator_config(agg_config, agg)

@@ -105,19 +105,46 @@ def readable_by(store: ContentStore, cid: str, readers: Sequence[Recipient]) -> 
     return all((r.identity, r.key_id) in named for r in readers)
 
 
+def _get_plain(store: ContentStore, cid: str, expected_digest: bytes, dest: str | Path) -> Path:
+    """A plaintext model file (a federation whose roster publishes no encryption master key)."""
+    target = Path(dest)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.is_file() and sm3_file(target) == expected_digest:
+        return target
+    store.get_to_path(cid, target)
+    actual = sm3_file(target)
+    if actual != expected_digest:
+        target.unlink(missing_ok=True)
+        raise ModelDigestMismatch(f"model {cid}: SM3 {actual.hex()} differs from the ledger's {expected_digest.hex()}")
+    return target
+
+
 @dataclass(frozen=True)
 class ModelVault:
     """One party's access to model files: its store, the KGC's SM9 encryption master public key and
-    its own reader keys (None: it can seal, but open nothing)."""
+    its own reader keys (None: it can seal, but open nothing).
+
+    ``master_public`` None is a federation that does not seal (its roster publishes no encryption
+    master key, e.g. one provisioned before sealing): files go into the store as they are and come
+    out checked against the ledger's digest only.
+    """
 
     store: ContentStore
-    master_public: EncryptMasterPublicKey
+    master_public: EncryptMasterPublicKey | None
     keys: RecipientKeys | None
 
+    @property
+    def sealing(self) -> bool:
+        return self.master_public is not None
+
     def put(self, path: str | Path, readers: Sequence[Recipient]) -> tuple[str, bytes]:
+        if self.master_public is None:
+            return self.store.put(Path(path)), sm3_file(path)
         return put_model(self.store, path, readers, self.master_public)
 
     def get(self, cid: str, expected_digest: bytes, dest: str | Path) -> Path:
+        if self.master_public is None:
+            return _get_plain(self.store, cid, expected_digest, dest)
         if self.keys is None:
             raise SealedModelError(f"model {cid} is sealed and this party holds no reader keys (init --encrypt-key)")
         return get_model(self.store, cid, expected_digest, dest, self.keys)
@@ -128,7 +155,7 @@ class ModelVault:
         How a member added since ``cid`` was written reads it from its first round on; the ledger's
         digest (the plaintext's) is unchanged, so the base of a round stays bound to the signed record.
         """
-        if readable_by(self.store, cid, readers):
+        if self.master_public is None or readable_by(self.store, cid, readers):
             return cid
         plain = self.get(cid, expected_digest, workdir / "reseal.plain")
         try:

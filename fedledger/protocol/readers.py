@@ -37,6 +37,12 @@ def sealing_master_key(consortium: Consortium) -> EncryptMasterPublicKey:
         raise SealedModelError(f"the roster's SM9 encryption master public key is malformed: {exc}") from None
 
 
+def sealing_key_if_any(consortium: Consortium) -> EncryptMasterPublicKey | None:
+    """The roster's SM9 encryption master public key, or None when the roster publishes none: the
+    federation then does not seal (see ``ModelVault``)."""
+    return sealing_master_key(consortium) if consortium.encrypt_master_public else None
+
+
 def _card(identity: str, mlkem_hex: str) -> Recipient:
     try:
         return Recipient(identity.encode("utf-8"), bytes.fromhex(mlkem_hex))
@@ -87,7 +93,10 @@ class ActiveSet(Protocol):
 
 
 def readers_now(ledger: ActiveSet, consortium: Consortium) -> list[Recipient]:
-    """``model_readers`` for the institutions the ledger lists as active at this moment."""
+    """``model_readers`` for the institutions the ledger lists as active at this moment (none when the
+    roster publishes no encryption master key: nothing is sealed)."""
+    if not consortium.encrypt_master_public:
+        return []
     return model_readers(consortium, [i.sm9_id for i in ledger.active_institutions()])
 
 

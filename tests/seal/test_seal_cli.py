@@ -13,10 +13,16 @@ from fedledger.cli import app
 from fedledger.envelope import RecipientKeys
 from fedledger.protocol.consortium import Consortium, Member
 from fedledger.protocol.errors import SealedModelError
+from fedledger.protocol.key_distribution import read_transport_password, transport_password_path
 from fedledger.protocol.readers import READER_CARD_FILE, READER_KEYS_FILE, install_reader_keys, reader_keys_from_kgc
+from fedledger.sm9 import SM9KeyError
 
 PASSWORD = "cli-test-password"
 ENV = {"FEDLEDGER_KEY_PASSWORD": PASSWORD}
+
+
+def _transport(issued: Path) -> str:
+    return read_transport_password(transport_password_path(issued))
 
 
 def _run(args: list[str], code: int = 0) -> str:
@@ -49,9 +55,15 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 str(issued),
             ]
         )
+        # issued like every other KGC key: under its own transport password, never the master's
+        transport = transport_password_path(issued)
+        assert stat.S_IMODE(transport.stat().st_mode) == 0o600
+        with pytest.raises(SM9KeyError):
+            reader_keys_from_kgc(issued, PASSWORD, identity)
         party = root / identity.replace(":", "-")
         party.mkdir()
-        install_reader_keys(reader_keys_from_kgc(issued, PASSWORD, identity), party, PASSWORD)  # what init does
+        keys = reader_keys_from_kgc(issued, read_transport_password(transport), identity)
+        install_reader_keys(keys, party, PASSWORD)  # what init does
     card = root / "inst-h1" / READER_CARD_FILE
     _run(["kgc", "register-card", "--roster", str(root / "consortium.json"), "--card", str(card),
           "--enc-master-public", str(kgc / "enc_master_public.pem")])  # fmt: skip
@@ -107,7 +119,7 @@ def test_encrypt_to_refuses_unknown_and_unregistered_readers_in_one_line(setup: 
 def test_register_card_refuses_a_card_of_a_stranger(setup: Path, tmp_path: Path) -> None:
     before = (setup / "consortium.json").read_text()
     card = tmp_path / "card.json"
-    stranger = reader_keys_from_kgc(setup / "enc-agg.key", PASSWORD)
+    stranger = reader_keys_from_kgc(setup / "enc-agg.key", _transport(setup / "enc-agg.key"))
     card.write_text(stranger.public.to_json().replace(b"agg".hex(), b"eve".hex()))
     out = _run(["kgc", "register-card", "--roster", str(setup / "consortium.json"), "--card", str(card)], code=2)
     assert "neither a member nor the aggregator" in out
@@ -116,8 +128,9 @@ def test_register_card_refuses_a_card_of_a_stranger(setup: Path, tmp_path: Path)
 
 def test_reader_keys_of_another_identity_are_refused_and_a_reinstall_keeps_the_mlkem_key(setup: Path) -> None:
     with pytest.raises(SealedModelError, match="another identity"):
-        reader_keys_from_kgc(setup / "enc-inst:h1.key", PASSWORD, "inst:h2")
+        reader_keys_from_kgc(setup / "enc-inst:h1.key", _transport(setup / "enc-inst:h1.key"), "inst:h2")
     installed = RecipientKeys.load(setup / "inst-h1" / READER_KEYS_FILE, PASSWORD)
     again = reader_keys_from_kgc(setup / "inst-h1" / READER_KEYS_FILE, PASSWORD, "inst:h1")
     assert again.public == installed.public
-    assert reader_keys_from_kgc(setup / "enc-inst:h1.key", PASSWORD).public != installed.public  # fresh ML-KEM
+    issued = setup / "enc-inst:h1.key"
+    assert reader_keys_from_kgc(issued, _transport(issued)).public != installed.public  # fresh ML-KEM

@@ -12,8 +12,8 @@ from fedledger.digests import sm3_file
 from fedledger.envelope import EnvelopeIntegrityError, RecipientKeys
 from fedledger.protocol.consortium import Consortium, Member, Reader
 from fedledger.protocol.errors import ModelDigestMismatch, SealedModelError
-from fedledger.protocol.model_files import get_model, put_model
-from fedledger.protocol.readers import model_readers, sealing_master_key
+from fedledger.protocol.model_files import ModelVault, get_model, put_model
+from fedledger.protocol.readers import model_readers, sealing_key_if_any, sealing_master_key
 from fedledger.sm9.encryption_keys import EncryptMasterKey
 from fedledger.store.local import LocalStore
 
@@ -102,3 +102,19 @@ def test_a_roster_without_encryption_material_is_refused_with_one_clear_line(
         sealing_master_key(broken)
     with pytest.raises(SealedModelError, match="malformed"):
         model_readers(broken, [])
+
+
+def test_a_roster_without_an_encryption_master_key_stores_plaintext_checked_by_digest(tmp_path: Path) -> None:
+    """A federation provisioned without sealing (no encryption master key in the roster) still runs."""
+    store = LocalStore(tmp_path / "store", durable=False)
+    roster = Consortium(1, "0x" + "ab" * 20, "consortium:1:0xab", 1, (Member("h0", "0x" + "01" * 20, "inst:a", 1),))
+    vault = ModelVault(store, sealing_key_if_any(roster), None)
+    assert not vault.sealing
+    model = _file(tmp_path / "model.bin", b"plain model" * 100)
+    cid, digest = vault.put(model, [])
+    assert (cid, digest) == (store.put(model), sm3_file(model))
+    assert vault.get(cid, digest, tmp_path / "out" / "m.bin").read_bytes() == model.read_bytes()
+    assert vault.reseal_for(cid, digest, [], tmp_path) == cid
+    with pytest.raises(ModelDigestMismatch):
+        vault.get(cid, b"\x00" * 32, tmp_path / "other" / "m.bin")
+    assert not (tmp_path / "other" / "m.bin").exists()
