@@ -3,8 +3,8 @@
 The consortium is ``demo.in_process``'s: a real Anvil, the real contract, the real store, real
 training, the real aggregator loop and its HTTP API, and institutions as threads that reach the
 aggregator only over HTTP. ``Misbehaving`` is one member's keys and clients used against the rules:
-it signs any entry with its own (or a stolen) SM9 key and sends it from its registered address, so
-the contract accepts it and everything downstream has to cope.
+it signs any entry with its own (or a stolen) SM9 key and sends it from its registered address
+(``demo.adversary``, which ``fedledger demo --adversary`` runs too).
 
 ``play_round`` opens a round, lets the misbehaving member act first, then runs the aggregator with
 the honest members; ``RoundReport`` says what became of each entry: included, or rejected and why
@@ -18,25 +18,18 @@ import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 
+from demo.adversary import MisbehavingMember as Misbehaving
+from demo.adversary import rejection_reasons
 from demo.in_process import InProcessConsortium
 from fedledger.audit.service import AuditService
 from fedledger.chain.client import LedgerClient
 from fedledger.chain.devaccounts import dev_roles
-from fedledger.digests import sm3
-from fedledger.fl import load_update
-from fedledger.protocol import UpdateEntry
-from fedledger.sm9 import SignMasterPublicKey, SignPrivateKey, sign
+from fedledger.sm9 import SignMasterPublicKey
 from fedledger.store import open_store
-from fedledger.widths import width_to_ppm
-from node.participant import NodeContext, train_for_round
 
-ALL = (0, 1, 2, 3, 4)
 CHEATER = 4  # hospital-5, width 1/8: the misbehaving member unless a test says otherwise
 HONEST = (0, 1, 2, 3)
-# A well-formed CIDv0 nobody stored: "content unavailable" for anyone who fetches it.
-UNSTORED_CID = "QmTz3oc4gdpRMKP2sdGUPZTAGRngqjsi99BPoztyP53JMM"
 
 
 def ledger_of(c: InProcessConsortium) -> LedgerClient:
@@ -46,74 +39,6 @@ def ledger_of(c: InProcessConsortium) -> LedgerClient:
 def audit_of(c: InProcessConsortium) -> AuditService:
     mpk = SignMasterPublicKey.load(c.layout.master_public_key)
     return AuditService(ledger_of(c), open_store(c.layout.store_spec), mpk)
-
-
-@dataclass
-class Misbehaving:
-    """One member acting against the rules with its real keys: the contract cannot tell."""
-
-    node: NodeContext
-
-    @property
-    def address(self) -> str:
-        return self.node.account.address.lower()
-
-    def trained(self, round_index: int) -> Path:
-        """An honestly trained update for ``round_index``: the raw material most attacks start from."""
-        return train_for_round(self.node, round_index).path
-
-    def submit(
-        self,
-        round_index: int,
-        content: bytes | Path | None,
-        *,
-        cid: str | None = None,
-        digest: bytes | None = None,
-        num_samples: int | None = None,
-        width_ppm: int | None = None,
-        mapping_digest: bytes | None = None,
-        sign_with: SignPrivateKey | None = None,
-    ) -> UpdateEntry:
-        """Store ``content`` (if any) and submit an entry for it; every field may be overridden.
-
-        Fields not given come from the file's own metadata when it is a readable update, else from
-        harmless defaults. The entry is signed with the member's own SM9 key unless ``sign_with``.
-        """
-        samples, ppm, mapping = 10, width_to_ppm(self.node.width_rate), sm3(b"an index map")
-        if isinstance(content, Path):
-            try:
-                _, meta = load_update(content)
-                samples, ppm, mapping = meta.num_samples, width_to_ppm(meta.width_rate), meta.mapping_digest
-            except ValueError:
-                pass
-            data = content.read_bytes()
-        else:
-            data = content if content is not None else b""
-        stored = self.node.store.put(data) if content is not None else UNSTORED_CID
-        ledger = self.node.ledger
-        entry = UpdateEntry(
-            chain_id=ledger.chain_id,
-            contract=ledger.address,
-            round=round_index,
-            institution=self.node.account.address,
-            cid=stored if cid is None else cid,
-            digest=sm3(data) if digest is None else digest,
-            num_samples=samples if num_samples is None else num_samples,
-            width_ppm=ppm if width_ppm is None else width_ppm,
-            mapping_digest=mapping if mapping_digest is None else mapping_digest,
-        )
-        signature = sign(sign_with or self.node.sm9_key, entry.message()).to_der()
-        ledger.submit_update(
-            self.node.account,
-            round_index,
-            entry.cid,
-            entry.digest,
-            entry.mapping_digest,
-            entry.num_samples,
-            entry.width_ppm,
-            signature,
-        )
-        return entry
 
 
 class _Collector(logging.Handler):
@@ -190,7 +115,7 @@ def report(c: InProcessConsortium, round_index: int, logged: list[str]) -> Round
     if rejected is None:
         rejected = {}
         for e in events:
-            said = [m for m in logged if e.institution.lower() in m.lower() and "reject" in m.lower()]
+            said = rejection_reasons(logged, e.institution)
             if said:
                 rejected[e.institution.lower()] = said[-1]
     detail = audit.round(round_index)
