@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from fedledger.cli.common import BAD_INPUT, PasswordFileOption, errors_reported, fail, read_password, setup_logging
+from fedledger.cli.tls_options import (
+    InsecureHttpOption,
+    TlsCaOption,
+    TlsCertOption,
+    TlsKeyOption,
+    open_issued_tls,
+)
 from fedledger.errors import FedLedgerError
 
 app = typer.Typer(no_args_is_help=True, help="Run the aggregator: open rounds, align sub-models, coordinate signing.")
@@ -22,27 +28,29 @@ def run(
     rounds: Annotated[int, typer.Option(help="Stop once this many rounds are posted.")] = 3,
     password_file: PasswordFileOption = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each step.")] = False,
+    insecure_http: InsecureHttpOption = False,
 ) -> None:
-    """Drive rounds until --rounds are posted; serves the signing-session HTTP API meanwhile.
+    """Drive rounds until --rounds are posted; serves the signing-session API (mutual TLS) meanwhile.
 
     Safe to kill and restart at any point: it resumes from the ledger's events and the store.
     """
-    import uvicorn
-
     from aggregator.config import load_config
     from aggregator.context import build_context
     from aggregator.driver import RoundFailed, run_aggregator
-    from aggregator.http_api import SessionBoard, create_app
+    from aggregator.http_api import SessionBoard
+    from aggregator.http_server import api_server, serve_in_background
+    from fedledger.tls.contexts import PLAIN_HTTP_WARNING
 
     setup_logging(verbose)
+    if insecure_http:
+        typer.echo(PLAIN_HTTP_WARNING, err=True)
     board = SessionBoard()
     with errors_reported(BAD_INPUT, (FedLedgerError, ValueError, OSError)):
         cfg, base = load_config(config)
         password = read_password(password_file, "the aggregator's Ethereum key")
         ctx = build_context(cfg, base, password, board)
-    server = uvicorn.Server(uvicorn.Config(create_app(board), host=cfg.host, port=cfg.port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
+        server = api_server(board, cfg, base, password, ctx.consortium.chain_id, insecure_http)
+    thread = serve_in_background(server)
     try:
         posted = run_aggregator(ctx, rounds)
     except RoundFailed as exc:
@@ -71,14 +79,20 @@ def init(
     port: Annotated[int, typer.Option(help="Port of the signing-session HTTP API.")] = 8700,
     password_file: PasswordFileOption = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing config and key.")] = False,
+    tls_ca: TlsCaOption = None,
+    tls_cert: TlsCertOption = None,
+    tls_key: TlsKeyOption = None,
+    kgc_password_file: Annotated[
+        Path | None, typer.Option(help="Password file of the KGC-issued TLS key (default: same as the aggregator's).")
+    ] = None,
 ) -> None:
-    """Write the aggregator's config and key (the key must be the contract's aggregator role)."""
+    """Write the aggregator's config and keys (its Ethereum key must be the contract's aggregator role)."""
     import secrets
 
     from eth_account import Account
 
     from aggregator.config import CONFIG_NAME, AggregatorConfig, save_config
-    from fedledger.chain.keyfile import KeyFileError, load_eth_key, save_eth_key
+    from fedledger.chain.keyfile import load_eth_key, save_eth_key
     from fedledger.fl import DatasetError, default_spec, load_dataset
     from fedledger.protocol.consortium import PublicMaterial
     from fedledger.sm9 import SM9Error
@@ -86,6 +100,7 @@ def init(
     if (home / CONFIG_NAME).exists() and not force:
         fail(f"{home / CONFIG_NAME} exists: the aggregator is initialised already (--force replaces it)")
     password = read_password(password_file, "the aggregator's Ethereum key", confirm=True)
+    kgc_password = read_password(kgc_password_file, "the KGC-issued files") if kgc_password_file else password
     # Read and check everything first, so bad input leaves nothing half-written behind.
     try:
         data = load_dataset(dataset)
@@ -99,11 +114,14 @@ def init(
             port=port,
             model=default_spec(data.input_shape, data.num_classes).to_dict(),
         )
-    except (KeyFileError, DatasetError, SM9Error, ValueError, OSError) as exc:
+        tls = open_issued_tls(tls_ca, tls_cert, tls_key, kgc_password)
+    except (FedLedgerError, DatasetError, SM9Error, ValueError, OSError) as exc:
         fail(str(exc))
     keys = home / "keys"
     keys.mkdir(parents=True, exist_ok=True)
     save_eth_key(keys / "eth-key.json", account, password)
     material.install(keys)
+    if tls is not None:
+        tls.save(config.tls_files(home), password)
     path = save_config(config, home)
     typer.echo(f"aggregator: config {path}, Ethereum address {account.address}")

@@ -11,6 +11,7 @@ from fedledger.chain.settings import LedgerSettings
 from fedledger.config_files import ConfigError as AggregatorConfigError
 from fedledger.config_files import load_toml, save_toml
 from fedledger.protocol.consortium import PublicMaterial
+from fedledger.tls.settings import TLSSettings
 
 _MPK, _THRESHOLD, _ROSTER = PublicMaterial.NAMES  # where `init` installs the public files
 CONFIG_NAME = "aggregator.toml"
@@ -19,7 +20,7 @@ PARTIAL_TIMEOUT_SECONDS = 20.0  # how long a committed signer may take to send i
 __all__ = ["CONFIG_NAME", "AggregatorConfig", "AggregatorConfigError", "load_config", "save_config"]
 
 
-class AggregatorConfig(LedgerSettings):
+class AggregatorConfig(LedgerSettings, TLSSettings):
     """How the aggregator runs rounds; paths are relative to the config file's folder."""
 
     model_config = ConfigDict(extra="forbid")

@@ -11,9 +11,10 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from fastapi import FastAPI, HTTPException
+from fastapi import FastAPI, HTTPException, Request
 from pydantic import BaseModel, Field
 
+from aggregator.client_binding import ClientBinding
 from aggregator.signing import SessionRejected, SigningSession
 
 
@@ -52,8 +53,13 @@ class SessionBoard:
         return session
 
 
-def create_app(board: SessionBoard) -> FastAPI:
+def create_app(board: SessionBoard, binding: ClientBinding | None = None) -> FastAPI:
+    """The API over ``board``; with ``binding`` (mutual TLS) signed posts must match the client certificate."""
     app = FastAPI(title="fedledger aggregator", version="1", description=__doc__)
+
+    def _bound(request: Request, body: SignedBody) -> None:
+        if binding is not None:
+            binding.check(request.scope, body.payload, body.auth)
 
     @app.get("/health")
     def health() -> dict[str, Any]:
@@ -71,12 +77,14 @@ def create_app(board: SessionBoard) -> FastAPI:
         return {"accepted": True}
 
     @app.post("/rounds/{round_index}/sessions/{session_id}/commitments")
-    def commit(round_index: int, session_id: str, body: SignedBody) -> dict[str, Any]:
+    def commit(round_index: int, session_id: str, body: SignedBody, request: Request) -> dict[str, Any]:
+        _bound(request, body)
         s = board.checked(round_index, session_id)
         return _apply(lambda: s.add_commitment(body.payload, body.auth))
 
     @app.post("/rounds/{round_index}/sessions/{session_id}/partials")
-    def partial(round_index: int, session_id: str, body: SignedBody) -> dict[str, Any]:
+    def partial(round_index: int, session_id: str, body: SignedBody, request: Request) -> dict[str, Any]:
+        _bound(request, body)
         s = board.checked(round_index, session_id)
         return _apply(lambda: s.add_partial(body.payload, body.auth))
 

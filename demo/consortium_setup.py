@@ -2,7 +2,9 @@
 
 This is what the KGC and each institution would do by hand with `fedledger kgc ...` and
 `fedledger node init`; the demo and the end-to-end tests do it in one call. Every secret file is
-written encrypted with mode 0600; each party gets its own random password file (0600).
+written encrypted with mode 0600; each party gets its own random password file (0600). With ``tls``
+(the default) the KGC also makes the consortium CA, the aggregator's server certificate for
+127.0.0.1 and localhost, and each institution's client certificate bound to its address.
 """
 
 from __future__ import annotations
@@ -18,11 +20,14 @@ from aggregator.config import save_config as save_aggregator_config
 from fedledger.chain.deploy import Deployment, InstitutionSpec, deploy_ledger
 from fedledger.chain.devaccounts import dev_roles
 from fedledger.chain.keyfile import save_eth_key
+from fedledger.cli.kgc_tls import CA_CERT, CA_KEY, LOCAL_HOSTS, TLS_DIR
 from fedledger.fileio import SECRET_MODE, atomic_write_text
 from fedledger.fl import default_spec, load_dataset
 from fedledger.protocol.consortium import Consortium, Member, PublicMaterial, consortium_identity
 from fedledger.sm9 import SignMasterKey, extract_sign_key
 from fedledger.sm9.threshold import split_key
+from fedledger.tls import ConsortiumCA, IssuedCertificate
+from fedledger.tls.party import PartyTLS, TLSFiles
 from node.config import DataConfig, NodeConfig, TrainingConfig
 from node.config import save_config as save_node_config
 
@@ -44,6 +49,7 @@ class ConsortiumLayout:
     dataset: str
     alpha: float
     seed: int
+    tls: bool = True  # parties talk over mutual TLS (False: plain HTTP, as with --insecure-http)
 
     def password_file(self, party_dir: Path) -> Path:
         return party_dir / "password"
@@ -53,6 +59,10 @@ def _password(path: Path) -> str:
     password = secrets.token_urlsafe(24)
     atomic_write_text(path, password, SECRET_MODE)
     return password
+
+
+def _install_tls(ca: ConsortiumCA, issued: IssuedCertificate, files: TLSFiles, password: str) -> None:
+    PartyTLS(ca.certificate, issued.certificate, issued.private_key).save(files, password)
 
 
 def setup_consortium(
@@ -66,6 +76,7 @@ def setup_consortium(
     seed: int = 0,
     epochs: int = 5,
     aggregator_port: int = 8700,
+    tls: bool = True,
 ) -> ConsortiumLayout:
     """Deploy a ledger on ``rpc_url`` and write every party's files under ``root``."""
     w3 = Web3(Web3.HTTPProvider(rpc_url))
@@ -108,7 +119,10 @@ def setup_consortium(
     material = PublicMaterial(mpk_path, public_path, roster)
 
     store_spec = f"local:{root / 'store'}"
-    aggregator_url = f"http://127.0.0.1:{aggregator_port}"
+    aggregator_url = f"{'https' if tls else 'http'}://127.0.0.1:{aggregator_port}"
+    ca = ConsortiumCA.generate()
+    (kgc / TLS_DIR).mkdir(exist_ok=True)
+    ca.save(kgc / TLS_DIR / CA_CERT, kgc / TLS_DIR / CA_KEY, kgc_password)  # where `kgc setup` keeps it
     data = load_dataset(dataset)
     node_dirs = []
     for i, (name, rate) in enumerate(zip(names, rates, strict=True)):
@@ -120,22 +134,20 @@ def setup_consortium(
         shares[i].save(keys / "consortium-share.json", password)
         save_eth_key(keys / "eth-key.json", roles.institutions[i], password)
         material.install(keys)
-        save_node_config(
-            NodeConfig(
-                name=name,
-                sm9_identity=institutions[i].sm9_id,
-                width_rate=rate,
-                rpc_url=rpc_url,
-                contract=deployment.address,
-                aggregator_url=aggregator_url,
-                store=store_spec,
-                data=DataConfig(
-                    source=dataset, partitions=len(rates), index=i, scheme="dirichlet", alpha=alpha, seed=seed
-                ),
-                training=TrainingConfig(epochs=epochs, seed=seed + i),
-            ),
-            home,
+        node_config = NodeConfig(
+            name=name,
+            sm9_identity=institutions[i].sm9_id,
+            width_rate=rate,
+            rpc_url=rpc_url,
+            contract=deployment.address,
+            aggregator_url=aggregator_url,
+            store=store_spec,
+            data=DataConfig(source=dataset, partitions=len(rates), index=i, scheme="dirichlet", alpha=alpha, seed=seed),
+            training=TrainingConfig(epochs=epochs, seed=seed + i),
         )
+        member = ca.issue_member(deployment.chain_id, institutions[i].address, institutions[i].sm9_id, name)
+        _install_tls(ca, member, node_config.tls_files(home), password)
+        save_node_config(node_config, home)
         node_dirs.append(home)
 
     agg = root / "aggregator"
@@ -144,18 +156,18 @@ def setup_consortium(
     save_eth_key(agg / "keys" / "eth-key.json", roles.aggregator, agg_password)
     material.install(agg / "keys")
     spec = default_spec(data.input_shape, data.num_classes)
-    save_aggregator_config(
-        AggregatorConfig(
-            rpc_url=rpc_url,
-            contract=deployment.address,
-            store=store_spec,
-            port=aggregator_port,
-            model=spec.to_dict(),
-            init_seed=seed,
-            round_deadline_seconds=120.0,
-        ),
-        agg,
+    agg_config = AggregatorConfig(
+        rpc_url=rpc_url,
+        contract=deployment.address,
+        store=store_spec,
+        port=aggregator_port,
+        model=spec.to_dict(),
+        init_seed=seed,
+        round_deadline_seconds=120.0,
     )
+    _install_tls(ca, ca.issue_server(LOCAL_HOSTS), agg_config.tls_files(agg), agg_password)
+    save_aggregator_config(agg_config, agg)
     return ConsortiumLayout(
-        root, deployment, store_spec, agg, aggregator_url, tuple(node_dirs), mpk_path, consortium, dataset, alpha, seed
-    )
+        root, deployment, store_spec, agg, aggregator_url, tuple(node_dirs), mpk_path, consortium, dataset, alpha,
+        seed, tls,
+    )  # fmt: skip

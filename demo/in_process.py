@@ -11,12 +11,11 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import uvicorn
-
 from aggregator.config import load_config as load_aggregator_config
 from aggregator.context import build_context
 from aggregator.driver import AggregatorContext, run_aggregator
-from aggregator.http_api import SessionBoard, create_app
+from aggregator.http_api import SessionBoard
+from aggregator.http_server import api_server, serve_in_background
 from demo.consortium_setup import ConsortiumLayout, setup_consortium
 from fedledger.chain.localchain import LocalChain
 from fedledger.netutil import free_port
@@ -38,12 +37,12 @@ class InProcessConsortium:
     aggregator_poll: float = 0.1
 
     @classmethod
-    def create(cls, root: Path, chain: LocalChain, epochs: int = 1) -> InProcessConsortium:
-        layout = setup_consortium(root, chain.rpc_url, aggregator_port=free_port(), epochs=epochs)
+    def create(cls, root: Path, chain: LocalChain, epochs: int = 1, tls: bool = True) -> InProcessConsortium:
+        layout = setup_consortium(root, chain.rpc_url, aggregator_port=free_port(), epochs=epochs, tls=tls)
         nodes = []
         for home in layout.node_dirs:
             config, base = load_node_config(home)
-            nodes.append(build_node_context(config, base, password_of(home)))
+            nodes.append(build_node_context(config, base, password_of(home), insecure_http=not tls))
         return cls(layout, nodes)
 
     def aggregator_context(self) -> AggregatorContext:
@@ -70,12 +69,12 @@ class InProcessConsortium:
         """
         ctx = self.aggregator_context()
         ctx.poll_interval = self.aggregator_poll
-        config, _ = load_aggregator_config(self.layout.aggregator_dir)
-        server = uvicorn.Server(
-            uvicorn.Config(create_app(ctx.board), host="127.0.0.1", port=config.port, log_level="warning")
+        agg = self.layout.aggregator_dir
+        config, base = load_aggregator_config(agg)
+        server = api_server(
+            ctx.board, config, base, password_of(agg), ctx.consortium.chain_id, insecure_http=not self.layout.tls
         )
-        http = threading.Thread(target=server.run, daemon=True)
-        http.start()
+        http = serve_in_background(server)
         stop = threading.Event()
         nodes = self.start_nodes(rounds, stop, only)
         timer = threading.Timer(timeout, stop.set)

@@ -17,6 +17,13 @@ from fedledger.cli.common import (
     setup_logging,
     spinner,
 )
+from fedledger.cli.tls_options import (
+    InsecureHttpOption,
+    TlsCaOption,
+    TlsCertOption,
+    TlsKeyOption,
+    open_issued_tls,
+)
 from fedledger.errors import FedLedgerError
 
 app = typer.Typer(no_args_is_help=True, help="Run an institution's node: keys, training, submission, co-signing.")
@@ -26,14 +33,19 @@ ConfigOption = Annotated[
 ]
 
 
-def _context(config_path: Path, password_file: Path | None):  # type: ignore[no-untyped-def]
+def _context(  # type: ignore[no-untyped-def]
+    config_path: Path, password_file: Path | None, *, reach_aggregator: bool = False, insecure_http: bool = False
+):
+    from fedledger.tls.contexts import PLAIN_HTTP_WARNING
     from node.config import load_config
     from node.context import build_context
 
+    if insecure_http:
+        typer.echo(PLAIN_HTTP_WARNING, err=True)
     with errors_reported(BAD_INPUT, (FedLedgerError, ValueError, OSError)):
         config, base = load_config(config_path)
         password = read_password(password_file, f"node {config.name}'s keys")
-        return build_context(config, base, password)
+        return build_context(config, base, password, insecure_http=insecure_http, reach_aggregator=reach_aggregator)
 
 
 @app.command()
@@ -66,14 +78,18 @@ def init(
     ] = None,
     password_file: PasswordFileOption = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing config and keys.")] = False,
+    tls_ca: TlsCaOption = None,
+    tls_cert: TlsCertOption = None,
+    tls_key: TlsKeyOption = None,
 ) -> None:
     """Write the node's config and keys: KGC files are re-encrypted under the node's own password."""
     from eth_account import Account
 
     from fedledger.chain.keyfile import load_eth_key, save_eth_key
-    from fedledger.protocol.consortium import PublicMaterial
+    from fedledger.protocol.consortium import Consortium, PublicMaterial
     from fedledger.sm9 import SignPrivateKey
     from fedledger.sm9.threshold import KeyShare, Signer, ThresholdPublic
+    from fedledger.tls import check_member_certificate
     from node.config import CONFIG_NAME, DataConfig, NodeConfig, save_config
 
     if (home / CONFIG_NAME).exists() and not force:
@@ -98,6 +114,9 @@ def init(
             store=store,
             data=DataConfig(source=data_source, partitions=partitions, index=index, scheme=scheme, alpha=alpha),  # type: ignore[arg-type]
         )
+        tls = open_issued_tls(tls_ca, tls_cert, tls_key, kgc_password)
+        if tls is not None:  # the certificate must name this node's own address
+            check_member_certificate(tls.ca, tls.certificate, Consortium.load(consortium).chain_id, account.address)
     except Exception as exc:  # every failure here is bad input: report it plainly
         fail(str(exc))
     keys = home / "keys"
@@ -106,6 +125,8 @@ def init(
     share_key.save(keys / "consortium-share.json", password)
     save_eth_key(keys / "eth-key.json", account, password)
     material.install(keys)
+    if tls is not None:
+        tls.save(config.tls_files(home), password)
     path = save_config(config, home)
     typer.echo(f"node {name}: config {path}, Ethereum address {account.address}")
 
@@ -166,20 +187,20 @@ def sign(
     config: ConfigOption = Path("node.toml"),
     password_file: PasswordFileOption = None,
     timeout: Annotated[float, typer.Option(help="Give up after this many seconds.")] = 300.0,
+    insecure_http: InsecureHttpOption = False,
 ) -> None:
     """Take part in the open round's signing session until the aggregator has what it needs."""
     import time
 
-    import httpx
-
+    from node.http_client import aggregator_client
     from node.participant import RecordRefused, SessionParticipant
 
-    ctx = _context(config, password_file)
+    ctx = _context(config, password_file, reach_aggregator=True, insecure_http=insecure_http)
     state = ctx.ledger.round_state()
     if not state.open:
         fail("no round is open")
     deadline = time.monotonic() + timeout
-    with httpx.Client(timeout=ctx.http_timeout_seconds) as http:
+    with aggregator_client(ctx.aggregator_tls, ctx.http_timeout_seconds) as http:
         participant = SessionParticipant(ctx, http)
         while time.monotonic() < deadline:
             try:
@@ -199,11 +220,12 @@ def run(
     password_file: PasswordFileOption = None,
     rounds: Annotated[int | None, typer.Option(help="Stop after this many rounds are posted.")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each step.")] = False,
+    insecure_http: InsecureHttpOption = False,
 ) -> None:
     """Follow rounds by itself: verify, train, submit and co-sign, until --rounds are posted."""
     from node.participant import run_node
 
     setup_logging(verbose)
-    ctx = _context(config, password_file)
+    ctx = _context(config, password_file, reach_aggregator=True, insecure_http=insecure_http)
     posted = run_node(ctx, rounds)
     typer.echo(f"node {ctx.name}: {posted} round(s) posted")

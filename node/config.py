@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from fedledger.chain.settings import LedgerSettings
 from fedledger.config_files import ConfigError, load_toml, save_toml
 from fedledger.protocol.consortium import PublicMaterial
+from fedledger.tls.settings import TLSSettings
 
 _MPK, _THRESHOLD, _ROSTER = PublicMaterial.NAMES  # where `init` installs the public files
 CONFIG_NAME = "node.toml"
@@ -42,7 +43,7 @@ class TrainingConfig(BaseModel):
     seed: int = 0
 
 
-class NodeConfig(LedgerSettings):
+class NodeConfig(LedgerSettings, TLSSettings):
     """Everything a node needs to take part; paths are relative to the config file's folder."""
 
     model_config = ConfigDict(extra="forbid")

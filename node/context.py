@@ -15,11 +15,18 @@ from fedledger.sm9 import SignMasterPublicKey, SignPrivateKey
 from fedledger.sm9.threshold import KeyShare, Signer, ThresholdPublic
 from fedledger.store import open_store
 from node.config import NodeConfig
+from node.http_client import aggregator_transport
 from node.participant import NodeContext
 
 
-def build_context(config: NodeConfig, base: Path, password: str) -> NodeContext:
-    """Open keys, clients and local data for the node described by ``config``."""
+def build_context(
+    config: NodeConfig, base: Path, password: str, *, insecure_http: bool = False, reach_aggregator: bool = True
+) -> NodeContext:
+    """Open keys, clients and local data for the node described by ``config``.
+
+    The aggregator is reached over mutual TLS with the config's TLS files, or over plain HTTP only
+    with ``insecure_http``; commands that never call it (``reach_aggregator=False``) need no TLS files.
+    """
 
     def at(relative: str) -> Path:
         return (base / relative).resolve()
@@ -33,6 +40,11 @@ def build_context(config: NodeConfig, base: Path, password: str) -> NodeContext:
     public = ThresholdPublic.load(at(config.threshold_public_file))
     mpk = SignMasterPublicKey.load(at(config.master_public_key_file))
     consortium = Consortium.load(at(config.consortium_file))
+    aggregator_url, aggregator_tls = config.aggregator_url, None
+    if reach_aggregator:
+        aggregator_url, aggregator_tls = aggregator_transport(
+            config, base, password, insecure_http, consortium.chain_id, account.address
+        )
     ledger = config.ledger_client()
     data = config.data
     dataset = load_dataset(data.source)
@@ -52,7 +64,7 @@ def build_context(config: NodeConfig, base: Path, password: str) -> NodeContext:
         consortium=consortium,
         ledger=ledger,
         store=open_store(config.store),
-        aggregator_url=config.aggregator_url,
+        aggregator_url=aggregator_url,
         width_rate=config.width_rate,
         selection=config.selection,
         train_data=shards[data.index].train,
@@ -66,4 +78,5 @@ def build_context(config: NodeConfig, base: Path, password: str) -> NodeContext:
         verify_aggregation=config.verify_aggregation,
         poll_interval=config.poll_interval,
         http_timeout_seconds=config.http_timeout_seconds,
+        aggregator_tls=aggregator_tls,
     )

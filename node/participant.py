@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import ssl
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,7 @@ from fedledger.sm9 import Signature, SignMasterPublicKey, SignPrivateKey, sign, 
 from fedledger.sm9.threshold import Commitment, Signer, ThresholdPublic
 from fedledger.store import ContentStore, StoreError
 from node.config import HTTP_TIMEOUT_SECONDS, POLL_INTERVAL_SECONDS
+from node.http_client import aggregator_client
 from node.training_step import TrainedUpdate, fetch_verified_model, realigned_digest, train_update
 
 log = logging.getLogger(__name__)
@@ -70,6 +72,7 @@ class NodeContext:
     verify_aggregation: bool = True
     poll_interval: float = POLL_INTERVAL_SECONDS
     http_timeout_seconds: float = HTTP_TIMEOUT_SECONDS
+    aggregator_tls: ssl.SSLContext | None = None  # mutual TLS to the aggregator; None = plain HTTP (--insecure-http)
 
     def __repr__(self) -> str:
         return f"NodeContext(name={self.name!r}, address={self.account.address})"
@@ -337,7 +340,7 @@ def run_node(
     """
     stop = stop or threading.Event()
     poll_interval = ctx.poll_interval if poll_interval is None else poll_interval
-    with httpx.Client(timeout=ctx.http_timeout_seconds) as http:
+    with aggregator_client(ctx.aggregator_tls, ctx.http_timeout_seconds) as http:
         participant = SessionParticipant(ctx, http)
         last_problem = ""
         while not stop.is_set():

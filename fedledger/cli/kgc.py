@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from fedledger.cli import kgc_tls
 from fedledger.cli.common import PasswordFileOption, fail, guarded, read_password, spinner
 
 app = typer.Typer(no_args_is_help=True)
@@ -38,18 +39,24 @@ def setup(
     out: Annotated[Path, typer.Option("--out", help="Directory for the master key and its public PEM.")],
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing master key.")] = False,
     password_file: PasswordFileOption = None,
+    tls_ca: kgc_tls.TlsCaOption = None,
+    tls_ca_key: kgc_tls.TlsCaKeyOption = None,
+    aggregator_host: kgc_tls.AggregatorHostOption = None,
+    consortium: kgc_tls.RosterOption = None,
 ) -> None:
-    """Generate the SM9 signing master key pair."""
+    """Generate the SM9 signing master key pair and the consortium's TLS CA (see `kgc tls-issue`)."""
     from fedledger.sm9 import SignMasterKey
 
     key_path, pem_path = out / MASTER_KEY_FILE, out / MASTER_PUBLIC_FILE
     _refuse_overwrite([key_path, pem_path], force)
     password = read_password(password_file, "the new master key", confirm=True)
+    tls = kgc_tls.prepare_setup(out, password, tls_ca, tls_ca_key, aggregator_host, consortium, force)
     guarded(lambda: out.mkdir(parents=True, exist_ok=True))
     master = SignMasterKey.generate()
     guarded(lambda: master.save(key_path, password))
     guarded(lambda: master.public_key.save(pem_path))
     typer.echo(f"master key (encrypted, 0600): {key_path}\nmaster public key: {pem_path}")
+    kgc_tls.finish_setup(tls, password)
 
 
 @app.command("extract")
@@ -105,3 +112,6 @@ def split(
         f"{n} shares (k={k}) for {identity!r} in {out}: share-1.key .. share-{n}.key (encrypted, 0600), "
         f"{THRESHOLD_PUBLIC_FILE}, {MASTER_PUBLIC_FILE}"
     )
+
+
+app.command("tls-issue")(kgc_tls.tls_issue)

@@ -74,6 +74,8 @@ def test_two_rounds_are_posted_with_every_update_and_a_standard_sm9_threshold_si
     summary = audit_of(c).summary()
     assert summary.failures == []
     assert summary.updates.verified == 10 and summary.global_models.verified == 2
+    # every institution reached the aggregator's API over mutual TLS (its default)
+    assert c.layout.aggregator_url.startswith("https://") and all(n.aggregator_tls is not None for n in c.nodes)
 
 
 @pytest.fixture
