@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config, base = load_config(args.home)
-    ctx = build_context(config, base, password_of(args.home))
+    ctx = build_context(config, base, password_of(args.home), reach_aggregator=False)  # it never signs
     run_adversary(ctx, args.kind, args.rounds, args.poll, threading.Event())
     return 0
 

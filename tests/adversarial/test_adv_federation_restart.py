@@ -5,16 +5,15 @@ entry and started again: it rejects the entry with its reason again and complete
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 import threading
-import time
 
 import httpx
 
 from demo.in_process import InProcessConsortium
+from node.http_client import aggregator_client
+from node.participant import NodeContext
 from tests.adversarial.scenario import (
     CHEATER,
     HONEST,
@@ -25,11 +24,14 @@ from tests.adversarial.scenario import (
     report,
     warnings_logged,
 )
+from tests.support.sigkill import sigkill_once
 
 
-def _session_up(url: str) -> bool:
+def _session_up(node: NodeContext, round_index: int) -> bool:
+    """Whether the aggregator publishes a signing session for the round (asked as ``node``, over its TLS)."""
     try:
-        return httpx.get(url, timeout=5).status_code == 200
+        with aggregator_client(node.aggregator_tls, 5) as http:
+            return http.get(f"{node.aggregator_url}/rounds/{round_index}/session").status_code == 200
     except httpx.TransportError:
         return False
 
@@ -50,16 +52,8 @@ def test_a_blank_cid_survives_an_aggregator_restart_and_the_round_completes(fede
         nodes = federation.start_nodes(r + 1, stop, only=list(HONEST))
         try:
             first = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-            try:
-                deadline = time.monotonic() + 180
-                # Past the blank entry: every update is in and a signing session is published.
-                while not _session_up(f"{federation.layout.aggregator_url}/rounds/{r}/session"):
-                    assert first.poll() is None, log_path.read_text()
-                    assert time.monotonic() < deadline, "the aggregator never reached signing"
-                    time.sleep(0.3)
-            finally:
-                os.kill(first.pid, signal.SIGKILL)
-                first.wait()
+            # Past the blank entry: every update is in and a signing session is published.
+            sigkill_once(first, lambda: _session_up(federation.nodes[0], r), "signing", log_path)
             assert not ledger.global_models_posted(round=r)
             second = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, timeout=240)
         finally:
