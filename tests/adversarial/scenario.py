@@ -100,7 +100,7 @@ def _manifest_reasons(c: InProcessConsortium, round_index: int) -> dict[str, str
     from fedledger.protocol.manifest import RoundManifest  # type: ignore[import-not-found,unused-ignore]
 
     manifest = RoundManifest.from_bytes(open_store(c.layout.store_spec).read_bytes(manifest_cid))
-    return {row.institution.lower(): f"{row.code.value}: {row.detail}" for row in manifest.excluded}
+    return {row.institution.lower(): f"{row.code.value}: {row.reason}" for row in manifest.excluded}
 
 
 def report(c: InProcessConsortium, round_index: int, logged: list[str]) -> RoundReport:

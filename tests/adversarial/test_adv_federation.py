@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from demo.adversary import blank_cid, nan_weights
 from demo.in_process import InProcessConsortium
 from fedledger.chain.errors import AlreadySubmitted, InvalidCid, RoundNotOpen, UnexpectedRound, ZeroSamples
 from fedledger.digests import sm3
@@ -39,8 +40,14 @@ def assert_rejected(c: InProcessConsortium, outcome: RoundReport, reason: str) -
 
 def test_a_blank_cid_on_chain_is_rejected_and_the_round_completes(federation: InProcessConsortium) -> None:
     """Finding 1: ``CID.parse(" ")`` raised IndexError and killed the aggregator for good."""
-    outcome = play_round(federation, lambda m, r: m.submit(r, None, cid=" "))
+    outcome = play_round(federation, blank_cid)
     assert_rejected(federation, outcome, r"unavailable")
+
+
+def test_nan_and_inf_weights_are_rejected(federation: InProcessConsortium) -> None:
+    """What ``fedledger demo --adversary nan`` does each round."""
+    outcome = play_round(federation, nan_weights)
+    assert_rejected(federation, outcome, r"nan|inf|finite")
 
 
 def test_an_entry_signed_with_another_members_key_is_rejected(federation: InProcessConsortium) -> None:
