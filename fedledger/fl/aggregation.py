@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from fedledger.errors import FedLedgerError
-from fedledger.fl.exact_sum import MAX_TOTAL_WEIGHT, ExactSum, range_exponent
+from fedledger.fl.exact_sum import MAX_TOTAL_WEIGHT, ExactSum, WeightRows, range_exponent, rows_of
 from fedledger.fl.submodel import IndexMap, advanced_index, full_index_map, iter_blocks
 
 
@@ -98,49 +98,41 @@ class StreamingAccumulator:
         weight = update.num_samples
         for name, dims in update.index_map.indices.items():
             acc = self._sums[name]
-            fixed = acc.fixed(update.state[name], weight)
-            total = acc.total.numpy()
-            shape = tuple(total.shape)
+            shape = tuple(acc.total.shape)
             blocks = iter_blocks(dims, shape)
             if blocks is None:  # scattered mapping: one advanced-index accumulate per tensor
+                fixed = acc.fixed(update.state[name], weight)
                 acc.total.index_put_(advanced_index(dims, shape), torch.from_numpy(fixed), accumulate=True)
             else:
+                values = update.state[name].detach().numpy()
                 for g, s in blocks:
-                    np.add(total[g], fixed[s], out=total[g])
+                    acc.add_block(values[s], weight, g)
             self._factors[name].append((weight, dims))
         self.count += 1
         self.total_samples += update.num_samples
 
-    def _weights(self, name: str) -> torch.Tensor:
-        """Weight per entry (broadcastable to the tensor, exact integers; 0 where nobody covers it)."""
+    def _weights(self, name: str) -> WeightRows:
+        """Weights per entry, row piece by row piece (broadcastable; exact integers, 0 where nobody covers it).
+
+        For selected dimensions d0 < d1 < ...: weight = sum_u n_u [i0 in I_u] * outer(rest_u), a
+        matmul of (n_u * indicator of d0) with the outer product of the other indicators. float64
+        sums of integers below 2**53 are exact in any order, so any BLAS kernel gives the same.
+        """
         factors = self._factors[name]
         shape = tuple(self._global[name].shape)
         selected = [d for d in range(len(shape)) if any(dims[d] is not None for _, dims in factors)]
-        # integer sample counts below 2**53 (float64) or 2**24 (float32) sum exactly in any order
-        exact32 = sum(w for w, _ in factors) < 2**24
-        wdtype = torch.float32 if exact32 else torch.float64
-        weights = torch.tensor([float(w) for w, _ in factors], dtype=wdtype)
-        if not selected:
-            return weights.sum().reshape([1] * len(shape))
-        indicators = []
-        for d in selected:
-            m = torch.zeros(len(factors), shape[d], dtype=wdtype)
-            for u, (_, dims) in enumerate(factors):
-                if dims[d] is None:
-                    m[u] = 1.0
-                else:
-                    m[u, dims[d]] = 1.0
-            indicators.append(m)
-        if len(indicators) == 1:
-            dense = weights @ indicators[0]
-        elif len(indicators) == 2:  # the usual case (weights of linear / conv layers): one matmul
-            dense = (indicators[0] * weights[:, None]).T @ indicators[1]
-        else:
-            letters = "abcdefghijklmnopqrstuvwxyz"[: len(selected)]
-            spec = "u," + ",".join(f"u{c}" for c in letters) + "->" + letters
-            dense = torch.einsum(spec, weights, *indicators)  # sum_u n_u * outer(indicators_u)
+        weights = np.array([float(w) for w, _ in factors])
         view = [shape[d] if d in selected else 1 for d in range(len(shape))]
-        return dense.reshape(view)
+        if not selected:
+            return rows_of(np.full(view, weights.sum()))
+        first, *rest = (_indicator(factors, d, shape[d]) for d in selected)
+        lead = first * weights[:, None]
+        other = np.ones((len(factors), 1))
+        for m in rest:
+            other = (other[:, :, None] * m[:, None, :]).reshape(len(factors), -1)
+        if selected[0] != 0:  # constant along the leading axis: one small dense array
+            return rows_of((lead.T @ other).reshape(view))
+        return lambda rows: (lead[:, rows].T @ other).reshape((-1, *view[1:]))
 
     def result(self) -> dict[str, torch.Tensor]:
         """The aligned global state: weighted mean where covered, previous value elsewhere."""
@@ -193,6 +185,18 @@ class FedAvg(AlignmentAggregation):
                 f"(width rate {update.width_rate})"
             )
         return super()._accept(update)
+
+
+def _indicator(factors: list[tuple[int, tuple[torch.Tensor | None, ...]]], d: int, size: int) -> np.ndarray:
+    """Row u: 1.0 at the positions of dimension ``d`` that update u covers."""
+    m = np.zeros((len(factors), size))
+    for u, (_, dims) in enumerate(factors):
+        index = dims[d]
+        if index is None:
+            m[u] = 1.0
+        else:
+            m[u, index.numpy()] = 1.0
+    return m
 
 
 def full_width_update(

@@ -9,6 +9,11 @@ exactly. Only the final mean rounds: correctly rounded float64 operations per en
 on every CPU, then one rounding to the tensor's dtype. numpy does the per-element work: its
 fused multiply-and-cast loop is several times faster than torch's for these dtypes.
 
+Speed: the work streams through CHUNK_ELEMENTS-sized pieces (rows of the leading axis), so the
+int64 scratch of a piece stays in the CPU cache between its conversion and its addition and
+memory sees only the update (read once) and the accumulator (read and written once). Chunking
+changes no value: every entry's integer is computed and added the same way, only in pieces.
+
 Range: values must lie strictly inside +-2**exponent, where exponent is HEADROOM_BITS above the
 previous global tensor's largest magnitude, and at least MIN_EXPONENT; weights (sample counts)
 sum to less than 2**WEIGHT_BITS. The grid of the weighted sum is 2**(exponent - 30), so the mean
@@ -18,6 +23,7 @@ is within n_updates / total_weight * 2**(exponent - 30) of the exact mean.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
@@ -29,6 +35,9 @@ HEADROOM_BITS = 4
 MIN_EXPONENT = 8  # every tensor accepts values inside +-256 at least
 MAX_TOTAL_WEIGHT = 2**WEIGHT_BITS - 1
 _SUM_BITS = 62  # |sum| < 2**62 leaves int64 a bit to spare
+Rows = slice | tuple[()]  # a piece of a tensor: rows of its leading axis (all of a 0-d tensor)
+WeightRows = Callable[[Rows], np.ndarray]
+CHUNK_ELEMENTS = 1 << 15  # 256 KiB of int64 scratch: stays in L2 between convert and add
 
 
 class FixedPointRangeError(FedLedgerError, ValueError):
@@ -66,18 +75,33 @@ class ExactSum:
         self.exponent = exponent
         self._unit = 2.0 ** (_SUM_BITS - WEIGHT_BITS - exponent)  # grid steps per unit of value
         self.total = torch.from_numpy(np.zeros(shape, dtype=np.int64))  # lazily zeroed pages: fast
-        self._scratch = np.empty(int(np.prod(shape, dtype=np.int64)), dtype=np.int64)
+        self._scratch = np.empty(0, dtype=np.int64)  # grown on demand, reused by every update
 
     def out_of_range(self, values: torch.Tensor) -> str | None:
         return out_of_range(values, self.exponent)
 
+    def _scratch_for(self, shape: tuple[int, ...]) -> np.ndarray:
+        size = math.prod(shape)
+        if self._scratch.size < size:
+            self._scratch = np.empty(size, dtype=np.int64)
+        return self._scratch[:size].reshape(shape)
+
     def fixed(self, values: torch.Tensor, weight: int) -> np.ndarray:
         """trunc(weight * values * unit) as int64 (a scratch array, valid until the next call)."""
         source = values.detach().numpy()
-        out = self._scratch[: source.size].reshape(source.shape)
-        # one multiplication (correctly rounded, no fused add) and a truncating cast: the same on any CPU
-        np.multiply(source, float(weight) * self._unit, out=out, dtype=np.float64, casting="unsafe")
+        out = self._scratch_for(source.shape)
+        _to_grid(source, float(weight) * self._unit, out)
         return out
+
+    def add_block(self, values: np.ndarray, weight: int, target: tuple[slice, ...]) -> None:
+        """total[target] += trunc(weight * values * unit), piece by piece (see the module's "Speed")."""
+        total = self.total.numpy()[target]
+        scale = float(weight) * self._unit
+        for rows in _row_chunks(values.shape):
+            piece, dest = values[rows], total[rows]
+            fixed = self._scratch_for(piece.shape)
+            _to_grid(piece, scale, fixed)
+            np.add(dest, fixed, out=dest)
 
     def add_stack(self, stack: torch.Tensor, keep: torch.Tensor) -> None:
         """Add the kept values of ``stack`` (one row per update, weight 1 each) along dim 0."""
@@ -87,19 +111,46 @@ class ExactSum:
         )
         self.total += torch.from_numpy(fixed.sum(axis=0))  # integer sums: exact in any order
 
-    def mean(self, weights: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
-        """total / weights where weights > 0, ``previous`` elsewhere, in ``previous``'s dtype.
+    def mean(self, weights_of: WeightRows, previous: torch.Tensor) -> torch.Tensor:
+        """total / weight where weight > 0, ``previous`` elsewhere, in ``previous``'s dtype.
 
-        ``weights`` is broadcastable and integer-valued. Per entry: int64 -> float64, one
-        division, one cast to the dtype, one exact power-of-two scaling; each correctly rounded,
-        so the same on any CPU. Written into one fresh array: large temporaries cost page faults.
+        ``weights_of(rows)`` gives the integer-valued weights of those rows, broadcastable to
+        them (so a caller can compute them piece by piece, never as one dense array). Per entry:
+        int64 -> float64, one division, one cast to the dtype, one exact power-of-two scaling;
+        each correctly rounded, so the same on any CPU. Written into one fresh array.
         """
-        out = np.empty(tuple(previous.shape), dtype=previous.detach().numpy().dtype)
-        w = weights.numpy()
+        prev = previous.detach().numpy()
+        out = np.empty(prev.shape, dtype=prev.dtype)
+        total = self.total.numpy()
         with np.errstate(divide="ignore", invalid="ignore"):  # uncovered entries are replaced below
-            np.divide(self.total.numpy(), w, out=out, dtype=np.float64, casting="same_kind")
-        np.multiply(out, 1.0 / self._unit, out=out)
-        uncovered = w == 0
-        if uncovered.any():
-            np.copyto(out, previous.detach().numpy(), where=uncovered)
+            for rows in _row_chunks(out.shape):
+                piece, weights = out[rows], weights_of(rows)
+                np.divide(total[rows], weights, out=piece, dtype=np.float64, casting="same_kind")
+                np.multiply(piece, 1.0 / self._unit, out=piece)
+                uncovered = weights == 0
+                if uncovered.any():
+                    np.copyto(piece, prev[rows], where=uncovered)
         return torch.from_numpy(out)
+
+
+def rows_of(weights: np.ndarray) -> WeightRows:
+    """``weights_of`` for a whole weight array broadcastable to the tensor."""
+    if weights.ndim == 0 or weights.shape[0] == 1:
+        return lambda rows: weights
+    return lambda rows: weights[rows]
+
+
+def _to_grid(values: np.ndarray, scale: float, out: np.ndarray) -> None:
+    """out = trunc(values * scale): one multiplication (correctly rounded, never fused with an
+    addition) and a truncating cast, so the same integers on any CPU."""
+    np.multiply(values, scale, out=out, dtype=np.float64, casting="unsafe")
+
+
+def _row_chunks(shape: tuple[int, ...]) -> Iterator[Rows]:
+    """Slices of the leading axis holding about CHUNK_ELEMENTS entries each (the whole of a 0-d array)."""
+    if not shape:
+        yield ()
+        return
+    step = max(1, CHUNK_ELEMENTS // max(1, math.prod(shape[1:])))
+    for start in range(0, shape[0], step):
+        yield slice(start, start + step)
