@@ -13,13 +13,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
 
 from fedledger.errors import FedLedgerError
-from fedledger.fl.exact_sum import MAX_TOTAL_WEIGHT, ExactSum, WeightRows, range_exponent, rows_of
-from fedledger.fl.submodel import IndexMap, advanced_index, full_index_map, iter_blocks
+from fedledger.fl.exact_sum import (
+    MAX_TOTAL_WEIGHT,
+    ExactSum,
+    FixedPointRangeError,
+    WeightRows,
+    range_exponent,
+    rows_of,
+)
+from fedledger.fl.submodel import DimIndex, IndexMap, advanced_index, full_index_map, iter_blocks
 
 
 @dataclass
@@ -48,8 +56,9 @@ class AggregationError(FedLedgerError, ValueError):
     """An update does not fit the global model (should have been caught by validation)."""
 
 
-def check_update_fits(update: ClientUpdate, sums: Mapping[str, ExactSum]) -> None:
-    """The update's tensors match its index map and the global model, and fit the exact sums' range."""
+def check_update_fits(update: ClientUpdate, sums: Mapping[str, ExactSum], check_range: bool = True) -> None:
+    """The update's tensors match its index map and the global model, and (``check_range``) fit
+    the exact sums' range."""
     who = update.institution
     if not isinstance(update.num_samples, int) or update.num_samples <= 0:
         raise AggregationError(f"institution {who}: sample count must be a positive integer")
@@ -64,7 +73,7 @@ def check_update_fits(update: ClientUpdate, sums: Mapping[str, ExactSum]) -> Non
             or shape != tuple(update.index_map.global_shapes[name])
         ):
             raise AggregationError(f"institution {who}, tensor {name}: does not match its index map")
-        problem = sums[name].out_of_range(value)
+        problem = sums[name].out_of_range(value) if check_range else None
         if problem:
             raise AggregationError(f"institution {who}, tensor {name}: {problem}")
 
@@ -89,24 +98,27 @@ class StreamingAccumulator:
         self.total_samples = 0
 
     def add(self, update: ClientUpdate) -> None:
-        """Accumulate one update; it is checked fully first, so a bad update changes nothing."""
-        check_update_fits(update, self._sums)
+        """Accumulate one update; a bad update changes nothing.
+
+        Shapes and the sample count are checked first. Value ranges are checked piece by piece
+        while adding (one pass over the update instead of two); a value out of range takes back
+        what this update added so far, exactly (integer sums, see ``ExactSum.add_block``).
+        """
+        check_update_fits(update, self._sums, check_range=False)
         if self.total_samples + update.num_samples > MAX_TOTAL_WEIGHT:
             raise AggregationError(
                 f"institution {update.institution}: sample counts of the round exceed {MAX_TOTAL_WEIGHT}"
             )
         weight = update.num_samples
+        undo: list[Callable[[], None]] = []
         for name, dims in update.index_map.indices.items():
-            acc = self._sums[name]
-            shape = tuple(acc.total.shape)
-            blocks = iter_blocks(dims, shape)
-            if blocks is None:  # scattered mapping: one advanced-index accumulate per tensor
-                fixed = acc.fixed(update.state[name], weight)
-                acc.total.index_put_(advanced_index(dims, shape), torch.from_numpy(fixed), accumulate=True)
-            else:
-                values = update.state[name].detach().numpy()
-                for g, s in blocks:
-                    acc.add_block(values[s], weight, g)
+            try:
+                undo += _add_tensor(self._sums[name], update.state[name], dims, weight)
+            except FixedPointRangeError as exc:
+                for take_back in undo:
+                    take_back()
+                raise AggregationError(f"institution {update.institution}, tensor {name}: {exc}") from None
+        for name, dims in update.index_map.indices.items():
             self._factors[name].append((weight, dims))
         self.count += 1
         self.total_samples += update.num_samples
@@ -185,6 +197,32 @@ class FedAvg(AlignmentAggregation):
                 f"(width rate {update.width_rate})"
             )
         return super()._accept(update)
+
+
+def _add_tensor(
+    acc: ExactSum, value: torch.Tensor, dims: tuple[DimIndex, ...], weight: int
+) -> list[Callable[[], None]]:
+    """Add one tensor of an update into its sum; returns how to take it back."""
+    acc.admit(weight)
+    shape = tuple(acc.total.shape)
+    blocks = iter_blocks(dims, shape)
+    if blocks is None:  # scattered mapping: one advanced-index accumulate per tensor
+        problem = acc.out_of_range(value)
+        if problem:
+            raise FixedPointRangeError(problem)
+        index = advanced_index(dims, shape)
+
+        def scatter(w: int) -> None:
+            acc.total.index_put_(index, torch.from_numpy(acc.fixed(value, w)), accumulate=True)
+
+        scatter(weight)
+        return [lambda: scatter(-weight)]
+    values = value.detach().numpy()
+    undo: list[Callable[[], None]] = []
+    for g, s in blocks:
+        acc.add_block(values[s], weight, g)
+        undo.append(partial(acc.add_block, values[s], -weight, g))
+    return undo
 
 
 def _indicator(factors: list[tuple[int, tuple[torch.Tensor | None, ...]]], d: int, size: int) -> np.ndarray:
