@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 from aggregator.client_binding import ClientBinding
 from aggregator.request_limits import BodySizeLimit, RateLimit, RequestLimits
 from aggregator.signing import SessionRejected, SigningSession
+from fedledger.consortium.metrics import MetricBoard, MetricRejected, per_round, verify
 from fedledger.httpdocs import offline_docs_app
 
 MAX_AUTH_CHARS = 200  # a 65-byte signature in hex with 0x is 132
@@ -41,6 +42,7 @@ class SessionBoard:
         self._lock = threading.Lock()
         self._sessions: dict[int, SigningSession] = {}
         self.status: dict[str, Any] = {"state": "starting"}
+        self.metrics: MetricBoard | None = None  # sites' signed per-round metrics (``aggregator start``)
 
     def publish(self, session: SigningSession) -> None:
         with self._lock:
@@ -79,6 +81,27 @@ def create_app(
     @app.get("/health")
     def health() -> dict[str, Any]:
         return {"ok": True, **board.status}
+
+    @app.post("/rounds/{round_index}/metrics")
+    def post_metric(round_index: int, body: SignedBody, request: Request) -> dict[str, Any]:
+        _bound(request, body)
+        if board.metrics is None:
+            raise HTTPException(503, "this aggregator keeps no metrics (start it from a kit)")
+        if body.payload.get("round") != round_index:
+            raise HTTPException(422, "the report names another round")
+        try:
+            board.metrics.add({"payload": body.payload, "auth": body.auth})
+        except MetricRejected as exc:
+            raise HTTPException(422, str(exc)) from None
+        return {"accepted": True}
+
+    @app.get("/metrics")
+    def metrics() -> dict[str, Any]:
+        """Every site's signed report, and per round the sample-weighted federated value."""
+        if board.metrics is None:
+            return {"reports": [], "rounds": []}
+        bodies = board.metrics.bodies()
+        return {"reports": bodies, "rounds": per_round([verify(b, board.metrics.roster) for b in bodies])}
 
     @app.get("/rounds/{round_index}/session")
     def session(round_index: int) -> dict[str, Any]:
