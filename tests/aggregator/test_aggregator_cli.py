@@ -93,9 +93,10 @@ def test_timing_settings_keep_their_config_names_down_to_the_signing_session(
         "rpc_timeout_seconds": 11.0,
         "receipt_timeout_seconds": 13.0,
     }
-    save_config(config.model_copy(update=timings), home)
+    save_config(config.model_copy(update={**timings, "aggregation_rule": "median"}), home)
     config, base = load_config(home)
     ctx = build_context(config, base, "aggregator password", SessionBoard())
+    assert ctx.aggregation_rule == "median"  # what the driver hands the round pipeline as the rule's name
     for name in (
         "round_deadline_seconds",
         "session_timeout_seconds",
@@ -108,6 +109,15 @@ def test_timing_settings_keep_their_config_names_down_to_the_signing_session(
     record = RoundRecord(1, "0x" + "ab" * 20, 0, bytes(32), "QmX", bytes(32), bytes(32), "QmM", bytes(32), 0)
     session = new_session(ctx, record, [])
     assert (session.signing_grace_seconds, session.partial_timeout_seconds) == (7.5, 9.0)
+
+
+def test_an_unknown_aggregation_rule_is_refused_by_name(tmp_path: Path) -> None:
+    (tmp_path / "aggregator.toml").write_text(
+        f'rpc_url = "http://x"\ncontract = "0x{"ab" * 20}"\nstore = "local:x"\nmodel = {{}}\n'
+        'aggregation_rule = "mean"\n'
+    )
+    run = runner.invoke(app, ["aggregator", "run", "-c", str(tmp_path / "aggregator.toml")])
+    assert run.exit_code == 2 and "aggregation_rule" in run.output and "Traceback" not in run.output
 
 
 def test_a_timing_setting_out_of_range_is_refused_by_name(tmp_path: Path) -> None:
