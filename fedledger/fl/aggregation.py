@@ -153,7 +153,9 @@ class StreamingAccumulator:
             if not self._factors[name]:
                 out[name] = previous.clone()
                 continue
-            out[name] = self._sums[name].mean(self._weights(name), previous.detach()).contiguous()
+            # a full-width update covers every entry: no need to look for uncovered ones
+            covered = any(all(d is None for d in dims) for _, dims in self._factors[name])
+            out[name] = self._sums[name].mean(self._weights(name), previous.detach(), covered).contiguous()
         # the accumulators are spent; drop them so result() cannot be misused twice
         self._sums, self._factors = {}, {}
         return out

@@ -150,14 +150,15 @@ class ExactSum:
         )
         self.total += torch.from_numpy(fixed.sum(axis=0))  # integer sums below 2**53 or int64: exact
 
-    def mean(self, weights_of: WeightRows, previous: torch.Tensor) -> torch.Tensor:
+    def mean(self, weights_of: WeightRows, previous: torch.Tensor, covered: bool = False) -> torch.Tensor:
         """total / weight where weight > 0, ``previous`` elsewhere, in ``previous``'s dtype.
 
         ``weights_of(rows)`` gives the integer-valued weights of those rows, broadcastable to
         them (so a caller can compute them piece by piece, never as one dense array). Per entry:
         the integer as float64 (exact below 2**53, correctly rounded above), one division, one
         cast to the dtype, one exact power-of-two scaling; each correctly rounded, so the same on
-        any CPU. Written into one fresh array.
+        any CPU. Written into one fresh array. ``covered``: the caller knows no weight is 0, so
+        the search for uncovered entries is skipped.
         """
         prev = previous.detach().numpy()
         out = np.empty(prev.shape, dtype=prev.dtype)
@@ -167,6 +168,8 @@ class ExactSum:
                 piece, weights = out[rows], weights_of(rows)
                 np.divide(total[rows], weights, out=piece, dtype=np.float64, casting="same_kind")
                 np.multiply(piece, 1.0 / self._unit, out=piece)
+                if covered:
+                    continue
                 uncovered = weights == 0
                 if uncovered.any():
                     np.copyto(piece, prev[rows], where=uncovered)
