@@ -111,22 +111,21 @@ def test_timing_settings_keep_their_config_names_down_to_the_signing_session(
     assert (session.signing_grace_seconds, session.partial_timeout_seconds) == (7.5, 9.0)
 
 
-def test_an_unknown_aggregation_rule_is_refused_by_name(tmp_path: Path) -> None:
+def _refused_by_name(tmp_path: Path, setting: str, field: str) -> None:
+    """A config with ``setting`` makes `aggregator run` exit 2 with a message naming ``field``."""
     (tmp_path / "aggregator.toml").write_text(
-        f'rpc_url = "http://x"\ncontract = "0x{"ab" * 20}"\nstore = "local:x"\nmodel = {{}}\n'
-        'aggregation_rule = "mean"\n'
+        f'rpc_url = "http://x"\ncontract = "0x{"ab" * 20}"\nstore = "local:x"\nmodel = {{}}\n{setting}\n'
     )
     run = runner.invoke(app, ["aggregator", "run", "-c", str(tmp_path / "aggregator.toml")])
-    assert run.exit_code == 2 and "aggregation_rule" in run.output and "Traceback" not in run.output
+    assert run.exit_code == 2 and field in run.output and "Traceback" not in run.output
+
+
+def test_an_unknown_aggregation_rule_is_refused_by_name(tmp_path: Path) -> None:
+    _refused_by_name(tmp_path, 'aggregation_rule = "mean"', "aggregation_rule")
 
 
 def test_a_timing_setting_out_of_range_is_refused_by_name(tmp_path: Path) -> None:
-    (tmp_path / "aggregator.toml").write_text(
-        f'rpc_url = "http://x"\ncontract = "0x{"ab" * 20}"\nstore = "local:x"\nmodel = {{}}\n'
-        "signing_grace_seconds = 0\n"
-    )
-    run = runner.invoke(app, ["aggregator", "run", "-c", str(tmp_path / "aggregator.toml")])
-    assert run.exit_code == 2 and "signing_grace_seconds" in run.output and "Traceback" not in run.output
+    _refused_by_name(tmp_path, "signing_grace_seconds = 0", "signing_grace_seconds")
 
 
 def test_a_damaged_public_key_file_is_one_line_not_a_traceback(tmp_path: Path, ledger_deployment: Deployment) -> None:
