@@ -29,6 +29,7 @@ from fedledger.chain.errors import (
 )
 from fedledger.errors import FedLedgerError
 from fedledger.fl import ModelSpec, ValidationPolicy, initial_global_state, load_global, save_global
+from fedledger.fl.rules import DEFAULT_RULE
 from fedledger.protocol import RoundRecord
 from fedledger.protocol.consortium import Consortium
 from fedledger.protocol.manifest import RoundManifest
@@ -73,6 +74,7 @@ class AggregatorContext:
     signing_grace_seconds: float = SIGNING_GRACE_SECONDS
     partial_timeout_seconds: float = PARTIAL_TIMEOUT_SECONDS
     policy: ValidationPolicy | None = None
+    aggregation_rule: str = DEFAULT_RULE
     poll_interval: float = 0.25
 
     def __repr__(self) -> str:
@@ -239,7 +241,7 @@ def build_manifest(ctx: AggregatorContext, round_index: int, stop: threading.Eve
     identities = {i.address.lower(): i.sm9_id for i in ctx.ledger.institutions()}
     updates = ledger_updates(ctx.ledger.chain_id, ctx.ledger.address, events, identities)
     ctx.board.status = {"state": "aggregating", "round": round_index, "updates": len(events)}
-    rule = AggregationRule(policy=ctx.policy or ValidationPolicy())
+    rule = AggregationRule(ctx.aggregation_rule, ctx.policy or ValidationPolicy())
     computation = compute_round(
         ctx.store, ctx.master_public_key, ctx.spec, base_state, opened.base_digest, updates, rule, workdir
     )

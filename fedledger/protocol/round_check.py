@@ -31,6 +31,7 @@ from fedledger.fl import (
     load_client_update,
     validate_update,
 )
+from fedledger.fl.rules import AGGREGATION_RULES, aggregation_for
 from fedledger.protocol.entries import SubmittedEvent, UpdateEntry
 from fedledger.protocol.manifest import (
     MAX_REASON_CHARS,
@@ -46,7 +47,7 @@ from fedledger.widths import width_to_ppm
 
 log = logging.getLogger(__name__)
 
-RULES = ("alignment",)
+RULES = AGGREGATION_RULES
 
 
 @dataclass(frozen=True)
@@ -113,7 +114,7 @@ class AggregationRule:
         return cls(str(raw["name"]), policy)
 
     def aggregation(self) -> AlignmentAggregation:
-        return AlignmentAggregation()
+        return aggregation_for(self.name)
 
 
 class EntryExcluded(FedLedgerError):
