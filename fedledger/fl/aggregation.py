@@ -142,6 +142,11 @@ class StreamingAccumulator:
         view = [shape[d] if d in selected else 1 for d in range(len(shape))]
         return dense.reshape(view)
 
+    def entry_weights(self, name: str) -> torch.Tensor:
+        """Public weight per entry of tensor ``name`` so far (what central DP divides its noise by);
+        call before :meth:`result`, which spends the accumulator."""
+        return self._weights(name)
+
     def result(self) -> dict[str, torch.Tensor]:
         """The aligned global state: weighted mean where covered, previous value elsewhere."""
         out: dict[str, torch.Tensor] = {}
