@@ -23,11 +23,11 @@ contract FederatedLedger {
     uint8 public constant ACTION_REMOVE_INSTITUTION = 1;
     uint8 public constant ACTION_SET_THRESHOLD = 2;
     uint8 public constant ACTION_SET_AGGREGATOR = 3;
-    /// @notice Recorded in MembershipChangeApproved for a privacy-budget change (its own struct below).
-    uint8 public constant ACTION_SET_PRIVACY_BUDGET = 4;
-    /// @notice Privacy-budget units: epsilon in millionths, delta in 10^-12 (delta < 1).
-    uint64 public constant EPSILON_UNIT = 1_000_000;
-    uint64 public constant DELTA_UNIT = 1_000_000_000_000;
+    // Privacy budget (not public: every extra selector reshapes the dispatcher and the gas of hot calls).
+    // Recorded in MembershipChangeApproved for a budget change (signed as its own struct below).
+    uint8 private constant ACTION_SET_PRIVACY_BUDGET = 4;
+    /// @dev delta is in 10^-12 and must stay below 1; epsilon is in millionths.
+    uint64 private constant DELTA_UNIT = 1_000_000_000_000;
 
     bytes32 public constant GLOBAL_MODEL_TYPEHASH = keccak256(
         "GlobalModel(uint64 round,string cid,bytes32 digest,bytes32 updatesRoot,bytes sm9Signature,uint64 nonce)"
@@ -35,7 +35,7 @@ contract FederatedLedger {
     bytes32 public constant MEMBERSHIP_CHANGE_TYPEHASH = keccak256(
         "MembershipChange(uint8 action,address account,string sm9Id,uint32 threshold,uint64 nonce)"
     );
-    bytes32 public constant PRIVACY_BUDGET_TYPEHASH =
+    bytes32 private constant PRIVACY_BUDGET_TYPEHASH =
         keccak256("PrivacyBudgetChange(uint64 epsilonMicro,uint64 deltaPico,uint64 nonce)");
     bytes32 private constant DOMAIN_TYPEHASH = keccak256(
         "EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
@@ -328,13 +328,6 @@ contract FederatedLedger {
     /// @notice The consortium's privacy budget: epsilon in millionths, delta in 10^-12; (0, 0) when none.
     function privacyBudget() external view returns (uint64 epsilonMicro, uint64 deltaPico) {
         return (_epsilonMicro, _deltaPico);
-    }
-
-    /// @notice The EIP-712 digest an approver signs for this privacy budget at the current membership nonce.
-    function privacyBudgetApprovalDigest(uint64 epsilonMicro, uint64 deltaPico) external view returns (bytes32) {
-        return _typedDataDigest(
-            keccak256(abi.encode(PRIVACY_BUDGET_TYPEHASH, epsilonMicro, deltaPico, _membershipNonce))
-        );
     }
 
     function aggregator() external view returns (address) {

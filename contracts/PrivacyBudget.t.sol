@@ -97,11 +97,6 @@ contract PrivacyBudgetTest is LedgerFixture {
         vm.assertEq(epsilonMicro + deltaPico, 0, "no budget");
     }
 
-    function test_contractDigestMatchesHandWrittenEip712() public view {
-        (, uint64 nonce) = ledger.nonces();
-        vm.assertEq(ledger.privacyBudgetApprovalDigest(4_000_000, 7), budgetDigest(4_000_000, 7, nonce), "digest");
-    }
-
     function test_constructorRejectsInvalidBudget() public {
         address[] memory founders = new address[](1);
         string[] memory ids = new string[](1);

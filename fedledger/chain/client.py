@@ -321,10 +321,6 @@ class LedgerClient:
         epsilon_micro, delta_pico = self._call("privacyBudget()", self.contract.functions.privacyBudget())
         return PrivacyBudgetSetting(int(epsilon_micro), int(delta_pico))
 
-    def privacy_budget_approval_digest(self, budget: PrivacyBudgetSetting) -> bytes:
-        fn = self.contract.functions.privacyBudgetApprovalDigest(budget.epsilon_micro, budget.delta_pico)
-        return bytes(self._call("privacyBudgetApprovalDigest()", fn))
-
     def aggregator(self) -> str:
         return str(self._call("aggregator()", self.contract.functions.aggregator()))
 
