@@ -125,6 +125,7 @@ contract FederatedLedger {
     error Sm9IdTaken(string sm9Id, address owner);
     error InvalidSm9Id(uint256 length);
     error InvalidThreshold(uint32 threshold, uint32 activeInstitutions);
+    error InvalidPrivacyBudget(uint64 epsilonMicro, uint64 deltaPico);
     error InstitutionListMismatch(uint256 accounts, uint256 sm9Ids);
     error UnexpectedRound(uint64 given, uint64 expected);
     error RoundStillOpen(uint64 round);
@@ -140,7 +141,6 @@ contract FederatedLedger {
     error InvalidApprovalSignature(uint256 index);
     error ApproverNotActive(uint256 index, address signer);
     error NotEnoughApprovals(uint256 distinct, uint256 required);
-    error InvalidPrivacyBudget(uint64 epsilonMicro, uint64 deltaPico);
 
     // ------------------------------------------------------------------ construction
 
