@@ -100,7 +100,12 @@ def run(
                 aggregation = strategy
             state = aggregation.aggregate(state, updates)
             history.append(_metrics(spec, state, test, None)["accuracy"])
-        entry = {"final_accuracy": history[-1], "best_accuracy": max(history)}
+        entry: dict[str, Any] = {
+            "final_accuracy": history[-1],
+            "last5_mean_accuracy": float(np.mean(history[-5:])),
+            "best_accuracy": max(history),
+            "history": history,
+        }
         if isinstance(strategy, float):
             entry["noise_multiplier"] = multipliers[strategy]
             entry["epsilon"] = epsilon([RoundPrivacy(clip, multipliers[strategy], 1.0, 5)] * rounds, DELTA)
