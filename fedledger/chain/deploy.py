@@ -94,6 +94,23 @@ class Deployment:
         return LedgerClient(w3, self.address, self.abi, from_block=self.deploy_block)
 
 
+def constructor_args(
+    aggregator: str,
+    institutions: Sequence[InstitutionSpec],
+    threshold: int,
+    privacy_budget: PrivacyBudgetSetting = NO_PRIVACY_BUDGET,
+) -> tuple[str, list[str], list[str], int, int, int]:
+    """FederatedLedger's constructor arguments, in order (also for estimating its gas)."""
+    return (
+        to_checksum_address(aggregator),
+        [to_checksum_address(i.address) for i in institutions],
+        [i.sm9_id for i in institutions],
+        threshold,
+        privacy_budget.epsilon_micro,
+        privacy_budget.delta_pico,
+    )
+
+
 def deploy_ledger(
     w3: Web3,
     deployer: LocalAccount,
@@ -117,14 +134,7 @@ def deploy_ledger(
         )
     compiled = compiled or compile_ledger()
     factory = w3.eth.contract(abi=compiled.abi, bytecode=compiled.bytecode)
-    args = (
-        to_checksum_address(aggregator),
-        [to_checksum_address(i.address) for i in institutions],
-        [i.sm9_id for i in institutions],
-        threshold,
-        privacy_budget.epsilon_micro,
-        privacy_budget.delta_pico,
-    )
+    args = constructor_args(aggregator, institutions, threshold, privacy_budget)
     chain_id = int(w3.eth.chain_id)
     try:
         tx = factory.constructor(*args).build_transaction(
