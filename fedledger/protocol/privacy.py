@@ -10,6 +10,7 @@ accepts only rounds without DP (parameters nobody can account against a budget a
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -41,9 +42,9 @@ def round_privacy_of(rule: Mapping[str, Any]) -> RoundPrivacy | None:
     if not isinstance(raw, Mapping) or set(raw) != _FIELDS:
         keys = sorted(raw) if isinstance(raw, Mapping) else type(raw).__name__
         raise PrivacyRuleError(f"rule.{DP_RULE_KEY} must have exactly the fields {sorted(_FIELDS)}, got {keys}")
-    for name in _REAL_FIELDS:
-        if not isinstance(raw[name], float):
-            raise PrivacyRuleError(f"rule.{DP_RULE_KEY}.{name} must be a real number, got {raw[name]!r}")
+    for name in _REAL_FIELDS:  # finite too: "noise_multiplier": Infinity would claim epsilon 0
+        if not isinstance(raw[name], float) or not math.isfinite(raw[name]):
+            raise PrivacyRuleError(f"rule.{DP_RULE_KEY}.{name} must be a finite real number, got {raw[name]!r}")
     for name in _INT_FIELDS:
         if not isinstance(raw[name], int) or isinstance(raw[name], bool):
             raise PrivacyRuleError(f"rule.{DP_RULE_KEY}.{name} must be an integer, got {raw[name]!r}")

@@ -40,6 +40,8 @@ def test_round_without_dp_has_none() -> None:
     ("field", "value", "message"),
     [
         ("clip", 1, "real number"),  # an int where the writer puts a float: not canonical
+        ("noise_multiplier", float("inf"), "finite real number"),  # would claim epsilon 0
+        ("clip", float("nan"), "finite real number"),
         ("participants", 5.0, "integer"),
         ("participants", True, "integer"),
         ("mechanism", 3, "text"),
