@@ -302,8 +302,10 @@ class PrivacyAccountModel(_Model):
     budget: PrivacyBudgetModel | None = Field(description="null: the ledger sets no budget (no DP).")
     spent_epsilon: float = Field(description="Cumulative epsilon of every posted DP round.")
     remaining_epsilon: float | None
-    within_budget: bool = Field(description="No budget and no DP round, or spent <= budget; false also "
-                                "when a round's parameters could not be read.")
+    within_budget: bool = Field(
+        description="No budget and no DP round, or spent <= budget; false also when a round's parameters "
+        "could not be read, or a round ran without DP while a budget was in force."
+    )
     rounds: list[RoundEpsilon]
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from fedledger.audit.index import LedgerSnapshot
+from fedledger.audit.index import LedgerSnapshot, Position, position
 from fedledger.audit.models import PrivacyAccountModel, PrivacyBudgetModel, RoundEpsilon
 from fedledger.audit.views import event_ref
 from fedledger.chain.approvals import PrivacyBudgetSetting
@@ -20,9 +20,14 @@ from fedledger.dp.accountant import RoundPrivacy, epsilon
 RoundPrivacyRecord = RoundPrivacy | None | str
 
 
-def budget_of(snapshot: LedgerSnapshot) -> PrivacyBudgetModel | None:
-    """The budget after every indexed event; None when the ledger sets none."""
-    changes = [e for e in snapshot.membership if e.name == "PrivacyBudgetChanged"]
+def budget_of(snapshot: LedgerSnapshot, before: Position | None = None) -> PrivacyBudgetModel | None:
+    """The budget after every indexed event (or just before the event at ``before``); None when
+    the ledger sets none."""
+    changes = [
+        e
+        for e in snapshot.membership
+        if e.name == "PrivacyBudgetChanged" and (before is None or position(e.meta) < before)
+    ]
     if not changes:
         return None
     last = changes[-1]
@@ -30,6 +35,13 @@ def budget_of(snapshot: LedgerSnapshot) -> PrivacyBudgetModel | None:
     if not setting.is_set:
         return None
     return PrivacyBudgetModel(epsilon=setting.epsilon, delta=setting.delta, set_at=event_ref(last.meta))
+
+
+def round_privacy_records(snapshot: LedgerSnapshot) -> dict[int, RoundPrivacyRecord]:
+    """What each posted round says about DP. Rounds of this protocol version carry no DP parameters
+    (their round record has no rule), so each is a round without DP; once the round manifest carries
+    its rule, this reads the rule's ``dp`` member (``fedledger.protocol.privacy.round_privacy_of``)."""
+    return dict.fromkeys(snapshot.posted)
 
 
 def privacy_account(snapshot: LedgerSnapshot, records: Mapping[int, RoundPrivacyRecord]) -> PrivacyAccountModel:
@@ -44,8 +56,12 @@ def privacy_account(snapshot: LedgerSnapshot, records: Mapping[int, RoundPrivacy
             readable = False
             rows.append(RoundEpsilon(round=round_index, dp=None, epsilon=None, cumulative_epsilon=None, detail=record))
         elif record is None:
+            post = snapshot.posted.get(round_index)
+            under_budget = post is not None and budget_of(snapshot, position(post.meta)) is not None
+            readable = readable and not under_budget
+            detail = "no DP, although the ledger's privacy budget requires it" if under_budget else "no DP"
             rows.append(
-                RoundEpsilon(round=round_index, dp=None, epsilon=None, cumulative_epsilon=None, detail="no DP")
+                RoundEpsilon(round=round_index, dp=None, epsilon=None, cumulative_epsilon=None, detail=detail)
             )
         elif budget is None:
             readable = False
