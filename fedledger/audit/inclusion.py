@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from fedledger.digests import sm3
+from fedledger.errors import FedLedgerError
 from fedledger.protocol.manifest import MAX_MANIFEST_BYTES, Exclusion, ManifestError, RoundManifest
 from fedledger.store import ContentStore, StoreError
 from fedledger.store.errors import BlockNotFoundError
@@ -46,6 +47,31 @@ class Inclusion:
         )
 
 
+class ManifestUnreadable(FedLedgerError):
+    """A posted round's manifest cannot be used; ``final`` is False when the reason may pass."""
+
+    def __init__(self, problem: str, final: bool = True) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.final = final
+
+
+def read_posted_manifest(store: ContentStore, post: GlobalModelPosted) -> RoundManifest:
+    """The manifest a post binds: fetched (size-capped), its SM3 digest checked, parsed strictly."""
+    try:
+        data = store.read_bytes(post.manifest_cid, max_size=MAX_MANIFEST_BYTES)
+    except BlockNotFoundError as exc:
+        raise ManifestUnreadable(f"manifest {post.manifest_cid} is missing from the store ({exc})", False) from None
+    except (StoreError, ValueError) as exc:  # an untrusted CID is this round's verdict
+        raise ManifestUnreadable(f"manifest {post.manifest_cid!r} cannot be read: {exc}", False) from None
+    if sm3(data) != post.manifest_digest:
+        raise ManifestUnreadable(f"manifest {post.manifest_cid} does not have the posted manifest digest")
+    try:
+        return RoundManifest.from_bytes(data)
+    except ManifestError as exc:
+        raise ManifestUnreadable(f"malformed manifest: {exc}") from None
+
+
 def read_inclusion(
     store: ContentStore,
     post: GlobalModelPosted,
@@ -60,17 +86,9 @@ def read_inclusion(
         return Inclusion(None, submitted, problem=problem, final=final)
 
     try:
-        data = store.read_bytes(post.manifest_cid, max_size=MAX_MANIFEST_BYTES)
-    except BlockNotFoundError as exc:
-        return refused(f"manifest {post.manifest_cid} is missing from the store ({exc})", final=False)
-    except (StoreError, ValueError) as exc:  # an untrusted CID is this round's verdict
-        return refused(f"manifest {post.manifest_cid!r} cannot be read: {exc}", final=False)
-    if sm3(data) != post.manifest_digest:
-        return refused(f"manifest {post.manifest_cid} does not have the posted manifest digest")
-    try:
-        manifest = RoundManifest.from_bytes(data)
-    except ManifestError as exc:
-        return refused(f"malformed manifest: {exc}")
+        manifest = read_posted_manifest(store, post)
+    except ManifestUnreadable as exc:
+        return refused(exc.problem, final=exc.final)
     chain_id, contract, base_digest = header
     if (manifest.chain_id, manifest.contract, manifest.round, manifest.base_digest) != (
         chain_id,

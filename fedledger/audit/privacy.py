@@ -10,11 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from fedledger.audit.inclusion import ManifestUnreadable, read_posted_manifest
 from fedledger.audit.index import LedgerSnapshot, Position, position
 from fedledger.audit.models import PrivacyAccountModel, PrivacyBudgetModel, RoundEpsilon
 from fedledger.audit.views import event_ref
 from fedledger.chain.approvals import PrivacyBudgetSetting
 from fedledger.dp.accountant import RoundPrivacy, epsilon
+from fedledger.protocol.privacy import PrivacyRuleError, round_privacy_of
+from fedledger.store import ContentStore
 
 # What a posted round's manifest says about DP: its parameters, None (no DP), or why it is unknown.
 RoundPrivacyRecord = RoundPrivacy | None | str
@@ -37,11 +40,20 @@ def budget_of(snapshot: LedgerSnapshot, before: Position | None = None) -> Priva
     return PrivacyBudgetModel(epsilon=setting.epsilon, delta=setting.delta, set_at=event_ref(last.meta))
 
 
-def round_privacy_records(snapshot: LedgerSnapshot) -> dict[int, RoundPrivacyRecord]:
-    """What each posted round says about DP. Rounds of this protocol version carry no DP parameters
-    (their round record has no rule), so each is a round without DP; once the round manifest carries
-    its rule, this reads the rule's ``dp`` member (``fedledger.protocol.privacy.round_privacy_of``)."""
-    return dict.fromkeys(snapshot.posted)
+def round_privacy_records(snapshot: LedgerSnapshot, store: ContentStore) -> dict[int, RoundPrivacyRecord]:
+    """What each posted round's manifest says about DP (the rule's ``dp`` member), or why it is unknown."""
+    records: dict[int, RoundPrivacyRecord] = {}
+    for round_index, post in snapshot.posted.items():
+        try:
+            manifest = read_posted_manifest(store, post)
+            if manifest.round != round_index:
+                raise ManifestUnreadable("the manifest names another round")
+            records[round_index] = round_privacy_of(manifest.rule)
+        except ManifestUnreadable as exc:
+            records[round_index] = f"round {round_index}: {exc.problem}"
+        except PrivacyRuleError as exc:
+            records[round_index] = f"round {round_index}: {exc}"
+    return records
 
 
 def privacy_account(snapshot: LedgerSnapshot, records: Mapping[int, RoundPrivacyRecord]) -> PrivacyAccountModel:

@@ -356,7 +356,7 @@ class AuditService:
     def privacy(self) -> PrivacyAccountModel:
         """Epsilon per posted round and cumulatively, next to the on-chain privacy budget."""
         snap = self.snapshot()
-        return privacy_account(snap, round_privacy_records(snap))
+        return privacy_account(snap, round_privacy_records(snap, self.store))
 
     def summary(self) -> AuditSummary:
         """Every entry on the ledger checked now: counts and the list of what failed."""

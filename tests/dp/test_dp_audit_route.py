@@ -1,6 +1,6 @@
-"""GET /privacy on the real audit API: the on-chain budget, and every posted round accounted.
-Rounds of this protocol version carry no DP parameters, so on a ledger with a budget each is
-flagged as a round without DP under a budget (the wiring of DP into the round is not built yet)."""
+"""GET /privacy on the real audit API: the on-chain budget, and every posted round accounted from
+its manifest's rule. The scenario's rounds carry no DP, so under a budget each is flagged; a round
+whose manifest cannot be read is named and the account is not within budget."""
 
 from __future__ import annotations
 
@@ -25,3 +25,8 @@ def test_privacy_route_shows_the_budget_and_each_posted_round(
     assert body["rounds"][0]["detail"] == "no DP, although the ledger's privacy budget requires it"
     assert body["spent_epsilon"] == 0.0 and body["remaining_epsilon"] == 8.0 and not body["within_budget"]
     assert "/privacy" in api.get("/openapi.json").json()["paths"]
+
+    (tmp_path / "empty-store").mkdir()
+    unread = scenario.client(tmp_path / "empty-store").get("/privacy").json()
+    assert "manifest" in unread["rounds"][0]["detail"] and "missing" in unread["rounds"][0]["detail"]
+    assert not unread["within_budget"]
