@@ -15,11 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from fedledger.digests import sm3
-from fedledger.errors import FedLedgerError
-from fedledger.protocol.manifest import MAX_MANIFEST_BYTES, Exclusion, ManifestError, RoundManifest
-from fedledger.store import ContentStore, StoreError
-from fedledger.store.errors import BlockNotFoundError
+from fedledger.protocol.manifest import Exclusion, ManifestUnreadable, read_posted_manifest
+from fedledger.store import ContentStore
 
 if TYPE_CHECKING:
     from fedledger.chain.client import GlobalModelPosted
@@ -45,31 +42,6 @@ class Inclusion:
             f"the round manifest includes {len(self.included)} of the {self.submitted} submitted entries "
             f"({left_out} left out with reasons); their root matches"
         )
-
-
-class ManifestUnreadable(FedLedgerError):
-    """A posted round's manifest cannot be used; ``final`` is False when the reason may pass."""
-
-    def __init__(self, problem: str, final: bool = True) -> None:
-        super().__init__(problem)
-        self.problem = problem
-        self.final = final
-
-
-def read_posted_manifest(store: ContentStore, post: GlobalModelPosted) -> RoundManifest:
-    """The manifest a post binds: fetched (size-capped), its SM3 digest checked, parsed strictly."""
-    try:
-        data = store.read_bytes(post.manifest_cid, max_size=MAX_MANIFEST_BYTES)
-    except BlockNotFoundError as exc:
-        raise ManifestUnreadable(f"manifest {post.manifest_cid} is missing from the store ({exc})", False) from None
-    except (StoreError, ValueError) as exc:  # an untrusted CID is this round's verdict
-        raise ManifestUnreadable(f"manifest {post.manifest_cid!r} cannot be read: {exc}", False) from None
-    if sm3(data) != post.manifest_digest:
-        raise ManifestUnreadable(f"manifest {post.manifest_cid} does not have the posted manifest digest")
-    try:
-        return RoundManifest.from_bytes(data)
-    except ManifestError as exc:
-        raise ManifestUnreadable(f"malformed manifest: {exc}") from None
 
 
 def read_inclusion(

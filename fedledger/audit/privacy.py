@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from fedledger.audit.inclusion import ManifestUnreadable, read_posted_manifest
 from fedledger.audit.index import LedgerSnapshot, Position, position
 from fedledger.audit.models import PrivacyAccountModel, PrivacyBudgetModel, RoundEpsilon
 from fedledger.audit.views import event_ref
 from fedledger.chain.approvals import PrivacyBudgetSetting
 from fedledger.dp.accountant import RoundPrivacy, epsilon
+from fedledger.protocol.manifest import ManifestUnreadable, read_posted_manifest
 from fedledger.protocol.privacy import PrivacyRuleError, round_privacy_of
 from fedledger.store import ContentStore
 
