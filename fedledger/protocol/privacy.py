@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from fedledger.dp.accountant import PrivacyAccount, PrivacyBudget, RoundPrivacy
 from fedledger.dp.errors import DPParameterError
 from fedledger.errors import FedLedgerError
+from fedledger.protocol.manifest import ManifestUnreadable, read_posted_manifest
+from fedledger.store import ContentStore
 
 DP_RULE_KEY = "dp"
 _REAL_FIELDS = ("clip", "noise_multiplier", "sample_rate", "ring_sensitivity")
@@ -83,3 +85,39 @@ def check_round_privacy(
             "requires DP in every round"
         )
     return PrivacyAccount(budget, accounted_rounds(past)).check(planned)
+
+
+class _BudgetSetting(Protocol):
+    @property
+    def epsilon(self) -> float: ...
+
+    @property
+    def delta(self) -> float: ...
+
+
+class PrivacyLedger(Protocol):
+    """What the check reads from the ledger (``fedledger.chain.client.LedgerClient`` fits)."""
+
+    def privacy_budget(self) -> _BudgetSetting: ...
+
+    def global_models_posted(self) -> Sequence[Any]: ...
+
+
+def check_round_on_ledger(
+    ledger: PrivacyLedger, store: ContentStore, round_index: int, planned: RoundPrivacy | None
+) -> float | None:
+    """:func:`check_round_privacy` for round ``round_index`` with the budget the contract holds and
+    the DP parameters of every earlier posted round, read from their manifests (a manifest that
+    cannot be read refuses the round: its spending is unknown)."""
+    setting = ledger.privacy_budget()
+    budget = ledger_budget(setting.epsilon, setting.delta)
+    past: list[RoundPrivacy | None] = []
+    if budget is not None:  # without a budget only rounds without DP pass, whatever came before
+        for post in ledger.global_models_posted():
+            if post.round >= round_index:
+                continue
+            try:
+                past.append(round_privacy_of(read_posted_manifest(store, post).rule))
+            except ManifestUnreadable as exc:
+                raise PrivacyRuleError(f"round {post.round}'s DP parameters are unknown: {exc.problem}") from None
+    return check_round_privacy(budget, past, planned)
