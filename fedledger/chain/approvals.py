@@ -221,32 +221,28 @@ class PrivacyBudgetSetting:
 NO_PRIVACY_BUDGET = PrivacyBudgetSetting(0, 0)
 
 
+def _typed_data(
+    domain: LedgerDomain, primary: str, fields: list[dict[str, str]], message: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        "types": {"EIP712Domain": _DOMAIN_FIELDS, primary: fields},
+        "primaryType": primary,
+        "domain": domain.as_dict(),
+        "message": message,
+    }
+
+
 def global_model_typed_data(domain: LedgerDomain, record: GlobalModelRecord, nonce: int) -> dict[str, Any]:
     """The full EIP-712 document (what a wallet would display) for a global-model approval."""
-    return {
-        "types": {"EIP712Domain": _DOMAIN_FIELDS, "GlobalModel": GLOBAL_MODEL_FIELDS},
-        "primaryType": "GlobalModel",
-        "domain": domain.as_dict(),
-        "message": record.message(nonce),
-    }
+    return _typed_data(domain, "GlobalModel", GLOBAL_MODEL_FIELDS, record.message(nonce))
 
 
 def membership_typed_data(domain: LedgerDomain, change: MembershipChange, nonce: int) -> dict[str, Any]:
-    return {
-        "types": {"EIP712Domain": _DOMAIN_FIELDS, "MembershipChange": MEMBERSHIP_CHANGE_FIELDS},
-        "primaryType": "MembershipChange",
-        "domain": domain.as_dict(),
-        "message": change.message(nonce),
-    }
+    return _typed_data(domain, "MembershipChange", MEMBERSHIP_CHANGE_FIELDS, change.message(nonce))
 
 
 def privacy_budget_typed_data(domain: LedgerDomain, budget: PrivacyBudgetSetting, nonce: int) -> dict[str, Any]:
-    return {
-        "types": {"EIP712Domain": _DOMAIN_FIELDS, "PrivacyBudgetChange": PRIVACY_BUDGET_FIELDS},
-        "primaryType": "PrivacyBudgetChange",
-        "domain": domain.as_dict(),
-        "message": budget.message(nonce),
-    }
+    return _typed_data(domain, "PrivacyBudgetChange", PRIVACY_BUDGET_FIELDS, budget.message(nonce))
 
 
 def _signable(typed_data: dict[str, Any]) -> SignableMessage:
@@ -275,12 +271,6 @@ def sign_membership_change(
     account: LocalAccount, domain: LedgerDomain, change: MembershipChange, nonce: int
 ) -> bytes:
     return sign_typed_data(account, membership_typed_data(domain, change, nonce))
-
-
-def sign_privacy_budget(
-    account: LocalAccount, domain: LedgerDomain, budget: PrivacyBudgetSetting, nonce: int
-) -> bytes:
-    return sign_typed_data(account, privacy_budget_typed_data(domain, budget, nonce))
 
 
 def recover_signer(typed_data: dict[str, Any], signature: bytes) -> str:

@@ -21,9 +21,10 @@ from fedledger.chain.approvals import (
     LedgerDomain,
     MembershipChange,
     PrivacyBudgetSetting,
+    privacy_budget_typed_data,
     sign_global_model,
     sign_membership_change,
-    sign_privacy_budget,
+    sign_typed_data,
 )
 from fedledger.chain.errors import ErrorDecoder, LedgerError, LedgerRevert, revert_data_of
 from fedledger.chain.settings import RECEIPT_TIMEOUT_SECONDS, RPC_TIMEOUT_SECONDS
@@ -339,7 +340,7 @@ class LedgerClient:
 
     def approve_privacy_budget(self, approver: LocalAccount, budget: PrivacyBudgetSetting) -> bytes:
         """``approver``'s EIP-712 approval of ``budget`` at the ledger's current membership nonce."""
-        return sign_privacy_budget(approver, self.domain, budget, self.nonces().membership)
+        return sign_typed_data(approver, privacy_budget_typed_data(self.domain, budget, self.nonces().membership))
 
     # ------------------------------------------------------------------ views
 
