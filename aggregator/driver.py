@@ -18,6 +18,7 @@ from eth_account.signers.local import LocalAccount
 from aggregator.approval_check import ChainApprovals
 from aggregator.config import PARTIAL_TIMEOUT_SECONDS, SIGNING_GRACE_SECONDS
 from aggregator.http_api import SessionBoard
+from aggregator.privacy_gate import check_can_open
 from aggregator.signing import SigningSession
 from fedledger.chain.approvals import GlobalModelRecord
 from fedledger.chain.client import Institution, LedgerClient, UpdateSubmitted
@@ -86,6 +87,7 @@ def open_first_round(ctx: AggregatorContext) -> None:
     path = ctx.state_dir / "global-initial.safetensors"
     digest = save_global(path, initial_global_state(ctx.spec, ctx.init_seed), ctx.spec, 0)
     cid = ctx.store.put(path)
+    check_can_open(ctx.ledger, ctx.store, 0)
     ctx.ledger.open_round(ctx.account, 0, cid, digest)
     log.info("opened round 0 from the initial model %s", cid)
 
@@ -94,6 +96,7 @@ def open_next_round(ctx: AggregatorContext, previous: int) -> None:
     posted = ctx.ledger.global_models_posted(round=previous)
     if not posted:
         raise RoundFailed(f"round {previous} is closed but its global model is not on the ledger")
+    check_can_open(ctx.ledger, ctx.store, previous + 1)
     ctx.ledger.open_round(ctx.account, previous + 1, posted[0].cid, posted[0].digest)
     log.info("opened round %d from %s", previous + 1, posted[0].cid)
 

@@ -146,6 +146,12 @@ class StreamingAccumulator:
             return rows_of((lead.T @ other).reshape(view))
         return lambda rows: (lead[:, rows].T @ other).reshape((-1, *view[1:]))
 
+    def entry_weights(self, name: str) -> torch.Tensor:
+        """Public weight per entry of tensor ``name`` so far (what central DP divides its noise by);
+        call before :meth:`result`, which spends the accumulator."""
+        shape = tuple(self._global[name].shape)
+        return torch.from_numpy(np.broadcast_to(self._weights(name)(slice(None)), shape).copy())
+
     def result(self) -> dict[str, torch.Tensor]:
         """The aligned global state: weighted mean where covered, previous value elsewhere."""
         out: dict[str, torch.Tensor] = {}
