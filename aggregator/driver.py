@@ -11,7 +11,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from eth_account.signers.local import LocalAccount
@@ -19,11 +19,14 @@ from eth_account.signers.local import LocalAccount
 from aggregator.aggregation_step import RoundOutcome, SubmittedUpdate, aggregate_round
 from aggregator.config import PARTIAL_TIMEOUT_SECONDS, SIGNING_GRACE_SECONDS
 from aggregator.http_api import SessionBoard
+from aggregator.session_clock import SessionClock
 from aggregator.signing import SigningSession
 from fedledger.chain.approvals import GlobalModelRecord, global_model_typed_data, recover_signer
 from fedledger.chain.client import LedgerClient, UpdateSubmitted
+from fedledger.chain.events import LedgerEventSource
 from fedledger.errors import FedLedgerError
 from fedledger.fl import ModelSpec, ValidationPolicy, initial_global_state, load_global, save_global
+from fedledger.phases import PhaseTimes
 from fedledger.protocol import RoundRecord, UpdateEntry, merkle_root
 from fedledger.protocol.consortium import Consortium
 from fedledger.sm9 import SignMasterPublicKey
@@ -31,6 +34,8 @@ from fedledger.sm9.threshold import ThresholdPublic
 from fedledger.store import ContentStore
 
 log = logging.getLogger(__name__)
+
+RECHECK_SECONDS = 1.0  # safety net between pushed ledger events (deadline, stop)
 
 
 class RoundFailed(FedLedgerError):
@@ -56,6 +61,9 @@ class AggregatorContext:
     partial_timeout_seconds: float = PARTIAL_TIMEOUT_SECONDS
     policy: ValidationPolicy | None = None
     poll_interval: float = 0.25
+    use_websocket: bool = True  # ledger events pushed over the RPC port's WebSocket; False: polled
+    events: LedgerEventSource | None = None  # started on first use, closed by run_aggregator
+    phases: PhaseTimes = field(default_factory=lambda: PhaseTimes("aggregator"))
 
     def __repr__(self) -> str:
         return f"AggregatorContext(address={self.account.address})"
@@ -66,7 +74,8 @@ def open_first_round(ctx: AggregatorContext) -> None:
     path = ctx.state_dir / "global-initial.safetensors"
     digest = save_global(path, initial_global_state(ctx.spec, ctx.init_seed), ctx.spec, 0)
     cid = ctx.store.put(path)
-    ctx.ledger.open_round(ctx.account, 0, cid, digest)
+    with ctx.phases.measure(0, "open"):
+        ctx.ledger.open_round(ctx.account, 0, cid, digest)
     log.info("opened round 0 from the initial model %s", cid)
 
 
@@ -74,20 +83,46 @@ def open_next_round(ctx: AggregatorContext, previous: int) -> None:
     posted = ctx.ledger.global_models_posted(round=previous)
     if not posted:
         raise RoundFailed(f"round {previous} is closed but its global model is not on the ledger")
-    ctx.ledger.open_round(ctx.account, previous + 1, posted[0].cid, posted[0].digest)
+    with ctx.phases.measure(previous + 1, "open"):
+        ctx.ledger.open_round(ctx.account, previous + 1, posted[0].cid, posted[0].digest)
     log.info("opened round %d from %s", previous + 1, posted[0].cid)
 
 
+def ledger_events(ctx: AggregatorContext) -> LedgerEventSource | None:
+    """The aggregator's ledger event source, started on first use (None: the ledger has no RPC URL)."""
+    if ctx.events is None:
+        ctx.events = LedgerEventSource.for_ledger(
+            ctx.ledger, use_websocket=ctx.use_websocket, poll_seconds=ctx.poll_interval
+        )
+        if ctx.events is not None:
+            ctx.events.start()
+    return ctx.events
+
+
+def close_ledger_events(ctx: AggregatorContext) -> None:
+    if ctx.events is not None:
+        ctx.events.close()
+        ctx.events = None
+
+
 def wait_for_updates(ctx: AggregatorContext, round_index: int, stop: threading.Event) -> list[UpdateSubmitted]:
-    """Until every active institution (or ``min_updates``) submitted, or the deadline passed."""
+    """Until every active institution (or ``min_updates``) submitted, or the deadline passed.
+
+    Wakes at each ledger event (pushed); counts with one contract call, reads the logs once at the end.
+    """
     wanted = ctx.min_updates or ctx.ledger.active_institution_count()
     deadline = time.monotonic() + ctx.round_deadline_seconds
+    source = ledger_events(ctx)
     while not stop.is_set():
-        events = ctx.ledger.updates_submitted(round=round_index)
-        ctx.board.status = {"state": "collecting", "round": round_index, "updates": len(events)}
-        if len(events) >= wanted or (events and time.monotonic() >= deadline):
-            return events
-        time.sleep(ctx.poll_interval)
+        seen = source.seen if source is not None else 0
+        count = ctx.ledger.round_state().update_count
+        ctx.board.status = {"state": "collecting", "round": round_index, "updates": count}
+        if count >= wanted or (count and time.monotonic() >= deadline):
+            return ctx.ledger.updates_submitted(round=round_index)
+        if source is None:
+            time.sleep(ctx.poll_interval)
+        else:
+            source.wait_for_log(seen, min(RECHECK_SECONDS, max(0.0, deadline - time.monotonic()) + 0.01))
     raise RoundFailed("stopped while waiting for updates")
 
 
@@ -136,8 +171,9 @@ def authorize(
         ctx.board.publish(session)
         ctx.board.status = {"state": "signing", "round": record.round, "session": session.session_id}
         started = time.monotonic()
+        clock = SessionClock(ctx.board, session, ctx.phases, ctx.poll_interval)
         while not stop.is_set() and time.monotonic() - started < ctx.session_timeout_seconds:
-            phase = session.tick()
+            phase = clock.tick()
             if phase == "ready" and session.signature_der is not None:
                 return session.signature_der, list(session.approvals.values())
             if phase == "failed":
@@ -149,7 +185,7 @@ def authorize(
                     log.warning("round %d: %s committed but sent no partial signature", record.round, names)
                 excluded |= set(session.cheaters) | set(session.unresponsive)
                 break
-            time.sleep(ctx.poll_interval)
+            clock.wait()
         else:
             log.warning("round %d: session %s timed out; starting a new one", record.round, session.session_id)
         if len(ctx.consortium.members) - len(excluded) < ctx.threshold_public.k:
@@ -164,7 +200,9 @@ def run_round(ctx: AggregatorContext, round_index: int, stop: threading.Event) -
     base_path = workdir / "base.safetensors"
     ctx.store.get_to_path(opened.base_cid, base_path)
     base_state, _ = load_global(base_path)
-    events = wait_for_updates(ctx, round_index, stop)
+    with ctx.phases.measure(round_index, "wait"):
+        events = wait_for_updates(ctx, round_index, stop)
+    align_started = time.perf_counter()
     identities = {i.address.lower(): i.sm9_id for i in ctx.ledger.institutions()}
     submissions = [
         SubmittedUpdate(
@@ -188,6 +226,7 @@ def run_round(ctx: AggregatorContext, round_index: int, stop: threading.Event) -
     )
     if not outcome.included:
         raise RoundFailed(f"round {round_index}: no valid update ({outcome.rejected})")
+    ctx.phases.add(round_index, "align", time.perf_counter() - align_started)
     leaves = [s.entry.leaf(s.signature_der) for s in outcome.included]
     record = RoundRecord(
         ctx.ledger.chain_id,
@@ -200,11 +239,13 @@ def run_round(ctx: AggregatorContext, round_index: int, stop: threading.Event) -
     )
     included = [s.entry.institution.lower() for s in outcome.included]
     signature, approvals = authorize(ctx, record, included, stop)
-    ctx.ledger.post_global_model(
-        ctx.account,
-        GlobalModelRecord.from_round_record(record, signature),
-        approvals,
-    )
+    with ctx.phases.measure(round_index, "post"):
+        ctx.ledger.post_global_model(
+            ctx.account,
+            GlobalModelRecord.from_round_record(record, signature),
+            approvals,
+        )
+    ctx.phases.log_round(round_index)
     log.info(
         "round %d posted: %s with %d updates (%d rejected)",
         round_index,
@@ -217,7 +258,14 @@ def run_round(ctx: AggregatorContext, round_index: int, stop: threading.Event) -
 
 def run_aggregator(ctx: AggregatorContext, rounds: int, stop: threading.Event | None = None) -> int:
     """Drive the ledger until ``rounds`` rounds are posted; returns the number posted."""
-    stop = stop or threading.Event()
+    try:
+        return drive_rounds(ctx, rounds, stop or threading.Event())
+    finally:
+        close_ledger_events(ctx)
+        ctx.board.feed.close()  # end the nodes' long-polls, so the API can shut down at once
+
+
+def drive_rounds(ctx: AggregatorContext, rounds: int, stop: threading.Event) -> int:
     while not stop.is_set():
         state = ctx.ledger.round_state()
         if not state.started:

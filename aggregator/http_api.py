@@ -1,7 +1,8 @@
 """The aggregator's HTTP API: where nodes find the current signing session and post to it.
 
 Nodes only ever call out to the aggregator (hospitals rarely accept inbound connections), so the
-protocol is polling: GET the session, POST commitments, partials and approvals. Every POST is
+protocol is: GET the session, POST commitments, partials and approvals, and long-poll
+``/sessions/changes`` to learn the moment a session moves (polling is only the fallback). Every POST is
 authenticated (EIP-191 by the member's Ethereum key, or the EIP-712 approval itself) and checked
 by the session; refusals come back as 409/422 with a JSON message.
 """
@@ -11,10 +12,11 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 
 from aggregator.client_binding import ClientBinding
+from aggregator.session_feed import MAX_LONG_POLL_SECONDS, SessionFeed
 from aggregator.signing import SessionRejected, SigningSession
 
 
@@ -34,10 +36,12 @@ class SessionBoard:
         self._lock = threading.Lock()
         self._sessions: dict[int, SigningSession] = {}
         self.status: dict[str, Any] = {"state": "starting"}
+        self.feed = SessionFeed()  # bumped at every session change; nodes long-poll it
 
     def publish(self, session: SigningSession) -> None:
         with self._lock:
             self._sessions[session.record.round] = session
+        self.feed.bump()
 
     def get(self, round_index: int) -> SigningSession:
         with self._lock:
@@ -69,11 +73,22 @@ def create_app(board: SessionBoard, binding: ClientBinding | None = None) -> Fas
     def session(round_index: int) -> dict[str, Any]:
         return board.get(round_index).describe()
 
+    @app.get("/sessions/changes")
+    async def session_changes(
+        since: int = Query(0, ge=0, description="the version the caller last saw"),
+        feed: str = Query("", max_length=64, description="the feed id that version came from"),
+        wait: float = Query(MAX_LONG_POLL_SECONDS, ge=0, le=MAX_LONG_POLL_SECONDS, description="seconds to hold"),
+    ) -> dict[str, Any]:
+        """Long-poll: answers as soon as any signing session changes after ``since`` (or after ``wait``)."""
+        version = await board.feed.wait_async(since, wait, feed)
+        return {"version": version, "feed": board.feed.feed_id, "open": not board.feed.closed}
+
     def _apply(action: Any) -> dict[str, Any]:
         try:
             action()
         except SessionRejected as exc:
             raise HTTPException(409, str(exc)) from None
+        board.feed.bump()  # wakes the round driver, which advances the phase
         return {"accepted": True}
 
     @app.post("/rounds/{round_index}/sessions/{session_id}/commitments")

@@ -18,7 +18,7 @@ import json
 import logging
 import ssl
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from fedledger.digests import sm3_file
 from fedledger.errors import FedLedgerError
 from fedledger.fileio import atomic_write_text
 from fedledger.fl import Dataset, ModelFileError, TrainConfig
+from fedledger.phases import PhaseTimes
 from fedledger.protocol import RoundRecord, UpdateEntry, merkle_root, width_to_ppm
 from fedledger.protocol.consortium import Consortium
 from fedledger.protocol.session_auth import sign_payload
@@ -41,6 +42,7 @@ from fedledger.store import ContentStore, StoreError
 from node.config import HTTP_TIMEOUT_SECONDS, POLL_INTERVAL_SECONDS
 from node.http_client import aggregator_client
 from node.training_step import TrainedUpdate, fetch_verified_model, realigned_digest, train_update
+from node.wakeup import NodeWakeup
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +75,7 @@ class NodeContext:
     poll_interval: float = POLL_INTERVAL_SECONDS
     http_timeout_seconds: float = HTTP_TIMEOUT_SECONDS
     aggregator_tls: ssl.SSLContext | None = None  # mutual TLS to the aggregator; None = plain HTTP (--insecure-http)
+    phases: PhaseTimes = field(default_factory=lambda: PhaseTimes("node"))  # train and submit, per round
 
     def __repr__(self) -> str:
         return f"NodeContext(name={self.name!r}, address={self.account.address})"
@@ -182,7 +185,11 @@ def train_and_submit(ctx: NodeContext, round_index: int) -> bool:
         trained = TrainedUpdate.load_summary(
             folder / "trained.json", folder / "update.safetensors", opened[0].base_digest
         )
-    submit_trained(ctx, round_index, trained or train_for_round(ctx, round_index))
+    with ctx.phases.measure(round_index, "train"):
+        trained = trained or train_for_round(ctx, round_index)
+    with ctx.phases.measure(round_index, "submit"):
+        submit_trained(ctx, round_index, trained)
+    ctx.phases.log_round(round_index)
     return True
 
 
@@ -340,7 +347,8 @@ def run_node(
     """
     stop = stop or threading.Event()
     poll_interval = ctx.poll_interval if poll_interval is None else poll_interval
-    with aggregator_client(ctx.aggregator_tls, ctx.http_timeout_seconds) as http:
+    ctx.phases.who = ctx.name
+    with aggregator_client(ctx.aggregator_tls, ctx.http_timeout_seconds) as http, NodeWakeup(ctx, stop) as wakeup:
         participant = SessionParticipant(ctx, http)
         last_problem = ""
         while not stop.is_set():
@@ -361,5 +369,5 @@ def run_node(
             if problem and problem != last_problem:  # say it once, not at every poll
                 log.error("%s", problem)
             last_problem = problem
-            stop.wait(poll_interval)
+            wakeup.wait(poll_interval)  # a ledger event or a session change ends it early
         return ctx.ledger.round_state().round

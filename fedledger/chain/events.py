@@ -20,14 +20,18 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fedledger.chain.localchain import rpc_request
 from fedledger.errors import FedLedgerError
 
+if TYPE_CHECKING:
+    from fedledger.chain.client import LedgerClient
+
 log = logging.getLogger(__name__)
 
 RECONNECT_SECONDS = 1.0  # between attempts to re-open a dropped WebSocket
+MAX_RECONNECT_SECONDS = 30.0  # the back-off's ceiling while an endpoint refuses WebSocket
 FALLBACK_POLL_SECONDS = 0.25  # eth_getLogs cadence when no WebSocket can be had
 HANDSHAKE_TIMEOUT_SECONDS = 5.0
 
@@ -83,6 +87,14 @@ class LedgerEventSource:
         self._socket: Any = None
         self.streaming = False  # True while a WebSocket subscription is live
         self.catch_ups = 0  # how many times logs were read back from the ledger after (re)subscribing
+
+    @classmethod
+    def for_ledger(cls, ledger: LedgerClient, **options: Any) -> LedgerEventSource | None:
+        """A source for ``ledger``'s contract at its RPC endpoint (None if it has no HTTP(S) endpoint)."""
+        endpoint = str(getattr(ledger.w3.provider, "endpoint_uri", "") or "")
+        if not endpoint.startswith(("http://", "https://")):
+            return None
+        return cls(endpoint, ledger.address, **options)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -156,18 +168,21 @@ class LedgerEventSource:
     # ------------------------------------------------------------------ the background thread
 
     def _run(self) -> None:
+        delay = self.reconnect_seconds
         while not self._stop.is_set():
             if self.ws_url is not None:
                 try:
                     self._stream()
                 except Exception as exc:  # any failure: fall back, catch up, retry
-                    if not self._stop.is_set():
-                        log.info(
-                            "ledger event stream interrupted (%s); catching up from the ledger", type(exc).__name__
-                        )
+                    if not self._stop.is_set() and delay == self.reconnect_seconds:  # say it once per outage
+                        log.info("ledger event stream down (%s); polling the ledger meanwhile", type(exc).__name__)
+                if self.catch_ups and self.streaming:
+                    delay = self.reconnect_seconds  # it was up: retry soon
+                else:
+                    delay = min(delay * 2, MAX_RECONNECT_SECONDS)  # never came up: back off
                 self.streaming = False
                 self._socket = None
-            self._poll_until(time.monotonic() + (self.reconnect_seconds if self.ws_url else 3600.0))
+            self._poll_until(time.monotonic() + (delay if self.ws_url else 3600.0))
 
     def _poll_until(self, until: float) -> None:
         """The HTTP fallback: read new logs every ``poll_seconds`` until ``until`` (or stop)."""
