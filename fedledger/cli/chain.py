@@ -149,21 +149,25 @@ def _reuse_persisted(w3: Any, path: Path, rpc_url: str) -> Deployment | None:
 
 
 def _wait_for_interrupt(chain: Any) -> None:
+    """Block until Ctrl-C or SIGTERM.
+
+    Both signals get an explicit handler: a shell starts background jobs with SIGINT ignored, and
+    Python then never raises KeyboardInterrupt, so "Ctrl-C stops the chain" would silently not hold.
+    """
     stop = {"now": False}
 
     def _handler(_signum: int, _frame: Any) -> None:
         stop["now"] = True
 
-    previous = signal.signal(signal.SIGTERM, _handler)
+    previous = {sig: signal.signal(sig, _handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         while not stop["now"]:
             if not chain.running:
                 fail("the local chain exited unexpectedly", FAILED)
-            time.sleep(0.5)
-    except KeyboardInterrupt:
-        pass
+            time.sleep(0.2)
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 # ---------------------------------------------------------------------------------- deploy

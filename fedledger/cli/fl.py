@@ -49,12 +49,32 @@ def experiment(
     tiled_step: float = typer.Option(
         0.5, "--tiled-step", min=0.01, max=1.0, help="Tiled rolling: window advance per round (fraction of a layer)."
     ),
+    institutions: str = typer.Option(None, "--institutions", help="Comma-separated federation sizes (default 5,20)."),
+    skews: str = typer.Option(
+        None, "--skews", help="Comma-separated label skews: Dirichlet alphas (0.1, 1), classes, iid (default all)."
+    ),
+    models: str = typer.Option(None, "--models", help="Comma-separated: default, deep_cnn (default both)."),
+    assignments: str = typer.Option(
+        None,
+        "--assignments",
+        help="Comma-separated width assignments: by_volume, random, against_volume (default all; quick: by_volume).",
+    ),
+    methods: str = typer.Option(None, "--methods", help="Comma-separated methods (default: all)."),
+    aggregation_rule: str = typer.Option(
+        "alignment", "--aggregation-rule", help="alignment, trimmed_mean or median (the robust rules)."
+    ),
+    poison_scale: float = typer.Option(
+        None, "--poison-scale", help="The widest member sends base + scale * (trained - base), e.g. -4."
+    ),
     out: Annotated[Path, typer.Option("--out", help="Directory for the table (.md), plot (.png) and JSON.")] = _DOCS,
     stem: str = typer.Option("fl-experiment", "--stem", help="File name stem of the outputs."),
     threads: int = typer.Option(1, "--threads", min=1, help="torch threads (the machine is shared)."),
 ) -> None:
     """Compare centralised, FedAvg full width, FedAvg smallest width and alignment (static, rolling, tiled)."""
+    from dataclasses import replace
+
     from fedledger.fl import experiment as ex
+    from fedledger.fl.rules import AGGREGATION_RULES
     from fedledger.fl.training import TrainConfig, configure_threads
 
     configure_threads(threads)
@@ -68,7 +88,7 @@ def experiment(
         pool = ex.full_config().settings
         settings = tuple(s for s in pool if s.dataset in names)
         if quick:
-            settings = tuple(s for s in settings if s.scheme == "dirichlet" and s.alpha == 1.0)
+            settings = tuple(s for s in settings if s == replace(ex.quick_config().settings[0], dataset=s.dataset))
     try:
         train = TrainConfig(
             epochs=epochs or base.train.epochs,
@@ -80,8 +100,34 @@ def experiment(
         )
     except ValueError as exc:
         fail(str(exc))
+    if institutions is not None:
+        sizes = _parse_list(institutions, "--institutions", int)
+        if min(sizes) < 1:
+            fail("--institutions: sizes must be positive")
+        settings = tuple(dict.fromkeys(replace(s, institutions=n) for s in settings for n in sizes))
+    if skews is not None:
+        wanted = _parse_list(skews, "--skews", str)
+        settings = tuple(s for s in settings if (s.scheme if s.alpha is None else f"{s.alpha:g}") in wanted)
+    if models is not None:
+        settings = tuple(s for s in settings if s.model in _parse_list(models, "--models", str))
+    if not settings:
+        fail("no setting left after --datasets / --skews / --models")
+    chosen_assignments = _parse_list(assignments, "--assignments", str) if assignments else base.assignments
+    chosen_methods = _parse_list(methods, "--methods", str) if methods else base.methods
+    for what, chosen, allowed in (
+        ("--assignments", chosen_assignments, ex.ASSIGNMENTS),
+        ("--methods", chosen_methods, ex.METHODS),
+        ("--aggregation-rule", (aggregation_rule,), AGGREGATION_RULES),
+    ):
+        unknown = sorted(set(chosen) - set(allowed))
+        if unknown:
+            fail(f"{what}: unknown {unknown}; choose from {', '.join(allowed)}")
     config = ex.ExperimentConfig(
         settings,
+        assignments=chosen_assignments,
+        methods=chosen_methods,
+        aggregation_rule=aggregation_rule,
+        poison_scale=poison_scale,
         seeds=_parse_list(seeds, "--seeds", int) if seeds else base.seeds,
         rounds=rounds or base.rounds,
         train=train,
@@ -89,7 +135,7 @@ def experiment(
         tiled_step=tiled_step,
     )
     started = time.monotonic()
-    total = len(config.settings) * len(config.methods) * len(config.seeds)
+    total = len(config.settings) * len(config.assignments) * len(config.methods) * len(config.seeds)
     done = 0
 
     def progress(message: str) -> None:

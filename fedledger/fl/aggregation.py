@@ -1,7 +1,8 @@
 """Alignment aggregation (and plain FedAvg as its full-width special case), Flower-style strategies.
 
 Each global entry becomes the sample-weighted mean over the sub-models that cover it; entries
-no sub-model covers keep their previous value. Accumulation streams: updates arrive one at a
+no sub-model covers keep their previous value. Sums are exact fixed-point integers, so the result is the same bit
+for bit on every CPU and in every update order. Accumulation streams: updates arrive one at a
 time (e.g. loaded lazily from files), each is added into one weighted-sum buffer of global size,
 then dropped, so memory is one global model, one buffer and one update. Work per update is a
 handful of slice additions per tensor (contiguous runs of the mapping), never a Python loop
@@ -13,9 +14,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from fedledger.errors import FedLedgerError
+from fedledger.fl.exact_sum import MAX_TOTAL_WEIGHT, ExactSum, range_exponent
 from fedledger.fl.submodel import IndexMap, advanced_index, full_index_map, iter_blocks
 
 
@@ -45,9 +48,32 @@ class AggregationError(FedLedgerError, ValueError):
     """An update does not fit the global model (should have been caught by validation)."""
 
 
-class StreamingAccumulator:
-    """Weighted sums per global entry, fed one update at a time; weights kept in factored form.
+def check_update_fits(update: ClientUpdate, sums: Mapping[str, ExactSum]) -> None:
+    """The update's tensors match its index map and the global model, and fit the exact sums' range."""
+    who = update.institution
+    if not isinstance(update.num_samples, int) or update.num_samples <= 0:
+        raise AggregationError(f"institution {who}: sample count must be a positive integer")
+    for name in update.index_map.indices:
+        if name not in sums:
+            raise AggregationError(f"institution {who}, tensor {name}: not in the global model")
+        value = update.state.get(name)
+        shape = tuple(sums[name].total.shape)
+        if (
+            value is None
+            or tuple(value.shape) != update.index_map.sub_shape(name)
+            or shape != tuple(update.index_map.global_shapes[name])
+        ):
+            raise AggregationError(f"institution {who}, tensor {name}: does not match its index map")
+        problem = sums[name].out_of_range(value)
+        if problem:
+            raise AggregationError(f"institution {who}, tensor {name}: {problem}")
 
+
+class StreamingAccumulator:
+    """Exact weighted sums per global entry, fed one update at a time; weights kept in factored form.
+
+    Sums are fixed-point integers (:mod:`fedledger.fl.exact_sum`): the result does not depend on
+    the order of the updates nor on the CPU's SIMD kernels, so every node recomputes it bit for bit.
     The weight of entry (i, j, ...) is sum_u n_u * [i in I_u] * [j in J_u] * ..., a sum of
     outer products of per-dimension indicator vectors. Keeping only (n_u, I_u, J_u, ...) per
     update (a few KB) and materialising the weights once at the end, over the selected
@@ -55,57 +81,47 @@ class StreamingAccumulator:
     global-size accumulator touched by every update.
     """
 
-    def __init__(self, global_state: Mapping[str, torch.Tensor], dtype: torch.dtype | None = None) -> None:
+    def __init__(self, global_state: Mapping[str, torch.Tensor]) -> None:
         self._global = global_state
-        self._sums = {n: torch.zeros_like(t, dtype=dtype or t.dtype) for n, t in global_state.items()}
-        self._factors: dict[str, list[tuple[float, tuple[torch.Tensor | None, ...]]]] = {n: [] for n in global_state}
+        self._sums = {n: ExactSum(tuple(t.shape), range_exponent(t)) for n, t in global_state.items()}
+        self._factors: dict[str, list[tuple[int, tuple[torch.Tensor | None, ...]]]] = {n: [] for n in global_state}
         self.count = 0
         self.total_samples = 0
 
     def add(self, update: ClientUpdate) -> None:
         """Accumulate one update; it is checked fully first, so a bad update changes nothing."""
-        who = update.institution
-        if update.num_samples <= 0:
-            raise AggregationError(f"institution {who}: sample count must be positive")
-        for name in update.index_map.indices:
-            if name not in self._sums:
-                raise AggregationError(f"institution {who}, tensor {name}: not in the global model")
-            value = update.state.get(name)
-            shape = tuple(self._sums[name].shape)
-            if (
-                value is None
-                or tuple(value.shape) != update.index_map.sub_shape(name)
-                or shape != tuple(update.index_map.global_shapes[name])
-            ):
-                raise AggregationError(f"institution {who}, tensor {name}: does not match its index map")
-        weight = float(update.num_samples)
+        check_update_fits(update, self._sums)
+        if self.total_samples + update.num_samples > MAX_TOTAL_WEIGHT:
+            raise AggregationError(
+                f"institution {update.institution}: sample counts of the round exceed {MAX_TOTAL_WEIGHT}"
+            )
+        weight = update.num_samples
         for name, dims in update.index_map.indices.items():
             acc = self._sums[name]
-            value = update.state[name]
-            shape = tuple(acc.shape)
+            fixed = acc.fixed(update.state[name], weight)
+            total = acc.total.numpy()
+            shape = tuple(total.shape)
             blocks = iter_blocks(dims, shape)
             if blocks is None:  # scattered mapping: one advanced-index accumulate per tensor
-                acc.index_put_(advanced_index(dims, shape), value.to(acc.dtype) * weight, accumulate=True)
+                acc.total.index_put_(advanced_index(dims, shape), torch.from_numpy(fixed), accumulate=True)
             else:
                 for g, s in blocks:
-                    acc[g].add_(value[s], alpha=weight)
+                    np.add(total[g], fixed[s], out=total[g])
             self._factors[name].append((weight, dims))
         self.count += 1
         self.total_samples += update.num_samples
 
-    def _weights(self, name: str) -> tuple[torch.Tensor, bool]:
-        """Weight per entry (broadcastable to the tensor) and whether every entry is covered."""
+    def _weights(self, name: str) -> torch.Tensor:
+        """Weight per entry (broadcastable to the tensor, exact integers; 0 where nobody covers it)."""
         factors = self._factors[name]
-        acc = self._sums[name]
-        shape = tuple(acc.shape)
+        shape = tuple(self._global[name].shape)
         selected = [d for d in range(len(shape)) if any(dims[d] is not None for _, dims in factors)]
-        # sample counts are integers: float32 sums are exact below 2**24, and sgemm is ~10x faster
+        # integer sample counts below 2**53 (float64) or 2**24 (float32) sum exactly in any order
         exact32 = sum(w for w, _ in factors) < 2**24
         wdtype = torch.float32 if exact32 else torch.float64
-        weights = torch.tensor([w for w, _ in factors], dtype=wdtype)
-        full_cover = any(all(idx is None for idx in dims) for _, dims in factors)
+        weights = torch.tensor([float(w) for w, _ in factors], dtype=wdtype)
         if not selected:
-            return weights.sum().to(acc.dtype).reshape([1] * len(shape)), True
+            return weights.sum().reshape([1] * len(shape))
         indicators = []
         for d in selected:
             m = torch.zeros(len(factors), shape[d], dtype=wdtype)
@@ -124,24 +140,17 @@ class StreamingAccumulator:
             spec = "u," + ",".join(f"u{c}" for c in letters) + "->" + letters
             dense = torch.einsum(spec, weights, *indicators)  # sum_u n_u * outer(indicators_u)
         view = [shape[d] if d in selected else 1 for d in range(len(shape))]
-        return dense.to(acc.dtype).reshape(view), full_cover
+        return dense.reshape(view)
 
     def result(self) -> dict[str, torch.Tensor]:
         """The aligned global state: weighted mean where covered, previous value elsewhere."""
         out: dict[str, torch.Tensor] = {}
         for name, previous in self._global.items():
-            acc = self._sums[name]
             if not self._factors[name]:
                 out[name] = previous.clone()
                 continue
-            weights, full_cover = self._weights(name)
-            if full_cover:
-                out[name] = acc.div_(weights).to(previous.dtype).contiguous()
-                continue
-            covered = weights > 0
-            acc.div_(torch.where(covered, weights, torch.ones_like(weights)))
-            out[name] = torch.where(covered, acc.to(previous.dtype), previous).contiguous()
-        # the accumulators now hold means; drop them so result() cannot be misused twice
+            out[name] = self._sums[name].mean(self._weights(name), previous.detach()).contiguous()
+        # the accumulators are spent; drop them so result() cannot be misused twice
         self._sums, self._factors = {}, {}
         return out
 
@@ -151,11 +160,10 @@ class AlignmentAggregation:
 
     name = "alignment"
 
-    def __init__(self, check: UpdateCheck | None = None, accumulate_dtype: torch.dtype | None = None) -> None:
+    def __init__(self, check: UpdateCheck | None = None) -> None:
         """``check`` (e.g. an :class:`UpdateValidator`) sees every update before it is used and may
         return a modified one (norm clipping) or raise ``UpdateRejected``."""
         self.check = check
-        self.accumulate_dtype = accumulate_dtype
 
     def _accept(self, update: ClientUpdate) -> ClientUpdate:
         return self.check(update) if self.check is not None else update
@@ -164,7 +172,7 @@ class AlignmentAggregation:
         self, global_state: Mapping[str, torch.Tensor], updates: Iterable[ClientUpdate]
     ) -> dict[str, torch.Tensor]:
         """New global state from ``updates`` (an iterable: pass a generator to stream from disk)."""
-        acc = StreamingAccumulator(global_state, self.accumulate_dtype)
+        acc = StreamingAccumulator(global_state)
         for update in updates:
             acc.add(self._accept(update))
         if acc.count == 0:

@@ -17,7 +17,7 @@ import torch
 from fedledger.errors import FedLedgerError
 
 BUILTIN = ("breast_cancer", "digits")
-SCHEMES = ("iid", "dirichlet")
+SCHEMES = ("iid", "dirichlet", "classes")
 _MEDMNIST_SPLITS = ("train", "val", "test")
 
 
@@ -55,11 +55,13 @@ class Dataset:
 
 @dataclass(frozen=True)
 class Shard:
-    """One institution's data: what it trains on and its own local test split."""
+    """One institution's data: what it trains on, its validation split (for choosing settings,
+    empty unless asked for) and its own local test split (for reporting only)."""
 
     institution: int
     train: Dataset
     test: Dataset
+    val: Dataset | None = None
 
 
 def load_dataset(
@@ -210,12 +212,19 @@ def partition(
     seed: int = 0,
     test_fraction: float = 0.2,
     min_train: int = 8,
+    val_fraction: float = 0.0,
+    classes_per_institution: int = 2,
 ) -> list[Shard]:
-    """Split ``dataset`` among ``n`` institutions; each keeps ``test_fraction`` of its share for testing.
+    """Split ``dataset`` among ``n`` institutions; each keeps ``test_fraction`` of its share for
+    testing and ``val_fraction`` for validation (taken after the test split, so asking for a
+    validation split leaves every test split as it was).
 
     ``dirichlet``: for every class, the shares of the n institutions are drawn from
     Dirichlet(alpha) (small alpha = strong label skew). Draws repeat until every institution has
     at least ``min_train`` training samples, as is customary, so no institution is empty.
+    ``classes``: HeteroFL's pathological split: each institution holds ``classes_per_institution``
+    classes (dealt round-robin from a seeded class order), a class's samples shared evenly among
+    its holders.
     """
     if n < 1:
         raise ValueError("need at least one institution")
@@ -223,12 +232,16 @@ def partition(
         raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
     if not 0.0 < test_fraction < 1.0:
         raise ValueError("test_fraction must be in (0, 1)")
+    if not 0.0 <= val_fraction < 1.0 - test_fraction:
+        raise ValueError("val_fraction must be in [0, 1 - test_fraction)")
     needed = int(np.ceil(min_train / (1.0 - test_fraction))) + 1
     if len(dataset) < n * needed:
         raise ValueError(f"{dataset.name}: {len(dataset)} samples are too few for {n} institutions")
     rng = np.random.default_rng(seed)
     if scheme == "iid":
         shares = np.array_split(rng.permutation(len(dataset)), n)
+    elif scheme == "classes":
+        shares = _class_shares(dataset.y, n, classes_per_institution, needed, rng)
     else:
         if not alpha > 0:
             raise ValueError("alpha must be positive")
@@ -237,14 +250,37 @@ def partition(
     for i, share in enumerate(shares):
         share = rng.permutation(share)
         n_test = max(1, round(len(share) * test_fraction))
+        n_val = round(len(share) * val_fraction)
+        val = dataset.subset(np.sort(share[n_test : n_test + n_val]), f"{dataset.name}/inst{i}/val")
         shards.append(
             Shard(
                 i,
-                dataset.subset(np.sort(share[n_test:]), f"{dataset.name}/inst{i}/train"),
+                dataset.subset(np.sort(share[n_test + n_val :]), f"{dataset.name}/inst{i}/train"),
                 dataset.subset(np.sort(share[:n_test]), f"{dataset.name}/inst{i}/test"),
+                val if n_val else None,
             )
         )
     return shards
+
+
+def _class_shares(y: np.ndarray, n: int, per: int, needed: int, rng: np.random.Generator) -> list[np.ndarray]:
+    classes = np.unique(y)
+    if not 1 <= per <= len(classes):
+        raise ValueError(f"classes per institution must be in 1..{len(classes)}")
+    order = rng.permutation(classes)
+    held = [[order[(i * per + j) % len(order)] for j in range(per)] for i in range(n)]
+    holders: dict[int, list[int]] = {}
+    for i, ks in enumerate(held):
+        for k in ks:
+            holders.setdefault(int(k), []).append(i)
+    buckets: list[list[np.ndarray]] = [[] for _ in range(n)]
+    for k, who in holders.items():
+        for i, part in zip(who, np.array_split(rng.permutation(np.flatnonzero(y == k)), len(who)), strict=True):
+            buckets[i].append(part)
+    shares = [np.concatenate(b) for b in buckets]
+    if min(len(s) for s in shares) < needed:
+        raise ValueError(f"{per} classes per institution leave some institution fewer than {needed} samples")
+    return shares
 
 
 def _dirichlet_shares(y: np.ndarray, n: int, alpha: float, needed: int, rng: np.random.Generator) -> list[np.ndarray]:

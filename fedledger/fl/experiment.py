@@ -6,8 +6,13 @@ Methods compared on the same partitions, initial models and training settings:
 the unconstrained bound), ``fedavg_smallest`` (all at the smallest width: what the weakest
 hospital forces without alignment), ``alignment_static``, ``alignment_rolling`` and
 ``alignment_tiled`` (each at its own width, aligned; tiled = rolling windows laid end to end
-across institutions, advancing by ``tiled_step`` of the layer per round). Accuracy is
-measured on the union of the institutions' local test splits.
+across institutions, advancing by ``tiled_step`` of the layer per round).
+
+Which institution gets which width is an explicit parameter (``assignment``): ``by_volume``
+(the largest data share gets the widest model, the realistic case), ``random`` (per seed) or
+``against_volume``. Every institution keeps a validation split; settings are chosen on the
+validation accuracy (``val_accuracy``), and accuracy is reported on the union of the
+institutions' local test splits, which nothing is tuned on.
 """
 
 from __future__ import annotations
@@ -24,11 +29,13 @@ import numpy as np
 import torch
 
 from fedledger.fileio import atomic_write_text
-from fedledger.fl.aggregation import AlignmentAggregation, ClientUpdate, FedAvg, full_width_update
+from fedledger.fl.aggregation import ClientUpdate, FedAvg, full_width_update
 from fedledger.fl.data import Dataset, Shard, load_dataset, partition, pooled
 from fedledger.fl.evaluation import evaluate
+from fedledger.fl.exact_sum import out_of_range, range_exponent
 from fedledger.fl.models import ModelSpec, default_spec, initial_global_state
-from fedledger.fl.submodel import extract_submodel, tiled_offsets
+from fedledger.fl.rules import DEFAULT_RULE, aggregation_for
+from fedledger.fl.submodel import extract_submodel, extract_with_map, tiled_offsets
 from fedledger.fl.training import TrainConfig, train_local
 
 METHODS = (
@@ -49,39 +56,81 @@ METHOD_LABELS = {
     "alignment_tiled": "alignment, tiled rolling",
 }
 DEFAULT_RATES = (1.0, 0.5, 0.5, 0.25, 0.125)
+HETEROFL_TIERS = (1.0, 0.5, 0.25, 0.125, 0.0625)  # HeteroFL's computation levels a..e
+ASSIGNMENTS = ("by_volume", "random", "against_volume")
+MODELS = ("default", "deep_cnn")
+VAL_FRACTION = 0.15
 
 Progress = Callable[[str], None]
 
 
 @dataclass(frozen=True)
 class Setting:
-    """One data set under one partition scheme."""
+    """One data set under one partition scheme, among ``institutions`` hospitals, one model."""
 
     dataset: str
     scheme: str
     alpha: float | None = None
+    institutions: int = 5
+    model: str = "default"
 
     @property
     def label(self) -> str:
-        return f"{self.dataset} / {self.scheme}" + (f" α={self.alpha:g}" if self.alpha is not None else "")
+        name = self.dataset if self.model == "default" else f"{self.dataset} ({self.model})"
+        skew = f" α={self.alpha:g}" if self.alpha is not None else ""
+        return f"{name} / {self.scheme}{skew} / {self.institutions} inst"
+
+
+def rates_for(institutions: int) -> tuple[float, ...]:
+    """Widths of a federation: the project's five, or HeteroFL's tiers dealt evenly."""
+    if institutions == len(DEFAULT_RATES):
+        return DEFAULT_RATES
+    return tuple(HETEROFL_TIERS[i * len(HETEROFL_TIERS) // institutions] for i in range(institutions))
+
+
+def assign_rates(shards: list[Shard], rates: tuple[float, ...], assignment: str, seed: int) -> tuple[float, ...]:
+    """Width per shard (in shard order): ``by_volume``, ``random`` (per seed) or ``against_volume``."""
+    if assignment not in ASSIGNMENTS:
+        raise ValueError(f"assignment must be one of {ASSIGNMENTS}, got {assignment!r}")
+    widest_first = sorted(rates, reverse=True)
+    if assignment == "random":
+        order = list(np.random.default_rng(_seed(seed, "assignment")).permutation(len(shards)))
+    else:
+        order = sorted(range(len(shards)), key=lambda i: (-len(shards[i].train), i))
+        if assignment == "against_volume":
+            order.reverse()
+    out = [0.0] * len(shards)
+    for rank, shard_index in enumerate(order):
+        out[shard_index] = widest_first[rank]
+    return tuple(out)
 
 
 @dataclass(frozen=True)
 class ExperimentConfig:
     settings: tuple[Setting, ...]
     seeds: tuple[int, ...] = (0, 1, 2)
-    rates: tuple[float, ...] = DEFAULT_RATES
+    rates: tuple[float, ...] | None = None  # None: rates_for(setting.institutions)
     rounds: int = 40
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=2, batch_size=32, lr=0.05))
     methods: tuple[str, ...] = METHODS
     lr_decay: float = 1.0  # learning rate multiplied by this every round (all methods alike)
     tiled_step: float = 0.5  # alignment_tiled: window advance per round, fraction of the layer
+    assignments: tuple[str, ...] = ("by_volume",)
+    aggregation_rule: str = DEFAULT_RULE
+    poison_scale: float | None = None  # one member (the widest) sends base + scale * (trained - base)
+
+    def rates_of(self, setting: Setting) -> tuple[float, ...]:
+        return self.rates if self.rates is not None else rates_for(setting.institutions)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "settings": [s.label for s in self.settings],
             "seeds": list(self.seeds),
-            "rates": list(self.rates),
+            "rates": list(self.rates) if self.rates is not None else "per institutions count",
+            "assignments": list(self.assignments),
+            "aggregation_rule": self.aggregation_rule,
+            "poison_scale": self.poison_scale,
+            "val_fraction": VAL_FRACTION,
             "rounds": self.rounds,
             "train": self.train.to_dict(),
             "methods": list(self.methods),
@@ -96,20 +145,26 @@ def default_train(epochs: int = 1) -> TrainConfig:
 
 
 def full_config(rounds: int = 50, epochs: int = 1) -> ExperimentConfig:
+    """Issue #15's grid: label skew alpha 0.1 and 1 and the pathological 2-classes split, IID for
+    reference; 5 and 20 institutions; every width assignment."""
     settings = tuple(
-        Setting(ds, scheme, alpha)
-        for ds in ("digits", "breast_cancer")
-        for scheme, alpha in (("dirichlet", 0.1), ("dirichlet", 1.0), ("iid", None))
+        Setting(ds, scheme, alpha, n, model)
+        for ds, model in (("digits", "default"), ("breast_cancer", "default"), ("digits", "deep_cnn"))
+        for scheme, alpha in (("dirichlet", 0.1), ("dirichlet", 1.0), ("classes", None), ("iid", None))
+        for n in (5, 20)
+        if not (ds == "breast_cancer" and scheme == "classes")  # two classes: the split would be IID
     )
-    return ExperimentConfig(settings, rounds=rounds, train=default_train(epochs))
+    return ExperimentConfig(settings, rounds=rounds, train=default_train(epochs), assignments=ASSIGNMENTS)
 
 
 def quick_config() -> ExperimentConfig:
+    """The realistic case (widths follow data volume), small enough for under a minute."""
     return ExperimentConfig(
         (Setting("digits", "dirichlet", 1.0),),
         seeds=(0,),
         rounds=8,
         train=default_train(1),
+        methods=("fedavg_full", "fedavg_smallest", "alignment_static", "alignment_rolling"),
     )
 
 
@@ -119,7 +174,12 @@ def _seed(*parts: object) -> int:
     return int.from_bytes(digest[:4], "big")
 
 
-def _spec_for(data: Dataset) -> ModelSpec:
+def _spec_for(data: Dataset, model: str = "default") -> ModelSpec:
+    """The data set's default model, or a deeper CNN (four conv blocks) where width matters more."""
+    if model == "deep_cnn":
+        return ModelSpec("cnn", data.input_shape, data.num_classes, (32, 64, 64, 128))
+    if model != "default":
+        raise ValueError(f"model must be one of {MODELS}, got {model!r}")
     return default_spec(data.input_shape, data.num_classes)
 
 
@@ -135,8 +195,13 @@ def _round_updates(
     *,
     step: float | None = None,
     offsets: tuple[float, ...] | None = None,
+    poison_scale: float | None = None,
 ) -> Iterator[ClientUpdate]:
-    """A generator: each institution's update is trained, aggregated and dropped in turn."""
+    """A generator: each institution's update is trained, aggregated and dropped in turn.
+
+    With ``poison_scale``, the widest institution (the first, on ties) turns attacker and sends
+    base + poison_scale * (trained - base): scaled, and sign-flipped when negative."""
+    attacker = rates.index(max(rates)) if poison_scale is not None else -1
     homogeneous = all(r == 1.0 for r in rates)
     for position, (shard, rate) in enumerate(zip(shards, rates, strict=True)):
         sub, index_map = extract_submodel(
@@ -151,6 +216,9 @@ def _round_updates(
         )
         config = replace(train, seed=_seed(seed, round_index, shard.institution))
         new_state, samples, _ = train_local(spec, sub, rate, shard.train, config)
+        if position == attacker and poison_scale is not None:
+            base = extract_with_map(global_state, index_map)
+            new_state = {n: (base[n] + poison_scale * (t - base[n])).contiguous() for n, t in new_state.items()}
         name = f"inst{shard.institution}"
         if homogeneous:
             yield full_width_update(name, new_state, samples)
@@ -171,6 +239,9 @@ def run_federated(
     *,
     step: float | None = None,
     tiled: bool = False,
+    val: Dataset | None = None,
+    aggregation_rule: str = DEFAULT_RULE,
+    poison_scale: float | None = None,
 ) -> list[dict[str, float]]:
     """Alignment (or FedAvg when every rate is 1) for ``rounds`` rounds; metrics after each round.
 
@@ -179,17 +250,44 @@ def run_federated(
     """
     global_state = initial_global_state(spec, seed)
     homogeneous = all(r == 1.0 for r in rates)
-    strategy = FedAvg() if homogeneous else AlignmentAggregation()
+    strategy = FedAvg() if homogeneous and aggregation_rule == DEFAULT_RULE else aggregation_for(aggregation_rule)
     offsets = tuple(tiled_offsets(rates)) if tiled else None
     history = []
     for round_index in range(rounds):
         config = replace(train, lr=train.lr * lr_decay**round_index)
         updates = _round_updates(
-            global_state, spec, shards, rates, selection, round_index, config, seed, step=step, offsets=offsets
+            global_state,
+            spec,
+            shards,
+            rates,
+            selection,
+            round_index,
+            config,
+            seed,
+            step=step,
+            offsets=offsets,
+            poison_scale=poison_scale,
         )
-        global_state = strategy.aggregate(global_state, updates)
-        history.append(evaluate(spec, global_state, test.X, test.y))
+        global_state = strategy.aggregate(global_state, _within_range(global_state, updates))
+        history.append(_metrics(spec, global_state, test, val))
     return history
+
+
+def _within_range(global_state: dict[str, torch.Tensor], updates: Iterator[ClientUpdate]) -> Iterator[ClientUpdate]:
+    """Drop updates the validator would reject for values outside the exact sum's range (as the
+    aggregator does, with a reason): a poisoned model can grow until even honest updates are."""
+    exponents = {name: range_exponent(t) for name, t in global_state.items()}
+    for update in updates:
+        if all(out_of_range(update.state[n], exponents[n]) is None for n in update.state):
+            yield update
+
+
+def _metrics(spec: ModelSpec, state: dict[str, torch.Tensor], test: Dataset, val: Dataset | None) -> dict[str, float]:
+    """Test metrics (reported) and, when there is a validation set, its accuracy (for choosing)."""
+    out = evaluate(spec, state, test.X, test.y)
+    if val is not None:
+        out["val_accuracy"] = evaluate(spec, state, val.X, val.y)["accuracy"]
+    return out
 
 
 def run_centralised(
@@ -200,6 +298,7 @@ def run_centralised(
     seed: int,
     test: Dataset,
     lr_decay: float = 1.0,
+    val: Dataset | None = None,
 ) -> list[dict[str, float]]:
     """Pooled training, evaluated after every ``train.epochs`` epochs (one 'round')."""
     state = initial_global_state(spec, seed)
@@ -207,81 +306,84 @@ def run_centralised(
     for round_index in range(rounds):
         config = replace(train, seed=_seed(seed, round_index, "central"), lr=train.lr * lr_decay**round_index)
         state, _, _ = train_local(spec, state, 1.0, train_data, config)
-        history.append(evaluate(spec, state, test.X, test.y))
+        history.append(_metrics(spec, state, test, val))
     return history
 
 
 def run_method(
-    method: str, data: Dataset, setting: Setting, config: ExperimentConfig, seed: int
+    method: str, data: Dataset, setting: Setting, config: ExperimentConfig, seed: int, assignment: str = "by_volume"
 ) -> list[dict[str, float]]:
-    shards = partition(data, len(config.rates), setting.scheme, setting.alpha or 1.0, seed=seed)
+    n = setting.institutions
+    shards = partition(data, n, setting.scheme, setting.alpha or 1.0, seed=seed, val_fraction=VAL_FRACTION, min_train=4)
     test = pooled([s.test for s in shards], f"{data.name}/test")
-    spec = _spec_for(data)
-    n = len(config.rates)
+    val = pooled([s.val for s in shards if s.val is not None], f"{data.name}/val")
+    spec = _spec_for(data, setting.model)
+    rates = assign_rates(shards, config.rates_of(setting), assignment, seed)
+    common: dict[str, Any] = {"val": val, "aggregation_rule": config.aggregation_rule}
     if method == "centralised":
-        return run_centralised(
-            spec,
-            pooled([s.train for s in shards], "pooled"),
-            config.rounds,
-            config.train,
-            seed,
-            test,
-            config.lr_decay,
-        )
-    if method == "fedavg_full":
+        train_data = pooled([s.train for s in shards], "pooled")
+        return run_centralised(spec, train_data, config.rounds, config.train, seed, test, config.lr_decay, val)
+    if method in ("fedavg_full", "fedavg_smallest"):
+        narrow = spec if method == "fedavg_full" else spec.narrowed(min(rates))
         return run_federated(
-            spec, shards, (1.0,) * n, "static", config.rounds, config.train, seed, test, config.lr_decay
+            narrow, shards, (1.0,) * n, "static", config.rounds, config.train, seed, test, config.lr_decay, **common
         )
-    if method == "fedavg_smallest":
-        small = spec.narrowed(min(config.rates))
-        return run_federated(
-            small, shards, (1.0,) * n, "static", config.rounds, config.train, seed, test, config.lr_decay
-        )
-    if method in ("alignment_static", "alignment_rolling"):
-        selection = method.removeprefix("alignment_")
-        return run_federated(
-            spec, shards, config.rates, selection, config.rounds, config.train, seed, test, config.lr_decay
-        )
-    if method == "alignment_tiled":
-        return run_federated(
-            spec,
-            shards,
-            config.rates,
-            "rolling",
-            config.rounds,
-            config.train,
-            seed,
-            test,
-            config.lr_decay,
-            step=config.tiled_step,
-            tiled=True,
-        )
-    raise ValueError(f"unknown method {method!r}; choose from {METHODS}")
+    if method not in ALIGNMENT_METHODS:
+        raise ValueError(f"unknown method {method!r}; choose from {METHODS}")
+    tiled = method == "alignment_tiled"
+    selection = "rolling" if tiled else method.removeprefix("alignment_")
+    return run_federated(
+        spec,
+        shards,
+        rates,
+        selection,
+        config.rounds,
+        config.train,
+        seed,
+        test,
+        config.lr_decay,
+        step=config.tiled_step if tiled else None,
+        tiled=tiled,
+        poison_scale=config.poison_scale,
+        **common,
+    )
 
 
 def run_experiment(config: ExperimentConfig, progress: Progress | None = None) -> dict[str, Any]:
-    """Every (setting, method, seed): per-round history; plus the summary (mean ± std of final round)."""
+    """Every (setting, assignment, method, seed): per-round history; plus the summary (mean ± std
+    of the final round). Methods that do not depend on the assignment run once per setting."""
     torch.use_deterministic_algorithms(True, warn_only=True)
     results: dict[str, Any] = {"config": config.to_dict(), "settings": []}
     cache: dict[str, Dataset] = {}
+    same_for_all: dict[tuple[Setting, str], list[list[dict[str, float]]]] = {}
     for setting in config.settings:
         data = cache.setdefault(setting.dataset, load_dataset(setting.dataset))
-        entry: dict[str, Any] = {"label": setting.label, "methods": {}}
-        for method in config.methods:
-            runs = []
-            for seed in config.seeds:
-                if progress:
-                    progress(f"{setting.label}: {method}, seed {seed}")
-                runs.append(run_method(method, data, setting, config, seed))
-            entry["methods"][method] = {"histories": runs, "summary": _summarise(runs)}
-        entry["claim"] = _claim(entry["methods"])
-        results["settings"].append(entry)
+        for assignment in config.assignments:
+            label = f"{setting.label} / widths {assignment.replace('_', ' ')}"
+            entry: dict[str, Any] = {"label": label, "assignment": assignment, "methods": {}}
+            for method in config.methods:
+                key = (setting, method)
+                if method not in ALIGNMENT_METHODS and key in same_for_all:
+                    runs = same_for_all[key]
+                else:
+                    runs = []
+                    for seed in config.seeds:
+                        if progress:
+                            progress(f"{label}: {method}, seed {seed}")
+                        runs.append(run_method(method, data, setting, config, seed, assignment))
+                    if method not in ALIGNMENT_METHODS:
+                        same_for_all[key] = runs
+                entry["methods"][method] = {"histories": runs, "summary": _summarise(runs)}
+            entry["claim"] = _claim(entry["methods"])
+            results["settings"].append(entry)
     return results
 
 
 def _summarise(runs: list[list[dict[str, float]]]) -> dict[str, float]:
     out = {}
-    for metric in ("accuracy", "macro_f1"):
+    for metric in ("accuracy", "macro_f1", "val_accuracy"):
+        if metric not in runs[0][-1]:
+            continue
         finals = [100.0 * run[-1][metric] for run in runs]
         out[f"{metric}_mean"] = statistics.fmean(finals)
         out[f"{metric}_std"] = statistics.stdev(finals) if len(finals) > 1 else 0.0
@@ -311,16 +413,17 @@ def _claim(methods: dict[str, Any]) -> dict[str, Any]:
 def markdown_table(results: dict[str, Any]) -> str:
     """Accuracy and macro-F1 (%, mean ± std over seeds, final round) per setting and method."""
     lines = [
-        "| setting | method | accuracy (%) | macro-F1 (%) |",
-        "|---|---|---:|---:|",
+        "| setting | method | test accuracy (%) | test macro-F1 (%) | validation accuracy (%) |",
+        "|---|---|---:|---:|---:|",
     ]
     for entry in results["settings"]:
         for method, data in entry["methods"].items():
             s = data["summary"]
+            val = f"{s['val_accuracy_mean']:.1f} ± {s['val_accuracy_std']:.1f}" if "val_accuracy_mean" in s else "-"
             lines.append(
                 f"| {entry['label']} | {METHOD_LABELS[method]} "
                 f"| {s['accuracy_mean']:.1f} ± {s['accuracy_std']:.1f} "
-                f"| {s['macro_f1_mean']:.1f} ± {s['macro_f1_std']:.1f} |"
+                f"| {s['macro_f1_mean']:.1f} ± {s['macro_f1_std']:.1f} | {val} |"
             )
     lines += [
         "",

@@ -237,14 +237,13 @@ def _runs(idx: DimIndex, size: int) -> list[tuple[slice, slice]]:
     """Split a sorted-or-not index vector into (global slice, sub slice) contiguous runs."""
     if idx is None:
         return [(slice(0, size), slice(0, size))]
-    values = idx.tolist()
-    runs: list[tuple[slice, slice]] = []
-    start = 0
-    for k in range(1, len(values) + 1):
-        if k == len(values) or values[k] != values[k - 1] + 1:
-            runs.append((slice(values[start], values[k - 1] + 1), slice(start, k)))
-            start = k
-    return runs
+    if idx.numel() == 0:
+        return []
+    # a run ends wherever the next index is not this one + 1
+    ends = [*(torch.nonzero(idx[1:] != idx[:-1] + 1).flatten() + 1).tolist(), int(idx.numel())]
+    starts = [0, *ends[:-1]]
+    first = idx[starts].tolist()
+    return [(slice(f, f + e - s), slice(s, e)) for f, s, e in zip(first, starts, ends, strict=True)]
 
 
 def iter_blocks(

@@ -3,8 +3,8 @@
 Every rule raises :class:`UpdateRejected` naming the institution and the tensor (or the whole
 update), so a rejection can be logged, shown in the audit trail and traced to its source.
 Rules: base model digest, sample count, mapping consistent with the announced width, tensor
-set, shapes, dtype, NaN/Inf, and an L2 bound on the update (trained minus base) with a
-reject or clip policy.
+set, shapes, dtype, NaN/Inf, values inside the exact aggregation's fixed-point range, and an
+L2 bound on the update (trained minus base) with a reject or clip policy.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import torch
 
 from fedledger.errors import FedLedgerError
 from fedledger.fl.aggregation import ClientUpdate
+from fedledger.fl.exact_sum import out_of_range, range_exponent
 from fedledger.fl.models import ModelSpec, parameter_shapes, tensor_axes
 from fedledger.fl.submodel import extract_with_map
 
@@ -98,6 +99,9 @@ def validate_update(
             raise reject(name, f"dtype {tensor.dtype} does not match the global model's {expected_dtype}")
         if not bool(torch.isfinite(tensor).all()):
             raise reject(name, "contains NaN or Inf")
+        problem = out_of_range(tensor, range_exponent(global_state[name]))
+        if problem:
+            raise reject(name, problem)
 
     if policy.max_norm is not None:
         return _apply_norm_bound(update, global_state, policy, policy.max_norm, reject)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
+
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -11,11 +14,14 @@ from fedledger.fl import (
     AlignmentAggregation,
     ClientUpdate,
     FedAvg,
+    IndexMap,
     ModelSpec,
+    StreamingAccumulator,
     extract_submodel,
     full_width_update,
     make_index_map,
 )
+from fedledger.fl.exact_sum import MAX_TOTAL_WEIGHT, MIN_EXPONENT
 
 SPEC = ModelSpec("mlp", (2,), 2, (4,), normalise=False)
 
@@ -135,7 +141,7 @@ def test_matches_dense_reference(rates, samples, rounds, selection, family, seed
         sub, index_map = extract_submodel(global_state, spec, rate, selection, rounds[i])
         state = {n: torch.randn(t.shape, generator=gen) for n, t in sub.items()}
         updates.append(ClientUpdate(f"i{i}", state, index_map, samples[i]))
-    got = AlignmentAggregation(accumulate_dtype=torch.float64).aggregate(global_state, updates)
+    got = AlignmentAggregation().aggregate(global_state, updates)
     want = _dense_reference(global_state, updates)
     for name in global_state:
         assert torch.allclose(got[name].double(), want[name], atol=1e-6), name
@@ -162,3 +168,44 @@ def test_scattered_index_map_uses_advanced_indexing_path():
     new = AlignmentAggregation().aggregate(g, [ClientUpdate("A", state, imap, 1)])
     assert torch.equal(new["layers.0.bias"][units], torch.ones(20))
     assert torch.equal(new["layers.0.bias"][1::2], g["layers.0.bias"][1::2])
+
+
+def test_value_outside_fixed_point_range_is_rejected_and_changes_nothing():
+    g = _const_global(0.5)
+    acc = StreamingAccumulator(g)
+    acc.add(_update("A", 1.0, 2, 1.0))
+    huge = _update("B", 0.5, 1, 1.0)
+    huge.state["head.bias"] = torch.tensor([1.0, 1e6])
+    with pytest.raises(AggregationError, match=r"B, tensor head\.bias: value 1e\+06 outside the aggregation range"):
+        acc.add(huge)
+    nan = _update("C", 0.5, 1, 1.0)
+    nan.state["layers.0.bias"] = torch.tensor([float("nan"), 0.0])
+    with pytest.raises(AggregationError, match=r"C, tensor layers\.0\.bias: value nan"):
+        acc.add(nan)
+    assert acc.count == 1
+    assert all(torch.equal(t, torch.ones_like(t)) for t in acc.result().values())
+
+
+def test_round_sample_total_is_bounded():
+    acc = StreamingAccumulator(_const_global(0.0))
+    acc.add(_update("A", 1.0, MAX_TOTAL_WEIGHT - 1, 1.0))
+    with pytest.raises(AggregationError, match="B: sample counts of the round exceed"):
+        acc.add(_update("B", 1.0, 2, 1.0))
+    assert torch.equal(acc.result()["head.bias"], torch.ones(2))
+
+
+def test_mean_is_within_the_documented_bound_of_the_exact_mean():
+    # cancellation (0.9 - 1.0 + ...) leaves a mean far below the largest term: exact rationals decide
+    values = [0.3, -1.0e-3, 7.25e-5]
+    weights = [3, 1000, 17]
+    g = {"layers.0.bias": torch.zeros(1)}
+    imap = IndexMap(1.0, {"layers.0.bias": (1,)}, {"layers.0.bias": (None,)})
+    ups = [
+        ClientUpdate(str(i), {"layers.0.bias": torch.tensor([v])}, imap, w)
+        for i, (v, w) in enumerate(zip(values, weights, strict=True))
+    ]
+    got = Fraction(float(AlignmentAggregation().aggregate(g, ups)["layers.0.bias"][0]))
+    exact = sum(Fraction(float(torch.tensor(v))) * w for v, w in zip(values, weights, strict=True)) / sum(weights)
+    grid = Fraction(2) ** (MIN_EXPONENT - 30)  # exact_sum's grid of the weighted sum for this range
+    assert abs(got - exact) <= abs(exact) / 2**24 + Fraction(len(values), sum(weights)) * grid
+    assert abs(got - exact) < abs(exact) / 2**10  # and it is no coarse approximation either

@@ -28,15 +28,10 @@ def test_quick_experiment_prints_json_figures():
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     (setting,) = data["settings"]
-    assert setting["label"].startswith("digits")
-    assert set(setting["methods"]) == {
-        "centralised",
-        "fedavg_full",
-        "fedavg_smallest",
-        "alignment_static",
-        "alignment_rolling",
-        "alignment_tiled",
-    }
+    assert setting["label"] == "digits / dirichlet α=1 / 5 inst / widths by volume"
+    assert data["config"]["assignments"] == ["by_volume"] and data["config"]["aggregation_rule"] == "alignment"
+    assert set(setting["methods"]) == {"fedavg_full", "fedavg_smallest", "alignment_static", "alignment_rolling"}
+    assert "val_accuracy_mean" in setting["methods"]["alignment_rolling"]
     assert all(len(curve) == 2 for curve in setting["accuracy_per_round"].values())
     assert 0 <= setting["methods"]["fedavg_full"]["accuracy_mean"] <= 100
 
@@ -47,6 +42,14 @@ def test_full_experiment_writes_table_and_plot(tmp_path: Path):
         "experiment",
         "--datasets",
         "breast_cancer",
+        "--skews",
+        "iid",
+        "--institutions",
+        "5",
+        "--assignments",
+        "by_volume,against_volume",
+        "--aggregation-rule",
+        "median",
         "--rounds",
         "1",
         "--seeds",
@@ -58,14 +61,22 @@ def test_full_experiment_writes_table_and_plot(tmp_path: Path):
     )
     assert result.returncode == 0, result.stderr
     table = (tmp_path / "exp.md").read_text()
-    assert "| breast_cancer / iid | alignment, rolling |" in table
-    assert "| breast_cancer / iid | alignment, tiled rolling |" in table
+    for assignment in ("by volume", "against volume"):
+        assert f"| breast_cancer / iid / 5 inst / widths {assignment} | alignment, rolling |" in table
+        assert f"| breast_cancer / iid / 5 inst / widths {assignment} | alignment, tiled rolling |" in table
+    assert "/ 20 inst" not in table
     assert "claim holds" in table and table in result.stdout + "\n"
     assert (tmp_path / "exp-accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_bad_input_exits_2_without_traceback():
-    for args in (("--datasets", "mnist"), ("--seeds", "a,b")):
+    for args in (
+        ("--datasets", "mnist"),
+        ("--seeds", "a,b"),
+        ("--assignments", "by_size"),
+        ("--aggregation-rule", "mean"),
+        ("--skews", "0.3"),
+    ):
         result = _run("fl", "experiment", *args)
         assert result.returncode == 2
         assert "error:" in result.stderr and "Traceback" not in result.stderr

@@ -180,3 +180,24 @@ def test_medmnist_missing_split_and_pickled_arrays_refused(tmp_path):
 def test_unknown_source_is_refused(tmp_path):
     with pytest.raises(DatasetError, match=r"nope"):
         load_dataset("nope")
+
+
+def test_validation_split_is_carved_from_training_and_leaves_test_unchanged():
+    ds = load_dataset("digits")
+    plain = partition(ds, 5, "dirichlet", 0.5, seed=4)
+    with_val = partition(ds, 5, "dirichlet", 0.5, seed=4, val_fraction=0.15)
+    for a, b in zip(plain, with_val, strict=True):
+        assert np.array_equal(a.test.X, b.test.X) and a.val is None
+        assert b.val is not None and len(b.val) + len(b.train) == len(a.train)
+        assert len(b.val) == round(0.15 * (len(a.train) + len(a.test)))
+
+
+def test_pathological_split_gives_each_institution_two_classes():
+    ds = load_dataset("digits")
+    for n in (5, 20):
+        shards = partition(ds, n, "classes", seed=1)
+        held = [set(np.unique(np.concatenate([s.train.y, s.test.y])).tolist()) for s in shards]
+        assert all(len(h) == 2 for h in held)
+        assert set().union(*held) == set(range(10))
+    with pytest.raises(ValueError, match="classes per institution"):
+        partition(ds, 5, "classes", classes_per_institution=11)

@@ -160,3 +160,9 @@ def test_aggregator_with_validator_refuses_and_leaves_global_untouched(global_st
     with pytest.raises(UpdateRejected, match=r"head\.weight"):
         strategy.aggregate(global_state, [good, bad])
     assert all(torch.equal(before[n], global_state[n]) for n in before)
+
+
+def test_rejects_value_beyond_the_exact_aggregation_range(global_state):
+    update = _good(global_state)
+    update.state["layers.1.bias"][0] = 1e9
+    _rejects(update, global_state, "layers.1.bias", ["value 1e+09 outside the aggregation range +-2**8"])

@@ -1,0 +1,56 @@
+"""The experiment's explicit parameters: width assignment, federation widths, the poisoning member."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from fedledger.fl import load_dataset, partition
+from fedledger.fl.experiment import ASSIGNMENTS, _round_updates, assign_rates, rates_for
+from fedledger.fl.models import default_spec, initial_global_state
+from fedledger.fl.submodel import extract_with_map
+from fedledger.fl.training import TrainConfig
+
+
+@pytest.fixture(scope="module")
+def shards():
+    return partition(load_dataset("digits"), 5, "dirichlet", 0.1, seed=2, val_fraction=0.15)
+
+
+def test_width_follows_or_opposes_data_volume(shards):
+    sizes = [len(s.train) for s in shards]
+    rates = (1.0, 0.5, 0.5, 0.25, 0.125)
+    by_volume = assign_rates(shards, rates, "by_volume", 0)
+    against = assign_rates(shards, rates, "against_volume", 0)
+    largest, smallest = sizes.index(max(sizes)), sizes.index(min(sizes))
+    assert by_volume[largest] == 1.0 and by_volume[smallest] == 0.125
+    assert against[largest] == 0.125 and against[smallest] == 1.0
+    for assignment in ASSIGNMENTS:
+        assert sorted(assign_rates(shards, rates, assignment, 0)) == sorted(rates)
+    randoms = {assign_rates(shards, rates, "random", seed) for seed in range(6)}
+    assert len(randoms) > 1 and assign_rates(shards, rates, "random", 3) == assign_rates(shards, rates, "random", 3)
+    with pytest.raises(ValueError, match="assignment must be one of"):
+        assign_rates(shards, rates, "by_size", 0)
+
+
+def test_twenty_institutions_use_heterofl_tiers_evenly():
+    rates = rates_for(20)
+    assert len(rates) == 20 and {rates.count(r) for r in set(rates)} == {4}
+    assert sorted(set(rates)) == [0.0625, 0.125, 0.25, 0.5, 1.0]
+    assert rates_for(5) == (1.0, 0.5, 0.5, 0.25, 0.125)
+
+
+def test_poisoning_member_sends_scaled_flipped_update(shards):
+    spec = default_spec((1, 8, 8), 10)
+    g = initial_global_state(spec, 0)
+    rates = (0.5, 1.0, 0.5, 0.25, 0.125)
+    train = TrainConfig(epochs=1, batch_size=32, lr=0.05)
+    honest = list(_round_updates(g, spec, shards, rates, "rolling", 0, train, 0))
+    poisoned = list(_round_updates(g, spec, shards, rates, "rolling", 0, train, 0, poison_scale=-4.0))
+    for i, (h, p) in enumerate(zip(honest, poisoned, strict=True)):
+        if i != 1:  # only the widest member attacks
+            assert all(torch.equal(h.state[n], p.state[n]) for n in h.state)
+            continue
+        base = extract_with_map(g, h.index_map)
+        name = "head.weight"
+        assert torch.allclose(p.state[name] - base[name], -4.0 * (h.state[name] - base[name]), atol=1e-5)
