@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
+from demo.tcp_relay import TcpRelay
 from fedledger.chain.client import LedgerClient
 from fedledger.chain.devaccounts import DevRoles
 from fedledger.chain.events import EventStreamError, LedgerEventSource, websocket_url
 from fedledger.chain.localchain import LocalChain
 from fedledger.digests import sm3
-from tests.support.tcp_cutter import TcpCutter
 
 CID0 = "QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG"
 SIG = bytes(range(1, 105))
@@ -38,9 +38,9 @@ def _submit(ledger: LedgerClient, roles: DevRoles, i: int) -> str:
 
 
 @pytest.fixture
-def cutter(anvil_chain: LocalChain) -> Iterator[TcpCutter]:
+def cutter(anvil_chain: LocalChain) -> Iterator[TcpRelay]:
     assert anvil_chain.port is not None
-    relay = TcpCutter(anvil_chain.port)
+    relay = TcpRelay(anvil_chain.port)
     yield relay
     relay.close()
 
@@ -53,7 +53,7 @@ def test_websocket_url_follows_the_rpc_scheme() -> None:
 
 
 def test_a_killed_stream_is_caught_up_from_the_ledger(
-    ledger: LedgerClient, dev_accounts: DevRoles, cutter: TcpCutter
+    ledger: LedgerClient, dev_accounts: DevRoles, cutter: TcpRelay
 ) -> None:
     received: list[dict[str, Any]] = []
     url = f"http://127.0.0.1:{cutter.port}"

@@ -14,12 +14,12 @@ import uvicorn
 
 from aggregator.http_api import SessionBoard, create_app
 from aggregator.http_server import serve_in_background
+from demo.tcp_relay import TcpRelay
 from fedledger.chain.client import LedgerClient
 from fedledger.chain.devaccounts import DevRoles
 from fedledger.digests import sm3
 from fedledger.netutil import free_port
 from node.wakeup import NodeWakeup
-from tests.support.tcp_cutter import TcpCutter
 
 CID0 = "QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG"
 SIG = bytes(range(1, 105))
@@ -84,7 +84,7 @@ def test_a_node_whose_event_stream_is_killed_catches_up_from_the_ledger(
     ledger: LedgerClient, dev_accounts: DevRoles, anvil_chain: object, api: tuple[str, SessionBoard]
 ) -> None:
     url, _board = api
-    cutter = TcpCutter(anvil_chain.port)  # type: ignore[attr-defined]
+    cutter = TcpRelay(anvil_chain.port)  # type: ignore[attr-defined]
     try:
         via_cutter = LedgerClient.connect(
             f"http://127.0.0.1:{cutter.port}", ledger.address, ledger.abi, from_block=ledger.from_block
