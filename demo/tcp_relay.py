@@ -40,7 +40,11 @@ class TcpRelay:
             if self.refusing.is_set():
                 client.close()
                 continue
-            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            except OSError:  # the server is not up (yet): the client sees a closed connection
+                client.close()
+                continue
             with self._lock:
                 self._conns += [client, upstream]
                 self.accepted += 1
