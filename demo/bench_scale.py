@@ -155,3 +155,37 @@ def run(sizes: tuple[int, ...] = SIZES, rounds: int = 10, rounds_at_40: int | No
         "protocol_seconds_ratio_last_to_first": round(last["protocol_seconds"] / first["protocol_seconds"], 2),
         "institutions_ratio_last_to_first": last["institutions"] / first["institutions"],
     }
+
+
+def plot(result: dict[str, Any], path: Path) -> Path:
+    """Protocol seconds per round (stacked by phase) and gas per round against n, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sizes = result["sizes"]
+    ns = [s["institutions"] for s in sizes]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    bottom = [0.0] * len(ns)
+    for name in PHASES:
+        if name == "train":
+            continue  # learning work, not protocol
+        values = [s["phase_seconds"][name] for s in sizes]
+        left.bar([str(n) for n in ns], values, bottom=bottom, label=name)
+        bottom = [b + v for b, v in zip(bottom, values, strict=True)]
+    per_n = sizes[0]["protocol_seconds"] / ns[0]
+    left.plot([str(n) for n in ns], [per_n * n for n in ns], "k--", label="linear from n = 5")
+    left.set_xlabel("institutions n (k = ceil(2n/3))")
+    left.set_ylabel("seconds per round (phases, without training)")
+    left.legend(fontsize=7, ncol=2)
+    right.plot(ns, [s["gas_per_round"] / 1e6 for s in sizes], "o-", label="gas per round (M)")
+    right.plot(ns, [s["audit_summary_seconds"] for s in sizes], "s-", label="audit summary (s)")
+    right.plot(ns, [s["aggregator_cpu_seconds_per_round"] for s in sizes], "^-", label="aggregator CPU s / round")
+    right.set_xlabel("institutions n")
+    right.legend(fontsize=8)
+    fig.suptitle("fedledger bench scale (institutions as threads of one process)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
