@@ -169,10 +169,14 @@ def plot(result: dict[str, Any], path: Path) -> Path:
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     bottom = [0.0] * len(ns)
     for name in PHASES:
-        if name == "train":
-            continue  # learning work, not protocol
+        if name in ("train", "submit"):
+            continue  # the aggregator's wait holds the institutions' train and submit
         values = [s["phase_seconds"][name] for s in sizes]
-        left.bar([str(n) for n in ns], values, bottom=bottom, label=name)
+        label = name
+        if name == "wait":  # the critical path without the learning work
+            values = [max(0.0, v - s["phase_seconds"]["train"]) for v, s in zip(values, sizes, strict=True)]
+            label = "wait - train (submit, mining)"
+        left.bar([str(n) for n in ns], values, bottom=bottom, label=label)
         bottom = [b + v for b, v in zip(bottom, values, strict=True)]
     per_n = sizes[0]["protocol_seconds"] / ns[0]
     left.plot([str(n) for n in ns], [per_n * n for n in ns], "k--", label="linear from n = 5")
