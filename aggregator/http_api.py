@@ -36,7 +36,8 @@ class SessionBoard:
         self._lock = threading.Lock()
         self._sessions: dict[int, SigningSession] = {}
         self.status: dict[str, Any] = {"state": "starting"}
-        self.feed = SessionFeed()  # bumped at every session change; nodes long-poll it
+        self.feed = SessionFeed()  # bumped when a session is published or changes phase; nodes long-poll it
+        self.arrivals = SessionFeed()  # bumped at every accepted post; the round driver sleeps on it
 
     def publish(self, session: SigningSession) -> None:
         with self._lock:
@@ -88,7 +89,7 @@ def create_app(board: SessionBoard, binding: ClientBinding | None = None) -> Fas
             action()
         except SessionRejected as exc:
             raise HTTPException(409, str(exc)) from None
-        board.feed.bump()  # wakes the round driver, which advances the phase
+        board.arrivals.bump()  # wakes the round driver, which advances the phase (and then tells the nodes)
         return {"accepted": True}
 
     @app.post("/rounds/{round_index}/sessions/{session_id}/commitments")

@@ -1,7 +1,8 @@
 """Drives one signing session's ticks: wakes on session changes, announces and times phase changes.
 
-The driver used to tick every poll interval; now it sleeps on the board's change feed (a node's
-post wakes it at once) and every phase change is pushed straight back to the long-polling nodes.
+The driver used to tick every poll interval; now it sleeps on the board's arrivals (a node's post
+wakes it at once) and every phase change is pushed straight back to the long-polling nodes, who are
+not woken by each other's posts (that would be n wake-ups per phase for each of n nodes).
 The poll interval remains only for time-based transitions (grace periods, partial timeouts).
 """
 
@@ -27,7 +28,7 @@ class SessionClock:
         self.session = session
         self.phases = phases
         self.fallback_seconds = fallback_seconds
-        self._version = board.feed.version
+        self._version = board.arrivals.version
         self._since = time.perf_counter()
 
     def tick(self) -> str:
@@ -49,5 +50,5 @@ class SessionClock:
         return phase
 
     def wait(self) -> None:
-        """Sleep until the session changes (a node posted) or the fallback interval passes."""
-        self._version = self.board.feed.wait(self._version, self.fallback_seconds)
+        """Sleep until a node posts to the session or the fallback interval passes."""
+        self._version = self.board.arrivals.wait(self._version, self.fallback_seconds)

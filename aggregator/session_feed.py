@@ -1,8 +1,8 @@
 """A change counter for the signing sessions, so nobody has to poll to learn that one moved.
 
-Every change (a session published, a commitment, partial or approval accepted, a phase advanced)
-bumps the version. The round driver blocks on it between ticks; nodes long-poll it over the
-aggregator's API (``GET /sessions/changes?since=V``), which keeps their connections outbound-only.
+The board keeps two: one bumped when a session is published or changes phase, which nodes long-poll
+over the aggregator's API (``GET /sessions/changes?since=V``, keeping their connections outbound-only),
+and one bumped at every accepted post, on which the round driver blocks between ticks.
 The version says only *that* something changed; the session itself is still read with
 ``GET /rounds/{r}/session``.
 """

@@ -23,6 +23,9 @@ log = logging.getLogger(__name__)
 
 LONG_POLL_SECONDS = 20.0  # the aggregator answers earlier on any change
 RETRY_SECONDS = 2.0  # after a failed long-poll (aggregator restarting, network away)
+# One of each per institution and round: waking every node at each would be n wake-ups for each of
+# n nodes; a node learns what it needs of them when the session asks it to check the record.
+QUIET_EVENTS = ("UpdateSubmitted", "AccessRecorded")
 LIVE_RECHECK_SECONDS = 5.0  # the fallback's pace while both feeds are live (retries after a transient error)
 
 
@@ -42,7 +45,8 @@ class NodeWakeup:
 
     def __enter__(self) -> NodeWakeup:
         if self.ledger_events is not None:
-            self.ledger_events.on_log(lambda _log: self._flag.set())
+            quiet = {_topic(self.ctx.ledger, name) for name in QUIET_EVENTS}
+            self.ledger_events.on_log(lambda entry: None if _first_topic(entry) in quiet else self._flag.set())
             self.ledger_events.start()
         self._watcher.start()
         return self
@@ -100,3 +104,13 @@ class NodeWakeup:
                 self.sessions_live = feed_open
                 if not feed_open:  # the aggregator is shutting down: ask again later, not in a loop
                     self._closed.wait(RETRY_SECONDS)
+
+
+def _topic(ledger: Any, event_name: str) -> str:
+    """The event's signature hash (topic 0), lower-case hex with 0x."""
+    return "0x" + bytes.fromhex(str(getattr(ledger.contract.events, event_name).topic).removeprefix("0x")).hex()
+
+
+def _first_topic(entry: dict[str, Any]) -> str:
+    topics = entry.get("topics") or [""]
+    return str(topics[0]).lower()
