@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from fedledger.cli.common import BAD_INPUT, PasswordFileOption, errors_reported, fail, read_password, setup_logging
+from fedledger.cli import role_init
+from fedledger.cli.common import (
+    BAD_INPUT,
+    LogJsonOption,
+    PasswordFileOption,
+    VerboseOption,
+    errors_reported,
+    fail,
+    read_password,
+    setup_logging,
+)
 from fedledger.cli.tls_options import (
     InsecureHttpOption,
     TlsCaOption,
@@ -16,6 +27,12 @@ from fedledger.cli.tls_options import (
     open_issued_tls,
 )
 from fedledger.errors import FedLedgerError
+
+if TYPE_CHECKING:
+    import uvicorn
+
+    from aggregator.config import AggregatorConfig
+    from fedledger.protocol.consortium import PublicMaterial
 
 app = typer.Typer(no_args_is_help=True, help="Run the aggregator: open rounds, align sub-models, coordinate signing.")
 
@@ -27,7 +44,8 @@ def run(
     ),
     rounds: Annotated[int, typer.Option(help="Stop once this many rounds are posted.")] = 3,
     password_file: PasswordFileOption = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each step.")] = False,
+    verbose: VerboseOption = False,
+    log_json: LogJsonOption = False,
     insecure_http: InsecureHttpOption = False,
 ) -> None:
     """Drive rounds until --rounds are posted; serves the signing-session API (mutual TLS) meanwhile.
@@ -36,29 +54,43 @@ def run(
     """
     from aggregator.config import load_config
     from aggregator.context import build_context
-    from aggregator.driver import RoundFailed, run_aggregator
+    from aggregator.driver import run_aggregator
     from aggregator.http_api import SessionBoard
-    from aggregator.http_server import api_server, serve_in_background
-    from fedledger.tls.contexts import PLAIN_HTTP_WARNING
+    from aggregator.http_server import api_server
+    from fedledger.chain.preflight import probe_ledger
 
-    setup_logging(verbose)
-    if insecure_http:
-        typer.echo(PLAIN_HTTP_WARNING, err=True)
+    setup_logging(verbose, log_json)
+    _warn_plain_http(insecure_http)
     board = SessionBoard()
     with errors_reported(BAD_INPUT, (FedLedgerError, ValueError, OSError)):
         cfg, base = load_config(config)
+        probe_ledger(cfg.rpc_url, cfg.contract)  # a wrong URL or contract is one line, not a traceback
         password = read_password(password_file, "the aggregator's Ethereum key")
         ctx = build_context(cfg, base, password, board)
         server = api_server(board, cfg, base, password, ctx.consortium.chain_id, insecure_http)
+    posted = _serving(server, lambda: run_aggregator(ctx, rounds))
+    typer.echo(f"aggregator: {posted} round(s) posted on {ctx.ledger.address}")
+
+
+def _warn_plain_http(insecure_http: bool) -> None:
+    from fedledger.tls.contexts import PLAIN_HTTP_WARNING
+
+    if insecure_http:
+        typer.echo(PLAIN_HTTP_WARNING, err=True)
+
+
+def _serving(server: uvicorn.Server, drive: Callable[[], int]) -> int:
+    """Serve the signing-session API while ``drive`` runs the rounds; a failed round ends in one line."""
+    from aggregator.http_server import serve_in_background
+
     thread = serve_in_background(server)
     try:
-        posted = run_aggregator(ctx, rounds)
-    except RoundFailed as exc:
+        return drive()
+    except FedLedgerError as exc:  # a misconfiguration no retry heals (RoundFailed is one too)
         fail(str(exc))
     finally:
         server.should_exit = True
         thread.join(timeout=5)
-    typer.echo(f"aggregator: {posted} round(s) posted on {ctx.ledger.address}")
 
 
 @app.command()
@@ -74,39 +106,37 @@ def init(
         str, typer.Option(help="Data set whose shape fixes the model: digits, breast_cancer, a folder, an .npz.")
     ] = "digits",
     eth_key: Annotated[
-        Path | None, typer.Option(help="Existing Ethereum keystore of the aggregator role; else a new key.")
+        Path | None,
+        typer.Option(help="Ethereum keystore holding the ledger's aggregator role; else the home's key."),
     ] = None,
+    eth_key_password_file: role_init.EthKeyPasswordFileOption = None,
+    new_eth_key: role_init.NewEthKeyOption = False,
     port: Annotated[int, typer.Option(help="Port of the signing-session HTTP API.")] = 8700,
     password_file: PasswordFileOption = None,
-    force: Annotated[bool, typer.Option("--force", help="Replace an existing config and key.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing config (keeps its key).")] = False,
     tls_ca: TlsCaOption = None,
     tls_cert: TlsCertOption = None,
     tls_key: TlsKeyOption = None,
-    kgc_password_file: Annotated[
-        Path | None, typer.Option(help="Password file of the KGC-issued TLS key (default: same as the aggregator's).")
+    tls_key_password_file: Annotated[
+        Path | None, typer.Option(help="Transport password of --tls-key (default: <tls-key>.password).")
     ] = None,
 ) -> None:
-    """Write the aggregator's config and keys (its Ethereum key must be the contract's aggregator role)."""
-    import secrets
+    """Check and write the aggregator's config and key (the key must hold the contract's aggregator role).
 
-    from eth_account import Account
-
+    Everything is checked before anything is written: the chain answers, the contract is the ledger,
+    the public files are this ledger's, the key is the ledger's aggregator, the data set opens.
+    """
     from aggregator.config import CONFIG_NAME, AggregatorConfig, save_config
-    from fedledger.chain.keyfile import load_eth_key, save_eth_key
-    from fedledger.fl import DatasetError, default_spec, load_dataset
+    from fedledger.fl import default_spec, load_dataset
     from fedledger.protocol.consortium import PublicMaterial
-    from fedledger.sm9 import SM9Error
 
     if (home / CONFIG_NAME).exists() and not force:
         fail(f"{home / CONFIG_NAME} exists: the aggregator is initialised already (--force replaces it)")
+    role_init.require_writable_home(home)
     password = read_password(password_file, "the aggregator's Ethereum key", confirm=True)
-    kgc_password = read_password(kgc_password_file, "the KGC-issued files") if kgc_password_file else password
-    # Read and check everything first, so bad input leaves nothing half-written behind.
-    try:
+    tls_transport = role_init.transport_password(tls_key, "--tls-key", tls_key_password_file) if tls_key else ""
+    with errors_reported(BAD_INPUT, (FedLedgerError, ValueError, OSError)):
         data = load_dataset(dataset)
-        material = PublicMaterial(master_public_key, threshold_public, consortium)
-        material.check()
-        account = load_eth_key(eth_key, password) if eth_key else Account.from_key(secrets.token_bytes(32))
         config = AggregatorConfig(
             rpc_url=rpc_url,
             contract=contract,
@@ -114,14 +144,68 @@ def init(
             port=port,
             model=default_spec(data.input_shape, data.num_classes).to_dict(),
         )
-        tls = open_issued_tls(tls_ca, tls_cert, tls_key, kgc_password)
-    except (FedLedgerError, DatasetError, SM9Error, ValueError, OSError) as exc:
-        fail(str(exc))
-    keys = home / "keys"
-    keys.mkdir(parents=True, exist_ok=True)
-    save_eth_key(keys / "eth-key.json", account, password)
-    material.install(keys)
-    if tls is not None:
-        tls.save(config.tls_files(home), password)
-    path = save_config(config, home)
-    typer.echo(f"aggregator: config {path}, Ethereum address {account.address}")
+        material = PublicMaterial(master_public_key, threshold_public, consortium)
+        material.check()
+        chosen = role_init.choose_eth_account(
+            home, eth_key, eth_key_password_file, password_file, password, new_eth_key
+        )
+        warning = _check_ledger(config, material, chosen, new_eth_key)
+        tls = open_issued_tls(tls_ca, tls_cert, tls_key, tls_transport)
+    role_init.write_home(home, password, chosen, material, config=config, save_config=save_config, tls=tls,
+               label="aggregator", warning=warning)  # fmt: skip
+
+
+
+@app.command()
+def start(
+    kit: Annotated[Path, typer.Argument(help="The aggregator's kit folder (from `fedledger consortium provision`).")],
+    rounds: Annotated[int, typer.Option(help="Stop once this many rounds are posted.")] = 3,
+    password_file: PasswordFileOption = None,
+    verbose: VerboseOption = False,
+    log_json: LogJsonOption = False,
+    insecure_http: InsecureHttpOption = False,
+) -> None:
+    """Start from the kit: build the plan's model, check the chain and the role, serve the API, drive rounds."""
+    from aggregator.http_api import SessionBoard
+    from aggregator.http_server import api_server
+    from aggregator.kit_start import aggregator_config, start_aggregator
+    from fedledger.consortium.kits import load_kit
+
+    setup_logging(verbose, log_json)
+    _warn_plain_http(insecure_http)
+    password = read_password(password_file, f"the kit {kit}")
+    board = SessionBoard()
+    with errors_reported(BAD_INPUT):
+        loaded = load_kit(kit).require("aggregator")
+        cfg = aggregator_config(loaded)
+        server = api_server(board, cfg, loaded.folder, password, loaded.chain_id, insecure_http)
+    posted = _serving(server, lambda: start_aggregator(kit, password, rounds, board))
+    typer.echo(f"aggregator: {posted} round(s) posted")
+
+
+def _check_ledger(
+    config: AggregatorConfig, material: PublicMaterial, chosen: role_init.ChosenAccount, new_eth_key: bool
+) -> str:
+    """The chain answers, the contract is the ledger, the public files and the key are its; a warning
+    for a new key (asked for by name), which the consortium must still make the aggregator."""
+    from fedledger.chain.preflight import check_aggregator_role, probe_ledger
+    from fedledger.protocol.consortium import Consortium
+    from fedledger.protocol.enrolment import check_public_material
+    from fedledger.sm9.threshold import ThresholdPublic
+
+    ledger = probe_ledger(config.rpc_url, config.contract)
+    public = ThresholdPublic.load(material.threshold_public)
+    check_public_material(public, Consortium.load(material.roster), ledger.chain_id, config.contract)
+    if chosen.origin != "new":
+        check_aggregator_role(ledger, chosen.account.address)
+        return ""
+    if not new_eth_key:
+        fail(
+            f"no --eth-key: the aggregator of ledger {ledger.address} is {ledger.aggregator()}; pass its key with "
+            "--eth-key (or --new-eth-key to make one the consortium then sets as aggregator)"
+        )
+    return (
+        f"the new Ethereum key {chosen.account.address} is not the aggregator of ledger {ledger.address}: the "
+        f"consortium must set it (`fedledger chain approve-change --action aggregator --account "
+        f"{chosen.account.address}`)"
+    )

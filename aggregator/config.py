@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import ConfigDict, Field
 
+from aggregator.request_limits import MAX_BODY_BYTES, RATE_BURST, RATE_PER_SECOND, RequestLimits
 from fedledger.chain.settings import LedgerSettings
 from fedledger.config_files import ConfigError as AggregatorConfigError
 from fedledger.config_files import load_toml, save_toml
@@ -54,6 +55,14 @@ class AggregatorConfig(LedgerSettings, TLSSettings):
     max_update_norm: float | None = Field(None, gt=0)
     norm_policy: str = Field("reject", pattern="^(reject|clip)$")
     poll_interval: float = Field(0.25, gt=0, le=60)
+    max_request_bytes: int = Field(MAX_BODY_BYTES, ge=1024, description="larger request bodies get 413")
+    rate_limit_per_second: float = Field(
+        RATE_PER_SECOND, gt=0, description="requests per second one client address may make (beyond: 429)"
+    )
+    rate_limit_burst: int = Field(RATE_BURST, ge=1, description="requests one client address may make at once")
+
+    def request_limits(self) -> RequestLimits:
+        return RequestLimits(self.max_request_bytes, self.rate_limit_per_second, self.rate_limit_burst)
 
 
 def load_config(path: str | Path) -> tuple[AggregatorConfig, Path]:

@@ -10,19 +10,20 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from eth_account.signers.local import LocalAccount
 
 from aggregator.aggregation_step import RoundOutcome, SubmittedUpdate, aggregate_round
+from aggregator.approval_check import ChainApprovals
 from aggregator.config import PARTIAL_TIMEOUT_SECONDS, SIGNING_GRACE_SECONDS
 from aggregator.http_api import SessionBoard
 from aggregator.session_clock import SessionClock
 from aggregator.signing import SigningSession
-from fedledger.chain.approvals import GlobalModelRecord, global_model_typed_data, recover_signer
-from fedledger.chain.client import LedgerClient, UpdateSubmitted
+from fedledger.chain.approvals import GlobalModelRecord
+from fedledger.chain.client import Institution, LedgerClient, UpdateSubmitted
+from fedledger.chain.errors import ApproverNotActive, InvalidApprovalSignature, NotEnoughApprovals
 from fedledger.chain.events import LedgerEventSource
 from fedledger.errors import FedLedgerError
 from fedledger.fl import ModelSpec, ValidationPolicy, initial_global_state, load_global, save_global
@@ -40,6 +41,13 @@ RECHECK_SECONDS = 1.0  # safety net between pushed ledger events (deadline, stop
 
 class RoundFailed(FedLedgerError):
     """A round cannot complete (e.g. fewer than k honest signers remain); the message says why."""
+
+
+class AggregatorMisconfigured(FedLedgerError):
+    """A configuration no retry can heal (no ledger at the address, not its aggregator): stop at once."""
+
+
+MAX_RETRY_DELAY_SECONDS = 10.0
 
 
 @dataclass
@@ -108,17 +116,37 @@ def close_ledger_events(ctx: AggregatorContext) -> None:
 def wait_for_updates(ctx: AggregatorContext, round_index: int, stop: threading.Event) -> list[UpdateSubmitted]:
     """Until every active institution (or ``min_updates``) submitted, or the deadline passed.
 
-    Wakes at each ledger event (pushed); counts with one contract call, reads the logs once at the end.
+    Wakes at each ledger event (pushed); each look reads only the blocks mined since the last.
     """
-    wanted = ctx.min_updates or ctx.ledger.active_institution_count()
+    active = ctx.ledger.active_institutions()
+    wanted = ctx.min_updates or len(active)
     deadline = time.monotonic() + ctx.round_deadline_seconds
+    until = time.strftime("%H:%M:%S", time.gmtime(time.time() + ctx.round_deadline_seconds))
+    said: list[str] | None = None
     source = ledger_events(ctx)
     while not stop.is_set():
         seen = source.seen if source is not None else 0
-        count = ctx.ledger.round_state().update_count
-        ctx.board.status = {"state": "collecting", "round": round_index, "updates": count}
-        if count >= wanted or (count and time.monotonic() >= deadline):
-            return ctx.ledger.updates_submitted(round=round_index)
+        events = ctx.ledger.updates_submitted(round=round_index)
+        missing = _names_missing(ctx, active, events)
+        ctx.board.status = {
+            "state": "collecting",
+            "round": round_index,
+            "updates": len(events),
+            "waiting_on": missing,
+            "deadline_utc": until,
+        }
+        if len(events) >= wanted or (events and time.monotonic() >= deadline):
+            return events
+        if missing != said:  # say whom the round waits for, once per change
+            log.info(
+                "round %d: %d of %d updates in; waiting for %s until %s UTC",
+                round_index,
+                len(events),
+                wanted,
+                ", ".join(missing) or "nobody",
+                until,
+            )
+            said = missing
         if source is None:
             time.sleep(ctx.poll_interval)
         else:
@@ -126,35 +154,33 @@ def wait_for_updates(ctx: AggregatorContext, round_index: int, stop: threading.E
     raise RoundFailed("stopped while waiting for updates")
 
 
-def _approval_signer(ctx: AggregatorContext, record: RoundRecord) -> Callable[[bytes, bytes], str]:
-    # Only this aggregator's post moves the nonce, so one read serves the whole session.
-    nonce = ctx.ledger.nonces().global_model
-
-    def signer(signature_der: bytes, approval: bytes) -> str:
-        typed = global_model_typed_data(
-            ctx.ledger.domain,
-            GlobalModelRecord.from_round_record(record, signature_der),
-            nonce,
-        )
-        return recover_signer(typed, approval)
-
-    return signer
+def _names_missing(ctx: AggregatorContext, active: list[Institution], events: list[UpdateSubmitted]) -> list[str]:
+    """The roster names of active members that have not submitted this round (addresses if unknown)."""
+    done = {e.institution.lower() for e in events}
+    names = []
+    for inst in active:
+        if inst.address.lower() not in done:
+            try:
+                names.append(ctx.consortium.by_address(inst.address).name)
+            except KeyError:
+                names.append(inst.address)
+    return names
 
 
 def new_session(
     ctx: AggregatorContext,
     record: RoundRecord,
     included: list[str],
-    approval_signer: Callable[[bytes, bytes], str],
     excluded: frozenset[int] = frozenset(),
 ) -> SigningSession:
-    """A fresh signing session for ``record``, timed as the aggregator's config says."""
+    """A fresh signing session for ``record``, timed as the aggregator's config says; who may take
+    part and which approvals count is read from the chain (``ChainApprovals``)."""
     return SigningSession(
         ctx.threshold_public,
         ctx.consortium,
         record,
         included,
-        approval_signer,
+        ChainApprovals(ctx.ledger, record),
         excluded=excluded,
         signing_grace_seconds=ctx.signing_grace_seconds,
         partial_timeout_seconds=ctx.partial_timeout_seconds,
@@ -167,15 +193,15 @@ def authorize(
     """Run signing sessions until one yields a threshold signature and k approvals."""
     excluded: set[int] = set()
     while not stop.is_set():
-        session = new_session(ctx, record, included, _approval_signer(ctx, record), frozenset(excluded))
+        session = new_session(ctx, record, included, frozenset(excluded))
         ctx.board.publish(session)
         ctx.board.status = {"state": "signing", "round": record.round, "session": session.session_id}
         started = time.monotonic()
         clock = SessionClock(ctx.board, session, ctx.phases, ctx.poll_interval)
         while not stop.is_set() and time.monotonic() - started < ctx.session_timeout_seconds:
             phase = clock.tick()
-            if phase == "ready" and session.signature_der is not None:
-                return session.signature_der, list(session.approvals.values())
+            if phase == "ready" and post_would_pass(ctx, session) and session.signature_der is not None:
+                return session.signature_der, [approval for _, approval in session.approval_list()]
             if phase == "failed":
                 if session.cheaters:
                     names = [ctx.consortium.by_share(i).name for i in session.cheaters]
@@ -191,6 +217,32 @@ def authorize(
         if len(ctx.consortium.members) - len(excluded) < ctx.threshold_public.k:
             raise RoundFailed(f"round {record.round}: fewer than k honest signers remain")
     raise RoundFailed("stopped while signing")
+
+
+def post_would_pass(ctx: AggregatorContext, session: SigningSession) -> bool:
+    """Simulate ``postGlobalModel`` (``eth_call``) with the session's approvals before sending it.
+
+    An approval the contract refuses (it passed the session's checks, then the chain moved: its
+    signer was removed, say) is named, dropped, and the session waits for another: False. Any other
+    revert is raised for the main loop, which retries the round.
+    """
+    if session.signature_der is None:
+        return False
+    approvals = session.approval_list()
+    record = GlobalModelRecord.from_round_record(session.record, session.signature_der)
+    try:
+        ctx.ledger.simulate_post_global_model(ctx.account.address, record, [a for _, a in approvals])
+    except (InvalidApprovalSignature, ApproverNotActive) as exc:
+        index = int(exc.fields["index"])
+        offender = approvals[index][0] if 0 <= index < len(approvals) else None
+        log.warning("round %d: dropping approval from %s: %s", session.record.round, offender, exc)
+        session.drop_approval(offender)
+        return False
+    except NotEnoughApprovals as exc:
+        log.warning("round %d: %s; waiting for more approvals", session.record.round, exc)
+        session.drop_approval(None)
+        return False
+    return True
 
 
 def run_round(ctx: AggregatorContext, round_index: int, stop: threading.Event) -> RoundOutcome:
@@ -256,8 +308,39 @@ def run_round(ctx: AggregatorContext, round_index: int, stop: threading.Event) -
     return outcome
 
 
+def check_role(ctx: AggregatorContext) -> None:
+    """Raise AggregatorMisconfigured unless a ledger is at the address and this key is its aggregator."""
+    if not ctx.ledger.w3.eth.get_code(ctx.ledger.address):
+        raise AggregatorMisconfigured(f"no contract at {ctx.ledger.address} on chain {ctx.ledger.chain_id}")
+    aggregator = ctx.ledger.aggregator()
+    if aggregator.lower() != ctx.account.address.lower():
+        raise AggregatorMisconfigured(
+            f"{ctx.account.address} is not the aggregator of ledger {ctx.ledger.address} (it is {aggregator})"
+        )
+
+
+def advance(ctx: AggregatorContext, rounds: int, stop: threading.Event) -> int | None:
+    """One step of the protocol as the ledger says; the number of rounds posted once ``rounds`` are."""
+    state = ctx.ledger.round_state()
+    if not state.started:
+        open_first_round(ctx)
+    elif state.open:
+        run_round(ctx, state.round, stop)
+    elif state.round + 1 >= rounds:
+        ctx.board.status = {"state": "done", "rounds": state.round + 1}
+        return state.round + 1
+    else:
+        open_next_round(ctx, state.round)
+    return None
+
+
 def run_aggregator(ctx: AggregatorContext, rounds: int, stop: threading.Event | None = None) -> int:
-    """Drive the ledger until ``rounds`` rounds are posted; returns the number posted."""
+    """Drive the ledger until ``rounds`` rounds are posted; returns the number posted.
+
+    A failure in one step (a bad entry, a revert, the chain or store out of reach, too few signers)
+    is logged once, shown in the API's status with its reason, and retried with a growing pause;
+    only ``stop`` or a misconfiguration (AggregatorMisconfigured) ends the loop.
+    """
     try:
         return drive_rounds(ctx, rounds, stop or threading.Event())
     finally:
@@ -266,15 +349,28 @@ def run_aggregator(ctx: AggregatorContext, rounds: int, stop: threading.Event | 
 
 
 def drive_rounds(ctx: AggregatorContext, rounds: int, stop: threading.Event) -> int:
+    checked = False
+    last_problem = ""
+    delay = ctx.poll_interval
+    posted = 0
     while not stop.is_set():
-        state = ctx.ledger.round_state()
-        if not state.started:
-            open_first_round(ctx)
-        elif state.open:
-            run_round(ctx, state.round, stop)
-        elif state.round + 1 >= rounds:
-            ctx.board.status = {"state": "done", "rounds": state.round + 1}
-            return state.round + 1
-        else:
-            open_next_round(ctx, state.round)
-    return ctx.ledger.round_state().round
+        try:
+            if not checked:
+                check_role(ctx)
+                checked = True
+            done = advance(ctx, rounds, stop)
+            if done is not None:
+                return done
+            posted = ctx.ledger.round_state().round
+            last_problem, delay = "", ctx.poll_interval
+        except AggregatorMisconfigured:
+            raise
+        except Exception as exc:  # one step failed: say why, never exit on it
+            problem = f"{type(exc).__name__}: {exc}" if not isinstance(exc, FedLedgerError) else str(exc)
+            if problem != last_problem:
+                log.error("aggregator: %s; retrying", problem)
+            last_problem = problem
+            ctx.board.status = {"state": "retrying", "reason": problem}
+            stop.wait(delay)
+            delay = min(delay * 2, MAX_RETRY_DELAY_SECONDS)
+    return posted

@@ -3,8 +3,9 @@
 Nodes only ever call out to the aggregator (hospitals rarely accept inbound connections), so the
 protocol is: GET the session, POST commitments, partials and approvals, and long-poll
 ``/sessions/changes`` to learn the moment a session moves (polling is only the fallback). Every POST is
-authenticated (EIP-191 by the member's Ethereum key, or the EIP-712 approval itself) and checked
-by the session; refusals come back as 409/422 with a JSON message.
+authenticated (EIP-191 by the member's Ethereum key, or the EIP-712 approval itself) before its
+payload is decoded, and checked by the session; refusals come back as 403/409/422 with a JSON
+message. Bodies over 64 KiB get 413 and a client over its request rate 429 (``request_limits``).
 """
 
 from __future__ import annotations
@@ -16,17 +17,24 @@ from fastapi import FastAPI, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 
 from aggregator.client_binding import ClientBinding
+from aggregator.request_limits import BodySizeLimit, RateLimit, RequestLimits
 from aggregator.session_feed import MAX_LONG_POLL_SECONDS, SessionFeed
 from aggregator.signing import SessionRejected, SigningSession
+from fedledger.consortium.metrics import MetricBoard, MetricRejected, per_round, verify
+from fedledger.httpdocs import offline_docs_app
+
+MAX_AUTH_CHARS = 200  # a 65-byte signature in hex with 0x is 132
 
 
 class SignedBody(BaseModel):
     payload: dict[str, Any] = Field(description="commitment or partial signature (SM9 module encoding)")
-    auth: str = Field(description="EIP-191 signature of the payload by the member's Ethereum key")
+    auth: str = Field(
+        max_length=MAX_AUTH_CHARS, description="EIP-191 signature of the payload by the member's Ethereum key"
+    )
 
 
 class ApprovalBody(BaseModel):
-    approval: str = Field(description="65-byte EIP-712 GlobalModel approval, hex")
+    approval: str = Field(max_length=MAX_AUTH_CHARS, description="65-byte EIP-712 GlobalModel approval, hex")
 
 
 class SessionBoard:
@@ -36,6 +44,7 @@ class SessionBoard:
         self._lock = threading.Lock()
         self._sessions: dict[int, SigningSession] = {}
         self.status: dict[str, Any] = {"state": "starting"}
+        self.metrics: MetricBoard | None = None  # sites' signed per-round metrics (``aggregator start``)
         self.feed = SessionFeed()  # bumped when a session is published or changes phase; nodes long-poll it
         self.arrivals = SessionFeed()  # bumped at every accepted post; the round driver sleeps on it
 
@@ -58,9 +67,17 @@ class SessionBoard:
         return session
 
 
-def create_app(board: SessionBoard, binding: ClientBinding | None = None) -> FastAPI:
-    """The API over ``board``; with ``binding`` (mutual TLS) signed posts must match the client certificate."""
-    app = FastAPI(title="fedledger aggregator", version="1", description=__doc__)
+def create_app(
+    board: SessionBoard, binding: ClientBinding | None = None, limits: RequestLimits | None = None
+) -> FastAPI:
+    """The API over ``board``; with ``binding`` (mutual TLS) signed posts must match the client certificate.
+
+    ``limits`` (default: 64 KiB bodies, 200 requests/s per client) are enforced before any handler runs.
+    """
+    limits = limits or RequestLimits()
+    app = offline_docs_app(title="fedledger aggregator", version="1", description=__doc__)
+    app.add_middleware(BodySizeLimit, max_bytes=limits.max_body_bytes)
+    app.add_middleware(RateLimit, per_second=limits.rate_per_second, burst=limits.rate_burst)  # outermost
 
     def _bound(request: Request, body: SignedBody) -> None:
         if binding is not None:
@@ -69,6 +86,27 @@ def create_app(board: SessionBoard, binding: ClientBinding | None = None) -> Fas
     @app.get("/health")
     def health() -> dict[str, Any]:
         return {"ok": True, **board.status}
+
+    @app.post("/rounds/{round_index}/metrics")
+    def post_metric(round_index: int, body: SignedBody, request: Request) -> dict[str, Any]:
+        _bound(request, body)
+        if board.metrics is None:
+            raise HTTPException(503, "this aggregator keeps no metrics (start it from a kit)")
+        if body.payload.get("round") != round_index:
+            raise HTTPException(422, "the report names another round")
+        try:
+            board.metrics.add({"payload": body.payload, "auth": body.auth})
+        except MetricRejected as exc:
+            raise HTTPException(422, str(exc)) from None
+        return {"accepted": True}
+
+    @app.get("/metrics")
+    def metrics() -> dict[str, Any]:
+        """Every site's signed report, and per round the sample-weighted federated value."""
+        if board.metrics is None:
+            return {"reports": [], "rounds": []}
+        bodies = board.metrics.bodies()
+        return {"reports": bodies, "rounds": per_round([verify(b, board.metrics.roster) for b in bodies])}
 
     @app.get("/rounds/{round_index}/session")
     def session(round_index: int) -> dict[str, Any]:
@@ -88,7 +126,7 @@ def create_app(board: SessionBoard, binding: ClientBinding | None = None) -> Fas
         try:
             action()
         except SessionRejected as exc:
-            raise HTTPException(409, str(exc)) from None
+            raise HTTPException(exc.status_code, str(exc)) from None
         board.arrivals.bump()  # wakes the round driver, which advances the phase (and then tells the nodes)
         return {"accepted": True}
 

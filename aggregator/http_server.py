@@ -24,13 +24,13 @@ def api_server(
 ) -> uvicorn.Server:
     """A server for the board's API on the config's host and port (TLS files relative to ``base``)."""
     if insecure_http:
-        app, tls = create_app(board), {}
+        app, tls = create_app(board, limits=config.request_limits()), {}
     else:
         try:
             tls = server_options(config.tls_files(base), password)
         except TLSMaterialError as exc:
             raise without_tls_hint(exc) from None
-        app = create_app(board, ClientBinding(chain_id))
+        app = create_app(board, ClientBinding(chain_id), config.request_limits())
     return uvicorn.Server(uvicorn.Config(app, host=config.host, port=config.port, log_level="warning", **tls))
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import tomli_w
 from pydantic import BaseModel, ValidationError
@@ -27,17 +27,22 @@ def _file(path: str | Path, default_name: str) -> Path:
     return path / default_name if path.is_dir() else path
 
 
-def load_toml(path: str | Path, model: type[M], default_name: str, missing_hint: str = "") -> tuple[M, Path]:
-    """Load ``path`` (or ``path/default_name``) into ``model``; returns it with the file's folder."""
-    target = _file(path, default_name)
+def read_toml(target: Path, missing: str) -> dict[str, Any]:
+    """The TOML document at ``target``; ConfigError saying ``missing`` when there is no file."""
     try:
-        raw = tomllib.loads(target.read_text(encoding="utf-8"))
+        return tomllib.loads(target.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(f"no config at {target}{missing_hint}") from None
+        raise ConfigError(missing) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read {target}: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{target} is not valid TOML: {exc}") from None
+
+
+def load_toml(path: str | Path, model: type[M], default_name: str, missing_hint: str = "") -> tuple[M, Path]:
+    """Load ``path`` (or ``path/default_name``) into ``model``; returns it with the file's folder."""
+    target = _file(path, default_name)
+    raw = read_toml(target, f"no config at {target}{missing_hint}")
     try:
         return model.model_validate(raw), target.parent.resolve()
     except ValidationError as exc:

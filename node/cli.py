@@ -2,20 +2,31 @@
 
 from __future__ import annotations
 
-import secrets
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
 from fedledger.cli.common import (
     BAD_INPUT,
+    LogJsonOption,
     PasswordFileOption,
+    VerboseOption,
     errors_reported,
     fail,
     read_password,
     setup_logging,
     spinner,
+)
+from fedledger.cli.role_init import (
+    ChosenAccount,
+    EthKeyPasswordFileOption,
+    NewEthKeyOption,
+    choose_eth_account,
+    require_writable_home,
+    transport_password,
+    write_home,
 )
 from fedledger.cli.tls_options import (
     InsecureHttpOption,
@@ -26,6 +37,14 @@ from fedledger.cli.tls_options import (
 )
 from fedledger.errors import FedLedgerError
 
+if TYPE_CHECKING:
+    from fedledger.protocol.consortium import PublicMaterial
+    from fedledger.sm9 import SignPrivateKey
+    from fedledger.sm9.threshold import KeyShare
+    from node.config import NodeConfig
+
+T = TypeVar("T")
+
 app = typer.Typer(no_args_is_help=True, help="Run an institution's node: keys, training, submission, co-signing.")
 
 ConfigOption = Annotated[
@@ -34,8 +53,16 @@ ConfigOption = Annotated[
 
 
 def _context(  # type: ignore[no-untyped-def]
-    config_path: Path, password_file: Path | None, *, reach_aggregator: bool = False, insecure_http: bool = False
+    config_path: Path,
+    password_file: Path | None,
+    *,
+    require_member: bool = True,
+    reach_aggregator: bool = False,
+    insecure_http: bool = False,
 ):
+    """The node's context once its chain answers, its contract is the ledger and (unless only looking)
+    its key is this institution's registered address: a node never waits on a ledger that ignores it."""
+    from fedledger.chain.preflight import probe_ledger, registered_institution
     from fedledger.tls.contexts import PLAIN_HTTP_WARNING
     from node.config import load_config
     from node.context import build_context
@@ -44,8 +71,12 @@ def _context(  # type: ignore[no-untyped-def]
         typer.echo(PLAIN_HTTP_WARNING, err=True)
     with errors_reported(BAD_INPUT, (FedLedgerError, ValueError, OSError)):
         config, base = load_config(config_path)
+        ledger = probe_ledger(config.rpc_url, config.contract)  # a wrong URL or contract is one line
         password = read_password(password_file, f"node {config.name}'s keys")
-        return build_context(config, base, password, insecure_http=insecure_http, reach_aggregator=reach_aggregator)
+        ctx = build_context(config, base, password, insecure_http=insecure_http, reach_aggregator=reach_aggregator)
+        if require_member:
+            registered_institution(ledger, ctx.account.address, config.sm9_identity)
+        return ctx
 
 
 @app.command()
@@ -71,39 +102,54 @@ def init(
     scheme: Annotated[str, typer.Option(help="Partition scheme: iid or dirichlet.")] = "iid",
     alpha: Annotated[float, typer.Option(help="Dirichlet alpha (label skew; smaller = more skewed).")] = 0.5,
     eth_key: Annotated[
-        Path | None, typer.Option(help="Existing Ethereum keystore JSON; a new key is made when omitted.")
+        Path | None,
+        typer.Option(help="Ethereum keystore JSON (registered for this institution); else the home's key, else new."),
+    ] = None,
+    eth_key_password_file: EthKeyPasswordFileOption = None,
+    new_eth_key: NewEthKeyOption = False,
+    sm9_key_password_file: Annotated[
+        Path | None, typer.Option(help="Transport password of --sm9-key (default: <sm9-key>.password).")
+    ] = None,
+    share_password_file: Annotated[
+        Path | None, typer.Option(help="Transport password of --share (default: <share>.password).")
     ] = None,
     kgc_password_file: Annotated[
-        Path | None, typer.Option(help="Password file of the KGC-issued key files (default: same as node's).")
+        Path | None,
+        typer.Option(help="One transport password for the KGC files without a <file>.password beside them."),
     ] = None,
     password_file: PasswordFileOption = None,
-    force: Annotated[bool, typer.Option("--force", help="Replace an existing config and keys.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace an existing config (keeps its Ethereum key).")
+    ] = False,
     tls_ca: TlsCaOption = None,
     tls_cert: TlsCertOption = None,
     tls_key: TlsKeyOption = None,
+    tls_key_password_file: Annotated[
+        Path | None, typer.Option(help="Transport password of --tls-key (default: <tls-key>.password).")
+    ] = None,
 ) -> None:
-    """Write the node's config and keys: KGC files are re-encrypted under the node's own password."""
-    from eth_account import Account
+    """Check and write the node's config and keys: KGC files are re-encrypted under the node's own password.
 
-    from fedledger.chain.keyfile import load_eth_key, save_eth_key
+    Everything is checked before anything is written: the chain answers, the contract is the ledger,
+    the SM9 key, the share and the Ethereum key are this institution's, the data is there.
+    """
+    from fedledger.fl import load_dataset
     from fedledger.protocol.consortium import Consortium, PublicMaterial
     from fedledger.sm9 import SignPrivateKey
-    from fedledger.sm9.threshold import KeyShare, Signer, ThresholdPublic
+    from fedledger.sm9.threshold import KeyShare
     from fedledger.tls import check_member_certificate
     from node.config import CONFIG_NAME, DataConfig, NodeConfig, save_config
 
     if (home / CONFIG_NAME).exists() and not force:
         fail(f"{home / CONFIG_NAME} exists: this node is initialised already (--force replaces it)")
+    require_writable_home(home)
     password = read_password(password_file, f"node {name}'s keys", confirm=True)
-    kgc_password = read_password(kgc_password_file, "the KGC-issued files") if kgc_password_file else password
-    # Read and check everything first, so bad input leaves nothing half-written behind.
-    try:
-        sm9_private = SignPrivateKey.load(sm9_key, kgc_password)
-        share_key = KeyShare.load(share, kgc_password)
-        material = PublicMaterial(master_public_key, threshold_public, consortium)
-        material.check()
-        Signer(share_key, ThresholdPublic.load(threshold_public))  # the share belongs to this split
-        account = load_eth_key(eth_key, kgc_password) if eth_key else Account.from_key(secrets.token_bytes(32))
+    sm9_transport = transport_password(sm9_key, "--sm9-key", sm9_key_password_file, kgc_password_file)
+    share_transport = transport_password(share, "--share", share_password_file, kgc_password_file)
+    tls_transport = (
+        transport_password(tls_key, "--tls-key", tls_key_password_file, kgc_password_file) if tls_key else ""
+    )
+    with errors_reported(BAD_INPUT, (FedLedgerError, ValueError, OSError)):
         config = NodeConfig(
             name=name,
             sm9_identity=sm9_identity,
@@ -114,27 +160,80 @@ def init(
             store=store,
             data=DataConfig(source=data_source, partitions=partitions, index=index, scheme=scheme, alpha=alpha),  # type: ignore[arg-type]
         )
-        tls = open_issued_tls(tls_ca, tls_cert, tls_key, kgc_password)
+        if index >= partitions:
+            fail(f"--index {index} is not one of the {partitions} partitions (0..{partitions - 1}): fix --index")
+        load_dataset(data_source)
+        sm9_private = _open_issued(lambda: SignPrivateKey.load(sm9_key, sm9_transport), "--sm9-key")
+        share_key = _open_issued(lambda: KeyShare.load(share, share_transport), "--share")
+        material = PublicMaterial(master_public_key, threshold_public, consortium)
+        material.check()
+        chosen = choose_eth_account(home, eth_key, eth_key_password_file, password_file, password, new_eth_key)
+        warning = _check_enrolment(config, material, sm9_private, share_key, chosen, new_eth_key)
+        tls = open_issued_tls(tls_ca, tls_cert, tls_key, tls_transport)
         if tls is not None:  # the certificate must name this node's own address
-            check_member_certificate(tls.ca, tls.certificate, Consortium.load(consortium).chain_id, account.address)
-    except Exception as exc:  # every failure here is bad input: report it plainly
-        fail(str(exc))
-    keys = home / "keys"
-    keys.mkdir(parents=True, exist_ok=True)
-    sm9_private.save(keys / "sm9-sign-key.json", password)
-    share_key.save(keys / "consortium-share.json", password)
-    save_eth_key(keys / "eth-key.json", account, password)
-    material.install(keys)
-    if tls is not None:
-        tls.save(config.tls_files(home), password)
-    path = save_config(config, home)
-    typer.echo(f"node {name}: config {path}, Ethereum address {account.address}")
+            chain_id = Consortium.load(consortium).chain_id
+            check_member_certificate(tls.ca, tls.certificate, chain_id, chosen.account.address)
+
+    def save_secrets(keys: Path) -> None:
+        sm9_private.save(keys / "sm9-sign-key.json", password)
+        share_key.save(keys / "consortium-share.json", password)
+
+    write_home(home, password, chosen, material, config=config, save_config=save_config, tls=tls,
+               label=f"node {name}", warning=warning, save_secrets=save_secrets)  # fmt: skip
+
+
+def _open_issued(load: Callable[[], T], option: str) -> T:
+    """Open a KGC-issued file with its transport password; a wrong one says which password was tried."""
+    from fedledger.sm9 import SM9KeyError
+
+    try:
+        return load()
+    except SM9KeyError as exc:
+        fail(f"{exc} (tried the KGC's transport password for {option}): pass {option}-password-file")
+
+
+def _check_enrolment(
+    config: NodeConfig,
+    material: PublicMaterial,
+    sm9_private: SignPrivateKey,
+    share_key: KeyShare,
+    chosen: ChosenAccount,
+    new_eth_key: bool,
+) -> str:
+    """Everything that ties the node's files to its ledger and identity; a warning for a new key."""
+    from fedledger.chain.preflight import probe_ledger, registered_institution
+    from fedledger.protocol.consortium import Consortium
+    from fedledger.protocol.enrolment import check_public_material, check_share, check_sign_key, roster_member
+    from fedledger.sm9 import SignMasterPublicKey
+    from fedledger.sm9.threshold import ThresholdPublic
+
+    public = ThresholdPublic.load(material.threshold_public)
+    roster = Consortium.load(material.roster)
+    ledger = probe_ledger(config.rpc_url, config.contract)
+    check_public_material(public, roster, ledger.chain_id, config.contract)
+    member = roster_member(roster, config.sm9_identity)
+    check_sign_key(sm9_private, config.sm9_identity, SignMasterPublicKey.load(material.master_public_key))
+    check_share(share_key, public, member)
+    address = chosen.account.address
+    if chosen.origin != "new":
+        registered_institution(ledger, address, config.sm9_identity)
+        return ""
+    owner = ledger.sm9_id_owner(config.sm9_identity)
+    if owner is not None and not new_eth_key:
+        fail(
+            f"{config.sm9_identity} is registered on ledger {ledger.address} as {owner}: pass that key with "
+            "--eth-key (or --new-eth-key to replace it; the consortium must then register the new address)"
+        )
+    return (
+        f"the new Ethereum key {address} is not registered on ledger {ledger.address}: the consortium must add it "
+        f"(`fedledger chain approve-change --action add --account {address} --sm9-id {config.sm9_identity}`)"
+    )
 
 
 @app.command()
 def status(config: ConfigOption = Path("node.toml"), password_file: PasswordFileOption = None) -> None:
     """Show the ledger's round state and this node's submissions."""
-    ctx = _context(config, password_file)
+    ctx = _context(config, password_file, require_member=False)
     state = ctx.ledger.round_state()
     typer.echo(f"node {ctx.name} ({ctx.account.address}), width rate {ctx.width_rate}")
     typer.echo(
@@ -192,8 +291,11 @@ def sign(
     """Take part in the open round's signing session until the aggregator has what it needs."""
     import time
 
+    import httpx
+
     from node.http_client import aggregator_client
-    from node.participant import RecordRefused, SessionParticipant
+    from node.participant import AggregatorUnavailable, RecordRefused, SessionParticipant
+    from node.session_view import SessionViewError
 
     ctx = _context(config, password_file, reach_aggregator=True, insecure_http=insecure_http)
     state = ctx.ledger.round_state()
@@ -207,6 +309,9 @@ def sign(
                 phase = participant.step(state.round)
             except RecordRefused as exc:
                 fail(f"refusing to sign: {exc}")
+            except (SessionViewError, AggregatorUnavailable, httpx.HTTPError):  # this poll only: look again
+                time.sleep(ctx.poll_interval)
+                continue
             if phase in ("approve", "ready") or not ctx.ledger.round_state().open:
                 typer.echo(f"round {state.round}: signed and approved")
                 return
@@ -219,13 +324,38 @@ def run(
     config: ConfigOption = Path("node.toml"),
     password_file: PasswordFileOption = None,
     rounds: Annotated[int | None, typer.Option(help="Stop after this many rounds are posted.")] = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each step.")] = False,
+    verbose: VerboseOption = False,
+    log_json: LogJsonOption = False,
     insecure_http: InsecureHttpOption = False,
 ) -> None:
     """Follow rounds by itself: verify, train, submit and co-sign, until --rounds are posted."""
     from node.participant import run_node
 
-    setup_logging(verbose)
+    setup_logging(verbose, log_json)
     ctx = _context(config, password_file, reach_aggregator=True, insecure_http=insecure_http)
-    posted = run_node(ctx, rounds)
+    with errors_reported():  # NodeMisconfigured: wrong contract or not a member, said at once
+        posted = run_node(ctx, rounds)
     typer.echo(f"node {ctx.name}: {posted} round(s) posted")
+
+
+@app.command()
+def start(
+    kit: Annotated[Path, typer.Argument(help="This institution's kit folder (from `fedledger consortium provision`).")],
+    password_file: PasswordFileOption = None,
+    data: Annotated[str | None, typer.Option("--data", help="This site's data, if the plan gives no path.")] = None,
+    rounds: Annotated[int | None, typer.Option(help="Stop after this many rounds are posted.")] = None,
+    verbose: VerboseOption = False,
+    log_json: LogJsonOption = False,
+    insecure_http: InsecureHttpOption = False,
+) -> None:
+    """Start from a kit: check the data against the task, the chain and membership, then follow rounds."""
+    from fedledger.tls.contexts import PLAIN_HTTP_WARNING
+    from node.kit_start import start_node
+
+    setup_logging(verbose, log_json)
+    if insecure_http:
+        typer.echo(PLAIN_HTTP_WARNING, err=True)
+    password = read_password(password_file, f"the kit {kit}")
+    with errors_reported(BAD_INPUT):
+        posted = start_node(kit, password, data, rounds, insecure_http)
+    typer.echo(f"node {kit.name}: {posted} round(s) posted")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fedledger.chain.keyfile import KeyFileError, load_eth_key
-from fedledger.fl import TrainConfig, load_dataset, partition
+from fedledger.fl import Shard, TrainConfig, load_dataset, partition
 from fedledger.protocol.consortium import Consortium
 from fedledger.sm9 import SignMasterPublicKey, SignPrivateKey
 from fedledger.sm9.threshold import KeyShare, Signer, ThresholdPublic
@@ -20,12 +20,19 @@ from node.participant import NodeContext
 
 
 def build_context(
-    config: NodeConfig, base: Path, password: str, *, insecure_http: bool = False, reach_aggregator: bool = True
+    config: NodeConfig,
+    base: Path,
+    password: str,
+    *,
+    insecure_http: bool = False,
+    reach_aggregator: bool = True,
+    shard: Shard | None = None,
 ) -> NodeContext:
     """Open keys, clients and local data for the node described by ``config``.
 
     The aggregator is reached over mutual TLS with the config's TLS files, or over plain HTTP only
     with ``insecure_http``; commands that never call it (``reach_aggregator=False``) need no TLS files.
+    ``shard``: data already loaded and checked against the consortium's task (``node start``).
     """
 
     def at(relative: str) -> Path:
@@ -47,10 +54,11 @@ def build_context(
         )
     ledger = config.ledger_client()
     data = config.data
-    dataset = load_dataset(data.source)
-    shards = partition(dataset, data.partitions, data.scheme, data.alpha, data.seed)
-    if not 0 <= data.index < len(shards):
-        raise ValueError(f"data.index {data.index} is outside the {len(shards)} partitions")
+    if shard is None:
+        shards = partition(load_dataset(data.source), data.partitions, data.scheme, data.alpha, data.seed)
+        if not 0 <= data.index < len(shards):
+            raise ValueError(f"data.index {data.index} is outside the {len(shards)} partitions")
+        shard = shards[data.index]
     state_dir = at(config.state_dir)
     state_dir.mkdir(parents=True, exist_ok=True)
     return NodeContext(
@@ -67,7 +75,7 @@ def build_context(
         aggregator_url=aggregator_url,
         width_rate=config.width_rate,
         selection=config.selection,
-        train_data=shards[data.index].train,
+        train_data=shard.train,
         train_config=TrainConfig(
             epochs=config.training.epochs,
             batch_size=config.training.batch_size,

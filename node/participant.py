@@ -18,6 +18,7 @@ import json
 import logging
 import ssl
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,6 @@ from eth_account.signers.local import LocalAccount
 
 from fedledger.chain.approvals import GlobalModelRecord
 from fedledger.chain.client import LedgerClient, UpdateSubmitted
-from fedledger.chain.errors import LedgerError
 from fedledger.digests import sm3_file
 from fedledger.errors import FedLedgerError
 from fedledger.fileio import atomic_write_text
@@ -37,10 +37,11 @@ from fedledger.protocol import RoundRecord, UpdateEntry, merkle_root, width_to_p
 from fedledger.protocol.consortium import Consortium
 from fedledger.protocol.session_auth import sign_payload
 from fedledger.sm9 import Signature, SignMasterPublicKey, SignPrivateKey, sign, verify
-from fedledger.sm9.threshold import Commitment, Signer, ThresholdPublic
-from fedledger.store import ContentStore, StoreError
+from fedledger.sm9.threshold import Signer, ThresholdPublic
+from fedledger.store import ContentStore
 from node.config import HTTP_TIMEOUT_SECONDS, POLL_INTERVAL_SECONDS
 from node.http_client import aggregator_client
+from node.session_view import frozen_commitments, parse_session_view, threshold_signature
 from node.training_step import TrainedUpdate, fetch_verified_model, realigned_digest, train_update
 from node.wakeup import NodeWakeup
 
@@ -49,6 +50,14 @@ log = logging.getLogger(__name__)
 
 class RecordRefused(FedLedgerError):
     """The aggregator's round record failed one of the node's checks; the node will not sign it."""
+
+
+class AggregatorUnavailable(FedLedgerError):
+    """The aggregator answered 5xx or 429: nothing was taken, the node sends the same payload again."""
+
+
+class NodeMisconfigured(FedLedgerError):
+    """A configuration no retry can heal (no ledger at the address, not a member): the node stops at once."""
 
 
 @dataclass
@@ -75,6 +84,7 @@ class NodeContext:
     poll_interval: float = POLL_INTERVAL_SECONDS
     http_timeout_seconds: float = HTTP_TIMEOUT_SECONDS
     aggregator_tls: ssl.SSLContext | None = None  # mutual TLS to the aggregator; None = plain HTTP (--insecure-http)
+    refresh_data: Callable[[], Dataset] | None = None  # re-reads and re-checks the data before each round
     phases: PhaseTimes = field(default_factory=lambda: PhaseTimes("node"))  # train and submit, per round
 
     def __repr__(self) -> str:
@@ -118,6 +128,8 @@ def train_for_round(ctx: NodeContext, round_index: int) -> TrainedUpdate:
         if not posted or posted[0].cid != base.base_cid or posted[0].digest != base.base_digest:
             raise RecordRefused(f"round {round_index} does not start from round {round_index - 1}'s model")
         verify_posted_round(ctx, round_index - 1)
+    if ctx.refresh_data is not None:
+        ctx.train_data = ctx.refresh_data()
     folder = round_dir(ctx, round_index)
     base_path = fetch_verified_model(ctx.store, base.base_cid, base.base_digest, folder / "base.safetensors")
     ctx.ledger.record_access(ctx.account, base.base_cid, f"train round {round_index}")
@@ -263,7 +275,12 @@ def _check_alignment(ctx: NodeContext, record: RoundRecord, base_cid: str, inclu
 
 
 class SessionParticipant:
-    """Follows the aggregator's signing session for the open round, one poll at a time."""
+    """Follows the aggregator's signing session for the open round, one poll at a time.
+
+    Commit and sign are idempotent per session: the commitment and the partial made for a session
+    are kept and sent again (never made again) until the aggregator answers, so a lost response
+    costs a resend, not the session.
+    """
 
     def __init__(self, ctx: NodeContext, http: httpx.Client) -> None:
         self.ctx = ctx
@@ -271,11 +288,14 @@ class SessionParticipant:
         self._checked: dict[str, RoundRecord] = {}
         self._refused: dict[str, str] = {}  # session id -> why this node will not sign it
         self._done: set[tuple[str, str]] = set()  # (session id, phase) this node has acted on
+        self._made: dict[tuple[str, str], dict[str, Any]] = {}  # (session id, phase) -> payload to resend
 
     def _post(self, path: str, body: dict[str, Any]) -> None:
         response = self.http.post(f"{self.ctx.aggregator_url}{path}", json=body)
+        if response.status_code >= 500 or response.status_code == 429:
+            raise AggregatorUnavailable(f"aggregator answered {response.status_code} to {path}; sending again")
         if response.status_code >= 400:
-            log.warning("%s: aggregator refused %s: %s", self.ctx.name, path, response.text)
+            log.warning("%s: aggregator refused %s: %s", self.ctx.name, path, response.text[:300])
 
     def _check(self, session_id: str, view: dict[str, Any]) -> RoundRecord:
         try:
@@ -288,14 +308,21 @@ class SessionParticipant:
         """Post a session payload with this node's Ethereum signature over it (the aggregator checks it)."""
         self._post(path, {"payload": payload, "auth": sign_payload(self.ctx.account.key, payload)})
 
+    def _made_once(self, sid: str, phase: str, make: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        """The payload this node made for (session, phase), made on first use only (nonces are single-use)."""
+        if (sid, phase) not in self._made:
+            self._made[(sid, phase)] = make()
+        return self._made[(sid, phase)]
+
     def step(self, round_index: int) -> str:
         """Act on the session's current phase once; returns the phase seen ('none' if no session)."""
         response = self.http.get(f"{self.ctx.aggregator_url}/rounds/{round_index}/session")
         if response.status_code == 404:
             return "none"
+        if response.status_code >= 500 or response.status_code == 429:
+            raise AggregatorUnavailable(f"aggregator answered {response.status_code} for the session view")
         response.raise_for_status()
-        view = response.json()
-        sid, phase = view["session_id"], view["phase"]
+        view, sid, phase = parse_session_view(response)
         step_key = (sid, "approve" if phase == "ready" else phase)  # one approval per session
         if step_key in self._done:
             return phase
@@ -304,29 +331,31 @@ class SessionParticipant:
         index = self.ctx.signer.index
         base = f"/rounds/{round_index}/sessions/{sid}"
         if phase == "commit":
-            if index in view["excluded"]:
+            if index in view.get("excluded", []):
                 self._done.add(step_key)
                 return phase
             if sid not in self._checked:
                 self._checked[sid] = self._check(sid, view)
-            payload = self.ctx.signer.commit(sid).to_dict()
+            payload = self._made_once(sid, phase, lambda: self.ctx.signer.commit(sid).to_dict())
             self._post_signed(f"{base}/commitments", payload)
+            log.info("%s: round %d record checked; committed to signing session %s", self.ctx.name, round_index, sid)
         elif phase == "sign":
-            commitments = [Commitment.from_dict(c) for c in view["commitments"]]
+            commitments = frozen_commitments(view)
             record = self._checked.get(sid)
             if record is not None and any(c.index == index for c in commitments):
-                partial = self.ctx.signer.sign(sid, record.message(), commitments)
-                payload = partial.to_dict()
+                message = record.message()
+                payload = self._made_once(sid, phase, lambda: self.ctx.signer.sign(sid, message, commitments).to_dict())
                 self._post_signed(f"{base}/partials", payload)
+                log.info("%s: round %d partial signature sent", self.ctx.name, round_index)
         elif phase in ("approve", "ready"):
+            signature_der, signature = threshold_signature(view)
             record = self._checked.get(sid) or self._check(sid, view)
             self._checked[sid] = record
-            signature_der = bytes.fromhex(view["signature_der"])
             if not verify(
                 self.ctx.master_public_key,
                 self.ctx.threshold_public.identity,
                 record.message(),
-                Signature.from_der(signature_der),
+                signature,
             ):
                 raise RecordRefused("the aggregated threshold signature does not verify")
             approval = self.ctx.ledger.approve_global_model(
@@ -334,8 +363,24 @@ class SessionParticipant:
                 GlobalModelRecord.from_round_record(record, signature_der),
             )
             self._post(f"{base}/approvals", {"approval": "0x" + approval.hex()})
+            log.info("%s: round %d threshold signature verified; approval sent", self.ctx.name, round_index)
         self._done.add(step_key)
         return phase
+
+
+def check_membership(ctx: NodeContext) -> None:
+    """NodeMisconfigured unless the configured address holds a ledger, the roster is for it, and this
+    node's account is an active institution there: no amount of retrying heals any of these."""
+    ledger = ctx.ledger
+    if not ledger.w3.eth.get_code(ledger.address):
+        raise NodeMisconfigured(f"no contract at {ledger.address} on chain {ledger.chain_id}: wrong contract address?")
+    if ctx.consortium.contract.lower() != ledger.address.lower() or ctx.consortium.chain_id != ledger.chain_id:
+        raise NodeMisconfigured(
+            f"the consortium roster is for contract {ctx.consortium.contract} on chain {ctx.consortium.chain_id}, "
+            f"the config names {ledger.address} on chain {ledger.chain_id}"
+        )
+    if not ledger.institution(ctx.account.address).active:
+        raise NodeMisconfigured(f"{ctx.account.address} is not an active institution of ledger {ledger.address}")
 
 
 def run_node(
@@ -343,7 +388,10 @@ def run_node(
 ) -> int:
     """Follow rounds until round ``rounds - 1`` is posted (forever when ``rounds`` is None) or ``stop``.
 
-    ``poll_interval`` overrides the context's (the config's) for this run.
+    ``poll_interval`` overrides the context's (the config's) for this run. Whatever one poll raises
+    (a malformed session view, a refused record, the aggregator, chain or store out of reach) is
+    logged once with its reason and the next poll tries again; only ``stop`` or NodeMisconfigured
+    (checked first) ends the loop.
     """
     stop = stop or threading.Event()
     poll_interval = ctx.poll_interval if poll_interval is None else poll_interval
@@ -351,23 +399,32 @@ def run_node(
     with aggregator_client(ctx.aggregator_tls, ctx.http_timeout_seconds) as http, NodeWakeup(ctx, stop) as wakeup:
         participant = SessionParticipant(ctx, http)
         last_problem = ""
+        checked = False
+        seen_round = 0
         while not stop.is_set():
-            state = ctx.ledger.round_state()
-            if rounds is not None and state.started and not state.open and state.round >= rounds - 1:
-                return state.round + 1
             problem = ""
-            if state.open:
-                try:
-                    if not train_and_submit(ctx, state.round):
-                        participant.step(state.round)
-                except RecordRefused as exc:
-                    problem = f"{ctx.name}: {exc}"
-                except httpx.HTTPError as exc:
-                    problem = f"{ctx.name}: aggregator unreachable ({exc}); retrying"
-                except (StoreError, LedgerError, ConnectionError) as exc:  # transient: try again next poll
-                    problem = f"{ctx.name}: {exc}; retrying"
+            try:
+                if not checked:
+                    check_membership(ctx)
+                    checked = True
+                state = ctx.ledger.round_state()
+                seen_round = state.round
+                if rounds is not None and state.started and not state.open and state.round >= rounds - 1:
+                    return state.round + 1
+                if state.open and not train_and_submit(ctx, state.round):
+                    participant.step(state.round)
+            except NodeMisconfigured:
+                raise
+            except RecordRefused as exc:
+                problem = f"{ctx.name}: {exc}"
+            except httpx.HTTPError as exc:
+                problem = f"{ctx.name}: aggregator unreachable ({type(exc).__name__}: {exc}); retrying"
+            except (FedLedgerError, ConnectionError) as exc:  # transient: try again next poll
+                problem = f"{ctx.name}: {exc}; retrying"
+            except Exception as exc:  # one bad poll never ends the node
+                problem = f"{ctx.name}: {type(exc).__name__}: {exc}; retrying"
             if problem and problem != last_problem:  # say it once, not at every poll
                 log.error("%s", problem)
             last_problem = problem
             wakeup.wait(poll_interval)  # a ledger event or a session change ends it early
-        return ctx.ledger.round_state().round
+        return seen_round

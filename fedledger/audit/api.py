@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fedledger import __version__
-from fedledger.audit.errors import AuditError
+from fedledger.audit.errors import AuditError, NotFound
 from fedledger.audit.models import (
     AccessRecordModel,
     AuditSummary,
@@ -109,8 +109,8 @@ def _validation_message(errors: list[dict[str, Any]]) -> str:
     return "invalid parameter(s): " + "; ".join(parts)
 
 
-def create_app(service: AuditService) -> FastAPI:
-    """The audit REST API over ``service``."""
+def create_app(service: AuditService, aggregator_url: str | None = None) -> FastAPI:
+    """The audit REST API over ``service``; with ``aggregator_url``, also the sites' per-round metrics."""
     app = offline_docs_app(
         title="fedledger audit API",
         version=__version__,
@@ -150,6 +150,21 @@ def create_app(service: AuditService) -> FastAPI:
     def health() -> Health:
         """The chain is reachable; the block the index has reached."""
         return service.health()
+
+    @app.get("/metrics", tags=["summary"], responses=_ERRORS)
+    def metrics() -> JSONResponse:
+        """Per round, each site's metric on its own validation split and the sample-weighted federated
+        value: the sites' signed reports as the aggregator holds them, each re-checked against the
+        ledger's institutions (a report the audit cannot verify is counted, never shown)."""
+        from fedledger.consortium.metrics import MetricRejected, Signers, fetch_verified, per_round
+
+        if aggregator_url is None:
+            raise NotFound("no metrics here: serve the audit API with --aggregator-url to show the sites' metrics")
+        try:
+            reports, bad = fetch_verified(aggregator_url, Signers.of_ledger(service.ledger))
+        except MetricRejected as exc:
+            return _error(503, "aggregator_unavailable", str(exc))
+        return JSONResponse({"rounds": per_round(reports), "unverified_reports": bad})
 
     @app.get("/summary", response_model=AuditSummary, tags=["summary"], responses=_ERRORS)
     def summary() -> AuditSummary:

@@ -30,6 +30,7 @@ from fedledger.audit.params import cid_key
 from fedledger.audit.views import global_entry, hex0x, round_record_model
 from fedledger.protocol import RoundRecord
 from fedledger.protocol.consortium import consortium_identity as default_consortium_identity
+from fedledger.protocol.consortium import normalise_identity
 from fedledger.sm9 import Signature, SignMasterPublicKey, SM9Error, verify
 
 if TYPE_CHECKING:
@@ -56,7 +57,7 @@ class Verifier:
         self.content = content
         self.master_public_key = master_public_key
         self.max_inclusion_candidates = max_inclusion_candidates
-        self._identity_override = consortium_identity
+        self._identity_override = None if consortium_identity is None else normalise_identity(consortium_identity)
         self._signature_checks: dict[tuple[str, bytes, bytes], Check] = {}
         self._inclusions: dict[int, Inclusion] = {}
         self._lock = threading.Lock()

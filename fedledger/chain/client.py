@@ -262,7 +262,19 @@ class LedgerClient:
         self, sender: LocalAccount, record: GlobalModelRecord, approvals: Sequence[bytes]
     ) -> TxResult:
         """Aggregator: post the round's global model with k approvals; closes the round."""
-        fn = self.contract.functions.postGlobalModel(
+        fn = self._post_global_model_call(record, approvals)
+        return self._transact(sender, f"postGlobalModel(round {record.round})", fn)
+
+    def simulate_post_global_model(self, sender: str, record: GlobalModelRecord, approvals: Sequence[bytes]) -> None:
+        """Run ``postGlobalModel`` as an ``eth_call`` from ``sender``: raises the contract's error, sends nothing."""
+        fn = self._post_global_model_call(record, approvals)
+        self._guard(
+            f"postGlobalModel(round {record.round}) simulated",
+            lambda: fn.call({"from": to_checksum_address(sender)}),
+        )
+
+    def _post_global_model_call(self, record: GlobalModelRecord, approvals: Sequence[bytes]) -> Any:
+        return self.contract.functions.postGlobalModel(
             record.round,
             record.cid,
             record.digest,
@@ -270,7 +282,6 @@ class LedgerClient:
             bytes(record.sm9_signature),
             [bytes(a) for a in approvals],
         )
-        return self._transact(sender, f"postGlobalModel(round {record.round})", fn)
 
     def record_access(self, sender: LocalAccount, cid: str, purpose: str) -> TxResult:
         """Member: log that ``sender`` retrieved ``cid`` and why."""

@@ -18,6 +18,7 @@ DEPLOYER_INDEX = 0
 AGGREGATOR_INDEX = 1
 FIRST_INSTITUTION_INDEX = 2
 OUTSIDER_INDEX = 9
+DEV_CHAIN_IDS = (31337, 1337)  # Anvil/Hardhat (31337) and Ganache-style (1337) local chains
 
 
 @lru_cache(maxsize=32)

@@ -185,6 +185,9 @@ def serve(
     log_level: Annotated[
         str, typer.Option("--log-level", help="uvicorn log level: critical, error, warning, info, debug.")
     ] = "info",
+    aggregator_url: Annotated[
+        str | None, typer.Option("--aggregator-url", help="Also serve the sites' signed per-round metrics (/metrics).")
+    ] = None,
 ) -> None:
     """Serve the read-only audit REST API (OpenAPI docs at /docs, summary at /summary)."""
     from fedledger.audit.errors import InvalidParameter
@@ -205,4 +208,4 @@ def serve(
     err_console.print(
         f"audit API for ledger {service.ledger.address} on http://{host}:{port} (docs: /docs)", highlight=False
     )
-    uvicorn.run(create_app(service), host=host, port=port, log_level=log_level)
+    uvicorn.run(create_app(service, aggregator_url), host=host, port=port, log_level=log_level)

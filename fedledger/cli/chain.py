@@ -19,7 +19,7 @@ import typer
 from rich.table import Table
 
 from fedledger.cli.bench import bench_app, emit
-from fedledger.cli.common import FAILED, console, err_console, fail, read_password
+from fedledger.cli.common import FAILED, console, err_console, errors_reported, fail, read_password
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
@@ -205,7 +205,18 @@ def _load_key(key_file: Path | None) -> LocalAccount:
 
 @app.command("deploy")
 def deploy(
-    rpc_url: Annotated[str, typer.Option("--rpc-url", help="JSON-RPC endpoint of the chain to deploy on.")],
+    rpc_url: Annotated[
+        str | None, typer.Option("--rpc-url", help="JSON-RPC endpoint of the chain to deploy on (not with --plan).")
+    ] = None,
+    plan: Annotated[
+        Path | None,
+        typer.Option("--plan", help="Deploy the consortium plan's ledger from its kits (with --kits)."),
+    ] = None,
+    kits: Annotated[Path | None, typer.Option("--kits", help="With --plan: the kits folder.")] = None,
+    rounds: Annotated[int, typer.Option("--rounds", help="With --plan: rounds the accounts' funds must cover.")] = 10,
+    fund: Annotated[
+        bool, typer.Option("--fund/--no-fund", help="With --plan on a dev chain: top the kits' accounts up first.")
+    ] = True,
     institution: Annotated[
         list[str] | None,
         typer.Option("--institution", "-i", help="A founding institution as ADDRESS=SM9_ID (repeat for each)."),
@@ -228,6 +239,12 @@ def deploy(
     """Deploy FederatedLedger on any chain and write the deployment file."""
     from eth_utils import is_address, to_checksum_address
 
+    if plan is not None:
+        _deploy_plan(plan, kits, rounds, fund)
+        return
+    if rpc_url is None:
+        fail("give --rpc-url (or --plan consortium.toml --kits kits)")
+
     from fedledger.chain.deploy import InstitutionSpec, deploy_ledger, dev_consortium
     from fedledger.chain.devaccounts import dev_roles
 
@@ -248,6 +265,8 @@ def deploy(
     if not 1 <= threshold <= len(specs):
         fail(f"--threshold must be between 1 and the {len(specs)} institutions, not {threshold}")
     w3 = _connect(rpc_url)
+    if dev:
+        _require_dev_chain(w3, rpc_url)
     try:
         with console.status("compiling and deploying FederatedLedger"):
             deployment = deploy_ledger(
@@ -263,6 +282,42 @@ def deploy(
     path = deployment_file or _default_deployment_file()
     deployment.save(path)
     _print_deployment(deployment, path)
+
+
+def _deploy_plan(plan_path: Path, kits: Path | None, rounds: int, fund: bool) -> None:
+    """``deploy --plan``: the ledger the kits name; funds a dev chain's accounts, else checks their funds."""
+    from fedledger.consortium.deployment import deploy_plan
+    from fedledger.consortium.kits import password_file
+    from fedledger.consortium.plan import load_plan
+
+    if kits is None:
+        fail("--plan needs --kits (the folder `fedledger consortium provision` made)")
+    with errors_reported(FAILED):
+        plan = load_plan(plan_path)
+        password = password_file(kits, "deployer").read_text(encoding="utf-8").splitlines()[0]
+        with console.status("compiling and deploying FederatedLedger"):
+            deployment, needs, funded = deploy_plan(plan, kits, password, rounds, fund)
+    if funded:
+        console.print("local dev chain: funded every account of the kits", highlight=False)
+    for need in needs:
+        typer.echo(
+            f"  {need.party:<14} {need.address} holds {need.balance / 1e18:.4f} ETH, "
+            f"needs about {need.wei / 1e18:.6f} ETH ({need.gas:,} gas for {rounds} rounds)"
+        )
+    _print_deployment(deployment, kits / "deployment.json")
+
+
+def _require_dev_chain(w3: Any, rpc_url: str) -> None:
+    """--dev hands roles to keys anyone knows: only a local dev chain may get them."""
+    from fedledger.chain.devaccounts import DEV_CHAIN_IDS
+
+    chain_id = int(w3.eth.chain_id)
+    if chain_id not in DEV_CHAIN_IDS:
+        local = " or ".join(str(c) for c in DEV_CHAIN_IDS)
+        fail(
+            f"--dev uses the well-known dev keys, but {rpc_url} is chain {chain_id}, not a local dev chain "
+            f"({local}): pass --key-file, --aggregator and --institution instead"
+        )
 
 
 def _connect(rpc_url: str) -> Any:

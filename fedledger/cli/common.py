@@ -11,9 +11,11 @@ Passwords never come from the command line.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, NoReturn, TypeVar
@@ -114,9 +116,37 @@ def read_input(path: Path, what: str) -> bytes:
         fail(f"cannot read {what} {path}: {exc.strerror}")
 
 
-def setup_logging(verbose: bool) -> None:
-    """Role commands log each step with --verbose, else warnings only."""
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+ROLE_LOGGERS = ("node", "aggregator", "fedledger")
+VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Log debugging detail too.")]
+LogJsonOption = Annotated[bool, typer.Option("--log-json", help="Log JSON lines instead of text.")]
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time (UTC, ISO 8601), level, logger, message."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        moment = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z"
+        level = record.levelname.lower()
+        body = {"time": moment, "level": level, "logger": record.name, "message": record.getMessage()}
+        return json.dumps(body, ensure_ascii=False)
+
+
+def setup_logging(verbose: bool = False, log_json: bool = False) -> None:
+    """The roles' own loggers (node, aggregator, fedledger) say one readable line per step at INFO;
+    libraries stay at WARNING so their chatter does not bury the steps; -v lowers both to DEBUG;
+    ``log_json`` writes one JSON object per line instead."""
+    handler = logging.StreamHandler(sys.stderr)
+    if log_json:
+        handler.setFormatter(JsonFormatter())
+    else:
+        formatter = logging.Formatter("%(asctime)s %(name)s: %(message)s", "%H:%M:%S")
+        formatter.converter = time.gmtime
+        handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if verbose else logging.WARNING)
+    for name in ROLE_LOGGERS:
+        logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
 def spinner(text: str) -> Status:

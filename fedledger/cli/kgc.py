@@ -1,7 +1,9 @@
 """``fedledger kgc``: the SM9 key generation centre (master key, user keys, threshold shares).
 
-The master secret and every private key or share are written password-encrypted with mode 0600;
-public files (master public key PEM, threshold public data JSON) are written in the clear.
+The master secret is encrypted under the KGC's password, which protects nothing else: every issued
+key or share is encrypted for its recipient alone, under a fresh transport password written to a
+0600 ``<file>.password`` beside it (or printed once with ``--print-password``). Public files
+(master public key PEM, threshold public data JSON) are written in the clear.
 """
 
 from __future__ import annotations
@@ -13,7 +15,13 @@ from typing import Annotated
 import typer
 
 from fedledger.cli import kgc_tls
-from fedledger.cli.common import PasswordFileOption, fail, guarded, read_password, spinner
+from fedledger.cli.common import BAD_INPUT, PasswordFileOption, errors_reported, fail, guarded, read_password, spinner
+from fedledger.protocol.key_distribution import (
+    IssuedSecret,
+    issue_key_shares,
+    issue_sign_key,
+    transport_password_path,
+)
 
 app = typer.Typer(no_args_is_help=True)
 MASTER_KEY_FILE = "sign_master.key"
@@ -59,6 +67,23 @@ def setup(
     kgc_tls.finish_setup(tls, password)
 
 
+PrintPasswordOption = Annotated[
+    bool,
+    typer.Option(
+        "--print-password",
+        help="Print each transport password once on stdout instead of writing <file>.password (0600).",
+    ),
+]
+
+
+def _hand_over(issued: IssuedSecret, print_password: bool) -> str:
+    """Print the transport password once, or write it beside the file; says where it went."""
+    if print_password:
+        typer.echo(f"transport password for {issued.path}: {issued.password}")
+        return "password printed above"
+    return f"password in {guarded(issued.save_password)}"
+
+
 @app.command("extract")
 def extract(
     identity: Annotated[
@@ -67,49 +92,77 @@ def extract(
     master_path: MasterOption = DEFAULT_MASTER,
     out: Annotated[Path | None, typer.Option("--out", help="Output key file (default: sign_<id>.key).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing key file.")] = False,
+    print_password: PrintPasswordOption = False,
     password_file: PasswordFileOption = None,
 ) -> None:
-    """Extract a user's SM9 signing key (encrypted with the same password as the master key)."""
-    from fedledger.sm9 import SignMasterKey, extract_sign_key
+    """Issue a user's SM9 signing key, encrypted under a fresh transport password for that user alone."""
+    from fedledger.protocol.consortium import normalise_identity
+    from fedledger.sm9 import SignMasterKey
 
+    identity = normalise_identity(identity)  # an address inside an identity is case-free
     out_path = out or Path(f"sign_{_safe_name(identity)}.key")
-    _refuse_overwrite([out_path], force)
+    _refuse_overwrite([out_path] if print_password else [out_path, transport_password_path(out_path)], force)
     password = read_password(password_file, f"master key {master_path}")
     master = guarded(lambda: SignMasterKey.load(master_path, password))
-    key = guarded(lambda: extract_sign_key(master, identity))
-    guarded(lambda: key.save(out_path, password))
-    typer.echo(f"signing key for {identity!r} (encrypted, 0600): {out_path}")
+    issued = guarded(lambda: issue_sign_key(master, identity, out_path))
+    where = _hand_over(issued, print_password)
+    typer.echo(f"signing key for {identity!r} (encrypted for it alone, 0600): {out_path}; {where}")
+
+
+def _split_identity(identity: str | None, chain_id: int | None, contract: str | None) -> str:
+    """The identity to split, in canonical form: --id, or the consortium identity of --chain-id/--contract."""
+    from fedledger.protocol.consortium import consortium_identity, normalise_identity
+
+    if identity is not None and (chain_id is not None or contract is not None):
+        fail("give --id, or --chain-id with --contract, not both")
+    if identity is not None:
+        return normalise_identity(identity)
+    if chain_id is None or contract is None:
+        fail("missing the identity: give --id, or --chain-id and --contract (consortium:<chain id>:<contract>)")
+    with errors_reported(BAD_INPUT, (ValueError,)):
+        return consortium_identity(chain_id, contract)
 
 
 @app.command("split")
 def split(
-    identity: Annotated[str, typer.Option("--id", help="Consortium identity, e.g. consortium:<chain id>:<contract>.")],
     k: Annotated[int, typer.Option("-k", help="Signers needed (threshold).")],
     n: Annotated[int, typer.Option("-n", help="Number of shares (institutions), at most 255.")],
     out: Annotated[Path, typer.Option("--out", help="Directory for share-<j>.key files and threshold_public.json.")],
+    identity: Annotated[
+        str | None,
+        typer.Option("--id", help="Consortium identity, e.g. consortium:<chain id>:<contract> (address case-free)."),
+    ] = None,
+    chain_id: Annotated[int | None, typer.Option("--chain-id", help="With --contract: the ledger's chain id.")] = None,
+    contract: Annotated[str | None, typer.Option("--contract", help="With --chain-id: the ledger's address.")] = None,
     master_path: MasterOption = DEFAULT_MASTER,
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing share files.")] = False,
+    print_password: PrintPasswordOption = False,
     password_file: PasswordFileOption = None,
 ) -> None:
-    """Split an identity's key into n point shares (k needed to sign) plus public verification data."""
-    from fedledger.sm9 import SignMasterKey
-    from fedledger.sm9.threshold import split_key
+    """Split an identity's key into n point shares (k needed to sign) plus public verification data.
 
+    Each share is encrypted under its own transport password, for the institution that holds it.
+    """
+    from fedledger.sm9 import SignMasterKey
+
+    name = _split_identity(identity, chain_id, contract)
     if not 1 <= k <= n <= 255:
         fail(f"need 1 <= k <= n <= 255, got k={k}, n={n}")
     share_paths = [out / f"share-{j}.key" for j in range(1, n + 1)]
-    _refuse_overwrite([*share_paths, out / THRESHOLD_PUBLIC_FILE], force)
+    password_paths = [] if print_password else [transport_password_path(p) for p in share_paths]
+    _refuse_overwrite([*share_paths, *password_paths, out / THRESHOLD_PUBLIC_FILE], force)
     password = read_password(password_file, f"master key {master_path}")
     master = guarded(lambda: SignMasterKey.load(master_path, password))
     guarded(lambda: out.mkdir(parents=True, exist_ok=True))
-    with spinner(f"splitting the key of {identity!r} into {n} shares"):
-        shares, public = guarded(lambda: split_key(master, identity, k, n))
-        for share, path in zip(shares, share_paths, strict=True):
-            guarded(lambda share=share, path=path: share.save(path, password))  # type: ignore[misc]
+    with spinner(f"splitting the key of {name!r} into {n} shares"):
+        issued, public = guarded(lambda: issue_key_shares(master, name, k, share_paths))
         guarded(lambda: public.save(out / THRESHOLD_PUBLIC_FILE))
         guarded(lambda: master.public_key.save(out / MASTER_PUBLIC_FILE))
+    for one in issued:
+        _hand_over(one, print_password)
     typer.echo(
-        f"{n} shares (k={k}) for {identity!r} in {out}: share-1.key .. share-{n}.key (encrypted, 0600), "
+        f"{n} shares (k={k}) for {name!r} in {out}: share-1.key .. share-{n}.key (each encrypted for its holder "
+        f"alone, 0600; {'passwords printed above' if print_password else 'passwords in share-<j>.key.password'}), "
         f"{THRESHOLD_PUBLIC_FILE}, {MASTER_PUBLIC_FILE}"
     )
 

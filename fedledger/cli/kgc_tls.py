@@ -2,8 +2,10 @@
 
 Everything lands in one folder (``<kgc>/tls``): ``ca.pem`` (public, every party trusts it),
 ``ca-key.pem``, ``aggregator-cert.pem``/``aggregator-key.pem`` and ``<member>-cert.pem``/
-``<member>-key.pem`` per roster member. Keys are encrypted under the KGC's password, mode 0600;
-``node init`` and ``aggregator init`` re-encrypt their own under the party's password.
+``<member>-key.pem`` per roster member. The CA key is encrypted under the KGC's password; each
+party's key under its own transport password (``<key>.password``), mode 0600, so that password
+opens that key alone; ``node init`` and ``aggregator init`` re-encrypt their own under the party's
+password.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ import typer
 
 from fedledger.cli.common import PasswordFileOption, errors_reported, fail, read_password
 from fedledger.protocol.consortium import Consortium, Member
+from fedledger.protocol.key_distribution import issue_secret, transport_password_path
 from fedledger.tls import ConsortiumCA
+from fedledger.tls.ca import IssuedCertificate
 
 TLS_DIR = "tls"
 CA_CERT, CA_KEY = "ca.pem", "ca-key.pem"
@@ -67,10 +71,12 @@ class Issuance:
     def targets(self) -> list[Path]:
         parties = ([AGGREGATOR] if self.hosts else []) + [m.name for m in self.members]
         ca_files = [self.tls_dir / CA_CERT, self.tls_dir / CA_KEY] if self.save_ca else []
-        return ca_files + [p for party in parties for p in cert_paths(self.tls_dir, party)]
+        issued = [cert_paths(self.tls_dir, party) for party in parties]
+        return ca_files + [p for cert, key in issued for p in (cert, key, transport_password_path(key))]
 
     def write(self, password: str) -> list[Path]:
-        """Issue and write every certificate (keys encrypted under ``password``); returns the cert paths."""
+        """Issue and write every certificate; returns the cert paths. The CA key is encrypted under the
+        KGC's ``password``; each party's key under its own transport password (``<key>.password``, 0600)."""
         written = []
         with errors_reported():
             self.tls_dir.mkdir(parents=True, exist_ok=True)
@@ -78,14 +84,20 @@ class Issuance:
                 self.ca.save(self.tls_dir / CA_CERT, self.tls_dir / CA_KEY, password)
             if self.hosts:
                 cert, key = cert_paths(self.tls_dir, AGGREGATOR)
-                self.ca.issue_server(self.hosts, days=self.days).save(cert, key, password)
+                _save_for_recipient(self.ca.issue_server(self.hosts, days=self.days), cert, key)
                 written.append(cert)
             for m in self.members:
                 cert, key = cert_paths(self.tls_dir, m.name)
                 issued = self.ca.issue_member(self.chain_id, m.address, m.sm9_identity, m.name, days=self.days)
-                issued.save(cert, key, password)
+                _save_for_recipient(issued, cert, key)
                 written.append(cert)
         return written
+
+
+def _save_for_recipient(issued: IssuedCertificate, cert: Path, key: Path) -> None:
+    """A party's certificate, and its key under a fresh transport password only that party receives."""
+    secret = issue_secret(lambda path, password: issued.save(cert, path, password), key, cert.name)
+    secret.save_password()
 
 
 def plan_issuance(

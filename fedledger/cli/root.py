@@ -13,7 +13,7 @@ from importlib.metadata import entry_points
 import typer
 
 from fedledger import __version__
-from fedledger.cli import audit, chain, fl, kgc, sm9, store
+from fedledger.cli import audit, chain, consortium, fl, kgc, sm9, store
 from fedledger.cli.bench import bench_app
 
 app = typer.Typer(
@@ -32,6 +32,11 @@ def _register_core_groups() -> None:
     app.add_typer(store.app, name="store", help="Content-addressed model store: add, get, CAR export and import.")
     app.add_typer(fl.app, name="fl", help="Federated learning: training, aggregation and the alignment experiment.")
     app.add_typer(audit.app, name="audit", help="Read-only audit REST API over the ledger and the store.")
+    app.add_typer(
+        consortium.app,
+        name="consortium",
+        help="From the consortium plan to kits, membership changes, status and metrics.",
+    )
 
 
 def _register_plugin_groups() -> None:

@@ -58,6 +58,18 @@ def verify_command(
     raise typer.Exit(FAILED)
 
 
+def _share_passwords(shares: list[Path], password_file: Path | None) -> dict[Path, str]:
+    """Each share's password: its KGC transport password file (``<share>.password``) when it has
+    one beside it and no --password-file is given, else the one password given."""
+    from fedledger.protocol.key_distribution import read_transport_password, transport_password_path
+
+    own = {s: transport_password_path(s) for s in shares}
+    if password_file is None and all(p.is_file() for p in own.values()):
+        return {s: guarded(lambda p=p: read_transport_password(p)) for s, p in own.items()}  # type: ignore[misc]
+    password = read_password(password_file, "the key shares")
+    return dict.fromkeys(shares, password)
+
+
 @app.command("threshold-sign")
 def threshold_sign_command(
     shares: Annotated[list[Path], typer.Option("--share", help="Encrypted key share file; repeat for each signer.")],
@@ -76,9 +88,9 @@ def threshold_sign_command(
     public_file = public_path or shares[0].parent / "threshold_public.json"
     public = guarded(lambda: ThresholdPublic.load(public_file))
     message = read_input(input_path, "input")
-    password = read_password(password_file, "the key shares")
+    passwords = _share_passwords(shares, password_file)
     with err_console.status("decrypting shares"):
-        loaded = [guarded(lambda s=s: KeyShare.load(s, password)) for s in shares]  # type: ignore[misc]
+        loaded = [guarded(lambda s=s: KeyShare.load(s, passwords[s])) for s in shares]  # type: ignore[misc]
     with err_console.status(f"signing with shares {[s.index for s in loaded]} (k={public.k}, n={public.n})"):
         try:
             signature = guarded(lambda: threshold_sign_local(loaded, public, message))

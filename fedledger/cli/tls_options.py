@@ -19,7 +19,7 @@ TlsCertOption = Annotated[
     Path | None, typer.Option("--tls-cert", help="This party's TLS certificate from `kgc setup`/`kgc tls-issue`.")
 ]
 TlsKeyOption = Annotated[
-    Path | None, typer.Option("--tls-key", help="Its private key (encrypted with the KGC-issued files' password).")
+    Path | None, typer.Option("--tls-key", help="Its private key (encrypted under its transport password).")
 ]
 InsecureHttpOption = Annotated[
     bool,

@@ -7,12 +7,12 @@ uses it to check who sent a commitment or partial signature, the nodes to know t
 from __future__ import annotations
 
 import json
-import shutil
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from fedledger.fileio import atomic_write_text
+from fedledger.fileio import atomic_write_bytes, atomic_write_text
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ class Consortium:
             return cls(
                 int(data["chain_id"]),
                 str(data["contract"]),
-                str(data["consortium_identity"]),
+                normalise_identity(str(data["consortium_identity"])),
                 int(data["threshold"]),
                 members,
             )
@@ -79,9 +79,40 @@ class Consortium:
             raise ValueError(f"consortium roster {path} is not JSON: {exc}") from None
 
 
+_ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
+_CONSORTIUM_IDENTITY = re.compile(r"consortium:([0-9]+):(0x[0-9a-fA-F]{40})")
+
+
+def canonical_address(address: str) -> str:
+    """The one form an Ethereum address takes inside an identity: ``0x`` + 40 lower-case hex digits.
+
+    Users paste addresses checksummed (mixed case), as every tool prints them; identities are bytes
+    to SM9, so one address must give one identity whatever its case.
+    """
+    text = str(address).strip()
+    if not _ADDRESS.fullmatch(text):
+        raise ValueError(f"{address!r} is not an Ethereum address (0x and 40 hex digits)")
+    return "0x" + text[2:].lower()
+
+
 def consortium_identity(chain_id: int, contract: str) -> str:
-    """The SM9 identity the consortium signs round records as (bound to one ledger)."""
-    return f"consortium:{chain_id}:{contract.lower()}"
+    """The SM9 identity the consortium signs round records as (bound to one ledger).
+
+    Every role and the audit build it here, so a checksummed and a lower-case contract address
+    give the same identity.
+    """
+    if int(chain_id) < 0:
+        raise ValueError(f"chain id {chain_id} is negative")
+    return f"consortium:{int(chain_id)}:{canonical_address(contract)}"
+
+
+def normalise_identity(identity: str) -> str:
+    """An identity as typed by a user, in canonical form: a ``consortium:<chain id>:<address>``
+    identity gets its address lower-cased; any other identity is returned unchanged."""
+    match = _CONSORTIUM_IDENTITY.fullmatch(identity.strip())
+    if match is None:
+        return identity
+    return consortium_identity(int(match.group(1)), match.group(2))
 
 
 @dataclass(frozen=True)
@@ -112,4 +143,4 @@ class PublicMaterial:
     def install(self, keys_dir: Path) -> None:
         keys_dir.mkdir(parents=True, exist_ok=True)
         for source, name in zip((self.master_public_key, self.threshold_public, self.roster), self.NAMES, strict=True):
-            shutil.copyfile(source, keys_dir / name)
+            atomic_write_bytes(keys_dir / name, Path(source).read_bytes())

@@ -25,8 +25,21 @@ ROSTER = Consortium(
 RECORD = RoundRecord(31337, "0x" + "11" * 20, 0, b"\x01" * 32, "QmCid", b"\x02" * 32, b"\x03" * 32)
 
 
+class EveryoneActive:
+    """The chain's view for these chain-less tests: every roster member active, k = 2."""
+
+    def signer_of(self, signature_der: bytes, approval: bytes) -> str:
+        return ACCOUNTS[0].address
+
+    def is_active(self, address: str) -> bool:
+        return True
+
+    def required(self) -> int:
+        return 2
+
+
 def new_session(**kwargs: float) -> SigningSession:
-    return SigningSession(PUBLIC, ROSTER, RECORD, [], lambda sig, approval: ACCOUNTS[0].address, **kwargs)
+    return SigningSession(PUBLIC, ROSTER, RECORD, [], EveryoneActive(), **kwargs)
 
 
 def commit(session: SigningSession, signer: Signer, account: object) -> None:
@@ -53,7 +66,7 @@ def test_two_of_three_sign_a_standard_sm9_signature_over_the_record() -> None:
 def test_a_commitment_under_another_members_share_is_refused() -> None:
     session = new_session()
     payload = Signer(SHARES[0], PUBLIC).commit(session.session_id).to_dict()
-    with pytest.raises(SessionRejected, match="holds share 2"):
+    with pytest.raises(SessionRejected, match="holds share 2, not share 1"):
         session.add_commitment(payload, sign_payload(bytes(ACCOUNTS[1].key), payload))
     outsider = Account.create()
     with pytest.raises(SessionRejected, match="not a member"):

@@ -70,6 +70,8 @@ def _init_args(c: InProcessConsortium, home: Path, new_password: Path) -> list[s
         c.layout.store_spec,
         "--kgc-password-file",
         str(source / "password"),
+        "--eth-key-password-file",
+        str(source / "password"),
         "--password-file",
         str(new_password),
     ]
@@ -146,7 +148,7 @@ def test_init_refuses_a_share_from_another_consortium_and_an_existing_node(
     args = _init_args(consortium, tmp_path / "node", password)
     args[args.index("--threshold-public") + 1] = str(tmp_path / "foreign.json")
     result = runner.invoke(app, args)
-    assert result.exit_code == 2 and "another identity" in result.output
+    assert result.exit_code == 2 and "is a split of 'consortium:other'" in result.output
     assert not (tmp_path / "node").exists()
 
     home = consortium.layout.node_dirs[2]

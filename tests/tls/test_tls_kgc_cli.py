@@ -11,10 +11,11 @@ import pytest
 from cryptography import x509
 from typer.testing import CliRunner
 
+from fedledger.chain.deploy import Deployment
 from fedledger.chain.devaccounts import DevRoles
 from fedledger.chain.keyfile import save_eth_key
 from fedledger.cli import app
-from fedledger.protocol.consortium import Consortium, Member
+from fedledger.protocol.consortium import Consortium, Member, consortium_identity
 from fedledger.sm9 import SignMasterKey, extract_sign_key
 from fedledger.sm9.threshold import split_key
 from fedledger.tls import (
@@ -116,40 +117,46 @@ def test_tls_issue_rotates_one_member_and_refuses_to_overwrite_without_force(tmp
     assert unknown.exit_code == 2 and "hospital-9" in unknown.output
 
 
-def _node_init(tmp_path: Path, roster: Path, dev_accounts: DevRoles, cert: str) -> object:
+def _node_init(tmp_path: Path, deployment: Deployment, dev_accounts: DevRoles, cert: str) -> object:
+    """`node init` of the ledger's first dev institution (SM9 id hospital-1), with the TLS files `kgc setup` issued."""
     kgc = tmp_path / "kgc"
     master = SignMasterKey.generate()
     master.public_key.save(tmp_path / "mpk.pem")
-    shares, public = split_key(master, "consortium:x", 2, 3)
+    identity = consortium_identity(deployment.chain_id, deployment.address)
+    shares, public = split_key(master, identity, 2, 3)
     public.save(tmp_path / "threshold.json")
-    extract_sign_key(master, "inst:hospital-1").save(tmp_path / "sm9.key", "kgc password")
-    shares[0].save(tmp_path / "share.key", "kgc password")
-    save_eth_key(tmp_path / "eth.json", dev_accounts.institutions[0], "kgc password")
+    members = tuple(Member(f"hospital-{i + 1}", a.address, f"hospital-{i + 1}", i + 1)
+                    for i, a in enumerate(dev_accounts.institutions[:3]))  # fmt: skip
+    Consortium(deployment.chain_id, deployment.address, identity, 2, members).save(tmp_path / "ledger-roster.json")
+    extract_sign_key(master, "hospital-1").save(tmp_path / "sm9.key", "transport password")
+    shares[0].save(tmp_path / "share.key", "transport password")
+    (tmp_path / "transport-pw").write_text("transport password\n")
+    save_eth_key(tmp_path / "eth.json", dev_accounts.institutions[0], "node password")
     (tmp_path / "node-pw").write_text("node password\n")
     return runner.invoke(
         app,
-        ["node", "init", "--home", str(tmp_path / "node"), "--name", "hospital-1", "--sm9-identity", "inst:hospital-1",
-         "--width-rate", "1", "--rpc-url", "http://127.0.0.1:9", "--contract", "0x" + "ab" * 20,
+        ["node", "init", "--home", str(tmp_path / "node"), "--name", "hospital-1", "--sm9-identity", "hospital-1",
+         "--width-rate", "1", "--rpc-url", deployment.rpc_url, "--contract", deployment.address,
          "--aggregator-url", "https://127.0.0.1:8700", "--sm9-key", str(tmp_path / "sm9.key"),
          "--share", str(tmp_path / "share.key"), "--master-public-key", str(tmp_path / "mpk.pem"),
-         "--threshold-public", str(tmp_path / "threshold.json"), "--consortium", str(roster),
+         "--threshold-public", str(tmp_path / "threshold.json"), "--consortium", str(tmp_path / "ledger-roster.json"),
          "--data-source", "breast_cancer", "--store", "local:x", "--eth-key", str(tmp_path / "eth.json"),
-         "--kgc-password-file", str(tmp_path / "pw"), "--password-file", str(tmp_path / "node-pw"),
+         "--kgc-password-file", str(tmp_path / "transport-pw"), "--password-file", str(tmp_path / "node-pw"),
          "--tls-ca", str(kgc / "tls" / "ca.pem"), "--tls-cert", str(kgc / "tls" / f"{cert}-cert.pem"),
          "--tls-key", str(kgc / "tls" / f"{cert}-key.pem")],
     )  # fmt: skip
 
 
 def test_node_init_installs_its_own_certificate_and_refuses_another_members(
-    tmp_path: Path, roster: Path, dev_accounts: DevRoles
+    tmp_path: Path, roster: Path, dev_accounts: DevRoles, ledger_deployment: Deployment
 ) -> None:
     from node.config import load_config
 
     assert _setup(tmp_path, "--consortium", str(roster)).exit_code == 0  # type: ignore[attr-defined]
-    wrong = _node_init(tmp_path, roster, dev_accounts, "hospital-2")
+    wrong = _node_init(tmp_path, ledger_deployment, dev_accounts, "hospital-2")
     assert wrong.exit_code == 2 and "bound to another address" in wrong.output  # type: ignore[attr-defined]
     assert not (tmp_path / "node").exists()
-    result = _node_init(tmp_path, roster, dev_accounts, "hospital-1")
+    result = _node_init(tmp_path, ledger_deployment, dev_accounts, "hospital-1")
     assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
     config, base = load_config(tmp_path / "node")
     files = config.tls_files(base)
@@ -157,6 +164,10 @@ def test_node_init_installs_its_own_certificate_and_refuses_another_members(
     files.open("node password")  # re-encrypted under the node's own password ...
     with pytest.raises(TLSMaterialError):
         files.open("kgc password")  # ... not the KGC's
+    issued_key = tmp_path / "kgc" / "tls" / "hospital-1-key.pem"
+    with pytest.raises(TLSMaterialError):  # as issued, the KGC's password does not open it either
+        load_private_key(issued_key, "kgc password")
+    load_private_key(issued_key, (tmp_path / "kgc" / "tls" / "hospital-1-key.pem.password").read_text().strip())
 
 
 def test_tls_issue_new_ca_replaces_the_ca_and_reissues_from_it(tmp_path: Path, roster: Path) -> None:
