@@ -76,9 +76,10 @@ class LedgerEventSource:
         self.contract = contract.lower()
         self.poll_seconds = poll_seconds
         self.reconnect_seconds = reconnect_seconds
-        self._from_block = from_block
         self._last_key: tuple[int, int] | None = None  # newest log delivered
-        self._scanned_to = -1  # every block up to here has been read
+        # Every block up to here has been read; None until the chain is first reached (then: its head,
+        # since a role reads the ledger's state itself when it starts).
+        self._scanned_to: int | None = None if from_block is None else from_block - 1
         self._cond = threading.Condition()
         self._seen = 0  # logs delivered so far; waiters compare against it
         self._callbacks: list[LogCallback] = []
@@ -101,9 +102,8 @@ class LedgerEventSource:
     def start(self) -> LedgerEventSource:
         if self._thread is not None:
             raise EventStreamError("the event source is already running")
-        if self._from_block is None:
-            self._from_block = self._block_number() + 1
-        self._scanned_to = self._from_block - 1
+        with contextlib.suppress(Exception):  # an unreachable chain is not an error at start: the thread retries
+            self._start_at_head()
         self._thread = threading.Thread(target=self._run, name="ledger-events", daemon=True)
         self._thread.start()
         return self
@@ -225,6 +225,9 @@ class LedgerEventSource:
 
     def _catch_up(self) -> None:
         """Read every log from the first unread block to the chain head and deliver the new ones."""
+        if self._scanned_to is None:
+            self._start_at_head()
+            return
         head = self._block_number()
         if head <= self._scanned_to:
             return
@@ -255,6 +258,10 @@ class LedgerEventSource:
                     callback(entry)
                 except Exception:  # a listener's bug must not stop the stream
                     log.exception("ledger event listener failed")
+
+    def _start_at_head(self) -> None:
+        if self._scanned_to is None:
+            self._scanned_to = self._block_number()
 
     def _block_number(self) -> int:
         return int(str(rpc_request(self.rpc_url, "eth_blockNumber")), 16)

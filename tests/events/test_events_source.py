@@ -105,3 +105,18 @@ def test_wait_for_wakes_on_the_event_not_the_recheck_timer(
         assert source.wait_for(lambda: ledger.round_state().started, timeout=20.0, recheck_seconds=10.0)
         assert time.monotonic() - start < 3.0  # not the 10 s recheck
         assert not source.wait_for(lambda: False, timeout=0.2)
+
+
+def test_a_chain_out_of_reach_at_start_is_not_an_error(
+    ledger: LedgerClient, dev_accounts: DevRoles, cutter: TcpRelay
+) -> None:
+    cutter.refusing.set()
+    url = f"http://127.0.0.1:{cutter.port}"
+    with LedgerEventSource(url, ledger.address, poll_seconds=0.05, reconnect_seconds=0.2) as source:
+        time.sleep(0.3)
+        assert not source.streaming
+        cutter.refusing.clear()
+        assert _until(lambda: source.streaming, timeout=15.0), "never connected once the chain was back"
+        seen = source.seen
+        ledger.open_round(dev_accounts.aggregator, 0, CID0, sm3(b"base"))
+        assert source.wait_for_log(seen, timeout=5.0)
