@@ -15,7 +15,6 @@ from pathlib import Path
 
 from eth_account.signers.local import LocalAccount
 
-from aggregator.aggregation_step import RoundOutcome, SubmittedUpdate, aggregate_round
 from aggregator.approval_check import ChainApprovals
 from aggregator.config import PARTIAL_TIMEOUT_SECONDS, SIGNING_GRACE_SECONDS
 from aggregator.http_api import SessionBoard
@@ -23,13 +22,20 @@ from aggregator.session_clock import SessionClock
 from aggregator.signing import SigningSession
 from fedledger.chain.approvals import GlobalModelRecord
 from fedledger.chain.client import Institution, LedgerClient, UpdateSubmitted
-from fedledger.chain.errors import ApproverNotActive, InvalidApprovalSignature, NotEnoughApprovals
+from fedledger.chain.errors import (
+    ApproverNotActive,
+    EntryCountMismatch,
+    InvalidApprovalSignature,
+    NotEnoughApprovals,
+)
 from fedledger.chain.events import LedgerEventSource
 from fedledger.errors import FedLedgerError
 from fedledger.fl import ModelSpec, ValidationPolicy, initial_global_state, load_global, save_global
 from fedledger.phases import PhaseTimes
-from fedledger.protocol import RoundRecord, UpdateEntry, merkle_root
+from fedledger.protocol import RoundRecord
 from fedledger.protocol.consortium import Consortium
+from fedledger.protocol.manifest import RoundManifest
+from fedledger.protocol.round_check import AggregationRule, compute_round, ledger_updates
 from fedledger.sm9 import SignMasterPublicKey
 from fedledger.sm9.threshold import ThresholdPublic
 from fedledger.store import ContentStore
@@ -45,6 +51,10 @@ class RoundFailed(FedLedgerError):
 
 class AggregatorMisconfigured(FedLedgerError):
     """A configuration no retry can heal (no ledger at the address, not its aggregator): stop at once."""
+
+
+class EntriesChanged(FedLedgerError):
+    """An update landed after the manifest was built: the round's manifest must be redone."""
 
 
 MAX_RETRY_DELAY_SECONDS = 10.0
@@ -187,6 +197,13 @@ def new_session(
     )
 
 
+def _check_entry_count(ctx: AggregatorContext, record: RoundRecord) -> None:
+    """Honest signers refuse a record that misses an entry: stop signing it as soon as one lands."""
+    count = ctx.ledger.round_state().update_count
+    if count != record.entry_count:
+        raise EntriesChanged(f"the round now has {count} entries, the manifest accounts for {record.entry_count}")
+
+
 def authorize(
     ctx: AggregatorContext, record: RoundRecord, included: list[str], stop: threading.Event
 ) -> tuple[bytes, list[bytes]]:
@@ -199,6 +216,7 @@ def authorize(
         started = time.monotonic()
         clock = SessionClock(ctx.board, session, ctx.phases, ctx.poll_interval)
         while not stop.is_set() and time.monotonic() - started < ctx.session_timeout_seconds:
+            _check_entry_count(ctx, record)
             phase = clock.tick()
             if phase == "ready" and post_would_pass(ctx, session) and session.signature_der is not None:
                 return session.signature_der, [approval for _, approval in session.approval_list()]
@@ -245,7 +263,8 @@ def post_would_pass(ctx: AggregatorContext, session: SigningSession) -> bool:
     return True
 
 
-def run_round(ctx: AggregatorContext, round_index: int, stop: threading.Event) -> RoundOutcome:
+def build_manifest(ctx: AggregatorContext, round_index: int, stop: threading.Event) -> RoundManifest:
+    """Check every entry of the round, store the global model and the manifest; returns the manifest."""
     opened = ctx.ledger.rounds_opened(round=round_index)[0]
     workdir = ctx.state_dir / f"round-{round_index}"
     workdir.mkdir(parents=True, exist_ok=True)
@@ -256,56 +275,48 @@ def run_round(ctx: AggregatorContext, round_index: int, stop: threading.Event) -
         events = wait_for_updates(ctx, round_index, stop)
     align_started = time.perf_counter()
     identities = {i.address.lower(): i.sm9_id for i in ctx.ledger.institutions()}
-    submissions = [
-        SubmittedUpdate(
-            UpdateEntry.from_event(ctx.ledger.chain_id, ctx.ledger.address, e),
-            e.sm9_signature,
-            identities[e.institution.lower()],
-        )
-        for e in events
-    ]
+    updates = ledger_updates(ctx.ledger.chain_id, ctx.ledger.address, events, identities)
     ctx.board.status = {"state": "aggregating", "round": round_index, "updates": len(events)}
-    outcome = aggregate_round(
-        ctx.store,
-        ctx.master_public_key,
-        ctx.spec,
-        base_state,
-        opened.base_digest,
-        submissions,
-        round_index,
-        workdir,
-        ctx.policy,
+    rule = AggregationRule(policy=ctx.policy or ValidationPolicy())
+    computation = compute_round(
+        ctx.store, ctx.master_public_key, ctx.spec, base_state, opened.base_digest, updates, rule, workdir
     )
-    if not outcome.included:
-        raise RoundFailed(f"round {round_index}: no valid update ({outcome.rejected})")
+    if not computation.included:
+        reasons = {e.institution: e.code.value for e in computation.excluded}
+        raise RoundFailed(f"round {round_index}: no valid update ({reasons})")
+    global_path = workdir / f"global-r{round_index}.safetensors"
+    global_digest = save_global(global_path, computation.state, ctx.spec, round_index + 1)
+    global_cid = ctx.store.put(global_path)
+    ledger = (ctx.ledger.chain_id, ctx.ledger.address)
+    manifest = computation.manifest(ledger, round_index, opened.base_digest, global_cid, global_digest, rule)
     ctx.phases.add(round_index, "align", time.perf_counter() - align_started)
-    leaves = [s.entry.leaf(s.signature_der) for s in outcome.included]
-    record = RoundRecord(
-        ctx.ledger.chain_id,
-        ctx.ledger.address,
-        round_index,
-        opened.base_digest,
-        outcome.global_cid,
-        outcome.global_digest,
-        merkle_root(leaves),
-    )
-    included = [s.entry.institution.lower() for s in outcome.included]
-    signature, approvals = authorize(ctx, record, included, stop)
-    with ctx.phases.measure(round_index, "post"):
-        ctx.ledger.post_global_model(
-            ctx.account,
-            GlobalModelRecord.from_round_record(record, signature),
-            approvals,
-        )
-    ctx.phases.log_round(round_index)
+    return manifest
+
+
+def run_round(ctx: AggregatorContext, round_index: int, stop: threading.Event) -> RoundManifest | None:
+    """Build, authorize and post round ``round_index``; None when an update landed meanwhile (the
+    post reverted or the signers saw more entries), so the caller redoes the round's manifest."""
+    manifest = build_manifest(ctx, round_index, stop)
+    manifest_cid = ctx.store.put(manifest.to_bytes())
+    record = manifest.round_record(manifest_cid)
+    included = [row.institution for row in manifest.included]
+    try:
+        signature, approvals = authorize(ctx, record, included, stop)
+        with ctx.phases.measure(round_index, "post"):
+            ctx.ledger.post_global_model(ctx.account, GlobalModelRecord.from_round_record(record, signature), approvals)
+    except (EntriesChanged, EntryCountMismatch) as exc:
+        log.warning("round %d: %s; redoing the manifest", round_index, exc)
+        return None
     log.info(
-        "round %d posted: %s with %d updates (%d rejected)",
+        "round %d posted: %s with %d updates (%d left out, manifest %s)",
         round_index,
         record.global_cid,
-        len(included),
-        len(outcome.rejected),
+        len(manifest.included),
+        len(manifest.excluded),
+        manifest_cid,
     )
-    return outcome
+    ctx.phases.log_round(round_index)
+    return manifest
 
 
 def check_role(ctx: AggregatorContext) -> None:

@@ -25,7 +25,8 @@ contract FederatedLedger {
     uint8 public constant ACTION_SET_AGGREGATOR = 3;
 
     bytes32 public constant GLOBAL_MODEL_TYPEHASH = keccak256(
-        "GlobalModel(uint64 round,string cid,bytes32 digest,bytes32 updatesRoot,bytes sm9Signature,uint64 nonce)"
+        "GlobalModel(uint64 round,string cid,bytes32 digest,bytes32 updatesRoot,string manifestCid,bytes32 manifestDigest,"
+        "uint32 entryCount,bytes sm9Signature,uint64 nonce)"
     );
     bytes32 public constant MEMBERSHIP_CHANGE_TYPEHASH = keccak256(
         "MembershipChange(uint8 action,address account,string sm9Id,uint32 threshold,uint64 nonce)"
@@ -90,11 +91,11 @@ contract FederatedLedger {
         uint32 widthRate,
         bytes sm9Signature
     );
+    /// @notice Round `round`'s record was posted: `model` is the whole record (global model, updates
+    /// root, round manifest CID and digest, entry count), as the approvers signed it.
     event GlobalModelPosted(
         uint64 indexed round,
-        string cid,
-        bytes32 digest,
-        bytes32 updatesRoot,
+        GlobalModel model,
         bytes sm9ThresholdSignature,
         uint32 updateCount,
         uint64 nonce,
@@ -127,6 +128,7 @@ contract FederatedLedger {
     error InvalidApprovalSignature(uint256 index);
     error ApproverNotActive(uint256 index, address signer);
     error NotEnoughApprovals(uint256 distinct, uint256 required);
+    error EntryCountMismatch(uint32 given, uint32 submitted);
 
     // ------------------------------------------------------------------ construction
 
@@ -207,41 +209,46 @@ contract FederatedLedger {
         emit UpdateSubmitted(round, msg.sender, cid, digest, mappingDigest, numSamples, widthRate, sm9Signature);
     }
 
-    /// @notice Posts round `round`'s global model and closes the round. `approvals` are 65-byte
-    /// EIP-712 signatures over GlobalModel(round, cid, digest, updatesRoot, sm9Signature, nonce) by
-    /// at least k distinct active institutions; an approver listed twice is counted once.
+    /// @notice The round record a post carries: the global model, the Merkle root of the included
+    /// entries, the round manifest (every entry included or left out with its reason) and how many
+    /// entries the manifest accounts for.
+    struct GlobalModel {
+        uint64 round;
+        string cid;
+        bytes32 digest;
+        bytes32 updatesRoot;
+        string manifestCid;
+        bytes32 manifestDigest;
+        uint32 entryCount;
+    }
+
+    /// @notice Posts round `model.round`'s global model and closes the round. `approvals` are 65-byte
+    /// EIP-712 signatures over GlobalModel(round, cid, digest, updatesRoot, manifestCid, manifestDigest,
+    /// entryCount, sm9Signature, nonce) by at least k distinct active institutions; an approver listed
+    /// twice is counted once. `entryCount` must equal the round's submissions so far: a submission
+    /// that lands after the manifest was built makes the post revert (EntryCountMismatch), and the
+    /// aggregator redoes the manifest, so every entry is always accounted for.
+    /// @dev The record is one calldata struct: nine flat parameters do not fit the EVM stack.
     function postGlobalModel(
-        uint64 round,
-        string calldata cid,
-        bytes32 digest,
-        bytes32 updatesRoot,
+        GlobalModel calldata model,
         bytes calldata sm9ThresholdSignature,
         bytes[] calldata approvals
     ) external {
         _onlyAggregator();
+        uint64 round = model.round;
         if (!_roundOpen || round != _round) revert RoundNotOpen(round);
-        _checkCid(cid);
-        if (digest == bytes32(0)) revert ZeroDigest();
+        _checkCid(model.cid);
+        _checkCid(model.manifestCid);
+        if (model.digest == bytes32(0) || model.manifestDigest == bytes32(0)) revert ZeroDigest();
+        if (model.entryCount != _updateCount) revert EntryCountMismatch(model.entryCount, _updateCount);
         _checkSm9Signature(sm9ThresholdSignature);
         uint64 nonce = _postNonce;
-        bytes32 structHash = keccak256(
-            abi.encode(
-                GLOBAL_MODEL_TYPEHASH,
-                round,
-                keccak256(bytes(cid)),
-                digest,
-                updatesRoot,
-                keccak256(sm9ThresholdSignature),
-                nonce
-            )
-        );
-        address[] memory approvers = _checkApprovals(_typedDataDigest(structHash), approvals);
-        _globalDigest[round] = digest;
+        address[] memory approvers =
+            _checkApprovals(_typedDataDigest(_globalModelStructHash(model, sm9ThresholdSignature, nonce)), approvals);
+        _globalDigest[round] = model.digest;
         _roundOpen = false;
         _postNonce = nonce + 1;
-        emit GlobalModelPosted(
-            round, cid, digest, updatesRoot, sm9ThresholdSignature, _updateCount, nonce, approvers
-        );
+        emit GlobalModelPosted(round, model, sm9ThresholdSignature, model.entryCount, nonce, approvers);
     }
 
     // ------------------------------------------------------------------ access log
@@ -376,26 +383,12 @@ contract FederatedLedger {
     }
 
     /// @notice The EIP-712 digest an approver signs for this global model at the current nonce.
-    function globalModelApprovalDigest(
-        uint64 round,
-        string calldata cid,
-        bytes32 digest,
-        bytes32 updatesRoot,
-        bytes calldata sm9ThresholdSignature
-    ) external view returns (bytes32) {
-        return _typedDataDigest(
-            keccak256(
-                abi.encode(
-                    GLOBAL_MODEL_TYPEHASH,
-                    round,
-                    keccak256(bytes(cid)),
-                    digest,
-                    updatesRoot,
-                    keccak256(sm9ThresholdSignature),
-                    _postNonce
-                )
-            )
-        );
+    function globalModelApprovalDigest(GlobalModel calldata model, bytes calldata sm9ThresholdSignature)
+        external
+        view
+        returns (bytes32)
+    {
+        return _typedDataDigest(_globalModelStructHash(model, sm9ThresholdSignature, _postNonce));
     }
 
     /// @notice The EIP-712 digest an approver signs for this membership change at the current nonce.
@@ -460,6 +453,27 @@ contract FederatedLedger {
         if (account == address(0)) revert ZeroAddress();
         emit AggregatorChanged(_aggregator, account);
         _aggregator = account;
+    }
+
+    function _globalModelStructHash(GlobalModel calldata model, bytes calldata sm9Signature, uint64 nonce)
+        private
+        pure
+        returns (bytes32)
+    {
+        return keccak256(
+            abi.encode(
+                GLOBAL_MODEL_TYPEHASH,
+                model.round,
+                keccak256(bytes(model.cid)),
+                model.digest,
+                model.updatesRoot,
+                keccak256(bytes(model.manifestCid)),
+                model.manifestDigest,
+                model.entryCount,
+                keccak256(sm9Signature),
+                nonce
+            )
+        );
     }
 
     function _membershipStructHash(

@@ -21,6 +21,8 @@ abstract contract LedgerFixture is CheatcodeTest {
     string internal constant GLOBAL_CID = "QmGlobalGlobalGlobalGlobalGlobalGlobalGlobalGl";
     bytes32 internal constant GLOBAL_DIGEST = keccak256("global model 0");
     bytes32 internal constant UPDATES_ROOT = keccak256("updates root");
+    string internal constant MANIFEST_CID = "QmManifestManifestManifestManifestManifestMani";
+    bytes32 internal constant MANIFEST_DIGEST = keccak256("round manifest");
     bytes internal constant SM9_SIG = hex"30660420aabbccddeeff00112233445566778899aabbccddeeff001122334455667788990442048899";
 
     function setUp() public virtual {
@@ -49,24 +51,31 @@ abstract contract LedgerFixture is CheatcodeTest {
         );
     }
 
+    /// The standard test record of round `round`, accounting for the submissions made so far.
+    function model(uint64 round) internal view returns (FederatedLedger.GlobalModel memory) {
+        (,,, uint32 count) = ledger.roundState();
+        return FederatedLedger.GlobalModel(round, GLOBAL_CID, GLOBAL_DIGEST, UPDATES_ROOT, MANIFEST_CID, MANIFEST_DIGEST, count);
+    }
+
     function globalModelDigest(
         address verifyingContract,
-        uint64 round,
-        string memory cid,
-        bytes32 digest,
-        bytes32 root,
+        FederatedLedger.GlobalModel memory m,
         bytes memory sm9Sig,
         uint64 nonce
     ) internal view returns (bytes32) {
         bytes32 structHash = keccak256(
             abi.encode(
                 keccak256(
-                    "GlobalModel(uint64 round,string cid,bytes32 digest,bytes32 updatesRoot,bytes sm9Signature,uint64 nonce)"
+                    "GlobalModel(uint64 round,string cid,bytes32 digest,bytes32 updatesRoot,string manifestCid,"
+                    "bytes32 manifestDigest,uint32 entryCount,bytes sm9Signature,uint64 nonce)"
                 ),
-                round,
-                keccak256(bytes(cid)),
-                digest,
-                root,
+                m.round,
+                keccak256(bytes(m.cid)),
+                m.digest,
+                m.updatesRoot,
+                keccak256(bytes(m.manifestCid)),
+                m.manifestDigest,
+                m.entryCount,
                 keccak256(sm9Sig),
                 nonce
             )
@@ -100,7 +109,7 @@ abstract contract LedgerFixture is CheatcodeTest {
     /// Approvals of the round-`round` global model (standard test record) by members[idx[i]].
     function approveGlobal(uint64 round, uint256[] memory idx) internal view returns (bytes[] memory sigs) {
         (uint64 nonce,) = ledger.nonces();
-        bytes32 digest = globalModelDigest(address(ledger), round, GLOBAL_CID, GLOBAL_DIGEST, UPDATES_ROOT, SM9_SIG, nonce);
+        bytes32 digest = globalModelDigest(address(ledger), model(round), SM9_SIG, nonce);
         sigs = new bytes[](idx.length);
         for (uint256 i = 0; i < idx.length; ++i) {
             sigs[i] = signDigest(keys[idx[i]], digest);
@@ -146,8 +155,9 @@ abstract contract LedgerFixture is CheatcodeTest {
     }
 
     function post(uint64 round, bytes[] memory sigs) internal {
+        FederatedLedger.GlobalModel memory m = model(round);
         vm.prank(aggregatorAccount);
-        ledger.postGlobalModel(round, GLOBAL_CID, GLOBAL_DIGEST, UPDATES_ROOT, SM9_SIG, sigs);
+        ledger.postGlobalModel(m, SM9_SIG, sigs);
     }
 
     /// Calls `target` as `sender` and returns the 4-byte selector it reverted with (0 if it did not).
@@ -160,10 +170,8 @@ abstract contract LedgerFixture is CheatcodeTest {
         }
     }
 
-    function postCall(uint64 round, bytes[] memory sigs) internal pure returns (bytes memory) {
-        return abi.encodeCall(
-            FederatedLedger.postGlobalModel, (round, GLOBAL_CID, GLOBAL_DIGEST, UPDATES_ROOT, SM9_SIG, sigs)
-        );
+    function postCall(uint64 round, bytes[] memory sigs) internal view returns (bytes memory) {
+        return abi.encodeCall(FederatedLedger.postGlobalModel, (model(round), SM9_SIG, sigs));
     }
 }
 
@@ -301,8 +309,8 @@ contract FederatedLedgerMembershipTest is LedgerFixture {
     function test_contractHelpersMatchHandWrittenEip712() public view {
         (uint64 postNonce, uint64 memberNonce) = ledger.nonces();
         vm.assertEq(
-            ledger.globalModelApprovalDigest(7, GLOBAL_CID, GLOBAL_DIGEST, UPDATES_ROOT, SM9_SIG),
-            globalModelDigest(address(ledger), 7, GLOBAL_CID, GLOBAL_DIGEST, UPDATES_ROOT, SM9_SIG, postNonce),
+            ledger.globalModelApprovalDigest(model(7), SM9_SIG),
+            globalModelDigest(address(ledger), model(7), SM9_SIG, postNonce),
             "global model digest"
         );
         vm.assertEq(
@@ -355,9 +363,10 @@ contract FederatedLedgerRoundTest is LedgerFixture {
         ledger.openRound(0, BASE_CID, BASE_DIGEST);
         openRound0();
         bytes[] memory sigs = approveGlobal(0, list(0, 1, 2));
+        FederatedLedger.GlobalModel memory m = model(0);
         vm.prank(members[0]);
         vm.expectRevert(abi.encodeWithSelector(FederatedLedger.NotAggregator.selector, members[0]));
-        ledger.postGlobalModel(0, GLOBAL_CID, GLOBAL_DIGEST, UPDATES_ROOT, SM9_SIG, sigs);
+        ledger.postGlobalModel(m, SM9_SIG, sigs);
     }
 
     function test_nonMemberSubmissionRejected() public {
@@ -414,17 +423,19 @@ contract FederatedLedgerRoundTest is LedgerFixture {
     function test_kMinusOneApprovalsRejected() public {
         openRound0();
         bytes[] memory sigs = approveGlobal(0, list(1, 4));
+        FederatedLedger.GlobalModel memory m = model(0);
         vm.prank(aggregatorAccount);
         vm.expectRevert(abi.encodeWithSelector(FederatedLedger.NotEnoughApprovals.selector, 2, 3));
-        ledger.postGlobalModel(0, GLOBAL_CID, GLOBAL_DIGEST, UPDATES_ROOT, SM9_SIG, sigs);
+        ledger.postGlobalModel(m, SM9_SIG, sigs);
     }
 
     function test_duplicatedApproverCountedOnce() public {
         openRound0();
         bytes[] memory sigs = approveGlobal(0, list(2, 2, 3));
+        FederatedLedger.GlobalModel memory m = model(0);
         vm.prank(aggregatorAccount);
         vm.expectRevert(abi.encodeWithSelector(FederatedLedger.NotEnoughApprovals.selector, 2, 3));
-        ledger.postGlobalModel(0, GLOBAL_CID, GLOBAL_DIGEST, UPDATES_ROOT, SM9_SIG, sigs);
+        ledger.postGlobalModel(m, SM9_SIG, sigs);
 
         // Duplicates are ignored rather than fatal: with three distinct approvers the post passes,
         // and the event lists each approver once.
@@ -443,11 +454,12 @@ contract FederatedLedgerRoundTest is LedgerFixture {
         (uint64 nonce,) = ledger.nonces();
         sigs[1] = signDigest(
             OUTSIDER_KEY,
-            globalModelDigest(address(ledger), 0, GLOBAL_CID, GLOBAL_DIGEST, UPDATES_ROOT, SM9_SIG, nonce)
+            globalModelDigest(address(ledger), model(0), SM9_SIG, nonce)
         );
+        FederatedLedger.GlobalModel memory m = model(0);
         vm.prank(aggregatorAccount);
         vm.expectRevert(abi.encodeWithSelector(FederatedLedger.ApproverNotActive.selector, 1, vm.addr(OUTSIDER_KEY)));
-        ledger.postGlobalModel(0, GLOBAL_CID, GLOBAL_DIGEST, UPDATES_ROOT, SM9_SIG, sigs);
+        ledger.postGlobalModel(m, SM9_SIG, sigs);
     }
 
     function test_approvalReplayedOnAnotherRoundRejected() public {
@@ -486,14 +498,33 @@ contract FederatedLedgerRoundTest is LedgerFixture {
     function test_approvalForAnotherRecordRejected() public {
         openRound0();
         bytes[] memory sigs = approveGlobal(0, list(0, 1, 2));
+        FederatedLedger.GlobalModel memory other = model(0);
+        other.digest = keccak256("a different model");
         vm.prank(aggregatorAccount);
-        (bool ok,) = address(ledger).call(
-            abi.encodeCall(
-                FederatedLedger.postGlobalModel,
-                (0, GLOBAL_CID, keccak256("a different model"), UPDATES_ROOT, SM9_SIG, sigs)
-            )
-        );
+        (bool ok,) = address(ledger).call(abi.encodeCall(FederatedLedger.postGlobalModel, (other, SM9_SIG, sigs)));
         vm.assertFalse(ok, "approvals of one digest do not authorise another");
+        other = model(0);
+        other.manifestDigest = keccak256("a different manifest");
+        vm.prank(aggregatorAccount);
+        (ok,) = address(ledger).call(abi.encodeCall(FederatedLedger.postGlobalModel, (other, SM9_SIG, sigs)));
+        vm.assertFalse(ok, "approvals of one manifest do not authorise another");
+    }
+
+    function test_submissionAfterTheManifestMakesThePostRevert() public {
+        openRound0();
+        submitAs(0, 0);
+        submitAs(1, 0);
+        // The record (and its approvals) account for two entries; a third lands before the post.
+        FederatedLedger.GlobalModel memory record = model(0);
+        bytes[] memory sigs = approveGlobal(0, list(0, 1, 2));
+        submitAs(2, 0);
+        vm.prank(aggregatorAccount);
+        vm.expectRevert(abi.encodeWithSelector(FederatedLedger.EntryCountMismatch.selector, 2, 3));
+        ledger.postGlobalModel(record, SM9_SIG, sigs);
+        (,, bool open,) = ledger.roundState();
+        vm.assertTrue(open, "round still open: the aggregator redoes the manifest");
+        post(0, approveGlobal(0, list(0, 1, 2)));
+        vm.assertEq(ledger.globalDigest(0), GLOBAL_DIGEST, "posted once every entry is accounted for");
     }
 
     function test_malleableApprovalRejected() public {
@@ -512,9 +543,10 @@ contract FederatedLedgerRoundTest is LedgerFixture {
             r := mload(add(sig, 32))
         }
         sigs[0] = abi.encodePacked(r, bytes32(n - uint256(s)), v == 27 ? uint8(28) : uint8(27));
+        FederatedLedger.GlobalModel memory m = model(0);
         vm.prank(aggregatorAccount);
         vm.expectRevert(abi.encodeWithSelector(FederatedLedger.InvalidApprovalSignature.selector, 0));
-        ledger.postGlobalModel(0, GLOBAL_CID, GLOBAL_DIGEST, UPDATES_ROOT, SM9_SIG, sigs);
+        ledger.postGlobalModel(m, SM9_SIG, sigs);
     }
 
     function test_recordAccessByMembersOnly() public {
@@ -536,8 +568,8 @@ contract FederatedLedgerRoundTest is LedgerFixture {
         Vm.Log[] memory logs = vm.getRecordedLogs();
         for (uint256 i = 0; i < logs.length; ++i) {
             if (logs[i].topics[0] == FederatedLedger.GlobalModelPosted.selector) {
-                (,,,,,, approvers) =
-                    abi.decode(logs[i].data, (string, bytes32, bytes32, bytes, uint32, uint64, address[]));
+                (,,,, approvers) =
+                    abi.decode(logs[i].data, (FederatedLedger.GlobalModel, bytes, uint32, uint64, address[]));
                 return approvers;
             }
         }
@@ -569,7 +601,7 @@ contract FederatedLedgerFuzzTest is LedgerFixture {
         openRound0();
         (uint64 nonce,) = ledger.nonces();
         bytes32 digest =
-            globalModelDigest(address(ledger), otherRound, GLOBAL_CID, GLOBAL_DIGEST, UPDATES_ROOT, SM9_SIG, nonce);
+            globalModelDigest(address(ledger), model(otherRound), SM9_SIG, nonce);
         bytes[] memory sigs = new bytes[](3);
         for (uint256 i = 0; i < 3; ++i) sigs[i] = signDigest(keys[i], digest);
         bytes4 sel = revertSelector(aggregatorAccount, address(ledger), postCall(0, sigs));

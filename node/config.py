@@ -69,6 +69,13 @@ class NodeConfig(LedgerSettings, TLSSettings):
     verify_aggregation: bool = Field(
         True, description="recompute the global model from the included updates before co-signing"
     )
+    max_update_norm: float | None = Field(
+        None,
+        gt=0,
+        description="the update norm bound the consortium agreed (as the aggregator's); a round "
+        "manifest naming another validation policy is refused",
+    )
+    norm_policy: str = Field("reject", pattern="^(reject|clip)$")
     data: DataConfig
     training: TrainingConfig = TrainingConfig()
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from fedledger.chain.keyfile import KeyFileError, load_eth_key
-from fedledger.fl import Shard, TrainConfig, load_dataset, partition
+from fedledger.fl import Shard, TrainConfig, ValidationPolicy, load_dataset, partition
 from fedledger.protocol.consortium import Consortium
+from fedledger.protocol.round_check import AggregationRule
 from fedledger.sm9 import SignMasterPublicKey, SignPrivateKey
 from fedledger.sm9.threshold import KeyShare, Signer, ThresholdPublic
 from fedledger.store import open_store
@@ -84,6 +85,7 @@ def build_context(
         ),
         state_dir=state_dir,
         verify_aggregation=config.verify_aggregation,
+        rule=AggregationRule(policy=ValidationPolicy(config.max_update_norm, config.norm_policy)),
         poll_interval=config.poll_interval,
         http_timeout_seconds=config.http_timeout_seconds,
         aggregator_tls=aggregator_tls,

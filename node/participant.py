@@ -5,11 +5,14 @@ carries on where the chain says it is: it never submits twice and never signs a 
 not checked. What a node checks before it contributes a partial signature:
 
 - the record names the open round and the base model the round was opened with;
-- the listed entries are exactly ``UpdateSubmitted`` events of this round, their Merkle root is the
-  record's ``updates_root``, and its own entry is among them exactly as it submitted it;
+- the round manifest the record binds (CID + SM3) lists every ``UpdateSubmitted`` entry of the round
+  exactly once, included or excluded; the included rows are the ledger's entries, their Merkle root
+  is the record's ``updates_root``, and its own entry is on the ledger exactly as it submitted it;
 - the global model's content is in the store and its SM3 digest is the record's;
-- (``verify_aggregation``) recomputed from the base and the included updates, the global model is
-  exactly the record's: the aggregator cannot slip in weights the updates did not produce.
+- (``verify_aggregation``) the node runs the aggregator's own pipeline
+  (``fedledger.protocol.round_check``) on the ledger's entries: every SM9 signature, file field and
+  FL rule, weights from the ledger. It signs only if it reaches the same inclusions, the same
+  exclusions with the same reason codes and the same global model bytes.
 """
 
 from __future__ import annotations
@@ -28,21 +31,29 @@ from eth_account.signers.local import LocalAccount
 
 from fedledger.chain.approvals import GlobalModelRecord
 from fedledger.chain.client import LedgerClient, UpdateSubmitted
-from fedledger.digests import sm3_file
+from fedledger.digests import sm3, sm3_file
 from fedledger.errors import FedLedgerError
 from fedledger.fileio import atomic_write_text
 from fedledger.fl import Dataset, ModelFileError, TrainConfig
 from fedledger.phases import PhaseTimes
-from fedledger.protocol import RoundRecord, UpdateEntry, merkle_root, width_to_ppm
+from fedledger.protocol import RoundRecord, UpdateEntry, width_to_ppm
 from fedledger.protocol.consortium import Consortium
+from fedledger.protocol.manifest import MAX_MANIFEST_BYTES, Decisions, ManifestError, RoundManifest
+from fedledger.protocol.round_check import AggregationRule, ledger_updates
 from fedledger.protocol.session_auth import sign_payload
 from fedledger.sm9 import Signature, SignMasterPublicKey, SignPrivateKey, sign, verify
 from fedledger.sm9.threshold import Signer, ThresholdPublic
-from fedledger.store import ContentStore
+from fedledger.store import ContentStore, StoreError
 from node.config import HTTP_TIMEOUT_SECONDS, POLL_INTERVAL_SECONDS
 from node.http_client import aggregator_client
 from node.session_view import frozen_commitments, parse_session_view, threshold_signature
-from node.training_step import TrainedUpdate, fetch_verified_model, realigned_digest, train_update
+from node.training_step import (
+    TrainedUpdate,
+    UnusableGlobalModel,
+    fetch_verified_model,
+    recompute_round,
+    train_update,
+)
 from node.wakeup import NodeWakeup
 
 log = logging.getLogger(__name__)
@@ -81,6 +92,7 @@ class NodeContext:
     train_config: TrainConfig
     state_dir: Path
     verify_aggregation: bool = True
+    rule: AggregationRule = field(default_factory=AggregationRule)  # what the consortium agreed to aggregate by
     poll_interval: float = POLL_INTERVAL_SECONDS
     http_timeout_seconds: float = HTTP_TIMEOUT_SECONDS
     aggregator_tls: ssl.SSLContext | None = None  # mutual TLS to the aggregator; None = plain HTTP (--insecure-http)
@@ -220,58 +232,115 @@ def check_record(ctx: NodeContext, view: dict[str, Any]) -> RoundRecord:
     opened = ctx.ledger.rounds_opened(round=round_index)
     if not opened or opened[0].base_digest != record.base_digest:
         raise RecordRefused(f"round {round_index}: the record's base model is not the one the round opened with")
-    events = {e.institution.lower(): e for e in ctx.ledger.updates_submitted(round=round_index)}
-    included = [str(a).lower() for a in view["included"]]
-    if included != sorted(set(included)):
-        raise RecordRefused("included entries must be distinct and sorted by address")
-    leaves = []
-    for address in included:
-        event = events.get(address)
-        if event is None:
-            raise RecordRefused(f"record includes {address}, which submitted nothing in round {round_index}")
-        leaves.append(entry_of(ctx.ledger, event).leaf(event.sm9_signature))
-    if merkle_root(leaves) != record.updates_root:
-        raise RecordRefused("the updates root does not match the included ledger entries")
+    events = ctx.ledger.updates_submitted(round=round_index)
+    manifest = _checked_manifest(ctx, record, events)
     mine = ctx.account.address.lower()
-    if mine in events and mine not in included:
-        raise RecordRefused(f"this node's round {round_index} update was left out of the record")
-    if mine in events:
+    by_address = {e.institution.lower(): e for e in events}
+    if mine in by_address:
         submitted = ctx.state_dir / f"round-{round_index}" / "submitted.json"
         if submitted.exists():
             local = json.loads(submitted.read_text(encoding="utf-8"))
-            if local["cid"] != events[mine].cid or local["digest"] != events[mine].digest.hex():
+            if local["cid"] != by_address[mine].cid or local["digest"] != by_address[mine].digest.hex():
                 raise RecordRefused("the ledger's entry for this node differs from what it submitted")
+        if not ctx.verify_aggregation and mine not in {row.institution for row in manifest.included}:
+            raise RecordRefused(f"this node's round {round_index} update was left out of the record")
     global_path = ctx.state_dir / f"round-{round_index}" / "global-candidate.safetensors"
     global_path.parent.mkdir(parents=True, exist_ok=True)
     ctx.store.get_to_path(record.global_cid, global_path)
     if sm3_file(global_path) != record.global_digest:
         raise RecordRefused("the global model's content does not match the record's digest")
     if ctx.verify_aggregation:
-        _check_alignment(ctx, record, opened[0].base_cid, [events[a] for a in included])
+        _check_alignment(ctx, record, opened[0].base_cid, manifest, events)
     return record
 
 
-def _check_alignment(ctx: NodeContext, record: RoundRecord, base_cid: str, included: list[UpdateSubmitted]) -> None:
-    """Recompute the global model from the base and the included updates; it must be the posted one."""
-    folder = round_dir(ctx, record.round)
-    # Same paths as training used, so the base and this node's own update are not fetched again.
-    base_path = fetch_verified_model(ctx.store, base_cid, record.base_digest, folder / "base.safetensors")
-    mine = ctx.account.address.lower()
-    paths = [
-        fetch_verified_model(
-            ctx.store,
-            event.cid,
-            event.digest,
-            folder / ("update.safetensors" if event.institution.lower() == mine else f"{event.institution.lower()}.st"),
-        )
-        for event in included
-    ]
+def _checked_manifest(ctx: NodeContext, record: RoundRecord, events: list[UpdateSubmitted]) -> RoundManifest:
+    """The record's manifest, fetched by CID and held to the record and to the ledger: every entry of
+    the round exactly once, each included row exactly the ledger's entry."""
     try:
-        expected = realigned_digest(base_path, paths, record.round)
-    except (ModelFileError, ValueError) as exc:
-        raise RecordRefused(f"an included update cannot be aligned: {exc}") from None
-    if expected != record.global_digest:
-        raise RecordRefused("the global model is not the alignment of the included updates")
+        data = ctx.store.read_bytes(record.manifest_cid, max_size=MAX_MANIFEST_BYTES)
+    except (StoreError, ValueError) as exc:
+        raise RecordRefused(f"the round manifest {record.manifest_cid!r} cannot be read: {exc}") from None
+    if sm3(data) != record.manifest_digest:
+        raise RecordRefused("the round manifest's content does not match the record's manifest digest")
+    try:
+        manifest = RoundManifest.from_bytes(data)
+    except ManifestError as exc:
+        raise RecordRefused(f"malformed round manifest: {exc}") from None
+    expected = (record.chain_id, record.contract.lower(), record.round, record.base_digest)
+    if (manifest.chain_id, manifest.contract, manifest.round, manifest.base_digest) != expected:
+        raise RecordRefused("the round manifest names another ledger, round or base model than the record")
+    if (manifest.global_cid, manifest.global_digest) != (record.global_cid, record.global_digest):
+        raise RecordRefused("the round manifest names another global model than the record")
+    try:
+        rule = AggregationRule.from_dict(manifest.rule)
+    except ManifestError as exc:
+        raise RecordRefused(f"the round manifest's rule cannot be recomputed: {exc}") from None
+    if rule != ctx.rule:
+        raise RecordRefused(f"the round manifest's rule {manifest.rule} is not the consortium's {ctx.rule.to_dict()}")
+    if manifest.updates_root() != record.updates_root:
+        raise RecordRefused("the updates root does not match the manifest's included entries")
+    if manifest.entry_count != record.entry_count or record.entry_count != len(events):
+        raise RecordRefused(
+            f"the record accounts for {record.entry_count} entries, its manifest for {manifest.entry_count}, "
+            f"the ledger has {len(events)}"
+        )
+    by_address = {e.institution.lower(): e for e in events}
+    rows = [(r.institution, r.cid) for r in manifest.included] + [(r.institution, r.cid) for r in manifest.excluded]
+    if {a for a, _ in rows} != set(by_address) or any(by_address[a].cid != cid for a, cid in rows):
+        raise RecordRefused("the round manifest does not list exactly the round's ledger entries")
+    for row in manifest.included:
+        event = by_address[row.institution]
+        if (row.digest, row.leaf) != (event.digest, entry_of(ctx.ledger, event).leaf(event.sm9_signature)):
+            raise RecordRefused(f"the manifest's row for {row.institution} is not its ledger entry")
+    return manifest
+
+
+def _check_alignment(
+    ctx: NodeContext, record: RoundRecord, base_cid: str, manifest: RoundManifest, events: list[UpdateSubmitted]
+) -> None:
+    """Recompute the round with the shared pipeline: same entries in, same decisions (included, and
+    excluded with the same codes) and the same global model out, or the node refuses."""
+    folder = round_dir(ctx, record.round)
+    identities = {i.address.lower(): i.sm9_id for i in ctx.ledger.institutions()}
+    updates = ledger_updates(ctx.ledger.chain_id, ctx.ledger.address, events, identities)
+    rule = ctx.rule  # the manifest names this very rule (checked above)
+    try:
+        base_path = fetch_verified_model(ctx.store, base_cid, record.base_digest, folder / "base.safetensors")
+        computation, global_digest = recompute_round(
+            ctx.store,
+            ctx.master_public_key,
+            record.round,
+            base_path,
+            record.base_digest,
+            updates,
+            rule,
+            folder / "recompute",
+        )
+    except (ManifestError, ModelFileError, UnusableGlobalModel, ValueError) as exc:
+        raise RecordRefused(f"the round cannot be recomputed: {exc}") from None
+    ledger = (record.chain_id, record.contract)
+    own = computation.manifest(ledger, record.round, record.base_digest, record.global_cid, global_digest, rule)
+    if own.decisions() != manifest.decisions():
+        raise RecordRefused(_disagreement(own.decisions(), manifest.decisions()))
+    if global_digest != record.global_digest:
+        raise RecordRefused("the global model is not the aggregation of the included updates")
+
+
+def _disagreement(mine: Decisions, theirs: Decisions) -> str:
+    """One line naming the first entry on which this node's recomputation and the manifest differ."""
+
+    def table(d: Decisions) -> dict[str, str]:
+        return {row[0]: "included" for row in d[0]} | {row[0]: f"excluded ({row[2]})" for row in d[1]}
+
+    own, claimed = table(mine), table(theirs)
+    for address in sorted(set(own) | set(claimed)):
+        if own.get(address) != claimed.get(address):
+            return (
+                f"the manifest says {address} is {claimed.get(address, 'absent')}, "
+                f"this node finds it {own.get(address, 'absent')}"
+            )
+    return "the manifest's rows differ from this node's recomputation"
 
 
 class SessionParticipant:

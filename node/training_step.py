@@ -14,18 +14,18 @@ from fedledger.digests import sm3_file
 from fedledger.errors import FedLedgerError
 from fedledger.fileio import atomic_write_text
 from fedledger.fl import (
-    AlignmentAggregation,
     Dataset,
     ModelSpec,
     TrainConfig,
     UpdateMetadata,
     extract_submodel,
     global_digest,
-    load_client_update,
     load_global,
     save_update,
     train_local,
 )
+from fedledger.protocol.round_check import AggregationRule, LedgerUpdate, RoundComputation, compute_round
+from fedledger.sm9 import SignMasterPublicKey
 from fedledger.store import ContentStore
 
 
@@ -126,13 +126,23 @@ def train_update(
     return trained, meta.spec
 
 
-def realigned_digest(base_path: Path, update_paths: list[Path], round_index: int) -> bytes:
-    """The digest the round's global model must have if it is the alignment of these updates.
+def recompute_round(
+    store: ContentStore,
+    mpk: SignMasterPublicKey,
+    round_index: int,
+    base_path: Path,
+    base_digest: bytes,
+    updates: list[LedgerUpdate],
+    rule: AggregationRule,
+    workdir: Path,
+) -> tuple[RoundComputation, bytes]:
+    """The round as the aggregator must have computed it, and the global model digest that gives.
 
-    Same code, same order (updates sorted by institution address), same bytes: a node can check
-    that the aggregator posted exactly the alignment of the included updates and nothing else.
+    Same pipeline, same order (entries sorted by institution address), exact aggregation: the same
+    bytes on any CPU, so a node can check the aggregator's manifest and global model bit for bit.
     """
     state, meta = load_global(base_path)
-    updates = (load_client_update(path) for path in update_paths)
-    aligned = AlignmentAggregation().aggregate(state, updates)
-    return global_digest(aligned, meta.spec, round_index + 1)
+    if meta.spec is None:
+        raise UnusableGlobalModel(f"{base_path}: global model carries no model spec")
+    computation = compute_round(store, mpk, meta.spec, state, base_digest, updates, rule, workdir)
+    return computation, global_digest(computation.state, meta.spec, round_index + 1)

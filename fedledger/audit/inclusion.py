@@ -1,57 +1,102 @@
-"""Which of a round's submitted entries the posted round record includes.
+"""Which of a round's entries the posted record includes, which it leaves out and why: read from the
+round manifest in one pass.
 
-The chain stores only the Merkle root of the included entries (leaves sorted by institution
-address), not the list: the aggregator may rightly leave out an update that fails validation.
-The auditor recovers the list as the subset of the round's ``UpdateSubmitted`` entries whose
-leaves give the posted root, trying the full set first and then ever smaller subsets. SM3 being
-collision resistant, at most one subset matches. The search is bounded (``max_candidates``); a
-round with many submissions and many exclusions is reported as undetermined rather than guessed.
+The posted record binds the manifest's CID and SM3 digest (``GlobalModelPosted``), so the audit
+fetches it (size-capped), checks its digest, and holds it to the chain: the same ledger, round, base
+and global model; every ``UpdateSubmitted`` entry of the round listed exactly once; every included
+row exactly its ledger entry's leaf; the included leaves giving the posted updates root. Work is
+linear in the round's entries. A manifest that is missing, altered or inconsistent is reported as
+such (the included set is then unknown), never guessed.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from itertools import combinations
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from fedledger.protocol import merkle_root
+from fedledger.digests import sm3
+from fedledger.protocol.manifest import MAX_MANIFEST_BYTES, Exclusion, ManifestError, RoundManifest
+from fedledger.store import ContentStore, StoreError
+from fedledger.store.errors import BlockNotFoundError
 
-DEFAULT_MAX_CANDIDATES = 1 << 16
+if TYPE_CHECKING:
+    from fedledger.chain.client import GlobalModelPosted
 
 
 @dataclass(frozen=True)
 class Inclusion:
-    """The outcome of the search: ``included`` (sorted addresses) or None when no subset matched."""
+    """What a round's manifest says; ``included`` is None when the manifest cannot be trusted."""
 
-    included: tuple[str, ...] | None
+    included: tuple[str, ...] | None  # lower-case addresses, sorted
     submitted: int
-    candidates_tried: int
-    exhaustive: bool  # every subset was tried (meaningful when nothing matched)
+    excluded: dict[str, Exclusion] = field(default_factory=dict)  # lower-case address -> row
+    problem: str = ""
+    final: bool = True  # False when the manifest could not be read for a reason that may pass
 
     def describe(self) -> str:
         if self.included is None:
-            searched = "no subset" if self.exhaustive else f"none of the {self.candidates_tried} largest subsets"
-            return f"{searched} of the round's {self.submitted} submitted entries yields the posted updates root"
+            return f"the round manifest does not account for the round: {self.problem}"
         left_out = self.submitted - len(self.included)
         if left_out == 0:
-            return f"root recomputed from all {self.submitted} submitted entries matches"
+            return f"the round manifest includes all {self.submitted} submitted entries; their root matches"
         return (
-            f"root recomputed from {len(self.included)} of the {self.submitted} submitted entries "
-            f"matches ({left_out} left out)"
+            f"the round manifest includes {len(self.included)} of the {self.submitted} submitted entries "
+            f"({left_out} left out with reasons); their root matches"
         )
 
 
-def find_included(
-    leaves: list[tuple[str, bytes]], root: bytes, *, max_candidates: int = DEFAULT_MAX_CANDIDATES
+def read_inclusion(
+    store: ContentStore,
+    post: GlobalModelPosted,
+    header: tuple[int, str, bytes],
+    leaves: Sequence[tuple[str, str, bytes, bytes]],
 ) -> Inclusion:
-    """``leaves`` are (lower-case address, leaf) pairs sorted by address; find the subset whose root
-    is ``root``, largest subsets first."""
-    n = len(leaves)
-    tried = 0
-    for size in range(n, -1, -1):
-        for subset in combinations(range(n), size):
-            if tried >= max_candidates:
-                return Inclusion(None, n, tried, exhaustive=False)
-            tried += 1
-            if merkle_root([leaves[i][1] for i in subset]) == root:
-                return Inclusion(tuple(leaves[i][0] for i in subset), n, tried, exhaustive=True)
-    return Inclusion(None, n, tried, exhaustive=True)
+    """``header`` is (chain id, contract, round base digest); ``leaves`` are the round's entries as
+    (lower-case address, cid, digest, leaf). Returns what the manifest says once it is checked."""
+    submitted = len(leaves)
+
+    def refused(problem: str, final: bool = True) -> Inclusion:
+        return Inclusion(None, submitted, problem=problem, final=final)
+
+    try:
+        data = store.read_bytes(post.manifest_cid, max_size=MAX_MANIFEST_BYTES)
+    except BlockNotFoundError as exc:
+        return refused(f"manifest {post.manifest_cid} is missing from the store ({exc})", final=False)
+    except (StoreError, ValueError) as exc:  # an untrusted CID is this round's verdict
+        return refused(f"manifest {post.manifest_cid!r} cannot be read: {exc}", final=False)
+    if sm3(data) != post.manifest_digest:
+        return refused(f"manifest {post.manifest_cid} does not have the posted manifest digest")
+    try:
+        manifest = RoundManifest.from_bytes(data)
+    except ManifestError as exc:
+        return refused(f"malformed manifest: {exc}")
+    chain_id, contract, base_digest = header
+    if (manifest.chain_id, manifest.contract, manifest.round, manifest.base_digest) != (
+        chain_id,
+        contract.lower(),
+        post.round,
+        base_digest,
+    ):
+        return refused("it names another ledger, round or base model")
+    if (manifest.global_cid, manifest.global_digest) != (post.cid, post.digest):
+        return refused("it names another global model than the posted one")
+    if not manifest.entry_count == post.update_count == submitted:
+        return refused(
+            f"it accounts for {manifest.entry_count} entries, the post for {post.update_count}, "
+            f"the round has {submitted}"
+        )
+    by_address = {address: (cid, digest, leaf) for address, cid, digest, leaf in leaves}
+    rows = [(r.institution, r.cid) for r in manifest.included] + [(r.institution, r.cid) for r in manifest.excluded]
+    if {a for a, _ in rows} != set(by_address) or any(by_address[a][0] != cid for a, cid in rows):
+        return refused("it does not list exactly the round's ledger entries")
+    for row in manifest.included:
+        if by_address[row.institution][1:] != (row.digest, row.leaf):
+            return refused(f"its row for {row.institution} is not that institution's ledger entry")
+    if manifest.updates_root() != post.updates_root:
+        return refused("its included entries do not make the posted updates root")
+    return Inclusion(
+        tuple(row.institution for row in manifest.included),
+        submitted,
+        excluded={row.institution: row for row in manifest.excluded},
+    )

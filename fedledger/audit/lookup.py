@@ -59,7 +59,7 @@ def sm9_identity_of(snap: LedgerSnapshot, event: UpdateSubmitted) -> str | None:
     return state.active.get(address) or state.sm9_ids.get(address)
 
 
-def round_leaves(snap: LedgerSnapshot, round: int) -> list[tuple[str, bytes]]:
-    """(lower-case address, leaf) of the round's entries, in the canonical (address) order."""
+def round_leaves(snap: LedgerSnapshot, round: int) -> list[tuple[str, str, bytes, bytes]]:
+    """(lower-case address, cid, digest, leaf) of the round's entries, in the canonical (address) order."""
     events = sorted(snap.updates.get(round, []), key=lambda e: e.institution.lower())
-    return [(e.institution.lower(), update_entry(snap, e).leaf(e.sm9_signature)) for e in events]
+    return [(e.institution.lower(), e.cid, e.digest, update_entry(snap, e).leaf(e.sm9_signature)) for e in events]

@@ -11,6 +11,8 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from fedledger.protocol.manifest import ReasonCode
+
 T = TypeVar("T")
 
 
@@ -80,6 +82,8 @@ class GlobalModelEntry(_Model):
     cid: str
     digest: str
     updates_root: str = Field(description="Merkle root (SM3) over the included update entries.")
+    manifest_cid: str = Field(description="CID of the round manifest (included and excluded entries, reasons).")
+    manifest_digest: str = Field(description="SM3 of the round manifest's bytes.")
     sm9_threshold_signature: str = Field(description="DER of the consortium's k-of-n SM9 signature.")
     update_count: int = Field(description="Updates submitted to the round when it was posted.")
     nonce: int = Field(description="The contract's approval nonce the approvals signed.")
@@ -97,6 +101,9 @@ class RoundRecordModel(_Model):
     global_cid: str
     global_digest: str
     updates_root: str
+    manifest_cid: str = Field(description="CID of the round manifest: every entry included or left out, with reasons.")
+    manifest_digest: str = Field(description="SM3 of the round manifest's bytes.")
+    entry_count: int = Field(description="Entries the manifest accounts for (the contract checked the round's count).")
     message: str = Field(description="The canonical bytes that were signed, hex.")
     signed_as: str = Field(description="SM9 identity the threshold signature must verify under.")
 
@@ -111,11 +118,23 @@ class GlobalVerdict(_Model):
     verified: bool = Field(description="All checks passed.")
 
 
+class ExcludedEntry(_Model):
+    """An entry the round manifest leaves out, with its reason."""
+
+    institution: str
+    cid: str
+    code: str = Field(description="Reason code: " + ", ".join(c.value for c in ReasonCode) + ".")
+    reason: str
+
+
 class GlobalModelResponse(_Model):
     entry: GlobalModelEntry
     record: RoundRecordModel
     included: list[str] | None = Field(
-        description="Addresses whose entries make the updates root (None when no subset does)."
+        description="Addresses the round manifest includes (None when the manifest does not account for the round)."
+    )
+    excluded: list[ExcludedEntry] | None = Field(
+        default=None, description="Entries the round manifest leaves out, each with its reason code and reason."
     )
     verdict: GlobalVerdict
 

@@ -8,7 +8,8 @@ a wrong chain or a rollback), ``lookup`` (finding a round or entry), ``verdicts`
 
 - chain events are immutable, so they are indexed once (``LedgerIndex``) and extended as blocks come;
   a rollback discards the index and what was derived from it;
-- SM9 verification and the included-entries search depend only on event data;
+- SM9 verification depends only on event data; a round's manifest (what it includes and excludes)
+  is read once per posted round;
 - content verdicts are kept per CID (bounded; ``recheck_content_after`` seconds, default forever),
   so ``/summary`` does not re-stream every file on every call.
 """
@@ -21,7 +22,6 @@ from eth_utils import to_checksum_address
 
 from fedledger.audit.content import DEFAULT_CACHE_ENTRIES, ContentChecker
 from fedledger.audit.errors import Conflict, NotFound
-from fedledger.audit.inclusion import DEFAULT_MAX_CANDIDATES
 from fedledger.audit.index import DeploymentFacts, LedgerIndex, LedgerSnapshot
 from fedledger.audit.lookup import opened_round, round_leaves, update_of
 from fedledger.audit.models import (
@@ -95,7 +95,6 @@ class AuditService:
         *,
         consortium_identity: str | None = None,
         confirmations: int = 0,
-        max_inclusion_candidates: int = DEFAULT_MAX_CANDIDATES,
         expected: DeploymentFacts | None = None,
         content_cache_entries: int = DEFAULT_CACHE_ENTRIES,
         recheck_content_after: float | None = None,
@@ -104,12 +103,7 @@ class AuditService:
         self.store = store
         self.master_public_key = master_public_key
         self.content = ContentChecker(store, max_entries=content_cache_entries, recheck_after=recheck_content_after)
-        self.verifier = Verifier(
-            self.content,
-            master_public_key,
-            consortium_identity=consortium_identity,
-            max_inclusion_candidates=max_inclusion_candidates,
-        )
+        self.verifier = Verifier(self.content, master_public_key, consortium_identity=consortium_identity)
         self.index = LedgerIndex(
             ledger, confirmations=confirmations, expected=expected, on_rollback=self.verifier.clear
         )
@@ -227,7 +221,7 @@ class AuditService:
                 f"institution {to_checksum_address(address)}'s round {round} update is not included "
                 "in the round record's updates root"
             )
-        leaves_by_address = dict(round_leaves(snap, round))
+        leaves_by_address = {address: leaf for address, _, _, leaf in round_leaves(snap, round)}
         leaves = [leaves_by_address[a] for a in inclusion.included]
         index = inclusion.included.index(address)
         proof = merkle_proof(leaves, index)

@@ -16,11 +16,12 @@ from eth_utils import to_checksum_address
 
 from fedledger.audit.content import ContentChecker
 from fedledger.audit.errors import Conflict
-from fedledger.audit.inclusion import DEFAULT_MAX_CANDIDATES, Inclusion, find_included
+from fedledger.audit.inclusion import Inclusion, read_inclusion
 from fedledger.audit.index import LedgerSnapshot, position
 from fedledger.audit.lookup import opened_round, posted_round, round_leaves, sm9_identity_of, update_entry
 from fedledger.audit.models import (
     Check,
+    ExcludedEntry,
     Failure,
     GlobalModelResponse,
     GlobalVerdict,
@@ -52,11 +53,9 @@ class Verifier:
         master_public_key: SignMasterPublicKey,
         *,
         consortium_identity: str | None = None,
-        max_inclusion_candidates: int = DEFAULT_MAX_CANDIDATES,
     ) -> None:
         self.content = content
         self.master_public_key = master_public_key
-        self.max_inclusion_candidates = max_inclusion_candidates
         self._identity_override = None if consortium_identity is None else normalise_identity(consortium_identity)
         self._signature_checks: dict[tuple[str, bytes, bytes], Check] = {}
         self._inclusions: dict[int, Inclusion] = {}
@@ -170,12 +169,12 @@ class Verifier:
             cached = self._inclusions.get(round)
         if cached is not None:
             return cached
-        # A posted round is closed: its entries can no longer change, so the answer is final.
-        result = find_included(
-            round_leaves(snap, round), post.updates_root, max_candidates=self.max_inclusion_candidates
-        )
-        with self._lock:
-            self._inclusions[round] = result
+        # A posted round is closed: its entries can no longer change, so a definitive answer is kept.
+        header = (snap.chain_id, snap.contract, snap.opened[round].base_digest)
+        result = read_inclusion(self.content.store, post, header, round_leaves(snap, round))
+        if result.final:
+            with self._lock:
+                self._inclusions[round] = result
         return result
 
     def posted_inclusion(self, snap: LedgerSnapshot, round: int) -> Inclusion:
@@ -199,13 +198,15 @@ class Verifier:
         inclusion = self.inclusion(snap, event.round)
         included: Check | None = None
         if inclusion is not None:
+            address = event.institution.lower()
             if inclusion.included is None:
                 included = Check(ok=False, detail=f"cannot tell: {inclusion.describe()}")
-            elif event.institution.lower() in inclusion.included:
+            elif address in inclusion.included:
                 included = Check(ok=True, detail=f"included in round {event.round}'s updates root")
             else:
+                row = inclusion.excluded[address]
                 included = Check(
-                    ok=False, detail=f"left out of round {event.round}'s record: not under its updates root"
+                    ok=False, detail=f"left out of round {event.round}'s record: {row.code.value}: {row.reason}"
                 )
         checks = [c for c in (content, signature, included) if c is not None]
         return UpdateVerdict(
@@ -256,14 +257,19 @@ class Verifier:
             "base_model": self.base_check(snap, round),
         }
         verdict = GlobalVerdict(**verdict_checks, verified=all(c.ok for c in verdict_checks.values()))
-        included_addresses = None
+        included_addresses = excluded = None
         if inclusion.included is not None:
             by_address = {e.institution.lower(): e.institution for e in snap.updates.get(round, [])}
             included_addresses = [by_address[a] for a in inclusion.included]
+            excluded = [
+                ExcludedEntry(institution=by_address[a], cid=row.cid, code=row.code.value, reason=row.reason)
+                for a, row in sorted(inclusion.excluded.items())
+            ]
         return GlobalModelResponse(
             entry=global_entry(post),
             record=round_record_model(record, identity),
             included=included_addresses,
+            excluded=excluded,
             verdict=verdict,
         )
 

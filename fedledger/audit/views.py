@@ -55,6 +55,8 @@ def global_entry(post: GlobalModelPosted) -> GlobalModelEntry:
         cid=post.cid,
         digest=hex0x(post.digest),
         updates_root=hex0x(post.updates_root),
+        manifest_cid=post.manifest_cid,
+        manifest_digest=hex0x(post.manifest_digest),
         sm9_threshold_signature=hex0x(post.sm9_threshold_signature),
         update_count=post.update_count,
         nonce=post.nonce,
@@ -87,6 +89,9 @@ def round_record_model(record: RoundRecord, signed_as: str) -> RoundRecordModel:
         global_cid=record.global_cid,
         global_digest=hex0x(record.global_digest),
         updates_root=hex0x(record.updates_root),
+        manifest_cid=record.manifest_cid,
+        manifest_digest=hex0x(record.manifest_digest),
+        entry_count=record.entry_count,
         message=hex0x(record.message()),
         signed_as=signed_as,
     )

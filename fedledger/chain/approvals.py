@@ -37,6 +37,9 @@ GLOBAL_MODEL_FIELDS = [
     {"name": "cid", "type": "string"},
     {"name": "digest", "type": "bytes32"},
     {"name": "updatesRoot", "type": "bytes32"},
+    {"name": "manifestCid", "type": "string"},
+    {"name": "manifestDigest", "type": "bytes32"},
+    {"name": "entryCount", "type": "uint32"},
     {"name": "sm9Signature", "type": "bytes"},
     {"name": "nonce", "type": "uint64"},
 ]
@@ -82,16 +85,41 @@ class GlobalModelRecord:
     cid: str
     digest: bytes
     updates_root: bytes
+    manifest_cid: str
+    manifest_digest: bytes
+    entry_count: int
     sm9_signature: bytes
 
     def __post_init__(self) -> None:
         as_bytes32(self.digest, f"round {self.round} global digest")
         as_bytes32(self.updates_root, f"round {self.round} updates root")
+        as_bytes32(self.manifest_digest, f"round {self.round} manifest digest")
 
     @classmethod
     def from_round_record(cls, record: RoundRecord, sm9_signature: bytes) -> GlobalModelRecord:
         """What the contract stores for a threshold-signed round record."""
-        return cls(record.round, record.global_cid, record.global_digest, record.updates_root, sm9_signature)
+        return cls(
+            record.round,
+            record.global_cid,
+            record.global_digest,
+            record.updates_root,
+            record.manifest_cid,
+            record.manifest_digest,
+            record.entry_count,
+            sm9_signature,
+        )
+
+    def contract_struct(self) -> tuple[Any, ...]:
+        """The contract's ``GlobalModel`` calldata struct (everything but the signature)."""
+        return (
+            self.round,
+            self.cid,
+            self.digest,
+            self.updates_root,
+            self.manifest_cid,
+            self.manifest_digest,
+            self.entry_count,
+        )
 
     def message(self, nonce: int) -> dict[str, Any]:
         return {
@@ -99,6 +127,9 @@ class GlobalModelRecord:
             "cid": self.cid,
             "digest": self.digest,
             "updatesRoot": self.updates_root,
+            "manifestCid": self.manifest_cid,
+            "manifestDigest": self.manifest_digest,
+            "entryCount": self.entry_count,
             "sm9Signature": self.sm9_signature,
             "nonce": nonce,
         }

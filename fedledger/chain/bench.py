@@ -69,12 +69,18 @@ def measure_gas(kind: ChainKind = "anvil", progress: Callable[[str], None] | Non
             for i, inst in enumerate(roles.institutions)
         ]  # fmt: skip
         gas["submitUpdate"] = max(submits)
-        record = GlobalModelRecord(0, REALISTIC_CID, sm3(b"global 0"), sm3(b"root 0"), _sm9_like_signature())
+        record = GlobalModelRecord(
+            0, REALISTIC_CID, sm3(b"global 0"), sm3(b"root 0"), REALISTIC_CID, sm3(b"manifest 0"), len(submits),
+            _sm9_like_signature(),
+        )  # fmt: skip
         approvals = [ledger.approve_global_model(a, record) for a in roles.institutions[:3]]
         gas["postGlobalModel_k3"] = ledger.post_global_model(roles.aggregator, record, approvals).gas_used
         say("round 1 with five approvals")
         ledger.open_round(roles.aggregator, 1, REALISTIC_CID, record.digest)
-        record1 = GlobalModelRecord(1, REALISTIC_CID, sm3(b"global 1"), sm3(b"root 1"), _sm9_like_signature())
+        record1 = GlobalModelRecord(
+            1, REALISTIC_CID, sm3(b"global 1"), sm3(b"root 1"), REALISTIC_CID, sm3(b"manifest 1"), 0,
+            _sm9_like_signature(),
+        )  # fmt: skip
         approvals = [ledger.approve_global_model(a, record1) for a in roles.institutions]
         gas["postGlobalModel_5approvals"] = ledger.post_global_model(
             roles.aggregator, record1, approvals

@@ -9,7 +9,7 @@ error. Event readers page through block ranges, since public RPC endpoints cap `
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -117,14 +117,37 @@ class GlobalModelPosted:
     cid: str
     digest: bytes
     updates_root: bytes
+    manifest_cid: str
+    manifest_digest: bytes
     sm9_threshold_signature: bytes
     update_count: int
     nonce: int
     approvers: tuple[str, ...]
     meta: EventMeta
 
-    def record(self) -> GlobalModelRecord:
-        return GlobalModelRecord(self.round, self.cid, self.digest, self.updates_root, self.sm9_threshold_signature)
+
+def _global_model_posted(args: dict[str, Any], meta: EventMeta) -> GlobalModelPosted:
+    """The event's arguments; ``model`` is the contract's GlobalModel struct (a tuple in field order,
+    or a mapping by name, depending on the web3 version)."""
+    model = args["model"]
+    if isinstance(model, Mapping):
+        fields = tuple(model[k] for k in ("round", "cid", "digest", "updatesRoot", "manifestCid", "manifestDigest"))
+    else:
+        fields = tuple(model)[:6]
+    _, cid, digest, updates_root, manifest_cid, manifest_digest = fields
+    return GlobalModelPosted(
+        args["round"],
+        cid,
+        bytes(digest),
+        bytes(updates_root),
+        manifest_cid,
+        bytes(manifest_digest),
+        bytes(args["sm9ThresholdSignature"]),
+        args["updateCount"],
+        args["nonce"],
+        tuple(args["approvers"]),
+        meta,
+    )
 
 
 @dataclass(frozen=True)
@@ -275,12 +298,7 @@ class LedgerClient:
 
     def _post_global_model_call(self, record: GlobalModelRecord, approvals: Sequence[bytes]) -> Any:
         return self.contract.functions.postGlobalModel(
-            record.round,
-            record.cid,
-            record.digest,
-            record.updates_root,
-            bytes(record.sm9_signature),
-            [bytes(a) for a in approvals],
+            record.contract_struct(), bytes(record.sm9_signature), [bytes(a) for a in approvals]
         )
 
     def record_access(self, sender: LocalAccount, cid: str, purpose: str) -> TxResult:
@@ -387,9 +405,7 @@ class LedgerClient:
 
     def global_model_approval_digest(self, record: GlobalModelRecord) -> bytes:
         """The digest the contract expects approvers to sign for ``record`` (current nonce)."""
-        fn = self.contract.functions.globalModelApprovalDigest(
-            record.round, record.cid, record.digest, record.updates_root, bytes(record.sm9_signature)
-        )
+        fn = self.contract.functions.globalModelApprovalDigest(record.contract_struct(), bytes(record.sm9_signature))
         return bytes(self._call("globalModelApprovalDigest()", fn))
 
     def membership_change_approval_digest(self, change: MembershipChange) -> bytes:
@@ -447,17 +463,7 @@ class LedgerClient:
         page_size: int = DEFAULT_LOG_PAGE,
     ) -> list[GlobalModelPosted]:
         return [
-            GlobalModelPosted(
-                a["round"],
-                a["cid"],
-                bytes(a["digest"]),
-                bytes(a["updatesRoot"]),
-                bytes(a["sm9ThresholdSignature"]),
-                a["updateCount"],
-                a["nonce"],
-                tuple(a["approvers"]),
-                meta,
-            )
+            _global_model_posted(a, meta)
             for a, meta in self._events("GlobalModelPosted", {"round": round}, from_block, to_block, page_size)
         ]
 

@@ -151,6 +151,13 @@ class NotEnoughApprovals(LedgerError):
     template = "{distinct} distinct approvals from active institutions, {required} required"
 
 
+class EntryCountMismatch(LedgerError):
+    template = (
+        "the record accounts for {given} entries but the round has {submitted}: an update landed after "
+        "the manifest was built, so the manifest must be redone"
+    )
+
+
 CUSTOM_ERRORS: tuple[type[LedgerError], ...] = (
     NotAggregator,
     NotActiveInstitution,
@@ -175,6 +182,7 @@ CUSTOM_ERRORS: tuple[type[LedgerError], ...] = (
     InvalidApprovalSignature,
     ApproverNotActive,
     NotEnoughApprovals,
+    EntryCountMismatch,
 )
 for _cls in CUSTOM_ERRORS:
     _cls.solidity_name = _cls.__name__

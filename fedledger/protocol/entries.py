@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from fedledger.digests import as_bytes32, sm3
 
 _UPDATE_TAG = b"fedledger/update-entry/v1"
-_RECORD_TAG = b"fedledger/round-record/v1"
+_RECORD_TAG = b"fedledger/round-record/v2"
 
 
 def _address_bytes(address: str) -> bytes:
@@ -23,6 +23,12 @@ def _address_bytes(address: str) -> bytes:
     if len(raw) != 20:
         raise ValueError(f"not a 20-byte Ethereum address: {address!r}")
     return raw
+
+
+def _count(value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**32:
+        raise ValueError(f"entry count must be an integer in [0, 2**32), got {value!r}")
+    return value
 
 
 def _text(value: str) -> bytes:
@@ -110,11 +116,22 @@ class PostedEvent(Protocol):
     def digest(self) -> bytes: ...
     @property
     def updates_root(self) -> bytes: ...
+    @property
+    def manifest_cid(self) -> str: ...
+    @property
+    def manifest_digest(self) -> bytes: ...
+    @property
+    def update_count(self) -> int: ...
 
 
 @dataclass(frozen=True)
 class RoundRecord:
-    """What the consortium threshold-signs for a round: all of it is on chain after posting."""
+    """What the consortium threshold-signs for a round: all of it is on chain after posting.
+
+    ``manifest_cid``/``manifest_digest`` bind the round manifest (every entry included or left out
+    with its reason, ``fedledger.protocol.manifest``); ``entry_count`` is how many entries the round
+    has, which the contract checks against its own count when the record is posted.
+    """
 
     chain_id: int
     contract: str
@@ -123,11 +140,25 @@ class RoundRecord:
     global_cid: str
     global_digest: bytes
     updates_root: bytes
+    manifest_cid: str
+    manifest_digest: bytes
+    entry_count: int
 
     @classmethod
     def from_posted(cls, chain_id: int, contract: str, base_digest: bytes, posted: PostedEvent) -> RoundRecord:
         """The record a ``GlobalModelPosted`` event stands for; ``base_digest`` comes from its ``RoundOpened``."""
-        return cls(chain_id, contract, posted.round, base_digest, posted.cid, posted.digest, posted.updates_root)
+        return cls(
+            chain_id,
+            contract,
+            posted.round,
+            base_digest,
+            posted.cid,
+            posted.digest,
+            posted.updates_root,
+            posted.manifest_cid,
+            posted.manifest_digest,
+            posted.update_count,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form the aggregator shows in a signing session (digests as 0x-hex)."""
@@ -139,6 +170,9 @@ class RoundRecord:
             "global_cid": self.global_cid,
             "global_digest": "0x" + self.global_digest.hex(),
             "updates_root": "0x" + self.updates_root.hex(),
+            "manifest_cid": self.manifest_cid,
+            "manifest_digest": "0x" + self.manifest_digest.hex(),
+            "entry_count": self.entry_count,
         }
 
     @classmethod
@@ -153,6 +187,9 @@ class RoundRecord:
                 str(raw["global_cid"]),
                 as_bytes32(bytes.fromhex(raw["global_digest"].removeprefix("0x")), "global digest"),
                 as_bytes32(bytes.fromhex(raw["updates_root"].removeprefix("0x")), "updates root"),
+                str(raw["manifest_cid"]),
+                as_bytes32(bytes.fromhex(raw["manifest_digest"].removeprefix("0x")), "manifest digest"),
+                _count(raw["entry_count"]),
             )
         except (KeyError, TypeError, AttributeError, ValueError) as exc:
             raise ValueError(f"malformed round record: {exc.__class__.__name__}: {exc}") from None
@@ -169,5 +206,8 @@ class RoundRecord:
                 _text(self.global_cid),
                 as_bytes32(self.global_digest, "global digest"),
                 as_bytes32(self.updates_root, "updates root"),
+                _text(self.manifest_cid),
+                as_bytes32(self.manifest_digest, "manifest digest"),
+                struct.pack(">I", self.entry_count),
             ]
         )

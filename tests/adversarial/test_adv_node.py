@@ -23,10 +23,12 @@ from fedledger.chain.client import LedgerClient
 from fedledger.chain.devaccounts import DevRoles
 from fedledger.digests import sm3_file
 from fedledger.fl import Dataset, TrainConfig
-from fedledger.protocol import RoundRecord, merkle_root
+from fedledger.protocol import RoundRecord
+from fedledger.protocol.round_check import AggregationRule, RoundComputation
 from fedledger.sm9.keys import extract_sign_key
 from fedledger.store import open_store
 from node.participant import NodeContext, NodeMisconfigured, SessionParticipant, run_node
+from tests.support.audit_scenario import store_manifest
 from tests.support.loopback_server import served
 from tests.support.signing_session import BASE_DIGEST, SessionFixture, session_fixture
 
@@ -64,12 +66,17 @@ def node_context(fx: SessionFixture, tmp_path: Path, url: str, **overrides: Any)
 
 
 def checkable_record(fx: SessionFixture, tmp_path: Path) -> RoundRecord:
-    """A round-0 record a node's checks accept: no entries, a global model really in the store."""
+    """A round-0 record a node's checks accept: no entries, a global model and the round's manifest
+    really in the store."""
     model = tmp_path / "global.bin"
     model.write_bytes(b"a global model")
-    cid = open_store(f"local:{tmp_path / 'store'}").put(model)
+    store = open_store(f"local:{tmp_path / 'store'}")
+    cid = store.put(model)
     ledger = fx.ledger
-    return RoundRecord(ledger.chain_id, ledger.address, 0, BASE_DIGEST, cid, sm3_file(model), merkle_root([]))
+    manifest = RoundComputation([], [], {}).manifest(
+        (ledger.chain_id, ledger.address), 0, BASE_DIGEST, cid, sm3_file(model), AggregationRule()
+    )
+    return store_manifest(store, manifest)
 
 
 class LossyResponses:

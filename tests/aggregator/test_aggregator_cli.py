@@ -105,7 +105,7 @@ def test_timing_settings_keep_their_config_names_down_to_the_signing_session(
         assert getattr(ctx, name) == timings[name], name
     assert ctx.ledger.receipt_timeout_seconds == 13.0
     assert ctx.ledger.w3.provider._request_kwargs["timeout"] == 11.0  # type: ignore[attr-defined]
-    record = RoundRecord(1, "0x" + "ab" * 20, 0, bytes(32), "QmX", bytes(32), bytes(32))
+    record = RoundRecord(1, "0x" + "ab" * 20, 0, bytes(32), "QmX", bytes(32), bytes(32), "QmM", bytes(32), 0)
     session = new_session(ctx, record, [])
     assert (session.signing_grace_seconds, session.partial_timeout_seconds) == (7.5, 9.0)
 

@@ -22,7 +22,9 @@ ROSTER = Consortium(
     2,
     tuple(Member(f"h{i + 1}", a.address, f"inst:h{i + 1}", i + 1) for i, a in enumerate(ACCOUNTS)),
 )
-RECORD = RoundRecord(31337, "0x" + "11" * 20, 0, b"\x01" * 32, "QmCid", b"\x02" * 32, b"\x03" * 32)
+RECORD = RoundRecord(
+    31337, "0x" + "11" * 20, 0, b"\x01" * 32, "QmCid", b"\x02" * 32, b"\x03" * 32, "QmManifest", b"\x04" * 32, 1
+)
 
 
 class EveryoneActive:

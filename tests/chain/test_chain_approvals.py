@@ -28,6 +28,9 @@ records = st.builds(
     cid=st.text(min_size=1, max_size=60),
     digest=st.binary(min_size=32, max_size=32),
     updates_root=st.binary(min_size=32, max_size=32),
+    manifest_cid=st.text(min_size=1, max_size=60),
+    manifest_digest=st.binary(min_size=32, max_size=32),
+    entry_count=st.integers(0, 2**32 - 1),
     sm9_signature=st.binary(min_size=1, max_size=200),
 )
 
@@ -62,7 +65,7 @@ def test_domain_separator_matches_contract(ledger: LedgerClient) -> None:
 
 def test_signatures_recover_and_are_canonical(dev_accounts: DevRoles) -> None:
     domain = LedgerDomain(31337, "0x5FbDB2315678afecb367f032d93F642f64180aa3")
-    record = GlobalModelRecord(3, "QmX", b"\x01" * 32, b"\x02" * 32, b"sig")
+    record = GlobalModelRecord(3, "QmX", b"\x01" * 32, b"\x02" * 32, "QmM", b"\x03" * 32, 4, b"sig")
     for account in dev_accounts.institutions:
         signature = sign_global_model(account, domain, record, nonce=7)
         assert len(signature) == 65 and signature[64] in (27, 28)

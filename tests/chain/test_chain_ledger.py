@@ -3,6 +3,7 @@ node (the ``any_ledger`` fixture is parametrised over both)."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import pytest
@@ -15,6 +16,7 @@ from fedledger.chain.deploy import Deployment
 from fedledger.chain.devaccounts import DevRoles
 from fedledger.chain.localchain import LocalChain
 from fedledger.digests import sm3
+from fedledger.protocol import RoundRecord
 from fedledger.widths import width_to_ppm
 
 CID0 = "QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG"
@@ -28,8 +30,12 @@ def _submit(ledger: LedgerClient, account: LocalAccount, round_: int, i: int, ra
     )  # fmt: skip
 
 
-def _record(round_: int) -> GlobalModelRecord:
-    return GlobalModelRecord(round_, f"QmGlobal{round_}", sm3(b"global %d" % round_), sm3(b"root %d" % round_), SIG)
+def _record(round_: int, entries: int = 0) -> GlobalModelRecord:
+    """A record of round ``round_`` whose manifest accounts for ``entries`` submissions."""
+    return GlobalModelRecord(
+        round_, f"QmGlobal{round_}", sm3(b"global %d" % round_), sm3(b"root %d" % round_),
+        f"QmManifest{round_}", sm3(b"manifest %d" % round_), entries, SIG,
+    )  # fmt: skip
 
 
 def _post(ledger: LedgerClient, roles: DevRoles, record: GlobalModelRecord, approvers: list[int]) -> None:
@@ -45,7 +51,7 @@ def test_full_round_is_recorded_and_read_back(any_ledger: LedgerClient, dev_acco
     for i, inst in enumerate(roles.institutions):
         _submit(ledger, inst, 0, i, rates[i])
     assert ledger.round_state().update_count == 5
-    record = _record(0)
+    record = _record(0, 5)
     _post(ledger, roles, record, [4, 0, 2])
 
     state = ledger.round_state()
@@ -67,7 +73,9 @@ def test_full_round_is_recorded_and_read_back(any_ledger: LedgerClient, dev_acco
     assert [u.cid for u in mine] == ["QmUpdate0x1"]
 
     (posted,) = ledger.global_models_posted(round=0)
-    assert posted.record() == record
+    base_digest = ledger.rounds_opened(round=0)[0].base_digest
+    as_posted = RoundRecord.from_posted(ledger.chain_id, ledger.address, base_digest, posted)
+    assert GlobalModelRecord.from_round_record(as_posted, posted.sm9_threshold_signature) == record
     assert posted.update_count == 5 and posted.nonce == 0
     assert set(posted.approvers) == {roles.institutions[i].address for i in (4, 0, 2)}
 
@@ -76,7 +84,7 @@ def test_next_round_must_start_from_posted_global(any_ledger: LedgerClient, dev_
     roles, ledger = dev_accounts, any_ledger
     ledger.open_round(roles.aggregator, 0, CID0, sm3(b"initial"))
     _submit(ledger, roles.institutions[0], 0, 0)
-    record = _record(0)
+    record = _record(0, 1)
     _post(ledger, roles, record, [0, 1, 2])
     with pytest.raises(errors.BaseModelMismatch) as caught:
         ledger.open_round(roles.aggregator, 1, CID0, sm3(b"initial"))
@@ -105,7 +113,7 @@ def test_contract_errors_become_python_exceptions(any_ledger: LedgerClient, dev_
         _submit(ledger, roles.institutions[0], 0, 0)
     with pytest.raises(errors.RoundNotOpen):
         _submit(ledger, roles.institutions[1], 1, 1)
-    record = _record(0)
+    record = _record(0, 1)
     with pytest.raises(errors.NotEnoughApprovals) as not_enough:
         _post(ledger, roles, record, [1, 3])
     assert (not_enough.value.fields["distinct"], not_enough.value.fields["required"]) == (2, 3)
@@ -134,7 +142,7 @@ def test_approvals_do_not_carry_over_to_another_ledger(
     any_ledger.post_global_model(roles.aggregator, record, approvals)
     # ...nor to a later round of the same ledger.
     any_ledger.open_round(roles.aggregator, 1, record.cid, record.digest)
-    later = GlobalModelRecord(1, record.cid, record.digest, record.updates_root, record.sm9_signature)
+    later = dataclasses.replace(record, round=1)
     with pytest.raises(errors.ApproverNotActive):
         any_ledger.post_global_model(roles.aggregator, later, approvals)
 
@@ -222,5 +230,5 @@ def test_client_rejects_malformed_digests_before_sending(ledger: LedgerClient, d
     with pytest.raises(ValueError, match="32 bytes"):
         ledger.open_round(dev_accounts.aggregator, 0, CID0, b"short")
     with pytest.raises(ValueError, match="updates root"):
-        GlobalModelRecord(0, CID0, sm3(b"x"), b"\x00" * 31, SIG)
+        GlobalModelRecord(0, CID0, sm3(b"x"), b"\x00" * 31, "QmManifest", sm3(b"m"), 0, SIG)
     assert not ledger.round_state().started

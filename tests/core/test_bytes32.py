@@ -23,7 +23,7 @@ def test_refuses_anything_else_naming_the_field(bad, got):
 
 def test_every_caller_refuses_a_32_char_string_digest():
     with pytest.raises(ValueError, match="global digest must be 32 bytes"):
-        GlobalModelRecord(1, "Qm", "a" * 32, bytes(32), b"sig")  # type: ignore[arg-type]
+        GlobalModelRecord(1, "Qm", "a" * 32, bytes(32), "Qm", bytes(32), 0, b"sig")  # type: ignore[arg-type]
     entry = UpdateEntry(1, "0x" + "11" * 20, 0, "0x" + "22" * 20, "Qm", "b" * 32, 1, 1, bytes(32))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="update digest must be 32 bytes"):
         entry.message()

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 
-from aggregator.aggregation_step import SubmittedUpdate, check_submission
 from demo.in_process import InProcessConsortium as Consortium
 from fedledger.audit.service import AuditService
 from fedledger.chain.approvals import GlobalModelRecord
@@ -27,14 +26,16 @@ from fedledger.chain.devaccounts import dev_roles
 from fedledger.chain.errors import NotActiveInstitution, NotEnoughApprovals
 from fedledger.chain.localchain import LocalChain
 from fedledger.digests import sm3
-from fedledger.fl import AlignmentAggregation, UpdateRejected, load_client_update, load_global, save_global
+from fedledger.fl import load_global
 from fedledger.protocol import RoundRecord, UpdateEntry, merkle_root
+from fedledger.protocol.manifest import ReasonCode
+from fedledger.protocol.round_check import AggregationRule, LedgerUpdate, compute_round
 from fedledger.sm9 import Signature, SignMasterPublicKey, sign, verify
 from fedledger.sm9.curve import P1, g1_add
 from fedledger.sm9.threshold import PartialSignature, Signer
-from fedledger.store import open_store
+from fedledger.store import ContentStore, open_store
 from node.participant import RecordRefused, check_record, entry_of, train_and_submit
-from node.training_step import realigned_digest
+from tests.support.manual_aggregator import honest_view, open_next_round, publish, round_base, round_updates
 
 
 @pytest.fixture(scope="module")
@@ -167,12 +168,7 @@ def test_an_update_altered_on_disk_is_flagged_by_the_audit(c: Consortium) -> Non
 
 @pytest.fixture
 def open_round_four(c: Consortium) -> int:
-    ledger = ledger_of(c)
-    state = ledger.round_state()
-    if not state.open:
-        last = ledger.global_models_posted(round=state.round)[0]
-        ledger.open_round(dev_roles(5).aggregator, state.round + 1, last.cid, last.digest)
-    return ledger.round_state().round
+    return open_next_round(ledger_of(c), dev_roles(5).aggregator)
 
 
 def test_a_bad_sm9_signature_is_flagged_by_the_audit_and_rejected_by_the_aggregator(
@@ -194,10 +190,10 @@ def test_a_bad_sm9_signature_is_flagged_by_the_audit_and_rejected_by_the_aggrega
     assert flagged, summary.failures
     event = ledger.updates_submitted(round=open_round_four, institution=node.account.address)[0]
     mpk = SignMasterPublicKey.load(c.layout.master_public_key)
-    with pytest.raises(UpdateRejected, match="SM9 signature"):
-        check_submission(
-            store, mpk, SubmittedUpdate(entry_of(ledger, event), bad_signature, node.sm9_identity), tmp_path
-        )
+    state, spec, base_digest = round_base(store, ledger, open_round_four, tmp_path)
+    bad = LedgerUpdate(entry_of(ledger, event), bad_signature, node.sm9_identity)
+    outcome = compute_round(store, mpk, spec, state, base_digest, [bad], AggregationRule(), tmp_path)
+    assert outcome.included == [] and [e.code for e in outcome.excluded] == [ReasonCode.SIGNATURE_INVALID]
 
 
 def test_a_non_member_cannot_submit_and_k_minus_1_approvals_cannot_post(c: Consortium, open_round_four: int) -> None:
@@ -214,8 +210,10 @@ def test_a_non_member_cannot_submit_and_k_minus_1_approvals_cannot_post(c: Conso
             1_000_000,
             b"\x04" * 104,
         )
+    cid = "QmTz3oc4gdpRMKP2sdGUPZTAGRngqjsi99BPoztyP53JMM"
+    count = ledger.round_state().update_count
     record = GlobalModelRecord(
-        open_round_four, "QmTz3oc4gdpRMKP2sdGUPZTAGRngqjsi99BPoztyP53JMM", b"\x05" * 32, b"\x06" * 32, b"\x07" * 104
+        open_round_four, cid, b"\x05" * 32, b"\x06" * 32, cid, b"\x08" * 32, count, b"\x07" * 104
     )
     approvals = [ledger.approve_global_model(n.account, record) for n in c.nodes[:2]]
     with pytest.raises(NotEnoughApprovals):
@@ -230,33 +228,26 @@ def test_nodes_refuse_a_global_model_that_is_not_the_alignment_of_the_included_u
     honest, checker = c.nodes[1], c.nodes[2]
     ledger = honest.ledger
     train_and_submit(honest, open_round_four)
-    event = ledger.updates_submitted(round=open_round_four, institution=honest.account.address)[0]
-    opened = ledger.rounds_opened(round=open_round_four)[0]
     store = open_store(c.layout.store_spec)
+    mpk = SignMasterPublicKey.load(c.layout.master_public_key)
     workdir = c.layout.root / "tamper-global"
-    workdir.mkdir(exist_ok=True)
-    store.get_to_path(opened.base_cid, workdir / "base.safetensors")
-    store.get_to_path(event.cid, workdir / "update.safetensors")
+    # The honest aggregation (node 0's entry of the earlier test left out: bad signature) passes every check.
+    view, manifest = honest_view(store, mpk, ledger, open_round_four, workdir)
+    assert [r.institution for r in manifest.included] == [honest.account.address.lower()]
+    check_record(checker, view)
+    # The same decisions with a model of other weights are refused.
+    _, spec, base_digest = round_base(store, ledger, open_round_four, workdir)
+    global_state, _ = load_global(store_file(store, manifest.global_cid, workdir / "honest.safetensors"))
+    tampered = {name: t + 0.01 for name, t in global_state.items()}
+    updates = {u.address: u for u in round_updates(ledger, open_round_four)}
+    included = [updates[r.institution] for r in manifest.included]
+    bad_view, _ = publish(
+        store, ledger, open_round_four, base_digest, spec, tampered, included, list(manifest.excluded), workdir
+    )
+    with pytest.raises(RecordRefused, match="not the aggregation"):
+        check_record(checker, bad_view)
 
-    def view_for(global_cid: str, global_digest: bytes) -> dict[str, object]:
-        return {
-            "record": {
-                "chain_id": ledger.chain_id, "contract": ledger.address, "round": open_round_four,
-                "base_digest": opened.base_digest.hex(), "global_cid": global_cid,
-                "global_digest": global_digest.hex(),
-                "updates_root": merkle_root([entry_of(ledger, event).leaf(event.sm9_signature)]).hex(),
-            },
-            "included": [honest.account.address.lower()],
-        }  # fmt: skip
 
-    # The honest alignment passes every check.
-    state, meta = load_global(workdir / "base.safetensors")
-    aligned = AlignmentAggregation().aggregate(state, [load_client_update(workdir / "update.safetensors")])
-    digest = save_global(workdir / "aligned.safetensors", aligned, meta.spec, open_round_four + 1)
-    assert digest == realigned_digest(workdir / "base.safetensors", [workdir / "update.safetensors"], open_round_four)
-    check_record(checker, view_for(store.put(workdir / "aligned.safetensors"), digest))
-    # A model with the right digest on the record but other weights is refused.
-    tampered = {name: t + 0.01 for name, t in aligned.items()}
-    bad_digest = save_global(workdir / "tampered.safetensors", tampered, meta.spec, open_round_four + 1)
-    with pytest.raises(RecordRefused, match="not the alignment"):
-        check_record(checker, view_for(store.put(workdir / "tampered.safetensors"), bad_digest))
+def store_file(store: ContentStore, cid: str, path: Path) -> Path:
+    store.get_to_path(cid, path)
+    return path

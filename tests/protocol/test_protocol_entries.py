@@ -46,7 +46,9 @@ def test_leaf_binds_the_signature() -> None:
 
 
 def test_entry_and_record_messages_are_domain_separated() -> None:
-    record = RoundRecord(31337, ENTRY.contract, 2, b"\x33" * 32, ENTRY.cid, b"\x44" * 32, b"\x55" * 32)
+    record = RoundRecord(
+        31337, ENTRY.contract, 2, b"\x33" * 32, ENTRY.cid, b"\x44" * 32, b"\x55" * 32, ENTRY.cid, b"\x66" * 32, 1
+    )
     assert b"update-entry" in ENTRY.message()
     assert b"round-record" in record.message()
     assert record.message() != ENTRY.message()

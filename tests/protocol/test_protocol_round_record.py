@@ -10,7 +10,9 @@ from fedledger.chain.approvals import GlobalModelRecord
 from fedledger.protocol import RoundRecord
 from node.participant import RecordRefused, check_record
 
-RECORD = RoundRecord(31337, "0x" + "11" * 20, 4, b"\x01" * 32, "QmGlobal", b"\x02" * 32, b"\x03" * 32)
+RECORD = RoundRecord(
+    31337, "0x" + "11" * 20, 4, b"\x01" * 32, "QmGlobal", b"\x02" * 32, b"\x03" * 32, "QmManifest", b"\x04" * 32, 6
+)
 
 
 @dataclass(frozen=True)
@@ -19,10 +21,13 @@ class Posted:  # the fields of fedledger.chain.client.GlobalModelPosted that the
     cid: str
     digest: bytes
     updates_root: bytes
+    manifest_cid: str
+    manifest_digest: bytes
+    update_count: int
 
 
 def test_from_posted_takes_the_event_fields_and_the_opened_base():
-    posted = Posted(4, "QmGlobal", b"\x02" * 32, b"\x03" * 32)
+    posted = Posted(4, "QmGlobal", b"\x02" * 32, b"\x03" * 32, "QmManifest", b"\x04" * 32, 6)
     assert RoundRecord.from_posted(31337, "0x" + "11" * 20, b"\x01" * 32, posted) == RECORD
 
 
@@ -38,6 +43,9 @@ def test_wire_form_round_trips():
         {"base_digest": 5},
         {"round": "four"},
         {"chain_id": None},
+        {"manifest_digest": "0x" + "04" * 33},
+        {"entry_count": -1},
+        {"entry_count": True},
     ],
 )
 def test_malformed_wire_form_is_one_value_error(change):
@@ -59,5 +67,5 @@ def test_node_refuses_a_malformed_session_record_instead_of_crashing():
 
 def test_contract_record_keeps_every_signed_field():
     assert GlobalModelRecord.from_round_record(RECORD, b"sig") == GlobalModelRecord(
-        4, "QmGlobal", b"\x02" * 32, b"\x03" * 32, b"sig"
+        4, "QmGlobal", b"\x02" * 32, b"\x03" * 32, "QmManifest", b"\x04" * 32, 6, b"sig"
     )

@@ -12,6 +12,7 @@ it did so tests can compare the API's answers with what really happened.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,8 +27,10 @@ from fedledger.chain.client import LedgerClient
 from fedledger.chain.deploy import Deployment
 from fedledger.chain.devaccounts import DevRoles
 from fedledger.digests import sm3
-from fedledger.protocol import RoundRecord, UpdateEntry, merkle_root
+from fedledger.protocol import RoundRecord, UpdateEntry
 from fedledger.protocol.consortium import consortium_identity
+from fedledger.protocol.manifest import Exclusion, ReasonCode, RoundManifest
+from fedledger.protocol.round_check import AggregationRule, LedgerUpdate, RoundComputation
 from fedledger.sm9 import (
     KeyShare,
     SignMasterKey,
@@ -38,7 +41,7 @@ from fedledger.sm9 import (
     split_key,
     threshold_sign_local,
 )
-from fedledger.store import LocalStore
+from fedledger.store import ContentStore, LocalStore
 
 RATES_PPM = [1_000_000, 500_000, 500_000, 250_000, 125_000]
 
@@ -68,6 +71,7 @@ class PlayedRound:
     global_digest: bytes | None = None
     updates_root: bytes | None = None
     approvers: list[str] = field(default_factory=list)
+    manifest: RoundManifest | None = None
 
 
 @dataclass
@@ -94,6 +98,39 @@ class Scenario:
 
     def client(self, store_dir: Path | None = None, **options: Any) -> TestClient:
         return TestClient(create_app(self.service(store_dir, **options)))
+
+
+def _reason(plan: RoundPlan, i: int) -> tuple[ReasonCode, str]:
+    if i in plan.forged:
+        return ReasonCode.SIGNATURE_INVALID, "SM9 signature does not verify under the submitter's identity"
+    if i in plan.wrong_digest:
+        return ReasonCode.DIGEST_MISMATCH, "the file's SM3 differs from the ledger entry's digest"
+    return ReasonCode.NORM_BOUND, "update L2 norm exceeds the bound"
+
+
+def round_manifest(
+    ledger: LedgerClient,
+    round_index: int,
+    base_digest: bytes,
+    global_cid: str,
+    global_digest: bytes,
+    entries: dict[str, UpdateEntry],
+    signatures: dict[str, bytes],
+    excluded: dict[str, tuple[ReasonCode, str]],
+) -> RoundManifest:
+    """The manifest an aggregator publishes: ``entries`` (by lower-case address) minus ``excluded``."""
+    computation = RoundComputation(
+        [LedgerUpdate(e, signatures[a], None) for a, e in sorted(entries.items()) if a not in excluded],
+        [Exclusion(a, entries[a].cid, code, reason) for a, (code, reason) in sorted(excluded.items())],
+        {},
+    )
+    ledger_id = (ledger.chain_id, ledger.address)
+    return computation.manifest(ledger_id, round_index, base_digest, global_cid, global_digest, AggregationRule())
+
+
+def store_manifest(store: ContentStore, manifest: RoundManifest) -> RoundRecord:
+    """Put ``manifest`` in the store; the round record that binds it."""
+    return manifest.round_record(store.put(manifest.to_bytes()))
 
 
 def _put_random(store: LocalStore, size: int) -> tuple[str, bytes]:
@@ -160,22 +197,23 @@ def play_rounds(
             this.updates[address], this.signatures[address], this.entries[address] = cid, signature, entry
         if not plan.post:
             continue
-        excluded = {roles.institutions[i].address.lower() for i in plan.excluded}
+        excluded = {roles.institutions[i].address.lower(): _reason(plan, i) for i in plan.excluded}
         this.included = sorted(a for a in this.entries if a not in excluded)
-        leaves = [this.entries[a].leaf(this.signatures[a]) for a in this.included]
-        root = merkle_root(leaves)
         global_cid, global_digest = _put_random(store, 5000 + r)
-        record = RoundRecord(ledger.chain_id, ledger.address, r, base_digest, global_cid, global_digest, root)
+        manifest = round_manifest(
+            ledger, r, base_digest, global_cid, global_digest, this.entries, this.signatures, excluded
+        )
+        record = store_manifest(store, manifest)
+        root = record.updates_root
         message = record.message()
         if plan.bad_threshold_signature:
-            message = RoundRecord(
-                ledger.chain_id, ledger.address, r, base_digest, global_cid, global_digest, sm3(b"other root")
-            ).message()
+            message = dataclasses.replace(record, updates_root=sm3(b"other root")).message()
         signature = threshold_sign_local(shares[1:4], public, message).to_der()
         on_chain = GlobalModelRecord.from_round_record(record, signature)
         approvers = [roles.institutions[(r + j) % 5] for j in range(3)]
         approvals = [ledger.approve_global_model(a, on_chain) for a in approvers]
         ledger.post_global_model(roles.aggregator, on_chain, approvals)
+        this.manifest = manifest
         this.global_cid, this.global_digest, this.updates_root = global_cid, global_digest, root
         this.approvers = [a.address for a in approvers]
         base_cid, base_digest = global_cid, global_digest

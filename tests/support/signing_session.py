@@ -18,6 +18,7 @@ from fedledger.chain.devaccounts import DevRoles
 from fedledger.fl import default_spec
 from fedledger.protocol import RoundRecord
 from fedledger.protocol.consortium import Consortium, Member
+from fedledger.protocol.round_check import AggregationRule, RoundComputation
 from fedledger.protocol.session_auth import sign_payload
 from fedledger.sm9 import SignMasterKey
 from fedledger.sm9.threshold import Commitment, Signer, ThresholdPublic, split_key
@@ -74,7 +75,12 @@ class SessionFixture:
 
 
 def make_record(ledger: LedgerClient, global_cid: str = "bafkreiglobalmodel") -> RoundRecord:
-    return RoundRecord(ledger.chain_id, ledger.address, 0, BASE_DIGEST, global_cid, b"\x02" * 32, b"\x03" * 32)
+    """A round-0 record as the aggregator builds it: from a manifest of the round's (no) entries, so
+    its entry count is the ledger's and the post can pass."""
+    manifest = RoundComputation([], [], {}).manifest(
+        (ledger.chain_id, ledger.address), 0, BASE_DIGEST, global_cid, b"\x02" * 32, AggregationRule()
+    )
+    return manifest.round_record("bafkreiroundmanifest")
 
 
 def session_fixture(ledger: LedgerClient, roles: DevRoles) -> SessionFixture:

@@ -1,0 +1,272 @@
+"""One checking and aggregation pipeline for a round, run by the aggregator to produce the global
+model and the manifest, and by every co-signing node to recompute both before it signs.
+
+Because both sides run this very function on the same ledger entries, an aggregator (alone or with
+members) cannot include an entry an honest node would refuse, leave out one it would accept, give a
+false reason, or weight an update by what its file claims: weights, width and index map come from
+the ledger entry, and a file that says otherwise is excluded (``fields_mismatch``). Each entry is
+checked in a fixed order and the first failing check names its reason code, so honest parties
+agree on the code too. Updates stream from disk one at a time into the aggregation.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+
+from fedledger.digests import sm3_file
+from fedledger.errors import FedLedgerError
+from fedledger.fl import (
+    AlignmentAggregation,
+    ClientUpdate,
+    ModelFileError,
+    ModelSpec,
+    UpdateRejected,
+    ValidationPolicy,
+    load_client_update,
+    validate_update,
+)
+from fedledger.protocol.entries import SubmittedEvent, UpdateEntry
+from fedledger.protocol.manifest import (
+    MAX_REASON_CHARS,
+    Exclusion,
+    Inclusion,
+    ManifestError,
+    ReasonCode,
+    RoundManifest,
+)
+from fedledger.sm9 import Signature, SignMasterPublicKey, SM9Error, verify
+from fedledger.store import ContentStore, StoreError
+from fedledger.widths import width_to_ppm
+
+log = logging.getLogger(__name__)
+
+RULES = ("alignment",)
+
+
+@dataclass(frozen=True)
+class LedgerUpdate:
+    """An ``UpdateSubmitted`` entry with its signature and the submitter's SM9 identity on the ledger
+    (None when the submitting address holds none)."""
+
+    entry: UpdateEntry
+    signature_der: bytes
+    sm9_identity: str | None
+
+    @property
+    def address(self) -> str:
+        return self.entry.institution.lower()
+
+
+class SignedSubmission(SubmittedEvent, Protocol):
+    """An ``UpdateSubmitted`` event with the entry's SM9 signature (the chain client's event fits)."""
+
+    @property
+    def sm9_signature(self) -> bytes: ...
+
+
+def ledger_updates(
+    chain_id: int, contract: str, events: Iterable[SignedSubmission], identities: Mapping[str, str]
+) -> list[LedgerUpdate]:
+    """The round's entries as the pipeline takes them; ``identities`` maps lower-case address to SM9 id."""
+    return [
+        LedgerUpdate(
+            UpdateEntry.from_event(chain_id, contract, e),
+            bytes(e.sm9_signature),
+            identities.get(e.institution.lower()),
+        )
+        for e in events
+    ]
+
+
+@dataclass(frozen=True)
+class AggregationRule:
+    """The aggregation rule and the validation policy, as the manifest publishes them."""
+
+    name: str = "alignment"
+    policy: ValidationPolicy = field(default_factory=ValidationPolicy)
+
+    def __post_init__(self) -> None:
+        if self.name not in RULES:
+            raise ManifestError(f"unknown aggregation rule {self.name!r} (known: {', '.join(RULES)})")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "max_norm": self.policy.max_norm, "norm_policy": self.policy.norm_policy}
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> AggregationRule:
+        """The rule a manifest names; ManifestError for anything this code cannot recompute."""
+        if set(raw) != {"name", "max_norm", "norm_policy"}:
+            raise ManifestError(f"manifest rule must have name, max_norm and norm_policy, got {sorted(raw)}")
+        max_norm = raw["max_norm"]
+        if max_norm is not None and (isinstance(max_norm, bool) or not isinstance(max_norm, int | float)):
+            raise ManifestError("manifest rule max_norm must be a number or null")
+        try:
+            policy = ValidationPolicy(None if max_norm is None else float(max_norm), str(raw["norm_policy"]))
+        except ValueError as exc:
+            raise ManifestError(f"manifest rule: {exc}") from None
+        return cls(str(raw["name"]), policy)
+
+    def aggregation(self) -> AlignmentAggregation:
+        return AlignmentAggregation()
+
+
+class EntryExcluded(FedLedgerError):
+    """One entry failed a check; ``code`` is the manifest's reason code."""
+
+    def __init__(self, code: ReasonCode, reason: str) -> None:
+        self.code = code
+        self.reason = reason[:MAX_REASON_CHARS]
+        super().__init__(f"{code.value}: {self.reason}")
+
+
+@dataclass
+class RoundComputation:
+    """What the pipeline decided and produced for one round."""
+
+    included: list[LedgerUpdate]
+    excluded: list[Exclusion]
+    state: dict[str, torch.Tensor]
+
+    def manifest(
+        self,
+        ledger: tuple[int, str],
+        round_index: int,
+        base_digest: bytes,
+        global_cid: str,
+        global_digest: bytes,
+        rule: AggregationRule,
+    ) -> RoundManifest:
+        """The round's manifest on ledger (chain id, contract) for the stored global model."""
+        chain_id, contract = ledger
+        return RoundManifest(
+            chain_id=chain_id,
+            contract=contract.lower(),
+            round=round_index,
+            base_digest=base_digest,
+            global_cid=global_cid,
+            global_digest=global_digest,
+            rule=rule.to_dict(),
+            included=tuple(
+                Inclusion(u.address, u.entry.cid, u.entry.digest, u.entry.leaf(u.signature_der)) for u in self.included
+            ),
+            excluded=tuple(self.excluded),
+        )
+
+
+def _check_signature(mpk: SignMasterPublicKey, update: LedgerUpdate) -> None:
+    if update.sm9_identity is None:
+        raise EntryExcluded(ReasonCode.NOT_MEMBER, f"{update.entry.institution} holds no SM9 identity on the ledger")
+    try:
+        signature = Signature.from_der(update.signature_der)
+    except SM9Error as exc:
+        raise EntryExcluded(ReasonCode.SIGNATURE_INVALID, f"malformed SM9 signature: {exc}") from None
+    if not verify(mpk, update.sm9_identity, update.entry.message(), signature):
+        raise EntryExcluded(ReasonCode.SIGNATURE_INVALID, f"SM9 signature of {update.sm9_identity} is invalid")
+
+
+def _fetch(store: ContentStore, update: LedgerUpdate, workdir: Path) -> Path:
+    entry = update.entry
+    path = workdir / f"update-r{entry.round}-{update.address}.safetensors"
+    try:
+        store.get_to_path(entry.cid, path)
+    except (StoreError, ValueError) as exc:
+        path.unlink(missing_ok=True)
+        raise EntryExcluded(ReasonCode.CONTENT_UNAVAILABLE, f"content {entry.cid!r} unavailable: {exc}") from None
+    if sm3_file(path) != entry.digest:
+        path.unlink(missing_ok=True)
+        raise EntryExcluded(ReasonCode.DIGEST_MISMATCH, "the file's SM3 differs from the ledger entry's digest")
+    return path
+
+
+def _load(path: Path, update: LedgerUpdate) -> ClientUpdate:
+    entry = update.entry
+    try:
+        loaded = load_client_update(path)
+    except ModelFileError as exc:
+        raise EntryExcluded(ReasonCode.MALFORMED_FILE, str(exc).replace(str(path), "update file")) from None
+    if loaded.index_map.digest() != entry.mapping_digest:
+        raise EntryExcluded(ReasonCode.FIELDS_MISMATCH, "the file's index map differs from the ledger's mapping digest")
+    try:
+        ppm = width_to_ppm(loaded.width_rate)
+    except ValueError:
+        ppm = -1
+    if ppm != entry.width_ppm:
+        raise EntryExcluded(
+            ReasonCode.FIELDS_MISMATCH, f"the file's width {ppm} ppm differs from the ledger's {entry.width_ppm}"
+        )
+    if loaded.num_samples != entry.num_samples:
+        raise EntryExcluded(
+            ReasonCode.FIELDS_MISMATCH,
+            f"the file claims {loaded.num_samples} samples, the ledger entry {entry.num_samples}",
+        )
+    # The ledger, not the file, names the submitter and its weight.
+    loaded.institution = entry.institution
+    loaded.num_samples = entry.num_samples
+    return loaded
+
+
+def _validate(
+    loaded: ClientUpdate,
+    spec: ModelSpec,
+    base_state: Mapping[str, torch.Tensor],
+    base_digest: bytes,
+    policy: ValidationPolicy,
+) -> ClientUpdate:
+    if loaded.base_digest != base_digest:
+        raise EntryExcluded(ReasonCode.WRONG_BASE, "trained from another base model than the round's")
+    for name, tensor in loaded.state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise EntryExcluded(ReasonCode.NON_FINITE, f"tensor {name} contains NaN or Inf")
+    try:
+        validate_update(loaded, spec, base_state, None, ValidationPolicy(None, policy.norm_policy))
+    except UpdateRejected as exc:
+        raise EntryExcluded(ReasonCode.WRONG_SHAPE, str(exc)) from None
+    if policy.max_norm is None:
+        return loaded
+    try:
+        return validate_update(loaded, spec, base_state, None, policy)
+    except UpdateRejected as exc:
+        raise EntryExcluded(ReasonCode.NORM_BOUND, str(exc)) from None
+
+
+def compute_round(
+    store: ContentStore,
+    mpk: SignMasterPublicKey,
+    spec: ModelSpec,
+    base_state: Mapping[str, torch.Tensor],
+    base_digest: bytes,
+    updates: Iterable[LedgerUpdate],
+    rule: AggregationRule,
+    workdir: Path,
+) -> RoundComputation:
+    """Check every entry (in address order) and aggregate the accepted ones into the new state."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    ordered = sorted(updates, key=lambda u: u.address)
+    included: list[LedgerUpdate] = []
+    excluded: list[Exclusion] = []
+
+    def accepted() -> Iterator[ClientUpdate]:
+        for update in ordered:  # one update in memory at a time
+            try:
+                _check_signature(mpk, update)
+                path = _fetch(store, update, workdir)
+                try:
+                    checked = _validate(_load(path, update), spec, base_state, base_digest, rule.policy)
+                except EntryExcluded:
+                    path.unlink(missing_ok=True)
+                    raise
+            except EntryExcluded as exc:
+                log.warning("round %d: %s left out: %s", update.entry.round, update.entry.institution, exc)
+                excluded.append(Exclusion(update.address, update.entry.cid, exc.code, exc.reason))
+                continue
+            included.append(update)
+            yield checked
+
+    state = rule.aggregation().aggregate(base_state, accepted())
+    return RoundComputation(included, excluded, state)

@@ -1,0 +1,101 @@
+"""The shared round pipeline on real files, a real store and real SM9 keys (no chain needed):
+each check names its code, weights come from the ledger entry, and the rule is parsed strictly."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import torch
+
+from fedledger.fl import (
+    UpdateMetadata,
+    ValidationPolicy,
+    default_spec,
+    extract_submodel,
+    initial_global_state,
+    save_global,
+    save_update,
+)
+from fedledger.protocol import UpdateEntry
+from fedledger.protocol.manifest import ManifestError, ReasonCode
+from fedledger.protocol.round_check import AggregationRule, LedgerUpdate, compute_round
+from fedledger.sm9 import SignMasterKey, extract_sign_key, sign
+from fedledger.store import LocalStore
+from fedledger.widths import width_to_ppm
+
+CONTRACT = "0x" + "11" * 20
+SPEC = default_spec((8,), 3)
+MASTER = SignMasterKey.generate()
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> tuple[LocalStore, dict[str, torch.Tensor], bytes]:
+    store = LocalStore(tmp_path / "store", durable=False)
+    state = initial_global_state(SPEC, 0)
+    base_digest = save_global(tmp_path / "base.safetensors", state, SPEC, 0)
+    return store, state, base_digest
+
+
+def update(
+    store: LocalStore, state: dict[str, torch.Tensor], base_digest: bytes, tmp: Path, i: int, shift: float
+) -> LedgerUpdate:
+    """Institution ``i``'s half-width update (the base cut out, plus ``shift``), honestly signed."""
+    sub, index_map = extract_submodel(state, SPEC, 0.5, "static", 0)
+    address = "0x" + f"{i:02x}" * 20
+    meta = UpdateMetadata(address, 0, 10, base_digest, index_map)
+    path = tmp / f"u{i}.safetensors"
+    digest = save_update(path, {k: v + shift for k, v in sub.items()}, meta)
+    entry = UpdateEntry(31337, CONTRACT, 0, address, store.put(path), digest, 10, width_to_ppm(0.5), index_map.digest())
+    identity = f"clinic-{i}"
+    return LedgerUpdate(entry, sign(extract_sign_key(MASTER, identity), entry.message()).to_der(), identity)
+
+
+def test_each_entry_is_judged_by_the_first_check_it_fails(world, tmp_path: Path) -> None:
+    store, state, base_digest = world
+    good = update(store, state, base_digest, tmp_path, 1, 0.5)
+    no_identity = dataclasses.replace(update(store, state, base_digest, tmp_path, 2, 0.5), sm9_identity=None)
+    bad_der = dataclasses.replace(update(store, state, base_digest, tmp_path, 3, 0.5), signature_der=b"\x30\x00")
+    out = compute_round(
+        store, MASTER.public_key, SPEC, state, base_digest, [bad_der, good, no_identity], AggregationRule(), tmp_path
+    )
+    assert [u.address for u in out.included] == [good.address]
+    assert [(e.institution, e.code) for e in out.excluded] == [
+        (no_identity.address, ReasonCode.NOT_MEMBER),
+        (bad_der.address, ReasonCode.SIGNATURE_INVALID),
+    ]
+
+
+def test_weights_are_the_ledger_entries_and_the_result_is_order_free(world, tmp_path: Path) -> None:
+    store, state, base_digest = world
+    a = update(store, state, base_digest, tmp_path, 1, 1.0)
+    b = update(store, state, base_digest, tmp_path, 2, 3.0)
+    rule = AggregationRule(policy=ValidationPolicy(max_norm=1e6))
+    one = compute_round(store, MASTER.public_key, SPEC, state, base_digest, [a, b], rule, tmp_path / "1")
+    two = compute_round(store, MASTER.public_key, SPEC, state, base_digest, [b, a], rule, tmp_path / "2")
+    assert all(torch.equal(one.state[n], two.state[n]) for n in one.state)
+    covered = next(n for n in one.state if not torch.equal(one.state[n], state[n]))
+    changed = one.state[covered] != state[covered]
+    # equal ledger weights (10 and 10): the mean of +1 and +3 is +2 wherever both cover
+    assert torch.allclose((one.state[covered] - state[covered])[changed], torch.tensor(2.0))
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"name": "median", "max_norm": None, "norm_policy": "reject"},
+        {"name": "alignment", "max_norm": None},
+        {"name": "alignment", "max_norm": "big", "norm_policy": "reject"},
+        {"name": "alignment", "max_norm": -1, "norm_policy": "reject"},
+        {"name": "alignment", "max_norm": None, "norm_policy": "shrug"},
+    ],
+)
+def test_a_rule_this_code_cannot_recompute_is_refused(raw: dict[str, object]) -> None:
+    with pytest.raises(ManifestError):
+        AggregationRule.from_dict(raw)
+
+
+def test_a_rule_round_trips() -> None:
+    rule = AggregationRule(policy=ValidationPolicy(12.5, "clip"))
+    assert AggregationRule.from_dict(rule.to_dict()) == rule
