@@ -18,6 +18,7 @@ from eth_account.signers.local import LocalAccount
 from aggregator.approval_check import ChainApprovals
 from aggregator.config import PARTIAL_TIMEOUT_SECONDS, SIGNING_GRACE_SECONDS
 from aggregator.http_api import SessionBoard
+from aggregator.privacy_gate import check_can_open
 from aggregator.session_clock import SessionClock
 from aggregator.signing import SigningSession
 from fedledger.chain.approvals import GlobalModelRecord
@@ -31,6 +32,7 @@ from fedledger.chain.errors import (
 from fedledger.chain.events import LedgerEventSource
 from fedledger.errors import FedLedgerError
 from fedledger.fl import ModelSpec, ValidationPolicy, initial_global_state, load_global, save_global
+from fedledger.fl.rules import DEFAULT_RULE
 from fedledger.phases import PhaseTimes
 from fedledger.protocol import RoundRecord
 from fedledger.protocol.consortium import Consortium
@@ -78,6 +80,7 @@ class AggregatorContext:
     signing_grace_seconds: float = SIGNING_GRACE_SECONDS
     partial_timeout_seconds: float = PARTIAL_TIMEOUT_SECONDS
     policy: ValidationPolicy | None = None
+    aggregation_rule: str = DEFAULT_RULE
     poll_interval: float = 0.25
     use_websocket: bool = True  # ledger events pushed over the RPC port's WebSocket; False: polled
     events: LedgerEventSource | None = None  # started on first use, closed by run_aggregator
@@ -92,6 +95,7 @@ def open_first_round(ctx: AggregatorContext) -> None:
     path = ctx.state_dir / "global-initial.safetensors"
     digest = save_global(path, initial_global_state(ctx.spec, ctx.init_seed), ctx.spec, 0)
     cid = ctx.store.put(path)
+    check_can_open(ctx.ledger, ctx.store, 0)
     with ctx.phases.measure(0, "open"):
         ctx.ledger.open_round(ctx.account, 0, cid, digest)
     log.info("opened round 0 from the initial model %s", cid)
@@ -101,6 +105,7 @@ def open_next_round(ctx: AggregatorContext, previous: int) -> None:
     posted = ctx.ledger.global_models_posted(round=previous)
     if not posted:
         raise RoundFailed(f"round {previous} is closed but its global model is not on the ledger")
+    check_can_open(ctx.ledger, ctx.store, previous + 1)
     with ctx.phases.measure(previous + 1, "open"):
         ctx.ledger.open_round(ctx.account, previous + 1, posted[0].cid, posted[0].digest)
     log.info("opened round %d from %s", previous + 1, posted[0].cid)
@@ -277,7 +282,7 @@ def build_manifest(ctx: AggregatorContext, round_index: int, stop: threading.Eve
     identities = {i.address.lower(): i.sm9_id for i in ctx.ledger.institutions()}
     updates = ledger_updates(ctx.ledger.chain_id, ctx.ledger.address, events, identities)
     ctx.board.status = {"state": "aggregating", "round": round_index, "updates": len(events)}
-    rule = AggregationRule(policy=ctx.policy or ValidationPolicy())
+    rule = AggregationRule(ctx.aggregation_rule, ctx.policy or ValidationPolicy())
     computation = compute_round(
         ctx.store, ctx.master_public_key, ctx.spec, base_state, opened.base_digest, updates, rule, workdir
     )

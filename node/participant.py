@@ -46,6 +46,7 @@ from fedledger.sm9.threshold import Signer, ThresholdPublic
 from fedledger.store import ContentStore, StoreError
 from node.config import HTTP_TIMEOUT_SECONDS, POLL_INTERVAL_SECONDS
 from node.http_client import aggregator_client
+from node.privacy_gate import privacy_refusal
 from node.session_view import frozen_commitments, parse_session_view, threshold_signature
 from node.training_step import (
     TrainedUpdate,
@@ -278,6 +279,9 @@ def _checked_manifest(ctx: NodeContext, record: RoundRecord, events: list[Update
         raise RecordRefused(f"the round manifest's rule cannot be recomputed: {exc}") from None
     if rule != ctx.rule:
         raise RecordRefused(f"the round manifest's rule {manifest.rule} is not the consortium's {ctx.rule.to_dict()}")
+    refusal = privacy_refusal(ctx.ledger, ctx.store, record.round, rule.privacy)
+    if refusal is not None:
+        raise RecordRefused(refusal)
     if manifest.updates_root() != record.updates_root:
         raise RecordRefused("the updates root does not match the manifest's included entries")
     if manifest.entry_count != record.entry_count or record.entry_count != len(events):

@@ -21,8 +21,11 @@ from fedledger.chain.approvals import (
     GlobalModelRecord,
     LedgerDomain,
     MembershipChange,
+    PrivacyBudgetSetting,
+    privacy_budget_typed_data,
     sign_global_model,
     sign_membership_change,
+    sign_typed_data,
 )
 from fedledger.chain.errors import ErrorDecoder, LedgerError, LedgerRevert, revert_data_of
 from fedledger.chain.settings import RECEIPT_TIMEOUT_SECONDS, RPC_TIMEOUT_SECONDS
@@ -343,6 +346,14 @@ class LedgerClient:
             return self.set_threshold(sender, change.threshold, approvals)
         return self.set_aggregator(sender, change.account, approvals)
 
+    def set_privacy_budget(
+        self, sender: LocalAccount, budget: PrivacyBudgetSetting, approvals: Sequence[bytes]
+    ) -> TxResult:
+        fn = self.contract.functions.setPrivacyBudget(
+            budget.epsilon_micro, budget.delta_pico, [bytes(a) for a in approvals]
+        )
+        return self._transact(sender, f"setPrivacyBudget({budget.epsilon}, {budget.delta})", fn)
+
     # ------------------------------------------------------------------ approvals
 
     def approve_global_model(self, approver: LocalAccount, record: GlobalModelRecord) -> bytes:
@@ -352,7 +363,16 @@ class LedgerClient:
     def approve_membership_change(self, approver: LocalAccount, change: MembershipChange) -> bytes:
         return sign_membership_change(approver, self.domain, change, self.nonces().membership)
 
+    def approve_privacy_budget(self, approver: LocalAccount, budget: PrivacyBudgetSetting) -> bytes:
+        """``approver``'s EIP-712 approval of ``budget`` at the ledger's current membership nonce."""
+        return sign_typed_data(approver, privacy_budget_typed_data(self.domain, budget, self.nonces().membership))
+
     # ------------------------------------------------------------------ views
+
+    def privacy_budget(self) -> PrivacyBudgetSetting:
+        """The consortium's (epsilon, delta) budget as the contract holds it."""
+        epsilon_micro, delta_pico = self._call("privacyBudget()", self.contract.functions.privacyBudget())
+        return PrivacyBudgetSetting(int(epsilon_micro), int(delta_pico))
 
     def aggregator(self) -> str:
         return str(self._call("aggregator()", self.contract.functions.aggregator()))
@@ -497,6 +517,7 @@ class LedgerClient:
             "InstitutionRemoved",
             "ThresholdChanged",
             "AggregatorChanged",
+            "PrivacyBudgetChanged",
             "MembershipChangeApproved",
         ):
             found = self._events(name, {}, from_block, to_block, page_size)
