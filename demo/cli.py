@@ -333,3 +333,28 @@ def bench_round(
     from demo.bench_round import run
 
     emit("round", run(epochs), as_json)
+
+
+@bench_app.command("scale")
+def bench_scale(
+    sizes: Annotated[str, typer.Option(help="Institution counts, comma-separated (k = ceil(2n/3)).")] = "5,10,20,40",
+    rounds: Annotated[int, typer.Option(min=2, help="Rounds per size (round 0 is start-up, not averaged).")] = 10,
+    rounds_at_40: Annotated[
+        int | None, typer.Option(min=2, help="Fewer rounds for n >= 40 when time-bound (default: --rounds).")
+    ] = None,
+    plot_path: Annotated[Path | None, typer.Option("--plot", help="Also draw the figures to this PNG.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
+) -> None:
+    """Protocol seconds, phases, gas, aggregator CPU, one node's bytes and audit time for growing consortia."""
+    from demo.bench_scale import plot, run
+
+    try:
+        counts = tuple(int(s) for s in sizes.split(","))
+    except ValueError:
+        raise typer.BadParameter(f"--sizes must be integers separated by commas, not {sizes!r}") from None
+    if any(n < 2 for n in counts):
+        raise typer.BadParameter("every size must be at least 2 institutions")
+    result = run(counts, rounds, rounds_at_40)
+    if plot_path is not None:
+        result["plot"] = str(plot(result, plot_path))
+    emit("scale", result, as_json)

@@ -35,6 +35,7 @@ from fedledger.digests import sm3, sm3_file
 from fedledger.errors import FedLedgerError
 from fedledger.fileio import atomic_write_text
 from fedledger.fl import Dataset, ModelFileError, TrainConfig
+from fedledger.phases import PhaseTimes
 from fedledger.protocol import RoundRecord, UpdateEntry, width_to_ppm
 from fedledger.protocol.consortium import Consortium
 from fedledger.protocol.manifest import MAX_MANIFEST_BYTES, Decisions, ManifestError, RoundManifest
@@ -54,6 +55,7 @@ from node.training_step import (
     recompute_round,
     train_update,
 )
+from node.wakeup import NodeWakeup
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +98,7 @@ class NodeContext:
     http_timeout_seconds: float = HTTP_TIMEOUT_SECONDS
     aggregator_tls: ssl.SSLContext | None = None  # mutual TLS to the aggregator; None = plain HTTP (--insecure-http)
     refresh_data: Callable[[], Dataset] | None = None  # re-reads and re-checks the data before each round
+    phases: PhaseTimes = field(default_factory=lambda: PhaseTimes("node"))  # train and submit, per round
 
     def __repr__(self) -> str:
         return f"NodeContext(name={self.name!r}, address={self.account.address})"
@@ -207,7 +210,11 @@ def train_and_submit(ctx: NodeContext, round_index: int) -> bool:
         trained = TrainedUpdate.load_summary(
             folder / "trained.json", folder / "update.safetensors", opened[0].base_digest
         )
-    submit_trained(ctx, round_index, trained or train_for_round(ctx, round_index))
+    with ctx.phases.measure(round_index, "train"):
+        trained = trained or train_for_round(ctx, round_index)
+    with ctx.phases.measure(round_index, "submit"):
+        submit_trained(ctx, round_index, trained)
+    ctx.phases.log_round(round_index)
     return True
 
 
@@ -461,7 +468,8 @@ def run_node(
     """
     stop = stop or threading.Event()
     poll_interval = ctx.poll_interval if poll_interval is None else poll_interval
-    with aggregator_client(ctx.aggregator_tls, ctx.http_timeout_seconds) as http:
+    ctx.phases.who = ctx.name
+    with aggregator_client(ctx.aggregator_tls, ctx.http_timeout_seconds) as http, NodeWakeup(ctx, stop) as wakeup:
         participant = SessionParticipant(ctx, http)
         last_problem = ""
         checked = False
@@ -491,5 +499,5 @@ def run_node(
             if problem and problem != last_problem:  # say it once, not at every poll
                 log.error("%s", problem)
             last_problem = problem
-            stop.wait(poll_interval)
+            wakeup.wait(poll_interval)  # a ledger event or a session change ends it early
         return seen_round

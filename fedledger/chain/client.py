@@ -8,6 +8,7 @@ error. Event readers page through block ranges, since public RPC endpoints cap `
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -174,6 +175,33 @@ class MembershipEvent:
 # ---------------------------------------------------------------------------------- client
 
 
+class LogRangeCache:
+    """Decoded logs per (event, filters) for the block range already read, so a repeated query of
+    the same round from the deploy block reads only the blocks mined since (one ``eth_getLogs``
+    scan per new range, not per call). Blocks are taken as final, as on the chains this runs on."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._ranges: dict[tuple[Any, ...], tuple[int, int, list[tuple[dict[str, Any], EventMeta]]]] = {}
+
+    def read(
+        self,
+        key: tuple[Any, ...],
+        start: int,
+        end: int,
+        fetch: Callable[[int, int], list[tuple[dict[str, Any], EventMeta]]],
+    ) -> list[tuple[dict[str, Any], EventMeta]]:
+        with self._lock:
+            cached = self._ranges.get(key)
+        if cached is None or cached[0] != start or cached[1] > end:
+            found = fetch(start, end)
+        else:
+            found = cached[2] + (fetch(cached[1] + 1, end) if end > cached[1] else [])
+        with self._lock:
+            self._ranges[key] = (start, end, found)
+        return list(found)
+
+
 class LedgerClient:
     """Talks to one deployed FederatedLedger. ``from_block`` bounds event searches from below
     (the deployment block, when known)."""
@@ -195,6 +223,7 @@ class LedgerClient:
         self.contract: Contract = w3.eth.contract(address=self.address, abi=abi)
         self._decoder = ErrorDecoder(abi)
         self._chain_id: int | None = None
+        self._log_cache = LogRangeCache()
 
     @classmethod
     def connect(
@@ -277,9 +306,7 @@ class LedgerClient:
 
     def record_access(self, sender: LocalAccount, cid: str, purpose: str) -> TxResult:
         """Member: log that ``sender`` retrieved ``cid`` and why."""
-        return self._transact(
-            sender, f"recordAccess({cid})", self.contract.functions.recordAccess(cid, purpose)
-        )
+        return self._transact(sender, f"recordAccess({cid})", self.contract.functions.recordAccess(cid, purpose))
 
     def add_institution(
         self, sender: LocalAccount, account: str, sm9_id: str, new_threshold: int, approvals: Sequence[bytes]
@@ -302,9 +329,7 @@ class LedgerClient:
         return self._transact(sender, f"setThreshold({new_threshold})", fn)
 
     def set_aggregator(self, sender: LocalAccount, account: str, approvals: Sequence[bytes]) -> TxResult:
-        fn = self.contract.functions.setAggregator(
-            to_checksum_address(account), [bytes(a) for a in approvals]
-        )
+        fn = self.contract.functions.setAggregator(to_checksum_address(account), [bytes(a) for a in approvals])
         return self._transact(sender, f"setAggregator({account})", fn)
 
     def apply_membership_change(
@@ -513,15 +538,21 @@ class LedgerClient:
         argument_filters = {k: v for k, v in filters.items() if v is not None}
         start = self.from_block if from_block is None else from_block
         end = int(self.w3.eth.block_number) if to_block is None else to_block
-        for page_start in range(start, end + 1, page_size):
-            page_end = min(page_start + page_size - 1, end)
-            logs = event().get_logs(
-                from_block=page_start, to_block=page_end, argument_filters=argument_filters
-            )
-            for log in sorted(logs, key=lambda entry: (entry["blockNumber"], entry["logIndex"])):
-                tx_hash = "0x" + bytes(log["transactionHash"]).hex()
-                meta = EventMeta(int(log["blockNumber"]), tx_hash, int(log["logIndex"]))
-                yield dict(log["args"]), meta
+
+        def read(first: int, last: int) -> list[tuple[dict[str, Any], EventMeta]]:
+            found = []
+            for page_start in range(first, last + 1, page_size):
+                page_end = min(page_start + page_size - 1, last)
+                logs = event().get_logs(from_block=page_start, to_block=page_end, argument_filters=argument_filters)
+                for log in sorted(logs, key=lambda entry: (entry["blockNumber"], entry["logIndex"])):
+                    tx_hash = "0x" + bytes(log["transactionHash"]).hex()
+                    found.append((dict(log["args"]), EventMeta(int(log["blockNumber"]), tx_hash, int(log["logIndex"]))))
+            return found
+
+        if from_block is not None or to_block is not None:  # an explicit range: read it as asked
+            yield from read(start, end)
+            return
+        yield from self._log_cache.read((name, *sorted(argument_filters.items())), start, end, read)
 
     # ------------------------------------------------------------------ plumbing
 
