@@ -199,6 +199,15 @@ def submit_trained(ctx: NodeContext, round_index: int, trained: TrainedUpdate) -
     return cid
 
 
+def _record_access_once(ctx: NodeContext, round_index: int, base_cid: str) -> None:
+    """A reused update still leaves its access record: after a chain rollback the one made when it was
+    trained may be gone, and the ledger must show every retrieval of the model."""
+    purpose = f"train round {round_index}"
+    done = ctx.ledger.access_records(accessor=ctx.account.address, cid=base_cid)
+    if not any(a.purpose == purpose for a in done):
+        ctx.ledger.record_access(ctx.account, base_cid, purpose)
+
+
 def train_and_submit(ctx: NodeContext, round_index: int) -> bool:
     """Train (or reuse this round's already trained update) and submit; False if already submitted."""
     if ctx.ledger.has_submitted(round_index, ctx.account.address):
@@ -210,6 +219,8 @@ def train_and_submit(ctx: NodeContext, round_index: int) -> bool:
         trained = TrainedUpdate.load_summary(
             folder / "trained.json", folder / "update.safetensors", opened[0].base_digest
         )
+    if trained is not None:
+        _record_access_once(ctx, round_index, opened[0].base_cid)
     with ctx.phases.measure(round_index, "train"):
         trained = trained or train_for_round(ctx, round_index)
     with ctx.phases.measure(round_index, "submit"):

@@ -207,3 +207,23 @@ def test_nodes_refuse_an_earlier_rounds_record_replayed_by_the_aggregator(
         with pytest.raises((RecordRefused, ValueError)):
             check_record(node, moved)
     assert ledger.round_state().open and ledger.round_state().round == r
+
+
+def test_a_reused_update_records_its_access_again_after_a_chain_rollback(federation: InProcessConsortium) -> None:
+    """Finding 11: a chain that lost its recent state (SIGKILL before a save) also lost the node's
+    access record; the node reuses its trained update but must log the retrieval again."""
+    from node.participant import train_and_submit, train_for_round
+
+    r = open_round(federation)
+    node = federation.nodes[0]
+    ledger = ledger_of(federation)
+    base_cid = ledger.rounds_opened(round=r)[0].base_cid
+    snapshot = ledger.w3.provider.make_request("evm_snapshot", [])["result"]  # type: ignore[arg-type]
+    train_for_round(node, r)  # trains, caches the update and records the access
+    assert ledger.access_records(accessor=node.account.address, cid=base_cid)
+    ledger.w3.provider.make_request("evm_revert", [snapshot])  # type: ignore[arg-type]
+    assert not ledger.access_records(accessor=node.account.address, cid=base_cid)
+
+    assert train_and_submit(node, r)  # reuses the cached update
+    purposes = [a.purpose for a in ledger.access_records(accessor=node.account.address, cid=base_cid)]
+    assert purposes == [f"train round {r}"]
