@@ -11,6 +11,7 @@ from aggregator.request_limits import MAX_BODY_BYTES, RATE_BURST, RATE_PER_SECON
 from fedledger.chain.settings import LedgerSettings
 from fedledger.config_files import ConfigError as AggregatorConfigError
 from fedledger.config_files import load_toml, save_toml
+from fedledger.fl.rules import AGGREGATION_RULES, DEFAULT_RULE
 from fedledger.protocol.consortium import PublicMaterial
 from fedledger.protocol.readers import READER_KEYS_FILE
 from fedledger.tls.settings import TLSSettings
@@ -56,6 +57,11 @@ class AggregatorConfig(LedgerSettings, TLSSettings):
     )
     max_update_norm: float | None = Field(None, gt=0)
     norm_policy: str = Field("reject", pattern="^(reject|clip)$")
+    aggregation_rule: str = Field(
+        DEFAULT_RULE,
+        pattern=f"^({'|'.join(AGGREGATION_RULES)})$",
+        description="alignment (weighted mean), trimmed_mean or median; the round manifest names it",
+    )
     poll_interval: float = Field(0.25, gt=0, le=60)
     max_request_bytes: int = Field(MAX_BODY_BYTES, ge=1024, description="larger request bodies get 413")
     rate_limit_per_second: float = Field(

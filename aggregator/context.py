@@ -41,6 +41,7 @@ def build_context(config: AggregatorConfig, base: Path, password: str, board: Se
         signing_grace_seconds=config.signing_grace_seconds,
         partial_timeout_seconds=config.partial_timeout_seconds,
         policy=ValidationPolicy(config.max_update_norm, config.norm_policy),
+        aggregation_rule=config.aggregation_rule,
         poll_interval=config.poll_interval,
         reader_keys=load_reader_keys(base / config.reader_keys_file, password),
     )

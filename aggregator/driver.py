@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from eth_account.signers.local import LocalAccount
@@ -18,6 +18,8 @@ from eth_account.signers.local import LocalAccount
 from aggregator.approval_check import ChainApprovals
 from aggregator.config import PARTIAL_TIMEOUT_SECONDS, SIGNING_GRACE_SECONDS
 from aggregator.http_api import SessionBoard
+from aggregator.privacy_gate import check_can_open
+from aggregator.session_clock import SessionClock
 from aggregator.signing import SigningSession
 from fedledger.chain.approvals import GlobalModelRecord
 from fedledger.chain.client import Institution, LedgerClient, UpdateSubmitted
@@ -27,9 +29,12 @@ from fedledger.chain.errors import (
     InvalidApprovalSignature,
     NotEnoughApprovals,
 )
+from fedledger.chain.events import LedgerEventSource
 from fedledger.envelope import Recipient, RecipientKeys
 from fedledger.errors import FedLedgerError
 from fedledger.fl import ModelSpec, ValidationPolicy, initial_global_state, load_global, save_global
+from fedledger.fl.rules import DEFAULT_RULE
+from fedledger.phases import PhaseTimes
 from fedledger.protocol import RoundRecord
 from fedledger.protocol.consortium import Consortium
 from fedledger.protocol.manifest import RoundManifest
@@ -41,6 +46,8 @@ from fedledger.sm9.threshold import ThresholdPublic
 from fedledger.store import ContentStore
 
 log = logging.getLogger(__name__)
+
+RECHECK_SECONDS = 1.0  # safety net between pushed ledger events (deadline, stop)
 
 
 class RoundFailed(FedLedgerError):
@@ -76,8 +83,12 @@ class AggregatorContext:
     signing_grace_seconds: float = SIGNING_GRACE_SECONDS
     partial_timeout_seconds: float = PARTIAL_TIMEOUT_SECONDS
     policy: ValidationPolicy | None = None
+    aggregation_rule: str = DEFAULT_RULE
     poll_interval: float = 0.25
     reader_keys: RecipientKeys | None = None  # the aggregator's SM9 decryption + ML-KEM keys
+    use_websocket: bool = True  # ledger events pushed over the RPC port's WebSocket; False: polled
+    events: LedgerEventSource | None = None  # started on first use, closed by run_aggregator
+    phases: PhaseTimes = field(default_factory=lambda: PhaseTimes("aggregator"))
 
     @property
     def vault(self) -> ModelVault:
@@ -96,7 +107,9 @@ def open_first_round(ctx: AggregatorContext) -> None:
     path = ctx.state_dir / "global-initial.safetensors"
     save_global(path, initial_global_state(ctx.spec, ctx.init_seed), ctx.spec, 0)
     cid, digest = ctx.vault.put(path, ctx.readers())
-    ctx.ledger.open_round(ctx.account, 0, cid, digest)
+    check_can_open(ctx.ledger, ctx.store, 0)
+    with ctx.phases.measure(0, "open"):
+        ctx.ledger.open_round(ctx.account, 0, cid, digest)
     log.info("opened round 0 from the initial model %s", cid)
 
 
@@ -108,18 +121,42 @@ def open_next_round(ctx: AggregatorContext, previous: int) -> None:
     workdir.mkdir(parents=True, exist_ok=True)
     # Sealed to the readers of round `previous`: re-sealed if a member joined (or rotated its key) since.
     base_cid = ctx.vault.reseal_for(posted[0].cid, posted[0].digest, ctx.readers(), workdir)
-    ctx.ledger.open_round(ctx.account, previous + 1, base_cid, posted[0].digest)
+    check_can_open(ctx.ledger, ctx.store, previous + 1)
+    with ctx.phases.measure(previous + 1, "open"):
+        ctx.ledger.open_round(ctx.account, previous + 1, base_cid, posted[0].digest)
     log.info("opened round %d from %s (global model %s)", previous + 1, base_cid, posted[0].cid)
 
 
+def ledger_events(ctx: AggregatorContext) -> LedgerEventSource | None:
+    """The aggregator's ledger event source, started on first use (None: the ledger has no RPC URL)."""
+    if ctx.events is None:
+        ctx.events = LedgerEventSource.for_ledger(
+            ctx.ledger, use_websocket=ctx.use_websocket, poll_seconds=ctx.poll_interval
+        )
+        if ctx.events is not None:
+            ctx.events.start()
+    return ctx.events
+
+
+def close_ledger_events(ctx: AggregatorContext) -> None:
+    if ctx.events is not None:
+        ctx.events.close()
+        ctx.events = None
+
+
 def wait_for_updates(ctx: AggregatorContext, round_index: int, stop: threading.Event) -> list[UpdateSubmitted]:
-    """Until every active institution (or ``min_updates``) submitted, or the deadline passed."""
+    """Until every active institution (or ``min_updates``) submitted, or the deadline passed.
+
+    Wakes at each ledger event (pushed); each look reads only the blocks mined since the last.
+    """
     active = ctx.ledger.active_institutions()
     wanted = ctx.min_updates or len(active)
     deadline = time.monotonic() + ctx.round_deadline_seconds
     until = time.strftime("%H:%M:%S", time.gmtime(time.time() + ctx.round_deadline_seconds))
     said: list[str] | None = None
+    source = ledger_events(ctx)
     while not stop.is_set():
+        seen = source.seen if source is not None else 0
         events = ctx.ledger.updates_submitted(round=round_index)
         missing = _names_missing(ctx, active, events)
         ctx.board.status = {
@@ -141,7 +178,10 @@ def wait_for_updates(ctx: AggregatorContext, round_index: int, stop: threading.E
                 until,
             )
             said = missing
-        time.sleep(ctx.poll_interval)
+        if source is None:
+            time.sleep(ctx.poll_interval)
+        else:
+            source.wait_for_log(seen, min(RECHECK_SECONDS, max(0.0, deadline - time.monotonic()) + 0.01))
     raise RoundFailed("stopped while waiting for updates")
 
 
@@ -195,9 +235,10 @@ def authorize(
         ctx.board.publish(session)
         ctx.board.status = {"state": "signing", "round": record.round, "session": session.session_id}
         started = time.monotonic()
+        clock = SessionClock(ctx.board, session, ctx.phases, ctx.poll_interval)
         while not stop.is_set() and time.monotonic() - started < ctx.session_timeout_seconds:
             _check_entry_count(ctx, record)
-            phase = session.tick()
+            phase = clock.tick()
             if phase == "ready" and post_would_pass(ctx, session) and session.signature_der is not None:
                 return session.signature_der, [approval for _, approval in session.approval_list()]
             if phase == "failed":
@@ -209,7 +250,7 @@ def authorize(
                     log.warning("round %d: %s committed but sent no partial signature", record.round, names)
                 excluded |= set(session.cheaters) | set(session.unresponsive)
                 break
-            time.sleep(ctx.poll_interval)
+            clock.wait()
         else:
             log.warning("round %d: session %s timed out; starting a new one", record.round, session.session_id)
         if len(ctx.consortium.members) - len(excluded) < ctx.threshold_public.k:
@@ -251,11 +292,13 @@ def build_manifest(ctx: AggregatorContext, round_index: int, stop: threading.Eve
     base_path = workdir / "base.safetensors"
     ctx.vault.get(opened.base_cid, opened.base_digest, base_path)
     base_state, _ = load_global(base_path)
-    events = wait_for_updates(ctx, round_index, stop)
+    with ctx.phases.measure(round_index, "wait"):
+        events = wait_for_updates(ctx, round_index, stop)
+    align_started = time.perf_counter()
     identities = {i.address.lower(): i.sm9_id for i in ctx.ledger.institutions()}
     updates = ledger_updates(ctx.ledger.chain_id, ctx.ledger.address, events, identities)
     ctx.board.status = {"state": "aggregating", "round": round_index, "updates": len(events)}
-    rule = AggregationRule(policy=ctx.policy or ValidationPolicy())
+    rule = AggregationRule(ctx.aggregation_rule, ctx.policy or ValidationPolicy())
     computation = compute_round(
         ctx.vault, ctx.master_public_key, ctx.spec, base_state, opened.base_digest, updates, rule, workdir
     )
@@ -268,7 +311,9 @@ def build_manifest(ctx: AggregatorContext, round_index: int, stop: threading.Eve
     if sealed_digest != global_digest:
         raise RoundFailed(f"round {round_index}: the global model changed while it was sealed")
     ledger = (ctx.ledger.chain_id, ctx.ledger.address)
-    return computation.manifest(ledger, round_index, opened.base_digest, global_cid, global_digest, rule)
+    manifest = computation.manifest(ledger, round_index, opened.base_digest, global_cid, global_digest, rule)
+    ctx.phases.add(round_index, "align", time.perf_counter() - align_started)
+    return manifest
 
 
 def run_round(ctx: AggregatorContext, round_index: int, stop: threading.Event) -> RoundManifest | None:
@@ -280,7 +325,8 @@ def run_round(ctx: AggregatorContext, round_index: int, stop: threading.Event) -
     included = [row.institution for row in manifest.included]
     try:
         signature, approvals = authorize(ctx, record, included, stop)
-        ctx.ledger.post_global_model(ctx.account, GlobalModelRecord.from_round_record(record, signature), approvals)
+        with ctx.phases.measure(round_index, "post"):
+            ctx.ledger.post_global_model(ctx.account, GlobalModelRecord.from_round_record(record, signature), approvals)
     except (EntriesChanged, EntryCountMismatch) as exc:
         log.warning("round %d: %s; redoing the manifest", round_index, exc)
         return None
@@ -292,6 +338,7 @@ def run_round(ctx: AggregatorContext, round_index: int, stop: threading.Event) -
         len(manifest.excluded),
         manifest_cid,
     )
+    ctx.phases.log_round(round_index)
     return manifest
 
 
@@ -328,7 +375,14 @@ def run_aggregator(ctx: AggregatorContext, rounds: int, stop: threading.Event | 
     is logged once, shown in the API's status with its reason, and retried with a growing pause;
     only ``stop`` or a misconfiguration (AggregatorMisconfigured) ends the loop.
     """
-    stop = stop or threading.Event()
+    try:
+        return drive_rounds(ctx, rounds, stop or threading.Event())
+    finally:
+        close_ledger_events(ctx)
+        ctx.board.feed.close()  # end the nodes' long-polls, so the API can shut down at once
+
+
+def drive_rounds(ctx: AggregatorContext, rounds: int, stop: threading.Event) -> int:
     checked = False
     last_problem = ""
     delay = ctx.poll_interval

@@ -1,7 +1,8 @@
 """The aggregator's HTTP API: where nodes find the current signing session and post to it.
 
 Nodes only ever call out to the aggregator (hospitals rarely accept inbound connections), so the
-protocol is polling: GET the session, POST commitments, partials and approvals. Every POST is
+protocol is: GET the session, POST commitments, partials and approvals, and long-poll
+``/sessions/changes`` to learn the moment a session moves (polling is only the fallback). Every POST is
 authenticated (EIP-191 by the member's Ethereum key, or the EIP-712 approval itself) before its
 payload is decoded, and checked by the session; refusals come back as 403/409/422 with a JSON
 message. Bodies over 64 KiB get 413 and a client over its request rate 429 (``request_limits``).
@@ -12,11 +13,12 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 
 from aggregator.client_binding import ClientBinding
 from aggregator.request_limits import BodySizeLimit, RateLimit, RequestLimits
+from aggregator.session_feed import MAX_LONG_POLL_SECONDS, SessionFeed
 from aggregator.signing import SessionRejected, SigningSession
 from fedledger.consortium.metrics import MetricBoard, MetricRejected, per_round, verify
 from fedledger.httpdocs import offline_docs_app
@@ -43,10 +45,13 @@ class SessionBoard:
         self._sessions: dict[int, SigningSession] = {}
         self.status: dict[str, Any] = {"state": "starting"}
         self.metrics: MetricBoard | None = None  # sites' signed per-round metrics (``aggregator start``)
+        self.feed = SessionFeed()  # bumped when a session is published or changes phase; nodes long-poll it
+        self.arrivals = SessionFeed()  # bumped at every accepted post; the round driver sleeps on it
 
     def publish(self, session: SigningSession) -> None:
         with self._lock:
             self._sessions[session.record.round] = session
+        self.feed.bump()
 
     def get(self, round_index: int) -> SigningSession:
         with self._lock:
@@ -107,11 +112,22 @@ def create_app(
     def session(round_index: int) -> dict[str, Any]:
         return board.get(round_index).describe()
 
+    @app.get("/sessions/changes")
+    async def session_changes(
+        since: int = Query(0, ge=0, description="the version the caller last saw"),
+        feed: str = Query("", max_length=64, description="the feed id that version came from"),
+        wait: float = Query(MAX_LONG_POLL_SECONDS, ge=0, le=MAX_LONG_POLL_SECONDS, description="seconds to hold"),
+    ) -> dict[str, Any]:
+        """Long-poll: answers as soon as any signing session changes after ``since`` (or after ``wait``)."""
+        version = await board.feed.wait_async(since, wait, feed)
+        return {"version": version, "feed": board.feed.feed_id, "open": not board.feed.closed}
+
     def _apply(action: Any) -> dict[str, Any]:
         try:
             action()
         except SessionRejected as exc:
             raise HTTPException(exc.status_code, str(exc)) from None
+        board.arrivals.bump()  # wakes the round driver, which advances the phase (and then tells the nodes)
         return {"accepted": True}
 
     @app.post("/rounds/{round_index}/sessions/{session_id}/commitments")

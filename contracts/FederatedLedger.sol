@@ -23,6 +23,11 @@ contract FederatedLedger {
     uint8 public constant ACTION_REMOVE_INSTITUTION = 1;
     uint8 public constant ACTION_SET_THRESHOLD = 2;
     uint8 public constant ACTION_SET_AGGREGATOR = 3;
+    // Privacy budget (not public: every extra selector reshapes the dispatcher and the gas of hot calls).
+    // Recorded in MembershipChangeApproved for a budget change (signed as its own struct below).
+    uint8 private constant ACTION_SET_PRIVACY_BUDGET = 4;
+    /// @dev delta is in 10^-12 and must stay below 1; epsilon is in millionths.
+    uint64 private constant DELTA_UNIT = 1_000_000_000_000;
 
     bytes32 public constant GLOBAL_MODEL_TYPEHASH = keccak256(
         "GlobalModel(uint64 round,string cid,bytes32 digest,bytes32 updatesRoot,string manifestCid,bytes32 manifestDigest,"
@@ -31,6 +36,8 @@ contract FederatedLedger {
     bytes32 public constant MEMBERSHIP_CHANGE_TYPEHASH = keccak256(
         "MembershipChange(uint8 action,address account,string sm9Id,uint32 threshold,uint64 nonce)"
     );
+    bytes32 private constant PRIVACY_BUDGET_TYPEHASH =
+        keccak256("PrivacyBudgetChange(uint64 epsilonMicro,uint64 deltaPico,uint64 nonce)");
     bytes32 private constant DOMAIN_TYPEHASH = keccak256(
         "EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
     );
@@ -60,6 +67,10 @@ contract FederatedLedger {
     // Governance state.
     address private _aggregator;
     uint64 private _membershipNonce;
+    // The consortium's (epsilon, delta) differential-privacy budget; (0, 0): none, the rounds carry no DP.
+    // Its own slot, touched only by the budget's setter and view, so no hot path pays for it.
+    uint64 private _epsilonMicro;
+    uint64 private _deltaPico;
 
     mapping(address account => Member) private _members;
     mapping(address account => string) private _sm9Ids;
@@ -76,6 +87,8 @@ contract FederatedLedger {
     event InstitutionRemoved(address indexed institution);
     event ThresholdChanged(uint32 previous, uint32 current);
     event AggregatorChanged(address indexed previous, address indexed current);
+    /// @notice The privacy budget (epsilon in millionths, delta in 10^-12) is now (epsilonMicro, deltaPico).
+    event PrivacyBudgetChanged(uint64 epsilonMicro, uint64 deltaPico);
     /// @notice A membership change passed with these distinct approvers, signing this EIP-712 struct hash.
     event MembershipChangeApproved(
         uint64 indexed nonce, uint8 indexed action, bytes32 structHash, address[] approvers
@@ -113,6 +126,7 @@ contract FederatedLedger {
     error Sm9IdTaken(string sm9Id, address owner);
     error InvalidSm9Id(uint256 length);
     error InvalidThreshold(uint32 threshold, uint32 activeInstitutions);
+    error InvalidPrivacyBudget(uint64 epsilonMicro, uint64 deltaPico);
     error InstitutionListMismatch(uint256 accounts, uint256 sm9Ids);
     error UnexpectedRound(uint64 given, uint64 expected);
     error RoundStillOpen(uint64 round);
@@ -136,11 +150,15 @@ contract FederatedLedger {
     /// @param founders the founding institutions' addresses
     /// @param founderSm9Ids their SM9 identities (same order)
     /// @param initialThreshold k: approvals needed for global models and membership changes
+    /// @param epsilonMicro the privacy budget's epsilon in millionths (0 with deltaPico 0: no DP budget)
+    /// @param deltaPico the privacy budget's delta in 10^-12
     constructor(
         address initialAggregator,
         address[] memory founders,
         string[] memory founderSm9Ids,
-        uint32 initialThreshold
+        uint32 initialThreshold,
+        uint64 epsilonMicro,
+        uint64 deltaPico
     ) {
         if (founders.length != founderSm9Ids.length) {
             revert InstitutionListMismatch(founders.length, founderSm9Ids.length);
@@ -150,6 +168,7 @@ contract FederatedLedger {
             _addInstitution(founders[i], founderSm9Ids[i]);
         }
         _setThreshold(initialThreshold);
+        _setPrivacyBudget(epsilonMicro, deltaPico);
         _cachedChainId = block.chainid;
         _cachedDomainSeparator = _buildDomainSeparator();
     }
@@ -300,7 +319,23 @@ contract FederatedLedger {
         _setAggregator(account);
     }
 
+    /// @notice Sets the consortium's differential-privacy budget; k approvals of
+    /// PrivacyBudgetChange(epsilonMicro, deltaPico, nonce) at the membership nonce.
+    function setPrivacyBudget(uint64 epsilonMicro, uint64 deltaPico, bytes[] calldata approvals) external {
+        uint64 nonce = _membershipNonce;
+        bytes32 structHash = keccak256(abi.encode(PRIVACY_BUDGET_TYPEHASH, epsilonMicro, deltaPico, nonce));
+        address[] memory approvers = _checkApprovals(_typedDataDigest(structHash), approvals);
+        _membershipNonce = nonce + 1;
+        emit MembershipChangeApproved(nonce, ACTION_SET_PRIVACY_BUDGET, structHash, approvers);
+        _setPrivacyBudget(epsilonMicro, deltaPico);
+    }
+
     // ------------------------------------------------------------------ views
+
+    /// @notice The consortium's privacy budget: epsilon in millionths, delta in 10^-12; (0, 0) when none.
+    function privacyBudget() external view returns (uint64 epsilonMicro, uint64 deltaPico) {
+        return (_epsilonMicro, _deltaPico);
+    }
 
     function aggregator() external view returns (address) {
         return _aggregator;
@@ -447,6 +482,17 @@ contract FederatedLedger {
             _threshold = newThreshold;
             emit ThresholdChanged(previous, newThreshold);
         }
+    }
+
+    /// @dev Both zero (no budget), or epsilon > 0 with 0 < delta < 1.
+    function _setPrivacyBudget(uint64 epsilonMicro, uint64 deltaPico) private {
+        bool none = epsilonMicro == 0 && deltaPico == 0;
+        if (!none && (epsilonMicro == 0 || deltaPico == 0 || deltaPico >= DELTA_UNIT)) {
+            revert InvalidPrivacyBudget(epsilonMicro, deltaPico);
+        }
+        _epsilonMicro = epsilonMicro;
+        _deltaPico = deltaPico;
+        emit PrivacyBudgetChanged(epsilonMicro, deltaPico);
     }
 
     function _setAggregator(address account) private {

@@ -34,7 +34,7 @@ abstract contract LedgerFixture is CheatcodeTest {
             founders[i] = members[i];
             ids[i] = string(abi.encodePacked("hospital-", bytes1(uint8(0x61 + i))));
         }
-        ledger = new FederatedLedger(aggregatorAccount, founders, ids, 3);
+        ledger = new FederatedLedger(aggregatorAccount, founders, ids, 3, 8_000_000, 10_000_000);
     }
 
     // ---------------------------------------------------------------- EIP-712, written out by hand
@@ -195,7 +195,7 @@ contract FederatedLedgerMembershipTest is LedgerFixture {
         (founders[0], founders[1]) = (members[0], members[1]);
         (ids[0], ids[1]) = ("a", "b");
         vm.expectRevert(abi.encodeWithSelector(FederatedLedger.InvalidThreshold.selector, uint32(3), uint32(2)));
-        new FederatedLedger(aggregatorAccount, founders, ids, 3);
+        new FederatedLedger(aggregatorAccount, founders, ids, 3, 8_000_000, 10_000_000);
     }
 
     function test_constructorRejectsSharedSm9Id() public {
@@ -204,7 +204,7 @@ contract FederatedLedgerMembershipTest is LedgerFixture {
         (founders[0], founders[1]) = (members[0], members[1]);
         (ids[0], ids[1]) = ("same", "same");
         vm.expectRevert(abi.encodeWithSelector(FederatedLedger.Sm9IdTaken.selector, "same", members[0]));
-        new FederatedLedger(aggregatorAccount, founders, ids, 1);
+        new FederatedLedger(aggregatorAccount, founders, ids, 1, 8_000_000, 10_000_000);
     }
 
     function test_addInstitutionWithKApprovals() public {
@@ -479,7 +479,7 @@ contract FederatedLedgerRoundTest is LedgerFixture {
             founders[i] = members[i];
             ids[i] = string(abi.encodePacked("hospital-", bytes1(uint8(0x61 + i))));
         }
-        FederatedLedger twin = new FederatedLedger(aggregatorAccount, founders, ids, 3);
+        FederatedLedger twin = new FederatedLedger(aggregatorAccount, founders, ids, 3, 8_000_000, 10_000_000);
         vm.prank(aggregatorAccount);
         twin.openRound(0, BASE_CID, BASE_DIGEST);
         bytes[] memory forLedger = approveGlobal(0, list(0, 1, 2)); // signed for `ledger`

@@ -20,6 +20,8 @@ from typing import Annotated, Any
 
 import typer
 
+from demo.adversary import KINDS
+from demo.adversary_verdict import judge_adversary
 from fedledger.cli.bench import bench_app, emit
 from fedledger.cli.common import FAILED, console, fail
 from fedledger.netutil import free_port
@@ -114,8 +116,13 @@ def _plot(points: list[dict[str, float]], path: Path) -> None:
     plt.close(fig)
 
 
-def run_demo(workdir: Path, rounds: int, timeout: float, progress: bool) -> dict[str, Any]:
-    """Run the whole demo; returns the closing summary."""
+def run_demo(
+    workdir: Path, rounds: int, timeout: float, progress: bool, adversary: str | None = None, epochs: int = 5
+) -> dict[str, Any]:
+    """Run the whole demo; returns the closing summary.
+
+    With ``adversary`` (a ``demo.adversary`` kind), hospital-5 runs as that misbehaving member.
+    """
     import httpx
     from rich.progress import Progress
 
@@ -136,7 +143,7 @@ def run_demo(workdir: Path, rounds: int, timeout: float, progress: bool) -> dict
     say("starting a local Anvil chain")
     with LocalChain("anvil") as chain:
         say("deploying the ledger; KGC: SM9 master key, 5 institution keys, 3-of-5 consortium key shares")
-        layout = setup_consortium(workdir, chain.rpc_url, aggregator_port=free_port())
+        layout = setup_consortium(workdir, chain.rpc_url, aggregator_port=free_port(), epochs=epochs)
         procs = _Processes(workdir / "logs")
         audit_port = free_port()
         try:
@@ -157,6 +164,22 @@ def run_demo(workdir: Path, rounds: int, timeout: float, progress: bool) -> dict
                 ],
             )
             for home in layout.node_dirs:
+                if adversary is not None and home == layout.node_dirs[-1]:
+                    procs.start(
+                        home.name,
+                        [
+                            sys.executable,
+                            "-m",
+                            "demo.adversary",
+                            "-c",
+                            str(home),
+                            "--kind",
+                            adversary,
+                            "--rounds",
+                            str(rounds),
+                        ],
+                    )
+                    continue
                 procs.start(
                     home.name,
                     [
@@ -191,6 +214,8 @@ def run_demo(workdir: Path, rounds: int, timeout: float, progress: bool) -> dict
                         str(audit_port),
                     ],
                 )
+            if adversary is not None:
+                say(f"{layout.node_dirs[-1].name} misbehaves: {adversary}")
             say(f"started the aggregator, 5 institutions and the audit API (logs: {workdir / 'logs'})")
             ledger = Deployment.load(workdir / "deployment.json").client()
             with Progress(disable=not progress, transient=True) as bar:
@@ -219,7 +244,7 @@ def run_demo(workdir: Path, rounds: int, timeout: float, progress: bool) -> dict
             _plot(accuracy, workdir / "accuracy.png")
         finally:
             procs.stop()
-    return {
+    summary_out: dict[str, Any] = {
         "rounds": rounds,
         "contract": layout.deployment.address,
         "seconds": round(time.monotonic() - started, 1),
@@ -228,6 +253,11 @@ def run_demo(workdir: Path, rounds: int, timeout: float, progress: bool) -> dict
         "audit": summary,
         "logs": str(workdir / "logs"),
     }
+    if adversary is not None:
+        summary_out["adversary"] = judge_adversary(
+            summary, layout.consortium.members[-1], adversary, rounds, workdir / "logs" / "aggregator.log"
+        )
+    return summary_out
 
 
 def demo(
@@ -237,10 +267,20 @@ def demo(
     rounds: Annotated[int, typer.Option(min=1, max=20, help="Federated rounds to run.")] = 3,
     timeout: Annotated[float, typer.Option(help="Give up after this many seconds.")] = 600.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the closing summary as JSON.")] = False,
+    adversary: Annotated[
+        str | None,
+        typer.Option(
+            help=f"hospital-5 misbehaves every round: {', '.join(sorted(KINDS))}. The demo succeeds only if "
+            "every honest entry is verified and each bad one is rejected with its reason.",
+        ),
+    ] = None,
+    epochs: Annotated[int, typer.Option(min=1, max=50, help="Local epochs per institution and round.")] = 5,
 ) -> None:
     """Run a whole consortium locally: chain, KGC, 5 institutions, aggregator, audit API."""
+    if adversary is not None and adversary not in KINDS:
+        fail(f"unknown adversary {adversary!r}; choose one of {', '.join(sorted(KINDS))}")
     try:
-        summary = run_demo(workdir.resolve(), rounds, timeout, progress=not as_json)
+        summary = run_demo(workdir.resolve(), rounds, timeout, not as_json, adversary, epochs)
     except RuntimeError as exc:
         fail(str(exc), FAILED)
     audit = summary.get("audit") or {}
@@ -248,7 +288,8 @@ def demo(
         typer.echo(json.dumps(summary, indent=2))
     else:
         _print_summary(summary)
-    if not audit.get("all_verified"):
+    verdict = summary["adversary"]["ok"] if adversary is not None else audit.get("all_verified")
+    if not verdict:
         raise typer.Exit(FAILED)
 
 
@@ -269,6 +310,8 @@ def _print_summary(summary: dict[str, Any]) -> None:
         return
     updates, globals_ = audit["updates"], audit["global_models"]
     verdict = "[green]every entry verified[/green]" if audit["all_verified"] else "[red]FAILED checks[/red]"
+    if "adversary" in summary:  # its entries fail the audit by design; the adversary line judges the rest
+        verdict = "the checks below failed"
     console.print(
         f"audit ({audit['consortium_identity']}, k={audit['threshold']}): {verdict}: "
         f"{updates['verified']}/{updates['total']} updates, {globals_['verified']}/{globals_['total']} "
@@ -279,7 +322,16 @@ def _print_summary(summary: dict[str, Any]) -> None:
             f"  [red]round {failure['round']} {failure['kind']} {failure.get('cid')}: "
             f"{failure['check']}: {failure['detail']}[/red]"
         )
+    if "adversary" in summary:
+        _print_adversary(summary["adversary"])
     console.print(f"contract {summary['contract']}; plot {summary['plot']}; logs {summary['logs']}")
+
+
+def _print_adversary(judged: dict[str, Any]) -> None:
+    colour = "green" if judged["ok"] else "red"
+    console.print(f"[{colour}]adversary {judged['member']} ({judged['kind']}): {judged['verdict']}[/{colour}]")
+    for rejection in judged["rejected"]:
+        console.print(f"  round {rejection['round']} rejected: {rejection['reason']}")
 
 
 @bench_app.command("round")
@@ -291,3 +343,28 @@ def bench_round(
     from demo.bench_round import run
 
     emit("round", run(epochs), as_json)
+
+
+@bench_app.command("scale")
+def bench_scale(
+    sizes: Annotated[str, typer.Option(help="Institution counts, comma-separated (k = ceil(2n/3)).")] = "5,10,20,40",
+    rounds: Annotated[int, typer.Option(min=2, help="Rounds per size (round 0 is start-up, not averaged).")] = 10,
+    rounds_at_40: Annotated[
+        int | None, typer.Option(min=2, help="Fewer rounds for n >= 40 when time-bound (default: --rounds).")
+    ] = None,
+    plot_path: Annotated[Path | None, typer.Option("--plot", help="Also draw the figures to this PNG.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
+) -> None:
+    """Protocol seconds, phases, gas, aggregator CPU, one node's bytes and audit time for growing consortia."""
+    from demo.bench_scale import plot, run
+
+    try:
+        counts = tuple(int(s) for s in sizes.split(","))
+    except ValueError:
+        raise typer.BadParameter(f"--sizes must be integers separated by commas, not {sizes!r}") from None
+    if any(n < 2 for n in counts):
+        raise typer.BadParameter("every size must be at least 2 institutions")
+    result = run(counts, rounds, rounds_at_40)
+    if plot_path is not None:
+        result["plot"] = str(plot(result, plot_path))
+    emit("scale", result, as_json)

@@ -18,7 +18,7 @@ from web3 import Web3
 from aggregator.config import AggregatorConfig
 from aggregator.config import save_config as save_aggregator_config
 from fedledger.chain.deploy import Deployment, InstitutionSpec, deploy_ledger
-from fedledger.chain.devaccounts import dev_roles
+from fedledger.chain.devaccounts import DevRoles, dev_roles
 from fedledger.chain.keyfile import save_eth_key
 from fedledger.cli.kgc_tls import CA_CERT, CA_KEY, LOCAL_HOSTS, TLS_DIR
 from fedledger.envelope import RecipientKeys
@@ -86,10 +86,14 @@ def setup_consortium(
     epochs: int = 5,
     aggregator_port: int = 8700,
     tls: bool = True,
+    roles: DevRoles | None = None,
 ) -> ConsortiumLayout:
-    """Deploy a ledger on ``rpc_url`` and write every party's files under ``root``."""
+    """Deploy a ledger on ``rpc_url`` and write every party's files under ``root``.
+
+    ``roles`` (funded accounts, one per rate) replaces the dev accounts, which cover at most 7 institutions.
+    """
     w3 = Web3(Web3.HTTPProvider(rpc_url))
-    roles = dev_roles(len(rates))
+    roles = roles or dev_roles(len(rates))
     names = [f"hospital-{i + 1}" for i in range(len(rates))]
     institutions = [InstitutionSpec(a.address, f"inst:{n}") for a, n in zip(roles.institutions, names, strict=True)]
     deployment = deploy_ledger(

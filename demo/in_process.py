@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from aggregator.config import load_config as load_aggregator_config
 from aggregator.context import build_context
@@ -37,8 +38,11 @@ class InProcessConsortium:
     aggregator_poll: float = 0.1
 
     @classmethod
-    def create(cls, root: Path, chain: LocalChain, epochs: int = 1, tls: bool = True) -> InProcessConsortium:
-        layout = setup_consortium(root, chain.rpc_url, aggregator_port=free_port(), epochs=epochs, tls=tls)
+    def create(
+        cls, root: Path, chain: LocalChain, epochs: int = 1, tls: bool = True, **setup: Any
+    ) -> InProcessConsortium:
+        """Set up a consortium on ``chain`` (``setup``: more ``setup_consortium`` options, e.g. rates)."""
+        layout = setup_consortium(root, chain.rpc_url, aggregator_port=free_port(), epochs=epochs, tls=tls, **setup)
         nodes = []
         for home in layout.node_dirs:
             config, base = load_node_config(home)

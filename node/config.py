@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from fedledger.chain.settings import LedgerSettings
 from fedledger.config_files import ConfigError, load_toml, save_toml
+from fedledger.fl.rules import AGGREGATION_RULES, DEFAULT_RULE
 from fedledger.protocol.consortium import PublicMaterial
 from fedledger.protocol.readers import READER_KEYS_FILE
 from fedledger.tls.settings import TLSSettings
@@ -78,6 +79,12 @@ class NodeConfig(LedgerSettings, TLSSettings):
         "manifest naming another validation policy is refused",
     )
     norm_policy: str = Field("reject", pattern="^(reject|clip)$")
+    aggregation_rule: str = Field(
+        DEFAULT_RULE,
+        pattern=f"^({'|'.join(AGGREGATION_RULES)})$",
+        description="the aggregation rule the consortium agreed (as the aggregator's); a round manifest "
+        "naming another rule is refused",
+    )
     data: DataConfig
     training: TrainingConfig = TrainingConfig()
 

@@ -87,7 +87,9 @@ def build_context(
         ),
         state_dir=state_dir,
         verify_aggregation=config.verify_aggregation,
-        rule=AggregationRule(policy=ValidationPolicy(config.max_update_norm, config.norm_policy)),
+        rule=AggregationRule(
+            config.aggregation_rule, ValidationPolicy(config.max_update_norm, config.norm_policy)
+        ),
         poll_interval=config.poll_interval,
         http_timeout_seconds=config.http_timeout_seconds,
         reader_keys=reader_keys,

@@ -36,6 +36,7 @@ from fedledger.envelope import RecipientKeys
 from fedledger.errors import FedLedgerError
 from fedledger.fileio import atomic_write_text
 from fedledger.fl import Dataset, ModelFileError, TrainConfig
+from fedledger.phases import PhaseTimes
 from fedledger.protocol import RoundRecord, UpdateEntry, width_to_ppm
 from fedledger.protocol.consortium import Consortium
 from fedledger.protocol.manifest import MAX_MANIFEST_BYTES, Decisions, ManifestError, RoundManifest
@@ -48,6 +49,7 @@ from fedledger.sm9.threshold import Signer, ThresholdPublic
 from fedledger.store import ContentStore, StoreError
 from node.config import HTTP_TIMEOUT_SECONDS, POLL_INTERVAL_SECONDS
 from node.http_client import aggregator_client
+from node.privacy_gate import privacy_refusal
 from node.session_view import frozen_commitments, parse_session_view, threshold_signature
 from node.training_step import (
     TrainedUpdate,
@@ -56,6 +58,7 @@ from node.training_step import (
     recompute_round,
     train_update,
 )
+from node.wakeup import NodeWakeup
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +102,7 @@ class NodeContext:
     reader_keys: RecipientKeys | None = None  # SM9 decryption + ML-KEM keys: opens sealed model files
     aggregator_tls: ssl.SSLContext | None = None  # mutual TLS to the aggregator; None = plain HTTP (--insecure-http)
     refresh_data: Callable[[], Dataset] | None = None  # re-reads and re-checks the data before each round
+    phases: PhaseTimes = field(default_factory=lambda: PhaseTimes("node"))  # train and submit, per round
 
     @property
     def vault(self) -> ModelVault:
@@ -207,6 +211,15 @@ def submit_trained(ctx: NodeContext, round_index: int, trained: TrainedUpdate) -
     return cid
 
 
+def _record_access_once(ctx: NodeContext, round_index: int, base_cid: str) -> None:
+    """A reused update still leaves its access record: after a chain rollback the one made when it was
+    trained may be gone, and the ledger must show every retrieval of the model."""
+    purpose = f"train round {round_index}"
+    done = ctx.ledger.access_records(accessor=ctx.account.address, cid=base_cid)
+    if not any(a.purpose == purpose for a in done):
+        ctx.ledger.record_access(ctx.account, base_cid, purpose)
+
+
 def train_and_submit(ctx: NodeContext, round_index: int) -> bool:
     """Train (or reuse this round's already trained update) and submit; False if already submitted."""
     if ctx.ledger.has_submitted(round_index, ctx.account.address):
@@ -218,7 +231,13 @@ def train_and_submit(ctx: NodeContext, round_index: int) -> bool:
         trained = TrainedUpdate.load_summary(
             folder / "trained.json", folder / "update.safetensors", opened[0].base_digest
         )
-    submit_trained(ctx, round_index, trained or train_for_round(ctx, round_index))
+    if trained is not None:
+        _record_access_once(ctx, round_index, opened[0].base_cid)
+    with ctx.phases.measure(round_index, "train"):
+        trained = trained or train_for_round(ctx, round_index)
+    with ctx.phases.measure(round_index, "submit"):
+        submit_trained(ctx, round_index, trained)
+    ctx.phases.log_round(round_index)
     return True
 
 
@@ -284,6 +303,9 @@ def _checked_manifest(ctx: NodeContext, record: RoundRecord, events: list[Update
         raise RecordRefused(f"the round manifest's rule cannot be recomputed: {exc}") from None
     if rule != ctx.rule:
         raise RecordRefused(f"the round manifest's rule {manifest.rule} is not the consortium's {ctx.rule.to_dict()}")
+    refusal = privacy_refusal(ctx.ledger, ctx.store, record.round, rule.privacy)
+    if refusal is not None:
+        raise RecordRefused(refusal)
     if manifest.updates_root() != record.updates_root:
         raise RecordRefused("the updates root does not match the manifest's included entries")
     if manifest.entry_count != record.entry_count or record.entry_count != len(events):
@@ -470,7 +492,8 @@ def run_node(
     """
     stop = stop or threading.Event()
     poll_interval = ctx.poll_interval if poll_interval is None else poll_interval
-    with aggregator_client(ctx.aggregator_tls, ctx.http_timeout_seconds) as http:
+    ctx.phases.who = ctx.name
+    with aggregator_client(ctx.aggregator_tls, ctx.http_timeout_seconds) as http, NodeWakeup(ctx, stop) as wakeup:
         participant = SessionParticipant(ctx, http)
         last_problem = ""
         checked = False
@@ -500,5 +523,5 @@ def run_node(
             if problem and problem != last_problem:  # say it once, not at every poll
                 log.error("%s", problem)
             last_problem = problem
-            stop.wait(poll_interval)
+            wakeup.wait(poll_interval)  # a ledger event or a session change ends it early
         return seen_round

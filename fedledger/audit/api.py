@@ -31,6 +31,7 @@ from fedledger.audit.models import (
     InstitutionModel,
     Lineage,
     Page,
+    PrivacyAccountModel,
     RoundDetail,
     RoundListItem,
     UpdateListItem,
@@ -170,6 +171,12 @@ def create_app(service: AuditService, aggregator_url: str | None = None) -> Fast
     def summary() -> AuditSummary:
         """Check every entry on the ledger now: counts, and each failed check with its reason."""
         return service.summary()
+
+    @app.get("/privacy", response_model=PrivacyAccountModel, tags=["summary"], responses=_ERRORS)
+    def privacy() -> PrivacyAccountModel:
+        """Epsilon per posted round and cumulatively, recomputed from the rounds' recorded DP
+        parameters alone, next to the consortium's privacy budget on the ledger."""
+        return service.privacy()
 
     @app.get("/rounds", response_model=Page[RoundListItem], tags=["rounds"], responses=_ERRORS)
     def rounds(offset: Offset = 0, limit: Limit = DEFAULT_LIMIT) -> Page[RoundListItem]:

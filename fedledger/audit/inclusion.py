@@ -15,10 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from fedledger.digests import sm3
-from fedledger.protocol.manifest import MAX_MANIFEST_BYTES, Exclusion, ManifestError, RoundManifest
-from fedledger.store import ContentStore, StoreError
-from fedledger.store.errors import BlockNotFoundError
+from fedledger.protocol.manifest import Exclusion, ManifestUnreadable, read_posted_manifest
+from fedledger.store import ContentStore
 
 if TYPE_CHECKING:
     from fedledger.chain.client import GlobalModelPosted
@@ -60,17 +58,9 @@ def read_inclusion(
         return Inclusion(None, submitted, problem=problem, final=final)
 
     try:
-        data = store.read_bytes(post.manifest_cid, max_size=MAX_MANIFEST_BYTES)
-    except BlockNotFoundError as exc:
-        return refused(f"manifest {post.manifest_cid} is missing from the store ({exc})", final=False)
-    except (StoreError, ValueError) as exc:  # an untrusted CID is this round's verdict
-        return refused(f"manifest {post.manifest_cid!r} cannot be read: {exc}", final=False)
-    if sm3(data) != post.manifest_digest:
-        return refused(f"manifest {post.manifest_cid} does not have the posted manifest digest")
-    try:
-        manifest = RoundManifest.from_bytes(data)
-    except ManifestError as exc:
-        return refused(f"malformed manifest: {exc}")
+        manifest = read_posted_manifest(store, post)
+    except ManifestUnreadable as exc:
+        return refused(exc.problem, final=exc.final)
     chain_id, contract, base_digest = header
     if (manifest.chain_id, manifest.contract, manifest.round, manifest.base_digest) != (
         chain_id,

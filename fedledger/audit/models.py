@@ -296,6 +296,38 @@ class Lineage(_Model):
     complete: bool = Field(description="Every link holds, back to round 0.")
 
 
+# ------------------------------------------------------------------------------------ privacy
+
+
+class PrivacyBudgetModel(_Model):
+    """The consortium's differential-privacy budget as the contract holds it."""
+
+    epsilon: float
+    delta: float
+    set_at: EventRef = Field(description="The PrivacyBudgetChanged event (deployment or k-of-n change).")
+
+
+class RoundEpsilon(_Model):
+    round: int
+    dp: dict[str, Any] | None = Field(description="The round's recorded DP parameters; null: the round used no DP.")
+    epsilon: float | None = Field(description="This round's own epsilon at the budget's delta.")
+    cumulative_epsilon: float | None = Field(description="Epsilon of every DP round up to this one.")
+    detail: str
+
+
+class PrivacyAccountModel(_Model):
+    """Epsilon per posted round and cumulatively, recomputed from the recorded parameters alone."""
+
+    budget: PrivacyBudgetModel | None = Field(description="null: the ledger sets no budget (no DP).")
+    spent_epsilon: float = Field(description="Cumulative epsilon of every posted DP round.")
+    remaining_epsilon: float | None
+    within_budget: bool = Field(
+        description="No budget and no DP round, or spent <= budget; false also when a round's parameters "
+        "could not be read, or a round ran without DP while a budget was in force."
+    )
+    rounds: list[RoundEpsilon]
+
+
 # ------------------------------------------------------------------------------------ summary
 
 

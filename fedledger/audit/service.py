@@ -41,6 +41,7 @@ from fedledger.audit.models import (
     MembershipEventModel,
     ModelRef,
     Page,
+    PrivacyAccountModel,
     RoundDetail,
     RoundListItem,
     RoundVerdictSummary,
@@ -55,6 +56,7 @@ from fedledger.audit.params import (
     parse_address,
     parse_cid_key,
 )
+from fedledger.audit.privacy import privacy_account, round_privacy_records
 from fedledger.audit.verdicts import Verifier
 from fedledger.audit.views import (
     access_model,
@@ -354,6 +356,11 @@ class AuditService:
             )
         complete = complete and all(step.link.ok for step in steps)
         return Lineage(cid=cid, kind=kind, round=round, steps=steps, initial_model=initial_ref, complete=complete)
+
+    def privacy(self) -> PrivacyAccountModel:
+        """Epsilon per posted round and cumulatively, next to the on-chain privacy budget."""
+        snap = self.snapshot()
+        return privacy_account(snap, round_privacy_records(snap, self.store))
 
     def summary(self) -> AuditSummary:
         """Every entry on the ledger checked now: counts and the list of what failed."""

@@ -50,6 +50,13 @@ MEMBERSHIP_CHANGE_FIELDS = [
     {"name": "threshold", "type": "uint32"},
     {"name": "nonce", "type": "uint64"},
 ]
+PRIVACY_BUDGET_FIELDS = [
+    {"name": "epsilonMicro", "type": "uint64"},
+    {"name": "deltaPico", "type": "uint64"},
+    {"name": "nonce", "type": "uint64"},
+]
+EPSILON_UNIT = 10**6  # the contract's epsilon is in millionths
+DELTA_UNIT = 10**12  # and its delta in 10^-12
 
 
 class MembershipAction(IntEnum):
@@ -59,6 +66,7 @@ class MembershipAction(IntEnum):
     REMOVE_INSTITUTION = 1
     SET_THRESHOLD = 2
     SET_AGGREGATOR = 3
+    SET_PRIVACY_BUDGET = 4  # signed as its own PrivacyBudgetChange struct
 
 
 @dataclass(frozen=True)
@@ -170,23 +178,71 @@ class MembershipChange:
         }
 
 
+@dataclass(frozen=True)
+class PrivacyBudgetSetting:
+    """The consortium's (epsilon, delta) budget in the contract's integer units; (0, 0) is no budget.
+
+    Integers, because the ledger stores integers and the approvers must sign exactly what it stores.
+    """
+
+    epsilon_micro: int
+    delta_pico: int
+
+    def __post_init__(self) -> None:
+        none = self.epsilon_micro == 0 and self.delta_pico == 0
+        valid = 0 < self.epsilon_micro < 2**64 and 0 < self.delta_pico < DELTA_UNIT
+        if not (none or valid):
+            raise ValueError(
+                f"privacy budget needs epsilon > 0 and 0 < delta < 1 (or both 0 for none), got "
+                f"epsilon {self.epsilon_micro}/10^6, delta {self.delta_pico}/10^12"
+            )
+
+    @classmethod
+    def of(cls, epsilon: float, delta: float) -> PrivacyBudgetSetting:
+        """From real (epsilon, delta), rounded to the contract's units."""
+        return cls(round(epsilon * EPSILON_UNIT), round(delta * DELTA_UNIT))
+
+    @property
+    def is_set(self) -> bool:
+        return self.epsilon_micro > 0
+
+    @property
+    def epsilon(self) -> float:
+        return self.epsilon_micro / EPSILON_UNIT
+
+    @property
+    def delta(self) -> float:
+        return self.delta_pico / DELTA_UNIT
+
+    def message(self, nonce: int) -> dict[str, Any]:
+        return {"epsilonMicro": self.epsilon_micro, "deltaPico": self.delta_pico, "nonce": nonce}
+
+
+NO_PRIVACY_BUDGET = PrivacyBudgetSetting(0, 0)
+
+
+def _typed_data(
+    domain: LedgerDomain, primary: str, fields: list[dict[str, str]], message: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        "types": {"EIP712Domain": _DOMAIN_FIELDS, primary: fields},
+        "primaryType": primary,
+        "domain": domain.as_dict(),
+        "message": message,
+    }
+
+
 def global_model_typed_data(domain: LedgerDomain, record: GlobalModelRecord, nonce: int) -> dict[str, Any]:
     """The full EIP-712 document (what a wallet would display) for a global-model approval."""
-    return {
-        "types": {"EIP712Domain": _DOMAIN_FIELDS, "GlobalModel": GLOBAL_MODEL_FIELDS},
-        "primaryType": "GlobalModel",
-        "domain": domain.as_dict(),
-        "message": record.message(nonce),
-    }
+    return _typed_data(domain, "GlobalModel", GLOBAL_MODEL_FIELDS, record.message(nonce))
 
 
 def membership_typed_data(domain: LedgerDomain, change: MembershipChange, nonce: int) -> dict[str, Any]:
-    return {
-        "types": {"EIP712Domain": _DOMAIN_FIELDS, "MembershipChange": MEMBERSHIP_CHANGE_FIELDS},
-        "primaryType": "MembershipChange",
-        "domain": domain.as_dict(),
-        "message": change.message(nonce),
-    }
+    return _typed_data(domain, "MembershipChange", MEMBERSHIP_CHANGE_FIELDS, change.message(nonce))
+
+
+def privacy_budget_typed_data(domain: LedgerDomain, budget: PrivacyBudgetSetting, nonce: int) -> dict[str, Any]:
+    return _typed_data(domain, "PrivacyBudgetChange", PRIVACY_BUDGET_FIELDS, budget.message(nonce))
 
 
 def _signable(typed_data: dict[str, Any]) -> SignableMessage:

@@ -8,6 +8,7 @@ error. Event readers page through block ranges, since public RPC endpoints cap `
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -20,8 +21,11 @@ from fedledger.chain.approvals import (
     GlobalModelRecord,
     LedgerDomain,
     MembershipChange,
+    PrivacyBudgetSetting,
+    privacy_budget_typed_data,
     sign_global_model,
     sign_membership_change,
+    sign_typed_data,
 )
 from fedledger.chain.errors import ErrorDecoder, LedgerError, LedgerRevert, revert_data_of
 from fedledger.chain.settings import RECEIPT_TIMEOUT_SECONDS, RPC_TIMEOUT_SECONDS
@@ -171,6 +175,33 @@ class MembershipEvent:
 # ---------------------------------------------------------------------------------- client
 
 
+class LogRangeCache:
+    """Decoded logs per (event, filters) for the block range already read, so a repeated query of
+    the same round from the deploy block reads only the blocks mined since (one ``eth_getLogs``
+    scan per new range, not per call). Blocks are taken as final, as on the chains this runs on."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._ranges: dict[tuple[Any, ...], tuple[int, int, list[tuple[dict[str, Any], EventMeta]]]] = {}
+
+    def read(
+        self,
+        key: tuple[Any, ...],
+        start: int,
+        end: int,
+        fetch: Callable[[int, int], list[tuple[dict[str, Any], EventMeta]]],
+    ) -> list[tuple[dict[str, Any], EventMeta]]:
+        with self._lock:
+            cached = self._ranges.get(key)
+        if cached is None or cached[0] != start or cached[1] > end:
+            found = fetch(start, end)
+        else:
+            found = cached[2] + (fetch(cached[1] + 1, end) if end > cached[1] else [])
+        with self._lock:
+            self._ranges[key] = (start, end, found)
+        return list(found)
+
+
 class LedgerClient:
     """Talks to one deployed FederatedLedger. ``from_block`` bounds event searches from below
     (the deployment block, when known)."""
@@ -192,6 +223,7 @@ class LedgerClient:
         self.contract: Contract = w3.eth.contract(address=self.address, abi=abi)
         self._decoder = ErrorDecoder(abi)
         self._chain_id: int | None = None
+        self._log_cache = LogRangeCache()
 
     @classmethod
     def connect(
@@ -274,9 +306,7 @@ class LedgerClient:
 
     def record_access(self, sender: LocalAccount, cid: str, purpose: str) -> TxResult:
         """Member: log that ``sender`` retrieved ``cid`` and why."""
-        return self._transact(
-            sender, f"recordAccess({cid})", self.contract.functions.recordAccess(cid, purpose)
-        )
+        return self._transact(sender, f"recordAccess({cid})", self.contract.functions.recordAccess(cid, purpose))
 
     def add_institution(
         self, sender: LocalAccount, account: str, sm9_id: str, new_threshold: int, approvals: Sequence[bytes]
@@ -299,9 +329,7 @@ class LedgerClient:
         return self._transact(sender, f"setThreshold({new_threshold})", fn)
 
     def set_aggregator(self, sender: LocalAccount, account: str, approvals: Sequence[bytes]) -> TxResult:
-        fn = self.contract.functions.setAggregator(
-            to_checksum_address(account), [bytes(a) for a in approvals]
-        )
+        fn = self.contract.functions.setAggregator(to_checksum_address(account), [bytes(a) for a in approvals])
         return self._transact(sender, f"setAggregator({account})", fn)
 
     def apply_membership_change(
@@ -318,6 +346,14 @@ class LedgerClient:
             return self.set_threshold(sender, change.threshold, approvals)
         return self.set_aggregator(sender, change.account, approvals)
 
+    def set_privacy_budget(
+        self, sender: LocalAccount, budget: PrivacyBudgetSetting, approvals: Sequence[bytes]
+    ) -> TxResult:
+        fn = self.contract.functions.setPrivacyBudget(
+            budget.epsilon_micro, budget.delta_pico, [bytes(a) for a in approvals]
+        )
+        return self._transact(sender, f"setPrivacyBudget({budget.epsilon}, {budget.delta})", fn)
+
     # ------------------------------------------------------------------ approvals
 
     def approve_global_model(self, approver: LocalAccount, record: GlobalModelRecord) -> bytes:
@@ -327,7 +363,16 @@ class LedgerClient:
     def approve_membership_change(self, approver: LocalAccount, change: MembershipChange) -> bytes:
         return sign_membership_change(approver, self.domain, change, self.nonces().membership)
 
+    def approve_privacy_budget(self, approver: LocalAccount, budget: PrivacyBudgetSetting) -> bytes:
+        """``approver``'s EIP-712 approval of ``budget`` at the ledger's current membership nonce."""
+        return sign_typed_data(approver, privacy_budget_typed_data(self.domain, budget, self.nonces().membership))
+
     # ------------------------------------------------------------------ views
+
+    def privacy_budget(self) -> PrivacyBudgetSetting:
+        """The consortium's (epsilon, delta) budget as the contract holds it."""
+        epsilon_micro, delta_pico = self._call("privacyBudget()", self.contract.functions.privacyBudget())
+        return PrivacyBudgetSetting(int(epsilon_micro), int(delta_pico))
 
     def aggregator(self) -> str:
         return str(self._call("aggregator()", self.contract.functions.aggregator()))
@@ -472,6 +517,7 @@ class LedgerClient:
             "InstitutionRemoved",
             "ThresholdChanged",
             "AggregatorChanged",
+            "PrivacyBudgetChanged",
             "MembershipChangeApproved",
         ):
             found = self._events(name, {}, from_block, to_block, page_size)
@@ -492,15 +538,21 @@ class LedgerClient:
         argument_filters = {k: v for k, v in filters.items() if v is not None}
         start = self.from_block if from_block is None else from_block
         end = int(self.w3.eth.block_number) if to_block is None else to_block
-        for page_start in range(start, end + 1, page_size):
-            page_end = min(page_start + page_size - 1, end)
-            logs = event().get_logs(
-                from_block=page_start, to_block=page_end, argument_filters=argument_filters
-            )
-            for log in sorted(logs, key=lambda entry: (entry["blockNumber"], entry["logIndex"])):
-                tx_hash = "0x" + bytes(log["transactionHash"]).hex()
-                meta = EventMeta(int(log["blockNumber"]), tx_hash, int(log["logIndex"]))
-                yield dict(log["args"]), meta
+
+        def read(first: int, last: int) -> list[tuple[dict[str, Any], EventMeta]]:
+            found = []
+            for page_start in range(first, last + 1, page_size):
+                page_end = min(page_start + page_size - 1, last)
+                logs = event().get_logs(from_block=page_start, to_block=page_end, argument_filters=argument_filters)
+                for log in sorted(logs, key=lambda entry: (entry["blockNumber"], entry["logIndex"])):
+                    tx_hash = "0x" + bytes(log["transactionHash"]).hex()
+                    found.append((dict(log["args"]), EventMeta(int(log["blockNumber"]), tx_hash, int(log["logIndex"]))))
+            return found
+
+        if from_block is not None or to_block is not None:  # an explicit range: read it as asked
+            yield from read(start, end)
+            return
+        yield from self._log_cache.read((name, *sorted(argument_filters.items())), start, end, read)
 
     # ------------------------------------------------------------------ plumbing
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from eth_account.signers.local import LocalAccount
 from eth_utils import to_checksum_address
 
+from fedledger.chain.approvals import NO_PRIVACY_BUDGET, PrivacyBudgetSetting
 from fedledger.chain.compiler import CompiledContract, compile_ledger
 from fedledger.chain.errors import ErrorDecoder, LedgerRevert, revert_data_of
 from fedledger.fileio import atomic_write_text
@@ -49,6 +50,7 @@ class Deployment:
     institutions: list[InstitutionSpec]
     compiler_version: str
     abi: list[dict[str, Any]] = field(repr=False)
+    privacy_budget: PrivacyBudgetSetting = NO_PRIVACY_BUDGET
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -57,6 +59,8 @@ class Deployment:
     def from_json(cls, data: dict[str, Any]) -> Deployment:
         values = dict(data)
         values["institutions"] = [InstitutionSpec(**i) for i in data["institutions"]]
+        if "privacy_budget" in data:
+            values["privacy_budget"] = PrivacyBudgetSetting(**data["privacy_budget"])
         return cls(**values)
 
     def save(self, path: str | Path) -> Path:
@@ -90,6 +94,23 @@ class Deployment:
         return LedgerClient(w3, self.address, self.abi, from_block=self.deploy_block)
 
 
+def constructor_args(
+    aggregator: str,
+    institutions: Sequence[InstitutionSpec],
+    threshold: int,
+    privacy_budget: PrivacyBudgetSetting = NO_PRIVACY_BUDGET,
+) -> tuple[str, list[str], list[str], int, int, int]:
+    """FederatedLedger's constructor arguments, in order (also for estimating its gas)."""
+    return (
+        to_checksum_address(aggregator),
+        [to_checksum_address(i.address) for i in institutions],
+        [i.sm9_id for i in institutions],
+        threshold,
+        privacy_budget.epsilon_micro,
+        privacy_budget.delta_pico,
+    )
+
+
 def deploy_ledger(
     w3: Web3,
     deployer: LocalAccount,
@@ -99,8 +120,10 @@ def deploy_ledger(
     threshold: int,
     compiled: CompiledContract | None = None,
     rpc_url: str = "",
+    privacy_budget: PrivacyBudgetSetting = NO_PRIVACY_BUDGET,
 ) -> Deployment:
-    """Deploy FederatedLedger with its founding institutions and k; returns the deployment record."""
+    """Deploy FederatedLedger with its founding institutions, k and the consortium's privacy
+    budget (none by default: rounds without differential privacy); returns the deployment record."""
     from web3.exceptions import ContractLogicError
 
     if not institutions:
@@ -111,12 +134,7 @@ def deploy_ledger(
         )
     compiled = compiled or compile_ledger()
     factory = w3.eth.contract(abi=compiled.abi, bytecode=compiled.bytecode)
-    args = (
-        to_checksum_address(aggregator),
-        [to_checksum_address(i.address) for i in institutions],
-        [i.sm9_id for i in institutions],
-        threshold,
-    )
+    args = constructor_args(aggregator, institutions, threshold, privacy_budget)
     chain_id = int(w3.eth.chain_id)
     try:
         tx = factory.constructor(*args).build_transaction(
@@ -149,6 +167,7 @@ def deploy_ledger(
         institutions=[InstitutionSpec(to_checksum_address(i.address), i.sm9_id) for i in institutions],
         compiler_version=compiled.compiler_version,
         abi=compiled.abi,
+        privacy_budget=privacy_budget,
     )
 
 

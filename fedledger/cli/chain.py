@@ -65,6 +65,27 @@ def _print_deployment(deployment: Deployment, path: Path) -> None:
     console.print(f"deployment written to {path}", highlight=False)
 
 
+# ---------------------------------------------------------------------------------- privacy budget
+
+DpEpsilonOption = Annotated[
+    float | None,
+    typer.Option("--dp-epsilon", help="The consortium's differential-privacy budget epsilon (default: no budget)."),
+]
+DpDeltaOption = Annotated[float, typer.Option("--dp-delta", help="The privacy budget's delta (with --dp-epsilon).")]
+
+
+def _privacy_budget(epsilon: float | None, delta: float) -> Any:
+    """The budget a command sets (none without --dp-epsilon); a one-line error for bad values."""
+    from fedledger.chain.approvals import NO_PRIVACY_BUDGET, PrivacyBudgetSetting
+
+    if epsilon is None:
+        return NO_PRIVACY_BUDGET
+    try:
+        return PrivacyBudgetSetting.of(epsilon, delta)
+    except ValueError as exc:
+        fail(str(exc))
+
+
 # ---------------------------------------------------------------------------------- up
 
 
@@ -79,9 +100,12 @@ def up(
     institutions: Annotated[int, typer.Option("--institutions", help="Number of dev institutions (1..7).")] = 5,
     threshold: Annotated[int, typer.Option("--threshold", "-k", help="Approvals required (k).")] = 3,
     deployment_file: Annotated[Path | None, typer.Option("--deployment-file", help=DEPLOYMENT_FILE_HELP)] = None,
+    dp_epsilon: DpEpsilonOption = None,
+    dp_delta: DpDeltaOption = 1e-5,
 ) -> None:
     """Start a local chain, deploy the ledger for dev institutions, and keep running until Ctrl-C."""
     chain_kind = _check_kind(kind)
+    budget = _privacy_budget(dp_epsilon, dp_delta)
     if not 1 <= institutions <= 7:
         fail(f"--institutions must be between 1 and 7, not {institutions}")
     if not 1 <= threshold <= institutions:
@@ -116,6 +140,7 @@ def up(
                     institutions=dev_consortium(institutions),
                     threshold=threshold,
                     rpc_url=chain.rpc_url,
+                    privacy_budget=budget,
                 )
         else:
             console.print("reusing the ledger from the saved state")
@@ -235,8 +260,11 @@ def deploy(
         typer.Option("--key-file", help=f"File holding the deployer's hex private key (or set ${KEY_ENV})."),
     ] = None,
     deployment_file: Annotated[Path | None, typer.Option("--deployment-file", help=DEPLOYMENT_FILE_HELP)] = None,
+    dp_epsilon: DpEpsilonOption = None,
+    dp_delta: DpDeltaOption = 1e-5,
 ) -> None:
     """Deploy FederatedLedger on any chain and write the deployment file."""
+    budget = _privacy_budget(dp_epsilon, dp_delta)
     from eth_utils import is_address, to_checksum_address
 
     if plan is not None:
@@ -276,6 +304,7 @@ def deploy(
                 institutions=specs,
                 threshold=threshold,
                 rpc_url=rpc_url,
+                privacy_budget=budget,
             )
     except _tool_failures() as exc:
         fail(str(exc), FAILED)
@@ -335,17 +364,24 @@ def _connect(rpc_url: str) -> Any:
 
 # ---------------------------------------------------------------------------------- membership
 
-ACTIONS = ("add", "remove", "threshold", "aggregator")
+ACTIONS = ("add", "remove", "threshold", "aggregator", "privacy-budget")
 
 
-def _membership_change(ledger: Any, action: str, account: str | None, sm9_id: str, threshold: int | None) -> Any:
-    """The MembershipChange a command describes; k defaults to the ledger's current k."""
+def _membership_change(
+    ledger: Any, action: str, account: str | None, sm9_id: str, threshold: int | None, budget: Any = None
+) -> Any:
+    """The MembershipChange (or, for privacy-budget, the PrivacyBudgetSetting) a command describes;
+    k defaults to the ledger's current k."""
     from eth_utils import is_address
 
     from fedledger.chain.approvals import MembershipChange
 
     if action not in ACTIONS:
         fail(f"--action must be one of {', '.join(ACTIONS)}, not {action!r}")
+    if action == "privacy-budget":
+        if budget is None:
+            fail("--action privacy-budget needs --dp-epsilon (and --dp-delta)")
+        return budget
     if action != "threshold" and (account is None or not is_address(account)):
         fail(f"--action {action} needs --account with a 0x address")
     if action == "add" and not sm9_id:
@@ -381,7 +417,9 @@ def _ledger_of(deployment_file: Path | None) -> Any:
     return deployment.client(_connect(deployment.rpc_url))
 
 
-ActionOption = Annotated[str, typer.Option("--action", help="add | remove | threshold | aggregator.")]
+ActionOption = Annotated[
+    str, typer.Option("--action", help="add | remove | threshold | aggregator | privacy-budget.")
+]
 AccountOption = Annotated[
     str | None, typer.Option("--account", help="Institution (add/remove) or new aggregator address.")
 ]
@@ -405,15 +443,22 @@ def approve_change(
     threshold: ThresholdOption = None,
     password_file: KeystorePasswordOption = None,
     deployment_file: DeploymentFileOption = None,
+    dp_epsilon: DpEpsilonOption = None,
+    dp_delta: DpDeltaOption = 1e-5,
 ) -> None:
-    """An institution's EIP-712 approval of a membership change (prints it as hex; k are needed).
+    """An institution's EIP-712 approval of a membership or privacy-budget change (prints it as hex;
+    k are needed).
 
     The approval is bound to this chain, this contract and the ledger's current membership nonce,
     so it cannot be replayed for another change or on another ledger.
     """
     ledger = _ledger_of(deployment_file)
-    change = _membership_change(ledger, action, account, sm9_id, threshold)
+    budget = None if dp_epsilon is None else _privacy_budget(dp_epsilon, dp_delta)
+    change = _membership_change(ledger, action, account, sm9_id, threshold, budget)
     approver = _keystore_account(keystore, password_file)
+    if action == "privacy-budget":
+        typer.echo("0x" + ledger.approve_privacy_budget(approver, change).hex())
+        return
     typer.echo("0x" + ledger.approve_membership_change(approver, change).hex())
 
 
@@ -429,23 +474,33 @@ def apply_change(
     threshold: ThresholdOption = None,
     password_file: KeystorePasswordOption = None,
     deployment_file: DeploymentFileOption = None,
+    dp_epsilon: DpEpsilonOption = None,
+    dp_delta: DpDeltaOption = 1e-5,
 ) -> None:
-    """Send a membership change with its k approvals (any funded account may send it)."""
+    """Send a membership or privacy-budget change with its k approvals (any funded account may send it)."""
     ledger = _ledger_of(deployment_file)
-    change = _membership_change(ledger, action, account, sm9_id, threshold)
+    budget = None if dp_epsilon is None else _privacy_budget(dp_epsilon, dp_delta)
+    change = _membership_change(ledger, action, account, sm9_id, threshold, budget)
     try:
         approvals = [bytes.fromhex(a.removeprefix("0x")) for a in approval]
     except ValueError:
         fail("every --approval must be hex")
     sender = _keystore_account(keystore, password_file)
     try:
-        result = ledger.apply_membership_change(sender, change, approvals)
+        if action == "privacy-budget":
+            result = ledger.set_privacy_budget(sender, change, approvals)
+        else:
+            result = ledger.apply_membership_change(sender, change, approvals)
     except _tool_failures() as exc:
         fail(str(exc), FAILED)
-    typer.echo(f"membership change applied in block {result.block_number} (tx {result.tx_hash})")
+    typer.echo(f"{action} change applied in block {result.block_number} (tx {result.tx_hash})")
 
 
 # ---------------------------------------------------------------------------------- status
+
+
+def _budget_json(budget: Any) -> dict[str, float] | None:
+    return {"epsilon": budget.epsilon, "delta": budget.delta} if budget.is_set else None
 
 
 @app.command("status")
@@ -474,6 +529,7 @@ def status(
         "contract": ledger.address,
         "aggregator": ledger.aggregator(),
         "threshold": ledger.threshold(),
+        "privacy_budget": _budget_json(ledger.privacy_budget()),
         "institutions": [{"address": i.address, "sm9_id": i.sm9_id, "active": i.active} for i in ledger.institutions()],
         "round": {
             "started": state.started,
@@ -495,6 +551,8 @@ def status(
     table.add_row("aggregator", data["aggregator"])
     active = sum(1 for i in data["institutions"] if i["active"])
     table.add_row("k of n", f"{data['threshold']} of {active} active")
+    budget = data["privacy_budget"]
+    table.add_row("privacy budget", f"epsilon {budget['epsilon']:g}, delta {budget['delta']:g}" if budget else "none")
     for inst in data["institutions"]:
         table.add_row("institution", f"{inst['address']}  {inst['sm9_id']}" + ("" if inst["active"] else " (removed)"))
     if state.started:

@@ -15,7 +15,7 @@ from typing import Any
 
 from eth_utils import to_checksum_address
 
-from fedledger.chain.deploy import Deployment, InstitutionSpec, deploy_ledger
+from fedledger.chain.deploy import Deployment, InstitutionSpec, constructor_args, deploy_ledger
 from fedledger.chain.keyfile import load_eth_key
 from fedledger.consortium import kits as k
 from fedledger.consortium.plan import Plan
@@ -120,7 +120,7 @@ def deploy_plan(
     factory = w3.eth.contract(abi=compiled.abi, bytecode=compiled.bytecode)
     aggregator = addresses["aggregator"]
     deploy_gas = int(
-        factory.constructor(aggregator, [s.address for s in specs], [s.sm9_id for s in specs], plan.k).estimate_gas(
+        factory.constructor(*constructor_args(aggregator, specs, plan.k)).estimate_gas(
             {"from": deployer.address, "gasPrice": 0}
         )
         * 6

@@ -18,7 +18,8 @@ def l2_clip(update: np.ndarray, clip: float) -> np.ndarray:
     values = np.asarray(update, dtype=np.float64)
     if values.size and not np.isfinite(values).all():
         raise DPParameterError("update holds NaN or Inf")
-    norm = float(np.linalg.norm(values))
+    # fsum is correctly rounded whatever the CPU or BLAS: co-signers must clip to the same bits
+    norm = math.sqrt(math.fsum(np.square(values).tolist()))
     if norm <= clip * _MARGIN:
         return np.asarray(update, dtype=np.float32).copy()
     return (values * (clip * _MARGIN / norm)).astype(np.float32)

@@ -13,13 +13,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
 
 from fedledger.errors import FedLedgerError
-from fedledger.fl.exact_sum import MAX_TOTAL_WEIGHT, ExactSum, range_exponent
-from fedledger.fl.submodel import IndexMap, advanced_index, full_index_map, iter_blocks
+from fedledger.fl.exact_sum import (
+    MAX_TOTAL_WEIGHT,
+    ExactSum,
+    FixedPointRangeError,
+    WeightRows,
+    range_exponent,
+    rows_of,
+)
+from fedledger.fl.submodel import DimIndex, IndexMap, advanced_index, full_index_map, iter_blocks
 
 
 @dataclass
@@ -48,8 +56,9 @@ class AggregationError(FedLedgerError, ValueError):
     """An update does not fit the global model (should have been caught by validation)."""
 
 
-def check_update_fits(update: ClientUpdate, sums: Mapping[str, ExactSum]) -> None:
-    """The update's tensors match its index map and the global model, and fit the exact sums' range."""
+def check_update_fits(update: ClientUpdate, sums: Mapping[str, ExactSum], check_range: bool = True) -> None:
+    """The update's tensors match its index map and the global model, and (``check_range``) fit
+    the exact sums' range."""
     who = update.institution
     if not isinstance(update.num_samples, int) or update.num_samples <= 0:
         raise AggregationError(f"institution {who}: sample count must be a positive integer")
@@ -64,7 +73,7 @@ def check_update_fits(update: ClientUpdate, sums: Mapping[str, ExactSum]) -> Non
             or shape != tuple(update.index_map.global_shapes[name])
         ):
             raise AggregationError(f"institution {who}, tensor {name}: does not match its index map")
-        problem = sums[name].out_of_range(value)
+        problem = sums[name].out_of_range(value) if check_range else None
         if problem:
             raise AggregationError(f"institution {who}, tensor {name}: {problem}")
 
@@ -89,58 +98,59 @@ class StreamingAccumulator:
         self.total_samples = 0
 
     def add(self, update: ClientUpdate) -> None:
-        """Accumulate one update; it is checked fully first, so a bad update changes nothing."""
-        check_update_fits(update, self._sums)
+        """Accumulate one update; a bad update changes nothing.
+
+        Shapes and the sample count are checked first. Value ranges are checked piece by piece
+        while adding (one pass over the update instead of two); a value out of range takes back
+        what this update added so far, exactly (integer sums, see ``ExactSum.add_block``).
+        """
+        check_update_fits(update, self._sums, check_range=False)
         if self.total_samples + update.num_samples > MAX_TOTAL_WEIGHT:
             raise AggregationError(
                 f"institution {update.institution}: sample counts of the round exceed {MAX_TOTAL_WEIGHT}"
             )
         weight = update.num_samples
+        undo: list[Callable[[], None]] = []
         for name, dims in update.index_map.indices.items():
-            acc = self._sums[name]
-            fixed = acc.fixed(update.state[name], weight)
-            total = acc.total.numpy()
-            shape = tuple(total.shape)
-            blocks = iter_blocks(dims, shape)
-            if blocks is None:  # scattered mapping: one advanced-index accumulate per tensor
-                acc.total.index_put_(advanced_index(dims, shape), torch.from_numpy(fixed), accumulate=True)
-            else:
-                for g, s in blocks:
-                    np.add(total[g], fixed[s], out=total[g])
+            try:
+                undo += _add_tensor(self._sums[name], update.state[name], dims, weight)
+            except FixedPointRangeError as exc:
+                for take_back in undo:
+                    take_back()
+                raise AggregationError(f"institution {update.institution}, tensor {name}: {exc}") from None
+        for name, dims in update.index_map.indices.items():
             self._factors[name].append((weight, dims))
         self.count += 1
         self.total_samples += update.num_samples
 
-    def _weights(self, name: str) -> torch.Tensor:
-        """Weight per entry (broadcastable to the tensor, exact integers; 0 where nobody covers it)."""
+    def _weights(self, name: str) -> WeightRows:
+        """Weights per entry, row piece by row piece (broadcastable; exact integers, 0 where nobody covers it).
+
+        For selected dimensions d0 < d1 < ...: weight = sum_u n_u [i0 in I_u] * outer(rest_u), a
+        matmul of (n_u * indicator of d0) with the outer product of the other indicators. float64
+        sums of integers below 2**53 are exact in any order, so any BLAS kernel gives the same.
+        """
         factors = self._factors[name]
         shape = tuple(self._global[name].shape)
         selected = [d for d in range(len(shape)) if any(dims[d] is not None for _, dims in factors)]
-        # integer sample counts below 2**53 (float64) or 2**24 (float32) sum exactly in any order
-        exact32 = sum(w for w, _ in factors) < 2**24
-        wdtype = torch.float32 if exact32 else torch.float64
-        weights = torch.tensor([float(w) for w, _ in factors], dtype=wdtype)
-        if not selected:
-            return weights.sum().reshape([1] * len(shape))
-        indicators = []
-        for d in selected:
-            m = torch.zeros(len(factors), shape[d], dtype=wdtype)
-            for u, (_, dims) in enumerate(factors):
-                if dims[d] is None:
-                    m[u] = 1.0
-                else:
-                    m[u, dims[d]] = 1.0
-            indicators.append(m)
-        if len(indicators) == 1:
-            dense = weights @ indicators[0]
-        elif len(indicators) == 2:  # the usual case (weights of linear / conv layers): one matmul
-            dense = (indicators[0] * weights[:, None]).T @ indicators[1]
-        else:
-            letters = "abcdefghijklmnopqrstuvwxyz"[: len(selected)]
-            spec = "u," + ",".join(f"u{c}" for c in letters) + "->" + letters
-            dense = torch.einsum(spec, weights, *indicators)  # sum_u n_u * outer(indicators_u)
+        weights = np.array([float(w) for w, _ in factors])
         view = [shape[d] if d in selected else 1 for d in range(len(shape))]
-        return dense.reshape(view)
+        if not selected:
+            return rows_of(np.full(view, weights.sum()))
+        first, *rest = (_indicator(factors, d, shape[d]) for d in selected)
+        lead = first * weights[:, None]
+        other = np.ones((len(factors), 1))
+        for m in rest:
+            other = (other[:, :, None] * m[:, None, :]).reshape(len(factors), -1)
+        if selected[0] != 0:  # constant along the leading axis: one small dense array
+            return rows_of((lead.T @ other).reshape(view))
+        return lambda rows: (lead[:, rows].T @ other).reshape((-1, *view[1:]))
+
+    def entry_weights(self, name: str) -> torch.Tensor:
+        """Public weight per entry of tensor ``name`` so far (what central DP divides its noise by);
+        call before :meth:`result`, which spends the accumulator."""
+        shape = tuple(self._global[name].shape)
+        return torch.from_numpy(np.broadcast_to(self._weights(name)(slice(None)), shape).copy())
 
     def result(self) -> dict[str, torch.Tensor]:
         """The aligned global state: weighted mean where covered, previous value elsewhere."""
@@ -149,7 +159,9 @@ class StreamingAccumulator:
             if not self._factors[name]:
                 out[name] = previous.clone()
                 continue
-            out[name] = self._sums[name].mean(self._weights(name), previous.detach()).contiguous()
+            # a full-width update covers every entry: no need to look for uncovered ones
+            covered = any(all(d is None for d in dims) for _, dims in self._factors[name])
+            out[name] = self._sums[name].mean(self._weights(name), previous.detach(), covered).contiguous()
         # the accumulators are spent; drop them so result() cannot be misused twice
         self._sums, self._factors = {}, {}
         return out
@@ -193,6 +205,44 @@ class FedAvg(AlignmentAggregation):
                 f"(width rate {update.width_rate})"
             )
         return super()._accept(update)
+
+
+def _add_tensor(
+    acc: ExactSum, value: torch.Tensor, dims: tuple[DimIndex, ...], weight: int
+) -> list[Callable[[], None]]:
+    """Add one tensor of an update into its sum; returns how to take it back."""
+    acc.admit(weight)
+    shape = tuple(acc.total.shape)
+    blocks = iter_blocks(dims, shape)
+    if blocks is None:  # scattered mapping: one advanced-index accumulate per tensor
+        problem = acc.out_of_range(value)
+        if problem:
+            raise FixedPointRangeError(problem)
+        index = advanced_index(dims, shape)
+
+        def scatter(w: int) -> None:
+            acc.total.index_put_(index, torch.from_numpy(acc.fixed(value, w)), accumulate=True)
+
+        scatter(weight)
+        return [lambda: scatter(-weight)]
+    values = value.detach().numpy()
+    undo: list[Callable[[], None]] = []
+    for g, s in blocks:
+        acc.add_block(values[s], weight, g)
+        undo.append(partial(acc.add_block, values[s], -weight, g))
+    return undo
+
+
+def _indicator(factors: list[tuple[int, tuple[torch.Tensor | None, ...]]], d: int, size: int) -> np.ndarray:
+    """Row u: 1.0 at the positions of dimension ``d`` that update u covers."""
+    m = np.zeros((len(factors), size))
+    for u, (_, dims) in enumerate(factors):
+        index = dims[d]
+        if index is None:
+            m[u] = 1.0
+        else:
+            m[u, index.numpy()] = 1.0
+    return m
 
 
 def full_width_update(

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 import torch
 
 from fedledger.fl.aggregation import AlignmentAggregation, ClientUpdate, UpdateCheck, check_update_fits
-from fedledger.fl.exact_sum import ExactSum, range_exponent
+from fedledger.fl.exact_sum import ExactSum, range_exponent, rows_of
 from fedledger.fl.submodel import advanced_index
 
 ROBUST_RULES = ("trimmed_mean", "median")
@@ -71,4 +71,4 @@ class CoordinateRobustAggregation(AlignmentAggregation):
         keep = (rank >= trim) & (rank < count - trim)
         acc.add_stack(ordered, keep)
         kept = (count - 2 * trim).clamp_min(0).to(torch.float64)
-        return acc.mean(kept, previous.detach()).contiguous()
+        return acc.mean(rows_of(kept.numpy()), previous.detach()).contiguous()

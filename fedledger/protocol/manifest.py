@@ -14,12 +14,17 @@ import json
 import re
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fedledger.digests import sm3
 from fedledger.errors import FedLedgerError
 from fedledger.protocol.entries import RoundRecord
 from fedledger.protocol.merkle import merkle_root
+from fedledger.store import ContentStore, StoreError
+from fedledger.store.errors import BlockNotFoundError
+
+if TYPE_CHECKING:
+    from fedledger.chain.client import GlobalModelPosted
 
 MANIFEST_VERSION = 1
 MAX_MANIFEST_BYTES = 1 << 20  # ~2000 entries with long reasons; a round is far smaller
@@ -268,3 +273,28 @@ def _exclusion(raw: Any, i: int) -> Exclusion:
     if not isinstance(reason, str) or len(reason) > MAX_REASON_CHARS:
         raise ManifestError(f"excluded[{i}].reason must be text of at most {MAX_REASON_CHARS} characters")
     return Exclusion(_address(row["institution"], f"excluded[{i}].institution"), _cid(row["cid"], "cid"), code, reason)
+
+
+class ManifestUnreadable(FedLedgerError):
+    """A posted round's manifest cannot be used; ``final`` is False when the reason may pass."""
+
+    def __init__(self, problem: str, final: bool = True) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.final = final
+
+
+def read_posted_manifest(store: ContentStore, post: GlobalModelPosted) -> RoundManifest:
+    """The manifest a post binds: fetched (size-capped), its SM3 digest checked, parsed strictly."""
+    try:
+        data = store.read_bytes(post.manifest_cid, max_size=MAX_MANIFEST_BYTES)
+    except BlockNotFoundError as exc:
+        raise ManifestUnreadable(f"manifest {post.manifest_cid} is missing from the store ({exc})", False) from None
+    except (StoreError, ValueError) as exc:  # an untrusted CID is this round's verdict
+        raise ManifestUnreadable(f"manifest {post.manifest_cid!r} cannot be read: {exc}", False) from None
+    if sm3(data) != post.manifest_digest:
+        raise ManifestUnreadable(f"manifest {post.manifest_cid} does not have the posted manifest digest")
+    try:
+        return RoundManifest.from_bytes(data)
+    except ManifestError as exc:
+        raise ManifestUnreadable(f"malformed manifest: {exc}") from None

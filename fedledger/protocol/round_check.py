@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 import torch
 
+from fedledger.dp.accountant import RoundPrivacy
 from fedledger.envelope import EnvelopeError
 from fedledger.errors import FedLedgerError
 from fedledger.fl import (
@@ -33,6 +34,7 @@ from fedledger.fl import (
     load_client_update,
     validate_update,
 )
+from fedledger.fl.rules import AGGREGATION_RULES, aggregation_for
 from fedledger.protocol.entries import SubmittedEvent, UpdateEntry
 from fedledger.protocol.errors import ModelDigestMismatch, SealedModelError
 from fedledger.protocol.manifest import (
@@ -44,13 +46,14 @@ from fedledger.protocol.manifest import (
     RoundManifest,
 )
 from fedledger.protocol.model_files import ModelVault
+from fedledger.protocol.privacy import DP_RULE_KEY, PrivacyRuleError, dp_rule, round_privacy_of
 from fedledger.sm9 import Signature, SignMasterPublicKey, SM9Error, verify
 from fedledger.store import StoreError
 from fedledger.widths import width_to_ppm
 
 log = logging.getLogger(__name__)
 
-RULES = ("alignment",)
+RULES = AGGREGATION_RULES
 
 
 @dataclass(frozen=True)
@@ -94,19 +97,27 @@ class AggregationRule:
 
     name: str = "alignment"
     policy: ValidationPolicy = field(default_factory=ValidationPolicy)
+    privacy: RoundPrivacy | None = None  # the round's DP parameters (``dp`` in the manifest), None: no DP
 
     def __post_init__(self) -> None:
         if self.name not in RULES:
             raise ManifestError(f"unknown aggregation rule {self.name!r} (known: {', '.join(RULES)})")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "max_norm": self.policy.max_norm, "norm_policy": self.policy.norm_policy}
+        out = {"name": self.name, "max_norm": self.policy.max_norm, "norm_policy": self.policy.norm_policy}
+        return out if self.privacy is None else {**out, DP_RULE_KEY: dp_rule(self.privacy)}
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> AggregationRule:
         """The rule a manifest names; ManifestError for anything this code cannot recompute."""
-        if set(raw) != {"name", "max_norm", "norm_policy"}:
-            raise ManifestError(f"manifest rule must have name, max_norm and norm_policy, got {sorted(raw)}")
+        if set(raw) - {DP_RULE_KEY} != {"name", "max_norm", "norm_policy"}:
+            raise ManifestError(
+                f"manifest rule must have name, max_norm and norm_policy (and {DP_RULE_KEY} for DP), got {sorted(raw)}"
+            )
+        try:
+            privacy = round_privacy_of(raw)
+        except PrivacyRuleError as exc:
+            raise ManifestError(f"manifest rule: {exc}") from None
         max_norm = raw["max_norm"]
         if max_norm is not None and (isinstance(max_norm, bool) or not isinstance(max_norm, int | float)):
             raise ManifestError("manifest rule max_norm must be a number or null")
@@ -114,10 +125,12 @@ class AggregationRule:
             policy = ValidationPolicy(None if max_norm is None else float(max_norm), str(raw["norm_policy"]))
         except ValueError as exc:
             raise ManifestError(f"manifest rule: {exc}") from None
-        return cls(str(raw["name"]), policy)
+        return cls(str(raw["name"]), policy, privacy)
 
     def aggregation(self) -> AlignmentAggregation:
-        return AlignmentAggregation()
+        if self.privacy is not None:  # a rule must never claim noise the pipeline does not add
+            raise ManifestError("rounds with DP are not built into the round pipeline yet (docs/secagg.md)")
+        return aggregation_for(self.name)
 
 
 class EntryExcluded(FedLedgerError):

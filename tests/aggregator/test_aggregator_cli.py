@@ -93,9 +93,10 @@ def test_timing_settings_keep_their_config_names_down_to_the_signing_session(
         "rpc_timeout_seconds": 11.0,
         "receipt_timeout_seconds": 13.0,
     }
-    save_config(config.model_copy(update=timings), home)
+    save_config(config.model_copy(update={**timings, "aggregation_rule": "median"}), home)
     config, base = load_config(home)
     ctx = build_context(config, base, "aggregator password", SessionBoard())
+    assert ctx.aggregation_rule == "median"  # what the driver hands the round pipeline as the rule's name
     for name in (
         "round_deadline_seconds",
         "session_timeout_seconds",
@@ -110,13 +111,21 @@ def test_timing_settings_keep_their_config_names_down_to_the_signing_session(
     assert (session.signing_grace_seconds, session.partial_timeout_seconds) == (7.5, 9.0)
 
 
-def test_a_timing_setting_out_of_range_is_refused_by_name(tmp_path: Path) -> None:
+def _refused_by_name(tmp_path: Path, setting: str, field: str) -> None:
+    """A config with ``setting`` makes `aggregator run` exit 2 with a message naming ``field``."""
     (tmp_path / "aggregator.toml").write_text(
-        f'rpc_url = "http://x"\ncontract = "0x{"ab" * 20}"\nstore = "local:x"\nmodel = {{}}\n'
-        "signing_grace_seconds = 0\n"
+        f'rpc_url = "http://x"\ncontract = "0x{"ab" * 20}"\nstore = "local:x"\nmodel = {{}}\n{setting}\n'
     )
     run = runner.invoke(app, ["aggregator", "run", "-c", str(tmp_path / "aggregator.toml")])
-    assert run.exit_code == 2 and "signing_grace_seconds" in run.output and "Traceback" not in run.output
+    assert run.exit_code == 2 and field in run.output and "Traceback" not in run.output
+
+
+def test_an_unknown_aggregation_rule_is_refused_by_name(tmp_path: Path) -> None:
+    _refused_by_name(tmp_path, 'aggregation_rule = "mean"', "aggregation_rule")
+
+
+def test_a_timing_setting_out_of_range_is_refused_by_name(tmp_path: Path) -> None:
+    _refused_by_name(tmp_path, "signing_grace_seconds = 0", "signing_grace_seconds")
 
 
 def test_a_damaged_public_key_file_is_one_line_not_a_traceback(tmp_path: Path, ledger_deployment: Deployment) -> None:

@@ -7,12 +7,9 @@ signer, then a round whose aggregator is killed with SIGKILL and restarted, then
 from __future__ import annotations
 
 import logging
-import os
-import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -36,6 +33,7 @@ from fedledger.sm9.threshold import PartialSignature, Signer
 from fedledger.store import open_store
 from node.participant import RecordRefused, check_record, entry_of, train_and_submit
 from tests.support.manual_aggregator import honest_view, open_next_round, publish, round_base, round_updates
+from tests.support.sigkill import sigkill_once
 
 
 @pytest.fixture(scope="module")
@@ -129,15 +127,8 @@ def test_killed_aggregator_resumes_from_the_ledger_and_loses_nothing(c: Consorti
     ledger = ledger_of(c)
     with open(log_path, "wb") as log:
         first = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            deadline = time.monotonic() + 180
-            while len(ledger.updates_submitted(round=3)) < 3:  # mid-round: some updates in, none posted
-                assert first.poll() is None, log_path.read_text()
-                assert time.monotonic() < deadline, "round 3 never got under way"
-                time.sleep(0.2)
-        finally:
-            os.kill(first.pid, signal.SIGKILL)
-            first.wait()
+        # mid-round: some updates in, none posted
+        sigkill_once(first, lambda: len(ledger.updates_submitted(round=3)) >= 3, "round 3 under way", log_path)
         assert not ledger.global_models_posted(round=3)
         second = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, timeout=240)
     if second.returncode != 0:

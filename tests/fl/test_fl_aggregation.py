@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
+import re
 from fractions import Fraction
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -21,7 +24,7 @@ from fedledger.fl import (
     full_width_update,
     make_index_map,
 )
-from fedledger.fl.exact_sum import MAX_TOTAL_WEIGHT, MIN_EXPONENT
+from fedledger.fl.exact_sum import FLOAT_EXACT_WEIGHT, MAX_TOTAL_WEIGHT, MIN_EXPONENT, ExactSum, range_exponent
 
 SPEC = ModelSpec("mlp", (2,), 2, (4,), normalise=False)
 
@@ -209,3 +212,97 @@ def test_mean_is_within_the_documented_bound_of_the_exact_mean():
     grid = Fraction(2) ** (MIN_EXPONENT - 30)  # exact_sum's grid of the weighted sum for this range
     assert abs(got - exact) <= abs(exact) / 2**24 + Fraction(len(values), sum(weights)) * grid
     assert abs(got - exact) < abs(exact) / 2**10  # and it is no coarse approximation either
+
+
+def _big_updates(weights: list[int]) -> tuple[dict[str, torch.Tensor], list[ClientUpdate]]:
+    """Tensors spanning many CHUNK_ELEMENTS pieces, values over many magnitudes."""
+    spec = ModelSpec("mlp", (300,), 10, (400,), normalise=False)
+    g = {n: 0.05 * torch.randn(t.shape, generator=torch.Generator().manual_seed(3)) for n, t in initial_state(spec)}
+    gen = torch.Generator().manual_seed(4)
+    ups = []
+    for i, w in enumerate(weights):
+        sub, imap = extract_submodel(g, spec, (1.0, 0.5, 0.25)[i % 3], ("static", "rolling")[i % 2], i)
+        state = {
+            n: t + torch.randn(t.shape, generator=gen) * torch.exp(2 * torch.randn(t.shape, generator=gen)) * 1e-3
+            for n, t in sub.items()
+        }
+        ups.append(ClientUpdate(f"h{i}", state, imap, w))
+    return g, ups
+
+
+def initial_state(spec: ModelSpec):
+    from fedledger.fl import initial_global_state
+
+    return initial_global_state(spec, 0).items()
+
+
+def test_out_of_range_value_late_in_a_large_tensor_takes_back_everything_added():
+    # the range is checked piece by piece while adding: a NaN in the last piece of the last
+    # tensor comes after every other piece of the update was added, and must leave no trace
+    g, ups = _big_updates([5, 7, 11])
+    clean = AlignmentAggregation().aggregate(g, ups)
+    bad = _update_copy(ups[0], "mallory")
+    names = list(bad.state)
+    for name in (names[0], names[-1]):  # a large weight matrix and the head's last entries
+        bad.state[name].view(-1)[-1] = float("nan") if name == names[-1] else 1e9
+        acc = StreamingAccumulator(g)
+        for u in ups:
+            acc.add(u)
+        with pytest.raises(AggregationError, match=rf"mallory, tensor {re.escape(name)}: value (nan|1e\+09) outside"):
+            acc.add(bad)
+        assert acc.count == 3
+        got = acc.result()
+        assert all(torch.equal(got[n], clean[n]) for n in clean), name
+        bad = _update_copy(ups[0], "mallory")
+
+
+def _update_copy(update: ClientUpdate, name: str) -> ClientUpdate:
+    return ClientUpdate(name, {n: t.clone() for n, t in update.state.items()}, update.index_map, update.num_samples)
+
+
+def test_rounds_past_the_float64_bound_give_the_same_bits_in_every_order():
+    # below FLOAT_EXACT_WEIGHT the integers live in float64, beyond it in int64; the switch
+    # happens after a different update in each order, and the result must not show it
+    weights = [FLOAT_EXACT_WEIGHT - 3, FLOAT_EXACT_WEIGHT, 5, 2**22]
+    g, ups = _big_updates(weights)
+    name = "layers.0.bias"
+    g[name][0] = 200.0  # range +-2**12
+    for u in ups:  # values near the range's edge: sums far past 2**53 grid steps
+        u.state[name] = (3800.0 + 250.0 * torch.tanh(u.state[name] * 100)).contiguous()
+    reference = AlignmentAggregation().aggregate(g, ups)
+    for order in ([3, 2, 1, 0], [1, 0, 3, 2], [2, 3, 0, 1]):
+        got = AlignmentAggregation().aggregate(g, [ups[i] for i in order])
+        assert all(torch.equal(got[n], reference[n]) for n in reference), order
+    # and it is the exactly computed mean: per entry, integers trunc(n * x * unit) summed in Python
+    e = range_exponent(g[name])
+    unit = 2.0 ** (30 - e)
+    for i in (0, 150, 399):
+        covering = []
+        for u in ups:
+            dims = u.index_map.indices[name][0]
+            positions = list(range(400)) if dims is None else dims.tolist()
+            if i in positions:
+                covering.append((u.num_samples, float(u.state[name][positions.index(i)])))
+        total = sum(math.trunc(float(w) * unit * x) for w, x in covering)
+        assert abs(total) > 2**53  # past float64's exact integers: the int64 path decides
+        expected = np.float32(float(total) / float(sum(w for w, _ in covering))) * np.float32(1.0 / unit)
+        assert float(reference[name][i]) == float(expected), i
+
+
+def test_sums_past_the_float64_bound_hold_the_exact_integers_in_every_order():
+    # float64 would round these totals (odd integers above 2**53); the switch to int64 must not
+    weights = [FLOAT_EXACT_WEIGHT - 3, FLOAT_EXACT_WEIGHT, 5, 2**22]
+    gen = torch.Generator().manual_seed(8)
+    values = [(3800.0 + 250.0 * torch.rand(400, generator=gen)).numpy() for _ in weights]
+    values[2] = torch.rand(400, generator=gen).numpy()  # fine bits: odd grid integers
+    unit = 2.0 ** (30 - 12)
+    exact = [
+        sum(math.trunc(float(w) * unit * float(v[i])) for w, v in zip(weights, values, strict=True)) for i in range(400)
+    ]
+    assert min(exact) > 2**53 and any(t % 2 for t in exact)
+    for order in ([0, 1, 2, 3], [3, 2, 1, 0], [2, 0, 3, 1]):
+        acc = ExactSum((400,), 12)
+        for i in order:
+            acc.admit(weights[i])
+            acc.add_block(values[i], weights[i], (slice(None),))
+        assert [int(t) for t in acc.total.tolist()] == exact, order

@@ -121,7 +121,7 @@ def test_weights_are_the_ledger_entries_and_the_result_is_order_free(world, tmp_
 @pytest.mark.parametrize(
     "raw",
     [
-        {"name": "median", "max_norm": None, "norm_policy": "reject"},
+        {"name": "mean", "max_norm": None, "norm_policy": "reject"},
         {"name": "alignment", "max_norm": None},
         {"name": "alignment", "max_norm": "big", "norm_policy": "reject"},
         {"name": "alignment", "max_norm": -1, "norm_policy": "reject"},
@@ -131,6 +131,23 @@ def test_weights_are_the_ledger_entries_and_the_result_is_order_free(world, tmp_
 def test_a_rule_this_code_cannot_recompute_is_refused(raw: dict[str, object]) -> None:
     with pytest.raises(ManifestError):
         AggregationRule.from_dict(raw)
+
+
+def test_the_manifest_rule_picks_the_aggregation_a_poisoner_cannot_drag(world, tmp_path: Path) -> None:
+    # the same three entries (+1, +3 and a poisoner's +100, equal ledger weights) under two rules
+    store, state, base_digest = world
+    entries = [update(store, state, base_digest, tmp_path, i, shift) for i, shift in ((1, 1.0), (2, 3.0), (3, 100.0))]
+    policy = ValidationPolicy(max_norm=1e6)
+    moved = {}
+    for name in ("alignment", "median"):
+        rule = AggregationRule(name, policy)
+        assert AggregationRule.from_dict(rule.to_dict()) == rule
+        out = compute_round(store, MASTER.public_key, SPEC, state, base_digest, entries, rule, tmp_path / name)
+        covered = next(n for n in out.state if not torch.equal(out.state[n], state[n]))
+        changed = out.state[covered] != state[covered]
+        moved[name] = (out.state[covered] - state[covered])[changed]
+    assert torch.allclose(moved["alignment"], torch.tensor(104.0 / 3))
+    assert torch.allclose(moved["median"], torch.tensor(3.0))
 
 
 def test_a_rule_round_trips() -> None:

@@ -1,0 +1,53 @@
+"""The seed of a round's central DP noise: the aggregator's secret, committed before the updates
+exist and bound to what the round includes, shown to the co-signers and never published.
+
+Why this shape (docs/secagg.md, "Central DP"): co-signers must recompute the noised model bit for
+bit, so they need the seed; but a seed anyone can read (e.g. one printed in the public manifest)
+lets anyone who later receives the model subtract the noise, which voids the guarantee. Members
+in a plain-alignment round already see every update, so handing them the seed costs nothing. The
+commitment, published with the round's DP parameters and fetched by every node before it submits,
+keeps the aggregator from trying secrets until it likes the noise; binding the seed to the updates
+root keeps one secret from giving the same noise to two different sets of updates.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+from fedledger.errors import FedLedgerError
+
+SECRET_BYTES = 32
+_COMMIT = b"fedledger/central-dp/commitment/v1"
+_SEED = b"fedledger/central-dp/seed/v1"
+
+
+class NoiseSeedError(FedLedgerError, ValueError):
+    """A noise secret that is malformed or does not open the round's commitment."""
+
+
+def _context(chain_id: int, contract: str, round_index: int) -> bytes:
+    address = bytes.fromhex(contract.lower().removeprefix("0x"))
+    return chain_id.to_bytes(32, "big") + address + round_index.to_bytes(8, "big")
+
+
+def _check_secret(secret: bytes) -> None:
+    if len(secret) != SECRET_BYTES:
+        raise NoiseSeedError(f"central-DP noise secret must be {SECRET_BYTES} bytes, got {len(secret)}")
+
+
+def noise_commitment(secret: bytes, chain_id: int, contract: str, round_index: int) -> bytes:
+    """SHA3-256 commitment to the round's noise secret (published before the updates are submitted)."""
+    _check_secret(secret)
+    return hashlib.sha3_256(_COMMIT + _context(chain_id, contract, round_index) + secret).digest()
+
+
+def noise_seed(
+    secret: bytes, commitment: bytes, chain_id: int, contract: str, round_index: int, updates_root: bytes
+) -> bytes:
+    """The 256-bit noise seed, after checking that ``secret`` opens ``commitment``."""
+    if not hmac.compare_digest(noise_commitment(secret, chain_id, contract, round_index), commitment):
+        raise NoiseSeedError(f"the round {round_index} noise secret does not open its published commitment")
+    if len(updates_root) != 32:
+        raise NoiseSeedError("updates root must be 32 bytes")
+    return hashlib.sha3_256(_SEED + _context(chain_id, contract, round_index) + updates_root + secret).digest()
