@@ -77,7 +77,7 @@ def test_an_update_replayed_from_an_earlier_round_is_rejected(federation: InProc
     def replay(m: Misbehaving, r: int) -> None:
         old = ledger_of(federation).updates_submitted(round=0, institution=m.node.account.address)[0]
         path = m.node.state_dir / "replayed.safetensors"
-        open_store(federation.layout.store_spec).get_to_path(old.cid, path)
+        m.node.vault.get(old.cid, old.digest, path)  # sealed: opened with the member's own reader keys
         m.submit(r, path)
 
     outcome = play_round(federation, replay)
