@@ -158,6 +158,13 @@ class EntryCountMismatch(LedgerError):
     )
 
 
+class InvalidPrivacyBudget(LedgerError):
+    template = (
+        "privacy budget epsilon {epsilonMicro} micro / delta {deltaPico} pico is invalid: both zero (no "
+        "budget), or epsilon > 0 with 0 < delta < 1"
+    )
+
+
 CUSTOM_ERRORS: tuple[type[LedgerError], ...] = (
     NotAggregator,
     NotActiveInstitution,
@@ -183,6 +190,7 @@ CUSTOM_ERRORS: tuple[type[LedgerError], ...] = (
     ApproverNotActive,
     NotEnoughApprovals,
     EntryCountMismatch,
+    InvalidPrivacyBudget,
 )
 for _cls in CUSTOM_ERRORS:
     _cls.solidity_name = _cls.__name__
