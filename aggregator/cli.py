@@ -25,6 +25,7 @@ from fedledger.cli.tls_options import (
     TlsCertOption,
     TlsKeyOption,
     open_issued_tls,
+    warn_plain_http,
 )
 from fedledger.errors import FedLedgerError
 
@@ -60,7 +61,7 @@ def run(
     from fedledger.chain.preflight import probe_ledger
 
     setup_logging(verbose, log_json)
-    _warn_plain_http(insecure_http)
+    warn_plain_http(insecure_http)
     board = SessionBoard()
     with errors_reported(BAD_INPUT, (FedLedgerError, ValueError, OSError)):
         cfg, base = load_config(config)
@@ -70,13 +71,6 @@ def run(
         server = api_server(board, cfg, base, password, ctx.consortium.chain_id, insecure_http)
     posted = _serving(server, lambda: run_aggregator(ctx, rounds))
     typer.echo(f"aggregator: {posted} round(s) posted on {ctx.ledger.address}")
-
-
-def _warn_plain_http(insecure_http: bool) -> None:
-    from fedledger.tls.contexts import PLAIN_HTTP_WARNING
-
-    if insecure_http:
-        typer.echo(PLAIN_HTTP_WARNING, err=True)
 
 
 def _serving(server: uvicorn.Server, drive: Callable[[], int]) -> int:
@@ -191,7 +185,7 @@ def start(
     from fedledger.consortium.kits import load_kit
 
     setup_logging(verbose, log_json)
-    _warn_plain_http(insecure_http)
+    warn_plain_http(insecure_http)
     password = read_password(password_file, f"the kit {kit}")
     board = SessionBoard()
     with errors_reported(BAD_INPUT):

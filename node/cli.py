@@ -34,6 +34,7 @@ from fedledger.cli.tls_options import (
     TlsCertOption,
     TlsKeyOption,
     open_issued_tls,
+    warn_plain_http,
 )
 from fedledger.errors import FedLedgerError
 
@@ -63,12 +64,10 @@ def _context(  # type: ignore[no-untyped-def]
     """The node's context once its chain answers, its contract is the ledger and (unless only looking)
     its key is this institution's registered address: a node never waits on a ledger that ignores it."""
     from fedledger.chain.preflight import probe_ledger, registered_institution
-    from fedledger.tls.contexts import PLAIN_HTTP_WARNING
     from node.config import load_config
     from node.context import build_context
 
-    if insecure_http:
-        typer.echo(PLAIN_HTTP_WARNING, err=True)
+    warn_plain_http(insecure_http)
     with errors_reported(BAD_INPUT, (FedLedgerError, ValueError, OSError)):
         config, base = load_config(config_path)
         ledger = probe_ledger(config.rpc_url, config.contract)  # a wrong URL or contract is one line
@@ -370,12 +369,10 @@ def start(
     insecure_http: InsecureHttpOption = False,
 ) -> None:
     """Start from a kit: check the data against the task, the chain and membership, then follow rounds."""
-    from fedledger.tls.contexts import PLAIN_HTTP_WARNING
     from node.kit_start import start_node
 
     setup_logging(verbose, log_json)
-    if insecure_http:
-        typer.echo(PLAIN_HTTP_WARNING, err=True)
+    warn_plain_http(insecure_http)
     password = read_password(password_file, f"the kit {kit}")
     with errors_reported(BAD_INPUT):
         posted = start_node(kit, password, data, rounds, insecure_http)

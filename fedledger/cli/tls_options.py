@@ -33,6 +33,14 @@ NO_TLS_NOTE = (
 )
 
 
+def warn_plain_http(insecure_http: bool) -> None:
+    """Say on stderr, every time, that --insecure-http sends the protocol in the clear."""
+    from fedledger.tls.contexts import PLAIN_HTTP_WARNING
+
+    if insecure_http:
+        typer.echo(PLAIN_HTTP_WARNING, err=True)
+
+
 def open_issued_tls(ca: Path | None, cert: Path | None, key: Path | None, password: str) -> PartyTLS | None:
     """The party's TLS material as the KGC issued it, checked (CA, key pair); None when none is given."""
     given = [p for p in (ca, cert, key) if p is not None]
