@@ -22,7 +22,7 @@ from aggregator.privacy_gate import check_can_open
 from aggregator.session_clock import SessionClock
 from aggregator.signing import SigningSession
 from fedledger.chain.approvals import GlobalModelRecord
-from fedledger.chain.client import Institution, LedgerClient, UpdateSubmitted
+from fedledger.chain.client import LedgerClient, RosterEntry, UpdateSubmitted
 from fedledger.chain.errors import (
     ApproverNotActive,
     EntryCountMismatch,
@@ -185,7 +185,7 @@ def wait_for_updates(ctx: AggregatorContext, round_index: int, stop: threading.E
     raise RoundFailed("stopped while waiting for updates")
 
 
-def _names_missing(ctx: AggregatorContext, active: list[Institution], events: list[UpdateSubmitted]) -> list[str]:
+def _names_missing(ctx: AggregatorContext, active: list[RosterEntry], events: list[UpdateSubmitted]) -> list[str]:
     """The roster names of active members that have not submitted this round (addresses if unknown)."""
     done = {e.institution.lower() for e in events}
     names = []
@@ -295,7 +295,7 @@ def build_manifest(ctx: AggregatorContext, round_index: int, stop: threading.Eve
     with ctx.phases.measure(round_index, "wait"):
         events = wait_for_updates(ctx, round_index, stop)
     align_started = time.perf_counter()
-    identities = {i.address.lower(): i.sm9_id for i in ctx.ledger.institutions()}
+    identities = {m.address.lower(): m.sm9_id for m in ctx.ledger.roster()}
     updates = ledger_updates(ctx.ledger.chain_id, ctx.ledger.address, events, identities)
     ctx.board.status = {"state": "aggregating", "round": round_index, "updates": len(events)}
     rule = AggregationRule(ctx.aggregation_rule, ctx.policy or ValidationPolicy())

@@ -330,7 +330,7 @@ def _check_alignment(
     """Recompute the round with the shared pipeline: same entries in, same decisions (included, and
     excluded with the same codes) and the same global model out, or the node refuses."""
     folder = round_dir(ctx, record.round)
-    identities = {i.address.lower(): i.sm9_id for i in ctx.ledger.institutions()}
+    identities = {m.address.lower(): m.sm9_id for m in ctx.ledger.roster()}
     updates = ledger_updates(ctx.ledger.chain_id, ctx.ledger.address, events, identities)
     rule = ctx.rule  # the manifest names this very rule (checked above)
     try:

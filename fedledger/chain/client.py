@@ -82,6 +82,15 @@ class Institution:
 
 
 @dataclass(frozen=True)
+class RosterEntry:
+    """A registered institution as the roster lists it: what signing, sealing and counting need."""
+
+    address: str
+    sm9_id: str
+    active: bool
+
+
+@dataclass(frozen=True)
 class EventMeta:
     block_number: int
     tx_hash: str
@@ -175,6 +184,27 @@ class MembershipEvent:
 # ---------------------------------------------------------------------------------- client
 
 
+def web3_over_http(rpc_url: str, timeout: float, **provider_options: Any) -> Web3:
+    """A Web3 over HTTP(S) that asks the endpoint its chain id once.
+
+    web3 checks the chain id before every call and transaction (its validation middleware); uncached,
+    that doubles a role's requests (a round sent hundreds of ``eth_chainId``). An endpoint's chain id
+    does not change under a running client, which caches it itself too (``LedgerClient.chain_id``).
+    """
+    from web3 import HTTPProvider, Web3
+    from web3.types import RPCEndpoint
+
+    provider = HTTPProvider(
+        rpc_url,
+        request_kwargs={"timeout": timeout},
+        cache_allowed_requests=True,
+        cacheable_requests={RPCEndpoint("eth_chainId")},
+        request_cache_validation_threshold=None,  # nothing cached needs validating (and asking costs a call)
+        **provider_options,
+    )
+    return Web3(provider)
+
+
 class LogRangeCache:
     """Decoded logs per (event, filters) for the block range already read, so a repeated query of
     the same round from the deploy block reads only the blocks mined since (one ``eth_getLogs``
@@ -236,9 +266,7 @@ class LedgerClient:
         rpc_timeout_seconds: float = RPC_TIMEOUT_SECONDS,
         receipt_timeout_seconds: float = RECEIPT_TIMEOUT_SECONDS,
     ) -> LedgerClient:
-        from web3 import HTTPProvider, Web3
-
-        w3 = Web3(HTTPProvider(rpc_url, request_kwargs={"timeout": rpc_timeout_seconds}))
+        w3 = web3_over_http(rpc_url, rpc_timeout_seconds)
         return cls(w3, address, abi, from_block=from_block, receipt_timeout_seconds=receipt_timeout_seconds)
 
     def __repr__(self) -> str:
@@ -408,8 +436,17 @@ class LedgerClient:
         accounts, _ids, _active = self._call("institutions()", self.contract.functions.institutions())
         return [self.institution(account) for account in accounts]
 
-    def active_institutions(self) -> list[Institution]:
-        return [i for i in self.institutions() if i.active]
+    def roster(self) -> list[RosterEntry]:
+        """Every institution ever registered with its SM9 id and whether it is active, in one call
+        (``institutions`` also reads each one's round progress: one more call per member)."""
+        accounts, ids, active = self._call("institutions()", self.contract.functions.institutions())
+        return [
+            RosterEntry(to_checksum_address(a), str(i), bool(on))
+            for a, i, on in zip(accounts, ids, active, strict=True)
+        ]
+
+    def active_institutions(self) -> list[RosterEntry]:
+        return [m for m in self.roster() if m.active]
 
     def has_submitted(self, round: int, account: str) -> bool:
         """Whether ``account`` submitted to ``round``, valid for the current round (past rounds:
