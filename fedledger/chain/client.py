@@ -184,6 +184,15 @@ class MembershipEvent:
 # ---------------------------------------------------------------------------------- client
 
 
+def _checksummed(abi_type: str, value: Any) -> Any:
+    """An ABI value with its addresses in checksum form (the ledger's views return no tuples)."""
+    if abi_type == "address":
+        return to_checksum_address(value)
+    if abi_type.startswith("address["):
+        return [_checksummed(abi_type[: abi_type.rindex("[")], v) for v in value]
+    return value
+
+
 def web3_over_http(rpc_url: str, timeout: float, **provider_options: Any) -> Web3:
     """A Web3 over HTTP(S) that asks the endpoint its chain id once.
 
@@ -594,7 +603,31 @@ class LedgerClient:
     # ------------------------------------------------------------------ plumbing
 
     def _call(self, what: str, fn: Any) -> Any:
-        return self._guard(what, fn.call)
+        return self._guard(what, lambda: self._plain_call(fn))
+
+    def _plain_call(self, fn: Any) -> Any:
+        """A view as one bare ``eth_call``, decoded as web3 decodes it (addresses checksummed).
+
+        web3's request stack (middleware, formatters, validation) costs ~2 ms of CPU per call, several
+        times the call itself; roles read views dozens of times a round. Anything unusual (an error
+        reply, undecodable data) is asked again through web3, which raises exactly what it always did.
+        """
+        from eth_utils.abi import get_abi_output_types
+        from web3.types import RPCEndpoint
+
+        reply = self.w3.provider.make_request(
+            RPCEndpoint("eth_call"), [{"to": self.address, "data": fn._encode_transaction_data()}, "latest"]
+        )
+        result = reply.get("result")
+        if "error" in reply or not isinstance(result, str) or len(result) <= 2:
+            return fn.call()
+        types = get_abi_output_types(fn.abi)
+        try:
+            values = self.w3.codec.decode(types, bytes.fromhex(result.removeprefix("0x")))
+        except Exception:  # malformed for these types: let web3 say how
+            return fn.call()
+        normalized = [_checksummed(t, v) for t, v in zip(types, values, strict=True)]
+        return normalized[0] if len(normalized) == 1 else tuple(normalized)
 
     def _guard(self, what: str, action: Callable[[], T]) -> T:
         from web3.exceptions import ContractLogicError
