@@ -58,6 +58,7 @@ from node.training_step import (
     recompute_round,
     train_update,
 )
+from node.update_prefetch import PrefetchedFiles, PrefetchedVault, UpdatePrefetcher
 from node.wakeup import NodeWakeup
 
 log = logging.getLogger(__name__)
@@ -103,10 +104,16 @@ class NodeContext:
     aggregator_tls: ssl.SSLContext | None = None  # mutual TLS to the aggregator; None = plain HTTP (--insecure-http)
     refresh_data: Callable[[], Dataset] | None = None  # re-reads and re-checks the data before each round
     phases: PhaseTimes = field(default_factory=lambda: PhaseTimes("node"))  # train and submit, per round
+    prefetched: PrefetchedFiles = field(default_factory=PrefetchedFiles)  # the round's updates, opened early
 
     @property
     def vault(self) -> ModelVault:
         return ModelVault(self.store, sealing_key_if_any(self.consortium), self.reader_keys)
+
+    @property
+    def prefetching_vault(self) -> PrefetchedVault:
+        """The vault, serving the updates this node already fetched and opened (``update_prefetch``)."""
+        return PrefetchedVault(self.store, sealing_key_if_any(self.consortium), self.reader_keys, self.prefetched)
 
     def __repr__(self) -> str:
         return f"NodeContext(name={self.name!r}, address={self.account.address})"
@@ -207,6 +214,7 @@ def submit_trained(ctx: NodeContext, round_index: int, trained: TrainedUpdate) -
         entry.width_ppm,
         signature,
     )
+    ctx.prefetched.add(round_index, cid, trained.digest, trained.path)  # its own update: no fetch to check it
     log.info("%s: submitted round %d update %s", ctx.name, round_index, cid)
     return cid
 
@@ -336,7 +344,7 @@ def _check_alignment(
     try:
         base_path = fetch_verified_model(ctx.vault, base_cid, record.base_digest, folder / "base.safetensors")
         computation, global_digest = recompute_round(
-            ctx.vault,
+            ctx.prefetching_vault,
             ctx.master_public_key,
             record.round,
             base_path,
@@ -493,7 +501,16 @@ def run_node(
     stop = stop or threading.Event()
     poll_interval = ctx.poll_interval if poll_interval is None else poll_interval
     ctx.phases.who = ctx.name
-    with aggregator_client(ctx.aggregator_tls, ctx.http_timeout_seconds) as http, NodeWakeup(ctx, stop) as wakeup:
+    prefetcher = UpdatePrefetcher(
+        ctx.ledger, lambda: ctx.vault, lambda r: round_dir(ctx, r) / "prefetch", ctx.prefetched
+    )
+    with (
+        aggregator_client(ctx.aggregator_tls, ctx.http_timeout_seconds) as http,
+        NodeWakeup(ctx, stop) as wakeup,
+        prefetcher,
+    ):
+        if wakeup.ledger_events is not None:
+            wakeup.ledger_events.on_log(prefetcher.on_log)
         participant = SessionParticipant(ctx, http)
         last_problem = ""
         checked = False

@@ -583,7 +583,7 @@ class LedgerClient:
         event = getattr(self.contract.events, name)
         argument_filters = {k: v for k, v in filters.items() if v is not None}
         start = self.from_block if from_block is None else from_block
-        end = int(self.w3.eth.block_number) if to_block is None else to_block
+        end = self._head() if to_block is None else to_block
 
         def read(first: int, last: int) -> list[tuple[dict[str, Any], EventMeta]]:
             found = []
@@ -604,6 +604,13 @@ class LedgerClient:
 
     def _call(self, what: str, fn: Any) -> Any:
         return self._guard(what, lambda: self._plain_call(fn))
+
+    def _head(self) -> int:
+        """The chain's latest block number, asked bare (see ``_plain_call``); web3 answers any error."""
+        from web3.types import RPCEndpoint
+
+        result = self.w3.provider.make_request(RPCEndpoint("eth_blockNumber"), []).get("result")
+        return int(result, 16) if isinstance(result, str) else int(self.w3.eth.block_number)
 
     def _plain_call(self, fn: Any) -> Any:
         """A view as one bare ``eth_call``, decoded as web3 decodes it (addresses checksummed).
