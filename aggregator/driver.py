@@ -41,6 +41,7 @@ from fedledger.protocol.manifest import RoundManifest
 from fedledger.protocol.model_files import ModelVault
 from fedledger.protocol.readers import readers_now, sealing_key_if_any
 from fedledger.protocol.round_check import AggregationRule, compute_round, ledger_updates
+from fedledger.protocol.update_prefetch import PrefetchedFiles, PrefetchedVault, UpdatePrefetcher
 from fedledger.sm9 import SignMasterPublicKey
 from fedledger.sm9.threshold import ThresholdPublic
 from fedledger.store import ContentStore
@@ -88,6 +89,8 @@ class AggregatorContext:
     reader_keys: RecipientKeys | None = None  # the aggregator's SM9 decryption + ML-KEM keys
     use_websocket: bool = True  # ledger events pushed over the RPC port's WebSocket; False: polled
     events: LedgerEventSource | None = None  # started on first use, closed by run_aggregator
+    prefetched: PrefetchedFiles = field(default_factory=PrefetchedFiles)  # updates opened as they land
+    prefetcher: UpdatePrefetcher | None = None  # fed by ``events``; started and closed with it
     phases: PhaseTimes = field(default_factory=lambda: PhaseTimes("aggregator"))
 
     @property
@@ -134,6 +137,10 @@ def ledger_events(ctx: AggregatorContext) -> LedgerEventSource | None:
             ctx.ledger, use_websocket=ctx.use_websocket, poll_seconds=ctx.poll_interval
         )
         if ctx.events is not None:
+            ctx.prefetcher = UpdatePrefetcher(
+                ctx.ledger, lambda: ctx.vault, lambda r: ctx.state_dir / f"round-{r}" / "prefetch", ctx.prefetched
+            ).__enter__()
+            ctx.events.on_log(ctx.prefetcher.on_log)
             ctx.events.start()
     return ctx.events
 
@@ -142,6 +149,9 @@ def close_ledger_events(ctx: AggregatorContext) -> None:
     if ctx.events is not None:
         ctx.events.close()
         ctx.events = None
+    if ctx.prefetcher is not None:
+        ctx.prefetcher.__exit__()
+        ctx.prefetcher = None
 
 
 def wait_for_updates(ctx: AggregatorContext, round_index: int, stop: threading.Event) -> list[UpdateSubmitted]:
@@ -299,8 +309,9 @@ def build_manifest(ctx: AggregatorContext, round_index: int, stop: threading.Eve
     updates = ledger_updates(ctx.ledger.chain_id, ctx.ledger.address, events, identities)
     ctx.board.status = {"state": "aggregating", "round": round_index, "updates": len(events)}
     rule = AggregationRule(ctx.aggregation_rule, ctx.policy or ValidationPolicy())
+    vault = PrefetchedVault.over(ctx.vault, ctx.prefetched)  # updates opened while the others trained
     computation = compute_round(
-        ctx.vault, ctx.master_public_key, ctx.spec, base_state, opened.base_digest, updates, rule, workdir
+        vault, ctx.master_public_key, ctx.spec, base_state, opened.base_digest, updates, rule, workdir
     )
     if not computation.included:
         reasons = {e.institution: e.code.value for e in computation.excluded}

@@ -44,6 +44,7 @@ from fedledger.protocol.model_files import ModelVault
 from fedledger.protocol.readers import readers_now, sealing_key_if_any
 from fedledger.protocol.round_check import AggregationRule, ledger_updates
 from fedledger.protocol.session_auth import sign_payload
+from fedledger.protocol.update_prefetch import PrefetchedFiles, PrefetchedVault, UpdatePrefetcher
 from fedledger.sm9 import Signature, SignMasterPublicKey, SignPrivateKey, sign, verify
 from fedledger.sm9.threshold import Signer, ThresholdPublic
 from fedledger.store import ContentStore, StoreError
@@ -58,7 +59,6 @@ from node.training_step import (
     recompute_round,
     train_update,
 )
-from node.update_prefetch import PrefetchedFiles, PrefetchedVault, UpdatePrefetcher
 from node.wakeup import NodeWakeup
 
 log = logging.getLogger(__name__)
@@ -109,11 +109,6 @@ class NodeContext:
     @property
     def vault(self) -> ModelVault:
         return ModelVault(self.store, sealing_key_if_any(self.consortium), self.reader_keys)
-
-    @property
-    def prefetching_vault(self) -> PrefetchedVault:
-        """The vault, serving the updates this node already fetched and opened (``update_prefetch``)."""
-        return PrefetchedVault(self.store, sealing_key_if_any(self.consortium), self.reader_keys, self.prefetched)
 
     def __repr__(self) -> str:
         return f"NodeContext(name={self.name!r}, address={self.account.address})"
@@ -344,7 +339,7 @@ def _check_alignment(
     try:
         base_path = fetch_verified_model(ctx.vault, base_cid, record.base_digest, folder / "base.safetensors")
         computation, global_digest = recompute_round(
-            ctx.prefetching_vault,
+            PrefetchedVault.over(ctx.vault, ctx.prefetched),
             ctx.master_public_key,
             record.round,
             base_path,

@@ -9,8 +9,8 @@ from pathlib import Path
 from fedledger.chain.client import LedgerClient
 from fedledger.chain.devaccounts import DevRoles
 from fedledger.digests import sm3, sm3_file
+from fedledger.protocol.update_prefetch import PrefetchedFiles, PrefetchedVault, UpdatePrefetcher
 from fedledger.store.local import LocalStore
-from node.update_prefetch import PrefetchedFiles, PrefetchedVault, UpdatePrefetcher
 
 SIG = bytes(range(1, 105))
 

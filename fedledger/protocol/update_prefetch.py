@@ -1,13 +1,12 @@
 """Each update of the open round fetched and opened as its ``UpdateSubmitted`` log arrives, so the
-node's recomputation before it commits finds the files ready instead of fetching n of them then.
+round pipeline (the aggregator's alignment, every node's recomputation before it commits) finds the
+files ready instead of fetching n of them after the last submit.
 
-The commit phase used to start every node's n fetches and decryptions at the same moment, after the
-last submit. A background worker now does each one while the others still train; the recomputation
+A background worker fetches each one while other members still train; the pipeline
 (``fedledger.protocol.round_check``, unchanged) asks a :class:`PrefetchedVault`, which hands over a
 prefetched file only if it is the plaintext the ledger entry names (its SM3 is checked again), and
-otherwise fetches as before. A prefetch that fails is left to the recomputation, which names the
-reason in the manifest's terms. The node's own update is registered as it submits it: its plaintext
-is already on disk.
+otherwise fetches as before. A prefetch that fails is left to the pipeline, which names the reason
+in the manifest's terms. A node registers its own update as it submits it: its plaintext is on disk.
 """
 
 from __future__ import annotations
@@ -60,6 +59,11 @@ class PrefetchedVault(ModelVault):
     """A vault that serves a prefetched plaintext (hard-linked, its SM3 checked) before fetching."""
 
     prefetched: PrefetchedFiles = field(default_factory=PrefetchedFiles)
+
+    @classmethod
+    def over(cls, vault: ModelVault, prefetched: PrefetchedFiles) -> PrefetchedVault:
+        """``vault`` (same store and keys) serving ``prefetched`` first."""
+        return cls(vault.store, vault.master_public, vault.keys, prefetched)
 
     def get(self, cid: str, expected_digest: bytes, dest: str | Path) -> Path:
         found = self.prefetched.find(cid, expected_digest)
