@@ -163,18 +163,22 @@ class SecureClient:
         self._post(round_index, "share", state.sent["share"], state)
 
     def _masked(self, round_index: int, state: _Round, view: dict[str, Any]) -> None:
-        ctx, member = self.ctx, state.member
-        assert member is not None and state.values is not None and state.trained is not None
+        ctx = self.ctx
+        assert state.trained is not None
         if ctx.ledger.has_submitted(round_index, ctx.account.address):
             state.done.add("masked")
             return
-        shares = {m: ShareKeys.from_bytes(ref.read(ctx.store)) for m, ref in _refs(view, "shares").items()}
-        member.receive_shares(shares)
         with ctx.phases.measure(round_index, "submit"):
-            masked = member.masked_input(state.values, self.rule.value_bound)
-            ref = publish(ctx.store, masked.to_bytes())  # public: uniformly random words, its own size
+            ref = publish(ctx.store, self.masked_input(state, view))  # public: uniform words, the sub-model's size
             submit_entry(ctx, round_index, state.trained, ref.cid, ref.digest)
         state.done.add("masked")
+
+    def masked_input(self, state: _Round, view: dict[str, Any]) -> bytes:
+        """Open this member's shares from the listed dealers, agree the pair keys, mask the update."""
+        assert state.member is not None and state.values is not None
+        shares = {m: ShareKeys.from_bytes(ref.read(self.ctx.store)) for m, ref in _refs(view, "shares").items()}
+        state.member.receive_shares(shares)
+        return state.member.masked_input(state.values, self.rule.value_bound).to_bytes()
 
     def _reveal(self, round_index: int, state: _Round, view: dict[str, Any]) -> None:
         survivors = view.get("survivors")

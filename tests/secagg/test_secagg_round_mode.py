@@ -1,0 +1,218 @@
+"""Secure aggregation as a round mode, end to end on the real Anvil: five institutions (widths 1, 1/2,
+1/2, 1/4, 1/8) as threads, the aggregator with its HTTP API over mutual TLS, the real store.
+
+Rounds run in order on one consortium: an honest round, a round with one dropout (who then submits
+too late), and a round whose member lies in the reveal phase.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import ClassVar
+
+import numpy as np
+import pytest
+import torch
+
+from aggregator.config import load_config, save_config
+from demo.in_process import InProcessConsortium
+from fedledger.chain.localchain import LocalChain
+from fedledger.digests import sm3
+from fedledger.fl import ClientUpdate, load_client_update, load_global
+from fedledger.protocol.manifest import ReasonCode, RoundManifest, read_posted_manifest
+from fedledger.protocol.secagg_round import SecAggRecord, compute_secure_round
+from fedledger.secagg.layout import flatten_state
+from fedledger.secagg.messages import MaskedInput, Reveal, RoundSetup
+from fedledger.secagg.ring import dequantise, encode
+from fedledger.store import open_store
+from node.http_client import aggregator_client
+from node.participant import NodeContext, round_dir, submit_entry
+from node.secagg_client import SecureClient, _Round
+from tests.secagg.secagg_cases import exact_alignment
+from tests.support.manual_aggregator import round_updates
+
+PHASE_SECONDS = 6.0  # how long the aggregator waits for a member missing from a phase
+
+
+@pytest.fixture(scope="module")
+def consortium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessConsortium]:
+    with LocalChain("anvil") as chain:
+        c = InProcessConsortium.create(tmp_path_factory.mktemp("secure"), chain, epochs=1, secure_aggregation=True)
+        config, base = load_config(c.layout.aggregator_dir)
+        save_config(config.model_copy(update={"secagg_phase_seconds": PHASE_SECONDS}), base)
+        yield c
+
+
+def _manifest(c: InProcessConsortium, round_index: int) -> RoundManifest:
+    post = c.nodes[0].ledger.global_models_posted(round=round_index)[0]
+    return read_posted_manifest(open_store(c.layout.store_spec), post)
+
+
+def _record(c: InProcessConsortium, round_index: int) -> tuple[SecAggRecord, RoundSetup]:
+    record = SecAggRecord.from_dict(_manifest(c, round_index).secagg)
+    return record, RoundSetup.from_bytes(record.setup.read(c.nodes[0].store))
+
+
+def _models(c: InProcessConsortium, round_index: int) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """The round's base and posted global model, opened with the first member's reader keys."""
+    node, ledger = c.nodes[0], c.nodes[0].ledger
+    opened = ledger.rounds_opened(round=round_index)[0]
+    posted = ledger.global_models_posted(round=round_index)[0]
+    folder = node.state_dir / "test-models"
+    base = node.vault.get(opened.base_cid, opened.base_digest, folder / f"base-{round_index}.safetensors")
+    final = node.vault.get(posted.cid, posted.digest, folder / f"global-{round_index}.safetensors")
+    return load_global(base)[0], load_global(final)[0]
+
+
+def _plain_alignment(c: InProcessConsortium, round_index: int, members: list[int], setup: RoundSetup) -> np.ndarray:
+    """Plain alignment of the members' own (local, unmasked) updates, quantised to the round's ring."""
+    base, _ = _models(c, round_index)
+    updates = []
+    for m in members:
+        node = c.nodes[m - 1]
+        update = load_client_update(round_dir(node, round_index) / "update.safetensors")
+        state = {n: torch.from_numpy(dequantise(t.numpy(), setup.ring, 8.0)) for n, t in update.state.items()}
+        updates.append(ClientUpdate(node.name, state, update.index_map, update.num_samples))
+    return flatten_state(exact_alignment().aggregate(base, updates))
+
+
+Goal = Callable[[SecureClient, _Round, str], bool]
+
+
+def _drive(node: NodeContext, round_index: int, until: Goal, client: SecureClient) -> None:
+    """Step one member's secure client by hand until ``until(state, phase)`` (a member outside run_node)."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            phase = client.step(round_index)
+        except Exception:  # the aggregator not up yet, a phase refused: look again
+            phase = "none"
+        state = client._rounds.get(round_index)
+        if state is not None and until(client, state, phase):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{node.name} never reached its goal in round {round_index}")
+
+
+def _run_with_manual_member(
+    c: InProcessConsortium, rounds: int, client_of: Callable[[NodeContext, object], SecureClient], until: Goal
+) -> None:
+    """Rounds with members 1-4 run as usual and member 5 stepped by hand through ``client_of``."""
+    node = c.nodes[4]
+    round_index = rounds - 1
+    errors: list[BaseException] = []
+
+    def member() -> None:
+        with aggregator_client(node.aggregator_tls, node.http_timeout_seconds) as http:
+            try:
+                _drive(node, round_index, until, client_of(node, http))
+            except BaseException as exc:
+                errors.append(exc)
+
+    thread = threading.Thread(target=member, daemon=True)
+    thread.start()
+    c.run_rounds(rounds, timeout=180, only=[0, 1, 2, 3])
+    thread.join(timeout=30)
+    assert not errors, errors
+
+
+def test_a_secure_round_completes_and_decodes_to_plain_alignment_bit_for_bit(consortium: InProcessConsortium) -> None:
+    c = consortium
+    ctx = c.run_rounds(1, timeout=180)
+    manifest = _manifest(c, 0)
+    assert manifest.rule["secagg"] == {"mode": "secagg", "threshold": 3, "frac_bits": 16, "value_bound": 8.0}
+    assert len(manifest.included) == 5 and manifest.excluded == ()
+    record, setup = _record(c, 0)
+    assert record.survivors == (1, 2, 3, 4, 5) and record.cheaters == {}
+    _, posted = _models(c, 0)
+    plain = _plain_alignment(c, 0, [1, 2, 3, 4, 5], setup)
+    assert np.array_equal(flatten_state(posted).view(np.uint32), plain.view(np.uint32))
+
+    store = c.nodes[0].store
+    for node, m in zip(c.nodes, range(1, 6), strict=True):
+        entry = next(e for e in node.ledger.updates_submitted(round=0) if e.institution == node.account.address)
+        masked = MaskedInput.from_bytes(store.read_bytes(entry.cid))
+        own = load_client_update(round_dir(node, 0) / "update.safetensors")
+        # the ledger entry binds the masked file, which is the sub-model's size in ring words
+        assert entry.digest == sm3(masked.to_bytes()) and masked.values.size == setup.positions[m].size
+        assert masked.values.size * 4 <= 1.1 * sum(t.numel() * 4 for t in own.state.values()) + 64
+        # what the aggregator sees is uniform; the member's encoded update is not
+        plain_words = encode(flatten_state(own.state), setup.weights[m], setup.ring, 8.0)
+        assert _looks_uniform(masked.values) and not _looks_uniform(plain_words)
+    # no member's update was ever sealed to the aggregator or stored: it only holds base and global models
+    held = [p.name for p in ctx.state_dir.rglob("*") if p.is_file()]
+    assert held and not [name for name in held if "update" in name], held
+
+
+def _looks_uniform(words: np.ndarray) -> bool:
+    """Chi-square over the top 4 bits of 32-bit words (15 degrees of freedom, p > 0.0001)."""
+    counts = np.bincount((words.astype(np.uint64) >> np.uint64(28)).astype(np.int64), minlength=16)
+    expected = words.size / 16
+    return float(((counts - expected) ** 2 / expected).sum()) < 44.3
+
+
+def test_one_dropout_after_sharing_keys_is_tolerated_and_its_late_entry_excluded(
+    consortium: InProcessConsortium,
+) -> None:
+    c = consortium
+
+    class Dropout(SecureClient):
+        view: ClassVar[dict] = {}
+
+        def _masked(self, round_index, state, view):  # type: ignore[no-untyped-def]
+            Dropout.view = view  # sends nothing in this phase: the aggregator must go on without it
+
+    def late(client: SecureClient, state: _Round, phase: str) -> bool:
+        """Once the survivor set is out, submit the masked input anyway: too late to be summed."""
+        if phase != "reveal" or not Dropout.view or state.trained is None:
+            return False
+        data = client.masked_input(state, Dropout.view)
+        submit_entry(client.ctx, 1, state.trained, client.ctx.store.put(data), sm3(data))
+        return True
+
+    _run_with_manual_member(c, 2, lambda n, h: Dropout(n, h), late)  # type: ignore[arg-type]
+    manifest = _manifest(c, 1)
+    record, setup = _record(c, 1)
+    assert sorted(record.shares) == [1, 2, 3, 4, 5] and record.survivors == (1, 2, 3, 4)
+    late_row = [row for row in manifest.excluded if row.institution == c.nodes[4].account.address.lower()]
+    assert [row.code for row in late_row] == [ReasonCode.NOT_IN_SECURE_ROUND]
+    assert len(manifest.included) == 4
+    _, posted = _models(c, 1)
+    plain = _plain_alignment(c, 1, [1, 2, 3, 4], setup)
+    assert np.array_equal(flatten_state(posted).view(np.uint32), plain.view(np.uint32))
+
+
+def test_a_member_lying_in_the_reveal_phase_is_named_and_cannot_be_hidden(consortium: InProcessConsortium) -> None:
+    c = consortium
+
+    class Liar(SecureClient):
+        def _post(self, round_index, phase, data, state):  # type: ignore[no-untyped-def]
+            if phase == "reveal":
+                honest = Reveal.from_bytes(data)
+                victim = min(honest.seed_shares)
+                shares = dict(honest.seed_shares)
+                shares[victim] = bytes([shares[victim][0] ^ 1]) + shares[victim][1:]
+                data = Reveal(honest.round_index, honest.member, honest.survivors_digest, shares, honest.key_shares)
+                data = data.to_bytes()
+            super()._post(round_index, phase, data, state)
+
+    _run_with_manual_member(c, 3, lambda n, h: Liar(n, h), lambda _, s, p: "reveal" in s.done)  # type: ignore[arg-type]
+    manifest = _manifest(c, 2)
+    record, setup = _record(c, 2)
+    assert list(record.cheaters) == [5] and "contradict their dealers' commitments" in record.cheaters[5]
+    assert len(manifest.included) == 5  # its masked input is in the sum; only its reveal was set aside
+    _, posted = _models(c, 2)
+    assert np.array_equal(
+        flatten_state(posted).view(np.uint32), _plain_alignment(c, 2, [1, 2, 3, 4, 5], setup).view(np.uint32)
+    )
+    # a manifest that hid the liar would differ from every node's recomputation, which names it again
+    node = c.nodes[0]
+    base, _ = _models(c, 2)
+    hidden = SecAggRecord(record.setup, record.joins, record.shares, record.survivors, record.reveals, {})
+    recomputed, _ = compute_secure_round(
+        node.store, node.master_public_key, node.consortium, 2, base, round_updates(node.ledger, 2),
+        node.rule.secagg, hidden,  # type: ignore[arg-type]
+    )  # fmt: skip
+    assert recomputed.secagg == manifest.secagg != hidden.to_dict()
