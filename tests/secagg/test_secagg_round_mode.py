@@ -18,6 +18,7 @@ import torch
 
 from aggregator.config import load_config, save_config
 from demo.in_process import InProcessConsortium
+from fedledger.audit.service import AuditService
 from fedledger.chain.localchain import LocalChain
 from fedledger.digests import sm3
 from fedledger.fl import ClientUpdate, load_client_update, load_global
@@ -26,6 +27,7 @@ from fedledger.protocol.secagg_round import SecAggRecord, compute_secure_round
 from fedledger.secagg.layout import flatten_state
 from fedledger.secagg.messages import MaskedInput, Reveal, RoundSetup
 from fedledger.secagg.ring import dequantise, encode
+from fedledger.sm9 import SignMasterPublicKey
 from fedledger.store import open_store
 from node.http_client import aggregator_client
 from node.participant import NodeContext, round_dir, submit_entry
@@ -43,6 +45,11 @@ def consortium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessCo
         config, base = load_config(c.layout.aggregator_dir)
         save_config(config.model_copy(update={"secagg_phase_seconds": PHASE_SECONDS}), base)
         yield c
+
+
+def _audit(c: InProcessConsortium) -> AuditService:
+    ledger = c.nodes[0].ledger
+    return AuditService(ledger, open_store(c.layout.store_spec), SignMasterPublicKey.load(c.layout.master_public_key))
 
 
 def _manifest(c: InProcessConsortium, round_index: int) -> RoundManifest:
@@ -145,6 +152,16 @@ def test_a_secure_round_completes_and_decodes_to_plain_alignment_bit_for_bit(con
     held = [p.name for p in ctx.state_dir.rglob("*") if p.is_file()]
     assert held and not [name for name in held if "update" in name], held
 
+    # the audit verifies what it can, and says what it cannot
+    audit = _audit(c)
+    summary = audit.summary()
+    assert summary.failures == [] and summary.updates.verified == 5 and summary.global_models.verified == 1
+    secure = audit.global_model(0).verdict.secure_aggregation
+    assert secure is not None and secure.ok and "unmasking of the 5 included masked inputs" in secure.detail
+    assert "not checked here" in secure.detail
+    address = c.nodes[1].account.address
+    assert "a masked input (secure aggregation)" in audit.update(0, address).verdict.content.detail
+
 
 def _looks_uniform(words: np.ndarray) -> bool:
     """Chi-square over the top 4 bits of 32-bit words (15 degrees of freedom, p > 0.0001)."""
@@ -216,3 +233,13 @@ def test_a_member_lying_in_the_reveal_phase_is_named_and_cannot_be_hidden(consor
         node.rule.secagg, hidden,  # type: ignore[arg-type]
     )  # fmt: skip
     assert recomputed.secagg == manifest.secagg != hidden.to_dict()
+
+    audit = _audit(c)
+    secure = audit.global_model(2).verdict.secure_aggregation
+    assert secure is not None and secure.ok and "caught lying in the reveal phase: [5]" in secure.detail
+    # an altered published reveal is caught by the audit
+    store = open_store(c.layout.store_spec)
+    block = store.block_path(record.reveals[1].cid)  # type: ignore[attr-defined]
+    block.write_bytes(block.read_bytes()[:-1] + bytes([block.read_bytes()[-1] ^ 1]))
+    secure = _audit(c).global_model(2).verdict.secure_aggregation
+    assert secure is not None and not secure.ok and "does not check out" in secure.detail
