@@ -364,6 +364,17 @@ def bench_round(
     emit("round", run(epochs), as_json)
 
 
+@bench_app.command("secure-round")
+def bench_secure_round(
+    epochs: Annotated[int, typer.Option(min=1, help="Local epochs per institution.")] = 1,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
+) -> None:
+    """A secure-aggregation round against a plain one in the real protocol: time and bytes per member."""
+    from demo.bench_secure_round import run
+
+    emit("secure-round", run(epochs), as_json)
+
+
 @bench_app.command("scale")
 def bench_scale(
     sizes: Annotated[str, typer.Option(help="Institution counts, comma-separated (k = ceil(2n/3)).")] = "5,10,20,40",
