@@ -41,7 +41,7 @@ from fedledger.protocol.consortium import Consortium
 from fedledger.protocol.manifest import RoundManifest
 from fedledger.protocol.model_files import ModelVault
 from fedledger.protocol.readers import readers_now, sealing_key_if_any
-from fedledger.protocol.round_check import AggregationRule, compute_round, ledger_updates
+from fedledger.protocol.round_check import AggregationRule, RoundComputation, compute_round, ledger_updates
 from fedledger.sm9 import SignMasterPublicKey
 from fedledger.sm9.threshold import ThresholdPublic
 from fedledger.store import ContentStore
@@ -314,14 +314,27 @@ def build_manifest(ctx: AggregatorContext, round_index: int, stop: threading.Eve
     if not computation.included:
         reasons = {e.institution: e.code.value for e in computation.excluded}
         raise RoundFailed(f"round {round_index}: no valid update ({reasons})")
+    return seal_global(ctx, round_index, opened.base_digest, workdir, computation, rule, align_started)
+
+
+def seal_global(
+    ctx: AggregatorContext,
+    round_index: int,
+    base_digest: bytes,
+    workdir: Path,
+    computation: RoundComputation,
+    rule: AggregationRule,
+    started: float,
+) -> RoundManifest:
+    """Store the computed global model sealed to the readers; the manifest for it (it stays public)."""
     global_path = workdir / f"global-r{round_index}.safetensors"
     global_digest = save_global(global_path, computation.state, ctx.spec, round_index + 1)
-    global_cid, sealed_digest = ctx.vault.put(global_path, ctx.readers())  # sealed; the manifest stays public
+    global_cid, sealed_digest = ctx.vault.put(global_path, ctx.readers())
     if sealed_digest != global_digest:
         raise RoundFailed(f"round {round_index}: the global model changed while it was sealed")
     ledger = (ctx.ledger.chain_id, ctx.ledger.address)
-    manifest = computation.manifest(ledger, round_index, opened.base_digest, global_cid, global_digest, rule)
-    ctx.phases.add(round_index, "align", time.perf_counter() - align_started)
+    manifest = computation.manifest(ledger, round_index, base_digest, global_cid, global_digest, rule)
+    ctx.phases.add(round_index, "align", time.perf_counter() - started)
     return manifest
 
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from aggregator.secagg_board import SecureBoard, SecureRound
-from fedledger.fl import ValidationPolicy, save_global
+from fedledger.fl import ValidationPolicy
 from fedledger.protocol.manifest import RoundManifest
 from fedledger.protocol.round_check import AggregationRule, ledger_updates
 from fedledger.protocol.secagg_round import (
@@ -157,7 +157,7 @@ def _updates(ctx: AggregatorContext, sr: SecureRound) -> list:
 
 def build_secure_manifest(ctx: AggregatorContext, round_index: int, stop: threading.Event) -> RoundManifest:
     """Run the secure round's phases, compute the aggregate as every node will, store model and manifest."""
-    from aggregator.driver import RoundFailed, round_base
+    from aggregator.driver import round_base, seal_global
 
     opened, workdir, base_state = round_base(ctx, round_index)
     rule = secure_rule(ctx)
@@ -181,12 +181,4 @@ def build_secure_manifest(ctx: AggregatorContext, round_index: int, stop: thread
     )
     for member, why in aggregate.cheaters.items():
         log.warning("round %d: %s lied in the reveal phase: %s", round_index, ctx.consortium.by_share(member).name, why)
-    global_path = workdir / f"global-r{round_index}.safetensors"
-    global_digest = save_global(global_path, computation.state, ctx.spec, round_index + 1)
-    global_cid, sealed_digest = ctx.vault.put(global_path, ctx.readers())
-    if sealed_digest != global_digest:
-        raise RoundFailed(f"round {round_index}: the global model changed while it was sealed")
-    ledger = (ctx.ledger.chain_id, ctx.ledger.address)
-    manifest = computation.manifest(ledger, round_index, opened.base_digest, global_cid, global_digest, rule)
-    ctx.phases.add(round_index, "align", time.perf_counter() - started)
-    return manifest
+    return seal_global(ctx, round_index, opened.base_digest, workdir, computation, rule, started)

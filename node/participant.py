@@ -383,6 +383,17 @@ def _disagreement(mine: Decisions, theirs: Decisions) -> str:
     return "the manifest's rows differ from this node's recomputation"
 
 
+def aggregator_view(http: httpx.Client, url: str) -> httpx.Response | None:
+    """GET one of the aggregator's views: None when it has none yet (404); AggregatorUnavailable on 5xx/429."""
+    response = http.get(url)
+    if response.status_code == 404:
+        return None
+    if response.status_code >= 500 or response.status_code == 429:
+        raise AggregatorUnavailable(f"aggregator answered {response.status_code} for {url}")
+    response.raise_for_status()
+    return response
+
+
 class SessionParticipant:
     """Follows the aggregator's signing session for the open round, one poll at a time.
 
@@ -425,12 +436,9 @@ class SessionParticipant:
 
     def step(self, round_index: int) -> str:
         """Act on the session's current phase once; returns the phase seen ('none' if no session)."""
-        response = self.http.get(f"{self.ctx.aggregator_url}/rounds/{round_index}/session")
-        if response.status_code == 404:
+        response = aggregator_view(self.http, f"{self.ctx.aggregator_url}/rounds/{round_index}/session")
+        if response is None:
             return "none"
-        if response.status_code >= 500 or response.status_code == 429:
-            raise AggregatorUnavailable(f"aggregator answered {response.status_code} for the session view")
-        response.raise_for_status()
         view, sid, phase = parse_session_view(response)
         step_key = (sid, "approve" if phase == "ready" else phase)  # one approval per session
         if step_key in self._done:

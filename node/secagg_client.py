@@ -25,7 +25,14 @@ from fedledger.secagg.errors import SecAggError
 from fedledger.secagg.layout import flatten_state
 from fedledger.secagg.member import Member, RoundKeys
 from fedledger.secagg.messages import RoundSetup, ShareKeys
-from node.participant import AggregatorUnavailable, NodeContext, round_dir, submit_entry, train_for_round
+from node.participant import (
+    AggregatorUnavailable,
+    NodeContext,
+    aggregator_view,
+    round_dir,
+    submit_entry,
+    train_for_round,
+)
 from node.training_step import TrainedUpdate
 
 log = logging.getLogger(__name__)
@@ -67,12 +74,9 @@ class SecureClient:
 
     def step(self, round_index: int) -> str:
         """Act once on the round's current phase; returns the phase seen ('none' before the round starts)."""
-        response = self.http.get(f"{self.ctx.aggregator_url}/rounds/{round_index}/secagg")
-        if response.status_code == 404:
+        response = aggregator_view(self.http, f"{self.ctx.aggregator_url}/rounds/{round_index}/secagg")
+        if response is None:
             return "none"
-        if response.status_code >= 500 or response.status_code == 429:
-            raise AggregatorUnavailable(f"aggregator answered {response.status_code} for the secure round view")
-        response.raise_for_status()
         try:
             view = response.json()
         except ValueError:
