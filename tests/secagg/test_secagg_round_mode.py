@@ -15,16 +15,21 @@ from typing import ClassVar
 import numpy as np
 import pytest
 import torch
+from fastapi.testclient import TestClient
 
 from aggregator.config import load_config, save_config
+from aggregator.http_api import SessionBoard, create_app
+from aggregator.secagg_board import SecureBoard
 from demo.in_process import InProcessConsortium
 from fedledger.audit.service import AuditService
 from fedledger.chain.localchain import LocalChain
 from fedledger.digests import sm3
 from fedledger.fl import ClientUpdate, load_client_update, load_global
 from fedledger.protocol.manifest import ReasonCode, RoundManifest, read_posted_manifest
-from fedledger.protocol.secagg_round import SecAggRecord, compute_secure_round
+from fedledger.protocol.secagg_round import Join, SecAggRecord, SecureRoundError, compute_secure_round, publish
+from fedledger.protocol.session_auth import sign_payload
 from fedledger.secagg.layout import flatten_state
+from fedledger.secagg.member import RoundKeys
 from fedledger.secagg.messages import MaskedInput, Reveal, RoundSetup
 from fedledger.secagg.ring import dequantise, encode
 from fedledger.sm9 import SignMasterPublicKey
@@ -243,3 +248,47 @@ def test_a_member_lying_in_the_reveal_phase_is_named_and_cannot_be_hidden(consor
     block.write_bytes(block.read_bytes()[:-1] + bytes([block.read_bytes()[-1] ^ 1]))
     secure = _audit(c).global_model(2).verdict.secure_aggregation
     assert secure is not None and not secure.ok and "does not check out" in secure.detail
+
+
+def test_the_secure_board_refuses_forged_misrouted_and_out_of_phase_messages(consortium: InProcessConsortium) -> None:
+    c = consortium
+    one, two = c.nodes[0], c.nodes[1]
+    store = open_store(c.layout.store_spec)
+    board = SessionBoard()
+    board.secure = SecureBoard(store, one.master_public_key, one.consortium, lambda address: True)
+    board.secure.round(7)
+    client = TestClient(create_app(board))
+
+    def join_of(node: NodeContext, member: int, signer: NodeContext) -> bytes:
+        index_map = load_client_update(round_dir(node, 0) / "update.safetensors").index_map.to_dict()
+        keys = RoundKeys().advert(7, member)
+        return Join(7, member, node.account.address.lower(), keys, index_map, 10).signed(signer.sm9_key).to_bytes()
+
+    def post(node: NodeContext, phase: str, data: bytes, member: int | None = None, digest: bytes | None = None) -> int:
+        payload = {"round": 7, "member": member or node.consortium.by_address(node.account.address).share_index}
+        payload |= {"cid": store.put(data), "digest": "0x" + (digest or sm3(data)).hex()}
+        body = {"payload": payload, "auth": sign_payload(node.account.key, payload)}
+        return client.post(f"/rounds/7/secagg/{phase}", json=body).status_code
+
+    assert post(one, "join", join_of(two, 2, two), member=2) == 422  # posted under another member's id
+    assert post(two, "join", join_of(two, 2, one)) == 422  # signed with another member's SM9 key
+    assert post(two, "join", join_of(two, 2, two), digest=bytes(32)) == 422  # bytes not the posted digest
+    assert post(two, "share", join_of(two, 2, two)) == 422  # not a share message
+    assert post(two, "join", join_of(two, 2, two)) == 200
+    assert board.secure.find(7).view()["phase"] == "join" and list(board.secure.find(7).view()["joins"]) == ["2"]
+    assert post(two, "join", join_of(two, 2, two)) == 409  # a second, different join
+    assert client.get("/rounds/8/secagg").status_code == 404
+
+
+def test_a_node_refuses_a_setup_that_is_not_what_the_signed_joins_give(consortium: InProcessConsortium) -> None:
+    c = consortium
+    record, setup = _record(c, 0)
+    node = c.nodes[0]
+    forged = RoundSetup(setup.round_index, setup.threshold, setup.ring, setup.global_length,
+                        {**setup.weights, 2: setup.weights[2] * 100}, setup.positions)  # fmt: skip
+    view = {"joins": {str(m): r.to_dict() for m, r in record.joins.items()}}
+    client = SecureClient(node, None)  # type: ignore[arg-type]
+    assert client._setup(0, {**view, "setup": record.setup.to_dict()})[0].digest() == setup.digest()
+    forged_ref = publish(node.store, forged.to_bytes())
+    with pytest.raises(SecureRoundError, match="not the one the members' joins give"):
+        client._setup(0, {**view, "setup": forged_ref.to_dict()})
