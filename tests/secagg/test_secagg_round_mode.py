@@ -265,7 +265,8 @@ def test_the_secure_board_refuses_forged_misrouted_and_out_of_phase_messages(con
         return Join(7, member, node.account.address.lower(), keys, index_map, 10).signed(signer.sm9_key).to_bytes()
 
     def post(node: NodeContext, phase: str, data: bytes, member: int | None = None, digest: bytes | None = None) -> int:
-        payload = {"round": 7, "member": member or node.consortium.by_address(node.account.address).share_index}
+        payload: dict[str, object] = {"round": 7}
+        payload["member"] = member or node.consortium.by_address(node.account.address).share_index
         payload |= {"cid": store.put(data), "digest": "0x" + (digest or sm3(data)).hex()}
         body = {"payload": payload, "auth": sign_payload(node.account.key, payload)}
         return client.post(f"/rounds/7/secagg/{phase}", json=body).status_code
