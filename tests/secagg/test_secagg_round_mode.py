@@ -2,7 +2,7 @@
 1/2, 1/4, 1/8) as threads, the aggregator with its HTTP API over mutual TLS, the real store.
 
 Rounds run in order on one consortium: an honest round, a round with one dropout (who then submits
-too late), and a round whose member lies in the reveal phase.
+too late), a round with n - t dropouts, and a round whose member lies in the reveal phase.
 """
 
 from __future__ import annotations
@@ -109,24 +109,30 @@ def _drive(node: NodeContext, round_index: int, until: Goal, client: SecureClien
 
 
 def _run_with_manual_member(
-    c: InProcessConsortium, rounds: int, client_of: Callable[[NodeContext, object], SecureClient], until: Goal
+    c: InProcessConsortium,
+    rounds: int,
+    client_of: Callable[[NodeContext, object], SecureClient],
+    until: Goal,
+    manual: tuple[int, ...] = (4,),
 ) -> None:
-    """Rounds with members 1-4 run as usual and member 5 stepped by hand through ``client_of``."""
-    node = c.nodes[4]
+    """A round with the ``manual`` members (indices; default: member 5) stepped by hand through
+    ``client_of``, the others run as usual."""
     round_index = rounds - 1
     errors: list[BaseException] = []
 
-    def member() -> None:
+    def member(node: NodeContext) -> None:
         with aggregator_client(node.aggregator_tls, node.http_timeout_seconds) as http:
             try:
                 _drive(node, round_index, until, client_of(node, http))
             except BaseException as exc:
                 errors.append(exc)
 
-    thread = threading.Thread(target=member, daemon=True)
-    thread.start()
-    c.run_rounds(rounds, timeout=180, only=[0, 1, 2, 3])
-    thread.join(timeout=30)
+    threads = [threading.Thread(target=member, args=(c.nodes[i],), daemon=True) for i in manual]
+    for thread in threads:
+        thread.start()
+    c.run_rounds(rounds, timeout=180, only=[i for i in range(len(c.nodes)) if i not in manual])
+    for thread in threads:
+        thread.join(timeout=30)
     assert not errors, errors
 
 
@@ -206,6 +212,25 @@ def test_one_dropout_after_sharing_keys_is_tolerated_and_its_late_entry_excluded
     assert np.array_equal(flatten_state(posted).view(np.uint32), plain.view(np.uint32))
 
 
+class Silent(SecureClient):
+    """Joins and shares keys, then sends nothing: a member that drops out before its masked input."""
+
+    def _masked(self, round_index, state, view):  # type: ignore[no-untyped-def]
+        return None
+
+
+def test_n_minus_t_dropouts_are_tolerated(consortium: InProcessConsortium) -> None:
+    c = consortium  # n = 5, t = 3: members 4 and 5 share keys and vanish
+    _run_with_manual_member(c, 3, Silent, lambda _, s, p: p == "reveal", manual=(3, 4))  # type: ignore[arg-type]
+    manifest = _manifest(c, 2)
+    record, setup = _record(c, 2)
+    assert sorted(record.shares) == [1, 2, 3, 4, 5] and record.survivors == (1, 2, 3)
+    assert len(manifest.included) == 3 and manifest.excluded == ()
+    _, posted = _models(c, 2)
+    plain = _plain_alignment(c, 2, [1, 2, 3], setup)
+    assert np.array_equal(flatten_state(posted).view(np.uint32), plain.view(np.uint32))
+
+
 def test_a_member_lying_in_the_reveal_phase_is_named_and_cannot_be_hidden(consortium: InProcessConsortium) -> None:
     c = consortium
 
@@ -220,33 +245,33 @@ def test_a_member_lying_in_the_reveal_phase_is_named_and_cannot_be_hidden(consor
                 data = data.to_bytes()
             super()._post(round_index, phase, data, state)
 
-    _run_with_manual_member(c, 3, lambda n, h: Liar(n, h), lambda _, s, p: "reveal" in s.done)  # type: ignore[arg-type]
-    manifest = _manifest(c, 2)
-    record, setup = _record(c, 2)
+    _run_with_manual_member(c, 4, lambda n, h: Liar(n, h), lambda _, s, p: "reveal" in s.done)  # type: ignore[arg-type]
+    manifest = _manifest(c, 3)
+    record, setup = _record(c, 3)
     assert list(record.cheaters) == [5] and "contradict their dealers' commitments" in record.cheaters[5]
     assert len(manifest.included) == 5  # its masked input is in the sum; only its reveal was set aside
-    _, posted = _models(c, 2)
+    _, posted = _models(c, 3)
     assert np.array_equal(
-        flatten_state(posted).view(np.uint32), _plain_alignment(c, 2, [1, 2, 3, 4, 5], setup).view(np.uint32)
+        flatten_state(posted).view(np.uint32), _plain_alignment(c, 3, [1, 2, 3, 4, 5], setup).view(np.uint32)
     )
     # a manifest that hid the liar would differ from every node's recomputation, which names it again
     node = c.nodes[0]
-    base, _ = _models(c, 2)
+    base, _ = _models(c, 3)
     hidden = SecAggRecord(record.setup, record.joins, record.shares, record.survivors, record.reveals, {})
     recomputed, _ = compute_secure_round(
-        node.store, node.master_public_key, node.consortium, 2, base, round_updates(node.ledger, 2),
+        node.store, node.master_public_key, node.consortium, 3, base, round_updates(node.ledger, 3),
         node.rule.secagg, hidden,  # type: ignore[arg-type]
     )  # fmt: skip
     assert recomputed.secagg == manifest.secagg != hidden.to_dict()
 
     audit = _audit(c)
-    secure = audit.global_model(2).verdict.secure_aggregation
+    secure = audit.global_model(3).verdict.secure_aggregation
     assert secure is not None and secure.ok and "caught lying in the reveal phase: [5]" in secure.detail
     # an altered published reveal is caught by the audit
     store = open_store(c.layout.store_spec)
     block = store.block_path(record.reveals[1].cid)  # type: ignore[attr-defined]
     block.write_bytes(block.read_bytes()[:-1] + bytes([block.read_bytes()[-1] ^ 1]))
-    secure = _audit(c).global_model(2).verdict.secure_aggregation
+    secure = _audit(c).global_model(3).verdict.secure_aggregation
     assert secure is not None and not secure.ok and "does not check out" in secure.detail
 
 
