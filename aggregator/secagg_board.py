@@ -9,13 +9,16 @@ The board holds only public messages: nothing here can open a member's update.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
 from pydantic import BaseModel, Field
 
+from fedledger.fileio import atomic_write_bytes
 from fedledger.protocol.consortium import Consortium
 from fedledger.protocol.secagg_round import Join, Ref, SecureRoundError
 from fedledger.protocol.session_auth import payload_signer
@@ -34,10 +37,16 @@ class SecurePost(BaseModel):
 
 
 class SecureRound:
-    """The phase and accepted messages of one round; thread-safe (HTTP handlers and the driver)."""
+    """The phase and accepted messages of one round; thread-safe (HTTP handlers and the driver).
 
-    def __init__(self, round_index: int) -> None:
+    With a ``path`` every change is saved there (references only: the messages are in the store),
+    so an aggregator that restarts mid-round resumes the phases where they were; the members keep
+    their round keys in memory and go on.
+    """
+
+    def __init__(self, round_index: int, path: Path | None = None) -> None:
         self.round_index = round_index
+        self.path = path
         self.phase = "join"
         self.problem = ""
         self.joins: dict[int, tuple[Ref, Join]] = {}
@@ -46,6 +55,48 @@ class SecureRound:
         self.survivors: list[int] = []
         self.reveals: dict[int, tuple[Ref, Reveal]] = {}
         self.lock = threading.Lock()
+
+    def save(self) -> None:
+        """Write the round's state (phase and message references) atomically, if it has a path."""
+        if self.path is None:
+            return
+        with self.lock:
+            state = {
+                "round": self.round_index,
+                "phase": self.phase,
+                "problem": self.problem,
+                "joins": {str(m): r.to_dict() for m, (r, _) in sorted(self.joins.items())},
+                "setup": None if self.setup is None else self.setup[0].to_dict(),
+                "shares": {str(m): r.to_dict() for m, (r, _) in sorted(self.shares.items())},
+                "survivors": list(self.survivors),
+                "reveals": {str(m): r.to_dict() for m, (r, _) in sorted(self.reveals.items())},
+            }
+        atomic_write_bytes(self.path, json.dumps(state, sort_keys=True).encode())
+
+    @classmethod
+    def restore(cls, path: Path, store: ContentStore) -> SecureRound:
+        """The round as saved at ``path``, its messages read back from the store and parsed again."""
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+            sr = cls(int(raw["round"]), path)
+            sr.phase, sr.problem = str(raw["phase"]), str(raw["problem"])
+            if sr.phase not in PHASES:
+                raise ValueError(f"unknown phase {sr.phase!r}")
+
+            def read(table: dict[str, Any], parse: Callable[[bytes], Any]) -> dict[int, tuple[Ref, Any]]:
+                refs = {int(m): Ref.from_dict(r) for m, r in table.items()}
+                return {m: (ref, parse(ref.read(store))) for m, ref in refs.items()}
+
+            sr.joins = read(raw["joins"], Join.from_bytes)
+            if raw["setup"] is not None:
+                ref = Ref.from_dict(raw["setup"])
+                sr.setup = (ref, RoundSetup.from_bytes(ref.read(store)))
+            sr.shares = read(raw["shares"], ShareKeys.from_bytes)
+            sr.survivors = [int(m) for m in raw["survivors"]]
+            sr.reveals = read(raw["reveals"], Reveal.from_bytes)
+        except (OSError, ValueError, KeyError, TypeError, SecureRoundError, SecAggError) as exc:
+            raise SecureRoundError(f"the saved secure round {path.name} cannot be resumed: {exc}") from None
+        return sr
 
     def view(self) -> dict[str, Any]:
         with self.lock:
@@ -69,19 +120,31 @@ class SecureBoard:
     """Secure rounds by index, with what is needed to check a posted message."""
 
     def __init__(
-        self, store: ContentStore, mpk: SignMasterPublicKey, roster: Consortium, is_active: Callable[[str], bool]
+        self,
+        store: ContentStore,
+        mpk: SignMasterPublicKey,
+        roster: Consortium,
+        is_active: Callable[[str], bool],
+        state_dir: Path | None = None,
     ) -> None:
         self.store = store
         self.mpk = mpk
         self.roster = roster
         self.is_active = is_active
+        self.state_dir = state_dir
         self._rounds: dict[int, SecureRound] = {}
         self._lock = threading.Lock()
 
     def round(self, round_index: int) -> SecureRound:
-        """The round's board, created on first use."""
+        """The round's board: resumed from its saved state if there is one, else new."""
         with self._lock:
-            return self._rounds.setdefault(round_index, SecureRound(round_index))
+            if round_index not in self._rounds:
+                path = None if self.state_dir is None else self.state_dir / f"secagg-round-{round_index}.json"
+                if path is not None and path.exists():
+                    self._rounds[round_index] = SecureRound.restore(path, self.store)
+                else:
+                    self._rounds[round_index] = SecureRound(round_index, path)
+            return self._rounds[round_index]
 
     def find(self, round_index: int) -> SecureRound:
         with self._lock:
@@ -141,6 +204,7 @@ class SecureBoard:
             if phase == "reveal" and member not in sr.survivors:
                 raise HTTPException(409, f"member {member} is not a survivor of this round")
             table[member] = (ref, message)
+        sr.save()
 
 
 def add_secure_routes(

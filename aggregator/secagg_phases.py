@@ -50,7 +50,7 @@ def secure_board(ctx: AggregatorContext) -> SecureBoard:
     if ctx.board.secure is None:
         ledger = ctx.ledger
         ctx.board.secure = SecureBoard(
-            ctx.store, ctx.master_public_key, ctx.consortium, lambda a: ledger.institution(a).active
+            ctx.store, ctx.master_public_key, ctx.consortium, lambda a: ledger.institution(a).active, ctx.state_dir
         )
     return ctx.board.secure
 
@@ -58,6 +58,7 @@ def secure_board(ctx: AggregatorContext) -> SecureBoard:
 def _set_phase(ctx: AggregatorContext, sr: SecureRound, phase: str, problem: str = "") -> None:
     with sr.lock:
         sr.phase, sr.problem = phase, problem
+    sr.save()  # a restarted aggregator resumes from here
     ctx.board.status = {"state": f"secagg-{phase}", "round": sr.round_index}
     ctx.board.feed.bump()  # nodes long-poll the feed: they act on the new phase at once
     log.info("round %d: secure aggregation phase %s", sr.round_index, phase)

@@ -18,7 +18,9 @@ import torch
 from fastapi.testclient import TestClient
 
 from aggregator.config import load_config, save_config
+from aggregator.driver import AggregatorContext, run_aggregator
 from aggregator.http_api import SessionBoard, create_app
+from aggregator.http_server import api_server, serve_in_background
 from aggregator.secagg_board import SecureBoard
 from demo.in_process import InProcessConsortium
 from fedledger.audit.service import AuditService
@@ -273,6 +275,54 @@ def test_a_member_lying_in_the_reveal_phase_is_named_and_cannot_be_hidden(consor
     block.write_bytes(block.read_bytes()[:-1] + bytes([block.read_bytes()[-1] ^ 1]))
     secure = _audit(c).global_model(3).verdict.secure_aggregation
     assert secure is not None and not secure.ok and "does not check out" in secure.detail
+
+
+def test_an_aggregator_restarted_mid_round_resumes_the_secure_phases(consortium: InProcessConsortium) -> None:
+    c = consortium
+    rounds, round_index = 5, 4
+    config, base = load_config(c.layout.aggregator_dir)
+    password = (c.layout.aggregator_dir / "password").read_text(encoding="utf-8").strip()
+    stop_nodes = threading.Event()
+    nodes = c.start_nodes(rounds, stop_nodes)
+
+    def aggregator(stop: threading.Event) -> tuple[AggregatorContext, threading.Thread, Callable[[], None]]:
+        """An aggregator (API and driver) in threads, and how to take its API down."""
+        ctx = c.aggregator_context()
+        ctx.poll_interval = c.aggregator_poll
+        server = api_server(ctx.board, config, base, password, ctx.consortium.chain_id, insecure_http=False)
+        http = serve_in_background(server)
+        driver = threading.Thread(target=run_aggregator, args=(ctx, rounds, stop), daemon=True)
+        driver.start()
+
+        def shut() -> None:
+            server.should_exit = True
+            http.join(timeout=10)
+
+        return ctx, driver, shut
+
+    try:
+        first_stop = threading.Event()
+        first, driver, shut = aggregator(first_stop)
+        deadline = time.monotonic() + 120
+        while not (first.board.secure and first.board.secure.round(round_index).phase == "masked"):
+            assert time.monotonic() < deadline, "the round never reached its masked phase"
+            time.sleep(0.05)
+        first_stop.set()  # the aggregator goes away once the members hold each other's shares
+        driver.join(timeout=30)
+        shut()
+        assert not c.nodes[0].ledger.global_models_posted(round=round_index)
+        second_stop = threading.Event()
+        _, driver, shut = aggregator(second_stop)
+        driver.join(timeout=150)
+        second_stop.set()
+        shut()
+    finally:
+        stop_nodes.set()
+        for t in nodes:
+            t.join(timeout=30)
+    record, _ = _record(c, round_index)
+    assert record.survivors == (1, 2, 3, 4, 5) and len(_manifest(c, round_index).included) == 5
+    assert not c.errors
 
 
 def test_the_secure_board_refuses_forged_misrouted_and_out_of_phase_messages(consortium: InProcessConsortium) -> None:
