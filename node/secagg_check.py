@@ -2,11 +2,14 @@
 
 The node runs ``compute_secure_round`` (the aggregator's own function) on the ledger's entries and
 the messages the manifest names, so it reaches the same inclusions, exclusions, survivor set,
-named liars and global model bytes, or it refuses to sign.
+named liars and global model bytes, or it refuses to sign; and the record's survivor set must be
+the one this node was shown when it revealed (an aggregator that shows members different sets
+cannot also get them to sign).
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,6 +22,8 @@ from node.training_step import UnusableGlobalModel
 if TYPE_CHECKING:
     from node.participant import NodeContext
 
+REVEALED_FOR = "secagg-revealed-for.json"  # in the round's folder: the survivor set this node revealed for
+
 
 def recompute_secure_round(
     ctx: NodeContext, round_index: int, base_path: Path, updates: list[LedgerUpdate], manifest: RoundManifest
@@ -30,6 +35,12 @@ def recompute_secure_round(
     if meta.spec is None:
         raise UnusableGlobalModel(f"{base_path}: global model carries no model spec")
     record = SecAggRecord.from_dict(manifest.secagg)
+    revealed = base_path.parent / REVEALED_FOR  # the base model sits in the round's folder
+    if revealed.exists() and json.loads(revealed.read_text(encoding="utf-8")) != sorted(record.survivors):
+        raise SecureRoundError(
+            f"this node revealed for the survivor set {revealed.read_text(encoding='utf-8')}, "
+            f"the record names {sorted(record.survivors)}"
+        )
     computation, _ = compute_secure_round(
         ctx.store, ctx.master_public_key, ctx.consortium, round_index, state, updates, ctx.rule.secagg, record
     )

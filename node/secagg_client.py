@@ -10,6 +10,7 @@ only; a node that restarts mid-round drops out of that round (the protocol toler
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +19,7 @@ import httpx
 import numpy as np
 
 from fedledger.errors import FedLedgerError
+from fedledger.fileio import atomic_write_text
 from fedledger.fl import load_client_update
 from fedledger.protocol.secagg_round import Join, Ref, SecureRoundError, build_setup, publish
 from fedledger.protocol.session_auth import sign_payload
@@ -33,6 +35,7 @@ from node.participant import (
     submit_entry,
     train_for_round,
 )
+from node.secagg_check import REVEALED_FOR
 from node.training_step import TrainedUpdate
 
 log = logging.getLogger(__name__)
@@ -193,6 +196,8 @@ class SecureClient:
             return
         if "reveal" not in state.sent:
             state.sent["reveal"] = state.member.reveal(survivors).to_bytes()  # refuses a second survivor set
+            # remembered for the record check: the record must name the very set this node revealed for
+            atomic_write_text(round_dir(self.ctx, round_index) / REVEALED_FOR, json.dumps(sorted(survivors)))
         self._post(round_index, "reveal", state.sent["reveal"], state)
 
     def _post(self, round_index: int, phase: str, data: bytes, state: _Round) -> None:

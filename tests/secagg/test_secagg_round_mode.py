@@ -7,6 +7,7 @@ too late), a round with n - t dropouts, and a round whose member lies in the rev
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -38,6 +39,7 @@ from fedledger.sm9 import SignMasterPublicKey
 from fedledger.store import open_store
 from node.http_client import aggregator_client
 from node.participant import NodeContext, round_dir, submit_entry
+from node.secagg_check import REVEALED_FOR, recompute_secure_round
 from node.secagg_client import SecureClient, _Round
 from tests.secagg.secagg_cases import exact_alignment
 from tests.support.manual_aggregator import round_updates
@@ -321,8 +323,18 @@ def test_an_aggregator_restarted_mid_round_resumes_the_secure_phases(consortium:
         for t in nodes:
             t.join(timeout=30)
     record, _ = _record(c, round_index)
-    assert record.survivors == (1, 2, 3, 4, 5) and len(_manifest(c, round_index).included) == 5
+    manifest = _manifest(c, round_index)
+    assert record.survivors == (1, 2, 3, 4, 5) and len(manifest.included) == 5
     assert not c.errors
+
+    # a member checks the record's survivor set against the one it was shown when it revealed
+    node = c.nodes[0]
+    folder = round_dir(node, round_index)
+    updates = round_updates(node.ledger, round_index)
+    recompute_secure_round(node, round_index, folder / "base.safetensors", updates, manifest)
+    (folder / REVEALED_FOR).write_text(json.dumps([1, 2, 3]), encoding="utf-8")
+    with pytest.raises(SecureRoundError, match=r"revealed for the survivor set \[1, 2, 3\]"):
+        recompute_secure_round(node, round_index, folder / "base.safetensors", updates, manifest)
 
 
 def test_the_secure_board_refuses_forged_misrouted_and_out_of_phase_messages(consortium: InProcessConsortium) -> None:
