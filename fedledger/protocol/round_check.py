@@ -109,6 +109,8 @@ class AggregationRule:
                 "secure aggregation sums masked inputs: its rule is alignment, and no norm bound can be checked "
                 "on a masked input (the secagg value bound limits each entry instead)"
             )
+        if self.secagg is not None and self.privacy is not None:  # never claim noise the round does not add
+            raise ManifestError("distributed DP noise inside secure aggregation is not built yet (docs/secagg.md)")
 
     def to_dict(self) -> dict[str, Any]:
         out = {"name": self.name, "max_norm": self.policy.max_norm, "norm_policy": self.policy.norm_policy}
