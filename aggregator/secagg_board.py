@@ -208,7 +208,7 @@ class SecureBoard:
 
 
 def add_secure_routes(
-    app: FastAPI, board: Any, bound: Callable[[Request, Any], None], arrived: Callable[[], None]
+    app: FastAPI, board: Any, bound: Callable[[Request, Any], None], arrived: Callable[[], object]
 ) -> None:
     """The secure round's routes on the aggregator's app (``board.secure`` None: 404, not a secure consortium)."""
 

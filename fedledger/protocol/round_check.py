@@ -113,7 +113,8 @@ class AggregationRule:
             raise ManifestError("distributed DP noise inside secure aggregation is not built yet (docs/secagg.md)")
 
     def to_dict(self) -> dict[str, Any]:
-        out = {"name": self.name, "max_norm": self.policy.max_norm, "norm_policy": self.policy.norm_policy}
+        policy = self.policy
+        out: dict[str, Any] = {"name": self.name, "max_norm": policy.max_norm, "norm_policy": policy.norm_policy}
         if self.secagg is not None:
             out[SECAGG_RULE_KEY] = self.secagg.to_dict()
         return out if self.privacy is None else {**out, DP_RULE_KEY: dp_rule(self.privacy)}
