@@ -169,7 +169,7 @@ def levels() -> list[str]:
     return found
 
 
-def test_global_digest_is_the_same_on_every_simd_level(levels):
+def test_global_digest_is_the_same_on_every_simd_level(levels: list[str]) -> None:
     digests = {level: json.loads(_digest_in_process(level, "exact")) for level in levels}
     for case in CASES:
         per_level = {level: digests[level][case] for level in levels}
@@ -177,13 +177,13 @@ def test_global_digest_is_the_same_on_every_simd_level(levels):
     assert digests["default"] == json.loads(case_digests())
 
 
-def test_the_replaced_float32_accumulation_differs_between_simd_levels(levels):
+def test_the_replaced_float32_accumulation_differs_between_simd_levels(levels: list[str]) -> None:
     # shows the cross-level test above can fail: the old path gives another model per kernel
     digests = {level: _digest_in_process(level, "legacy") for level in levels[:2]}
     assert len(set(digests.values())) == 2, digests
 
 
-def test_global_digest_does_not_depend_on_update_order():
+def test_global_digest_does_not_depend_on_update_order() -> None:
     reference = aggregate_digest()
     orders = list(itertools.permutations(range(len(PLAN))))
     for order in orders[1 :: len(orders) // 6]:
@@ -191,13 +191,13 @@ def test_global_digest_does_not_depend_on_update_order():
 
 
 @pytest.mark.parametrize("case", ["past_2_53", "tiny_and_huge"])
-def test_edge_cases_do_not_depend_on_update_order(case):
+def test_edge_cases_do_not_depend_on_update_order(case: str) -> None:
     reference = case_digest(case)
     for order in ([4, 3, 2, 1, 0], [2, 0, 4, 1, 3], [1, 4, 0, 3, 2]):
         assert case_digest(case, tuple(order)) == reference, order
 
 
-def test_folding_in_batches_gives_the_same_bits_as_one_batch(monkeypatch):
+def test_folding_in_batches_gives_the_same_bits_as_one_batch(monkeypatch: pytest.MonkeyPatch) -> None:
     # updates wait by reference and are folded piece-major; a round too large for one batch is
     # folded into full-size sums early: grouping must not change a bit
     reference = {case: case_digest(case) for case in ("realistic", "past_2_53", "many")}
@@ -205,7 +205,7 @@ def test_folding_in_batches_gives_the_same_bits_as_one_batch(monkeypatch):
     assert {case: case_digest(case) for case in reference} == reference
 
 
-def test_the_past_2_53_case_really_passes_2_53():
+def test_the_past_2_53_case_really_passes_2_53() -> None:
     # the int64 fallback is exercised only if some entry's integer sum is beyond float64's exact range
     base, updates, _ = _wide_case([FLOAT_EXACT_WEIGHT - 3, FLOAT_EXACT_WEIGHT, 5, 2**22, 1])
     _near_the_edge(updates, base)
