@@ -69,6 +69,10 @@ def experiment(
     out: Annotated[Path, typer.Option("--out", help="Directory for the table (.md), plot (.png) and JSON.")] = _DOCS,
     stem: str = typer.Option("fl-experiment", "--stem", help="File name stem of the outputs."),
     threads: int = typer.Option(1, "--threads", min=1, help="torch threads (the machine is shared)."),
+    cache: Annotated[
+        Path | None,
+        typer.Option("--cache", help="Directory keeping each run's history: an interrupted experiment resumes."),
+    ] = None,
 ) -> None:
     """Compare centralised, FedAvg full width, FedAvg smallest width and alignment (static, rolling, tiled)."""
     from dataclasses import replace
@@ -143,7 +147,7 @@ def experiment(
         done += 1
         err_console.print(f"[{done}/{total}] {message} ({time.monotonic() - started:.0f}s)")
 
-    results = ex.run_experiment(config, progress)
+    results = ex.run_experiment(config, progress, cache)
     elapsed = time.monotonic() - started
     if quick:
         summary = ex.summary_json(results)

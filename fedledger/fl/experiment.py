@@ -22,6 +22,7 @@ import json
 import statistics
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -349,15 +350,46 @@ def run_method(
     )
 
 
-def run_experiment(config: ExperimentConfig, progress: Progress | None = None) -> dict[str, Any]:
+def _run_key(config: ExperimentConfig, setting: Setting, method: str, seed: int, assignment: str) -> str:
+    """Names one run by everything that decides its result (the grid's other cells excluded)."""
+    fixed = {k: v for k, v in config.to_dict().items() if k not in ("settings", "seeds", "methods", "assignments")}
+    if method not in ALIGNMENT_METHODS:
+        assignment = "any"  # the baselines do not depend on who gets which width
+    cell = {"config": fixed, "setting": setting.label, "method": method, "seed": seed, "assignment": assignment}
+    return hashlib.sha256(json.dumps(cell, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def _cached_run(
+    cache_dir: Path | None, key: str, run: Callable[[], list[dict[str, float]]]
+) -> list[dict[str, float]]:
+    """A run's history from ``cache_dir`` if an earlier (maybe interrupted) experiment finished it."""
+    if cache_dir is None:
+        return run()
+    path = cache_dir / f"{key}.json"
+    if path.exists():
+        history: list[dict[str, float]] = json.loads(path.read_text())
+        return history
+    history = run()
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(history))
+    return history
+
+
+def run_experiment(
+    config: ExperimentConfig, progress: Progress | None = None, cache_dir: str | Path | None = None
+) -> dict[str, Any]:
     """Every (setting, assignment, method, seed): per-round history; plus the summary (mean ± std
-    of the final round). Methods that do not depend on the assignment run once per setting."""
+    of the final round). Methods that do not depend on the assignment run once per setting.
+
+    With ``cache_dir`` each run's history is kept in its own file as soon as it ends, so a long
+    experiment killed halfway resumes where it stopped, and several processes can share the work."""
+    cache = Path(cache_dir) if cache_dir is not None else None
     torch.use_deterministic_algorithms(True, warn_only=True)
     results: dict[str, Any] = {"config": config.to_dict(), "settings": []}
-    cache: dict[str, Dataset] = {}
+    loaded: dict[str, Dataset] = {}
     same_for_all: dict[tuple[Setting, str], list[list[dict[str, float]]]] = {}
     for setting in config.settings:
-        data = cache.setdefault(setting.dataset, load_dataset(setting.dataset))
+        data = loaded.setdefault(setting.dataset, load_dataset(setting.dataset))
         for assignment in config.assignments:
             label = f"{setting.label} / widths {assignment.replace('_', ' ')}"
             entry: dict[str, Any] = {"label": label, "assignment": assignment, "methods": {}}
@@ -370,7 +402,8 @@ def run_experiment(config: ExperimentConfig, progress: Progress | None = None) -
                     for seed in config.seeds:
                         if progress:
                             progress(f"{label}: {method}, seed {seed}")
-                        runs.append(run_method(method, data, setting, config, seed, assignment))
+                        run = partial(run_method, method, data, setting, config, seed, assignment)
+                        runs.append(_cached_run(cache, _run_key(config, setting, method, seed, assignment), run))
                     if method not in ALIGNMENT_METHODS:
                         same_for_all[key] = runs
                 entry["methods"][method] = {"histories": runs, "summary": _summarise(runs)}
