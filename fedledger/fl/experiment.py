@@ -359,9 +359,7 @@ def _run_key(config: ExperimentConfig, setting: Setting, method: str, seed: int,
     return hashlib.sha256(json.dumps(cell, sort_keys=True).encode()).hexdigest()[:24]
 
 
-def _cached_run(
-    cache_dir: Path | None, key: str, run: Callable[[], list[dict[str, float]]]
-) -> list[dict[str, float]]:
+def _cached_run(cache_dir: Path | None, key: str, run: Callable[[], list[dict[str, float]]]) -> list[dict[str, float]]:
     """A run's history from ``cache_dir`` if an earlier (maybe interrupted) experiment finished it."""
     if cache_dir is None:
         return run()
