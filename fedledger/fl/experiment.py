@@ -36,25 +36,24 @@ from fedledger.fl.evaluation import evaluate
 from fedledger.fl.exact_sum import out_of_range, range_exponent
 from fedledger.fl.models import ModelSpec, default_spec, initial_global_state
 from fedledger.fl.rules import DEFAULT_RULE, aggregation_for
+from fedledger.fl.server_momentum import ServerMomentumAlignment
 from fedledger.fl.submodel import extract_submodel, extract_with_map, tiled_offsets
 from fedledger.fl.training import TrainConfig, train_local
 
-METHODS = (
-    "centralised",
-    "fedavg_full",
-    "fedavg_smallest",
-    "alignment_static",
-    "alignment_rolling",
-    "alignment_tiled",
-)
-ALIGNMENT_METHODS = ("alignment_static", "alignment_rolling", "alignment_tiled")
+SELECTIONS = ("static", "rolling", "tiled")
+VARIANTS = {"": "", "_fjord": " + FjORD", "_momentum": " + server momentum", "_fjord_momentum": " + FjORD + momentum"}
+ALIGNMENT_METHODS = tuple(f"alignment_{s}{v}" for v in VARIANTS for s in SELECTIONS)
+METHODS = ("centralised", "fedavg_full", "fedavg_smallest", *ALIGNMENT_METHODS)
+_SELECTION_LABELS = {"static": "static", "rolling": "rolling", "tiled": "tiled rolling"}
 METHOD_LABELS = {
     "centralised": "centralised",
     "fedavg_full": "FedAvg, all width 1",
     "fedavg_smallest": "FedAvg, all smallest width",
-    "alignment_static": "alignment, static",
-    "alignment_rolling": "alignment, rolling",
-    "alignment_tiled": "alignment, tiled rolling",
+    **{
+        f"alignment_{s}{v}": f"alignment, {_SELECTION_LABELS[s]}{label}"
+        for v, label in VARIANTS.items()
+        for s in SELECTIONS
+    },
 }
 DEFAULT_RATES = (1.0, 0.5, 0.5, 0.25, 0.125)
 HETEROFL_TIERS = (1.0, 0.5, 0.25, 0.125, 0.0625)  # HeteroFL's computation levels a..e
@@ -119,6 +118,7 @@ class ExperimentConfig:
     assignments: tuple[str, ...] = ("by_volume",)
     aggregation_rule: str = DEFAULT_RULE
     poison_scale: float | None = None  # one member (the widest) sends base + scale * (trained - base)
+    server_momentum: float = 0.9  # beta of the *_momentum methods
 
     def rates_of(self, setting: Setting) -> tuple[float, ...]:
         return self.rates if self.rates is not None else rates_for(setting.institutions)
@@ -137,6 +137,7 @@ class ExperimentConfig:
             "methods": list(self.methods),
             "lr_decay": self.lr_decay,
             "tiled_step": self.tiled_step,
+            "server_momentum": self.server_momentum,
         }
 
 
@@ -197,11 +198,13 @@ def _round_updates(
     step: float | None = None,
     offsets: tuple[float, ...] | None = None,
     poison_scale: float | None = None,
+    nested: bool = False,
 ) -> Iterator[ClientUpdate]:
     """A generator: each institution's update is trained, aggregated and dropped in turn.
 
     With ``poison_scale``, the widest institution (the first, on ties) turns attacker and sends
-    base + poison_scale * (trained - base): scaled, and sign-flipped when negative."""
+    base + poison_scale * (trained - base): scaled, and sign-flipped when negative. With ``nested``
+    each institution also trains every narrower width of the federation (FjORD)."""
     attacker = rates.index(max(rates)) if poison_scale is not None else -1
     homogeneous = all(r == 1.0 for r in rates)
     for position, (shard, rate) in enumerate(zip(shards, rates, strict=True)):
@@ -215,7 +218,7 @@ def _round_updates(
             offset=offsets[position] if offsets else 0.0,
             salt=_seed(seed, "units", shard.institution),
         )
-        config = replace(train, seed=_seed(seed, round_index, shard.institution))
+        config = replace(train, seed=_seed(seed, round_index, shard.institution), nested_rates=rates if nested else ())
         new_state, samples, _ = train_local(spec, sub, rate, shard.train, config)
         if position == attacker and poison_scale is not None:
             base = extract_with_map(global_state, index_map)
@@ -243,18 +246,25 @@ def run_federated(
     val: Dataset | None = None,
     aggregation_rule: str = DEFAULT_RULE,
     poison_scale: float | None = None,
+    nested: bool = False,
+    server_momentum: float | None = None,
 ) -> list[dict[str, float]]:
     """Alignment (or FedAvg when every rate is 1) for ``rounds`` rounds; metrics after each round.
 
     ``step`` and ``tiled`` shape the selection: the rolling window's advance per round (fraction
     of the layer) and whether institutions' windows are laid end to end (:func:`tiled_offsets`).
+    ``nested``: FjORD's ordered dropout; ``server_momentum``: beta of FedAvgM on the aligned model.
     """
     global_state = initial_global_state(spec, seed)
     homogeneous = all(r == 1.0 for r in rates)
     strategy = FedAvg() if homogeneous and aggregation_rule == DEFAULT_RULE else aggregation_for(aggregation_rule)
     offsets = tuple(tiled_offsets(rates)) if tiled else None
     history = []
+    before_previous: dict[str, torch.Tensor] | None = None
     for round_index in range(rounds):
+        if server_momentum is not None:
+            strategy = ServerMomentumAlignment(server_momentum, before_previous)
+            before_previous = global_state
         config = replace(train, lr=train.lr * lr_decay**round_index)
         updates = _round_updates(
             global_state,
@@ -268,6 +278,7 @@ def run_federated(
             step=step,
             offsets=offsets,
             poison_scale=poison_scale,
+            nested=nested,
         )
         global_state = strategy.aggregate(global_state, _within_range(global_state, updates))
         history.append(_metrics(spec, global_state, test, val))
@@ -331,13 +342,13 @@ def run_method(
         )
     if method not in ALIGNMENT_METHODS:
         raise ValueError(f"unknown method {method!r}; choose from {METHODS}")
-    tiled = method == "alignment_tiled"
-    selection = "rolling" if tiled else method.removeprefix("alignment_")
+    selection = method.removeprefix("alignment_").split("_")[0]
+    tiled = selection == "tiled"
     return run_federated(
         spec,
         shards,
         rates,
-        selection,
+        "rolling" if tiled else selection,
         config.rounds,
         config.train,
         seed,
@@ -346,6 +357,8 @@ def run_method(
         step=config.tiled_step if tiled else None,
         tiled=tiled,
         poison_scale=config.poison_scale,
+        nested="_fjord" in method,
+        server_momentum=config.server_momentum if method.endswith("_momentum") else None,
         **common,
     )
 
@@ -353,6 +366,9 @@ def run_method(
 def _run_key(config: ExperimentConfig, setting: Setting, method: str, seed: int, assignment: str) -> str:
     """Names one run by everything that decides its result (the grid's other cells excluded)."""
     fixed = {k: v for k, v in config.to_dict().items() if k not in ("settings", "seeds", "methods", "assignments")}
+    fixed["train"] = {k: v for k, v in fixed["train"].items() if k != "nested_rates"}  # the method decides it
+    if "momentum" not in method:
+        del fixed["server_momentum"]
     if method not in ALIGNMENT_METHODS:
         assignment = "any"  # the baselines do not depend on who gets which width
     cell = {"config": fixed, "setting": setting.label, "method": method, "seed": seed, "assignment": assignment}
