@@ -63,6 +63,13 @@ def experiment(
     aggregation_rule: str = typer.Option(
         "alignment", "--aggregation-rule", help="alignment, trimmed_mean or median (the robust rules)."
     ),
+    server_momentum: float = typer.Option(
+        0.9,
+        "--server-momentum",
+        min=0.0,
+        max=0.999,
+        help="beta of the *_momentum methods (FedAvgM on the aligned model).",
+    ),
     poison_scale: float = typer.Option(
         None, "--poison-scale", help="The widest member sends base + scale * (trained - base), e.g. -4."
     ),
@@ -132,6 +139,7 @@ def experiment(
         methods=chosen_methods,
         aggregation_rule=aggregation_rule,
         poison_scale=poison_scale,
+        server_momentum=server_momentum,
         seeds=_parse_list(seeds, "--seeds", int) if seeds else base.seeds,
         rounds=rounds or base.rounds,
         train=train,

@@ -76,10 +76,13 @@ def test_bad_input_exits_2_without_traceback():
         ("--assignments", "by_size"),
         ("--aggregation-rule", "mean"),
         ("--skews", "0.3"),
+        ("--methods", "alignment_static_dropout"),
     ):
         result = _run("fl", "experiment", *args)
         assert result.returncode == 2
         assert "error:" in result.stderr and "Traceback" not in result.stderr
+    momentum = _run("fl", "experiment", "--server-momentum", "1.5")
+    assert momentum.returncode == 2 and "--server-momentum" in momentum.stderr
 
 
 def test_inspect_update_and_global_files(tmp_path: Path):
