@@ -36,7 +36,6 @@ from fedledger.fl.evaluation import evaluate
 from fedledger.fl.exact_sum import out_of_range, range_exponent
 from fedledger.fl.models import ModelSpec, default_spec, initial_global_state
 from fedledger.fl.rules import DEFAULT_RULE, aggregation_for
-from fedledger.fl.server_momentum import ServerMomentumAlignment
 from fedledger.fl.submodel import extract_submodel, extract_with_map, tiled_offsets
 from fedledger.fl.training import TrainConfig, train_local
 
@@ -263,7 +262,9 @@ def run_federated(
     before_previous: dict[str, torch.Tensor] | None = None
     for round_index in range(rounds):
         if server_momentum is not None:
-            strategy = ServerMomentumAlignment(server_momentum, before_previous)
+            strategy = aggregation_for(
+                aggregation_rule, server_momentum=server_momentum, before_previous=before_previous
+            )
             before_previous = global_state
         config = replace(train, lr=train.lr * lr_decay**round_index)
         updates = _round_updates(

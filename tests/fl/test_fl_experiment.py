@@ -74,3 +74,17 @@ def test_cached_runs_are_reused_and_keyed_by_what_decides_them(tmp_path):
     assert first["settings"][0]["methods"]["fedavg_full"]["histories"] != [planted]
     run_experiment(replace(config, rounds=3), cache_dir=tmp_path)  # another config: another file
     assert len(list(tmp_path.glob("*.json"))) == 2
+
+
+def test_fjord_and_momentum_methods_change_the_run_and_are_named():
+    from fedledger.fl.experiment import METHOD_LABELS, ExperimentConfig, Setting, default_train, run_experiment
+
+    setting = Setting("digits", "dirichlet", 1.0, 5)
+    methods = ("alignment_static", "alignment_static_fjord", "alignment_static_momentum")
+    config = ExperimentConfig((setting,), seeds=(0,), rounds=3, train=default_train(1), methods=methods)
+    runs = run_experiment(config)["settings"][0]["methods"]
+    finals = [runs[m]["histories"][0][-1]["val_accuracy"] for m in methods]
+    firsts = [runs[m]["histories"][0][0]["val_accuracy"] for m in methods]
+    assert len(set(finals)) == 3  # each option changes the run
+    assert firsts[0] == firsts[2]  # momentum has no history in round 1: plain alignment
+    assert METHOD_LABELS["alignment_static_fjord_momentum"] == "alignment, static + FjORD + momentum"

@@ -66,3 +66,15 @@ def test_bad_momentum_and_bad_history_are_refused_and_change_nothing():
     with pytest.raises(AggregationError, match="server momentum: value"):
         ServerMomentumAlignment(0.9, huge).aggregate(previous, _updates())
     assert all(torch.equal(previous[n], copy[n]) for n in copy)
+
+
+def test_rule_hook_builds_the_momentum_strategy_for_alignment_only():
+    from fedledger.fl.rules import aggregation_for
+
+    before, previous = _state(7), _state(8)
+    direct = ServerMomentumAlignment(0.5, before).aggregate(previous, _updates())
+    named = aggregation_for("alignment", server_momentum=0.5, before_previous=before).aggregate(previous, _updates())
+    assert all(torch.equal(direct[n], named[n]) for n in direct)
+    assert type(aggregation_for("alignment")) is AlignmentAggregation
+    with pytest.raises(ValueError, match="applies to 'alignment' only"):
+        aggregation_for("median", server_momentum=0.5)
