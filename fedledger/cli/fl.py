@@ -64,7 +64,7 @@ def experiment(
         "alignment", "--aggregation-rule", help="alignment, trimmed_mean or median (the robust rules)."
     ),
     server_momentum: float = typer.Option(
-        0.9,
+        0.5,
         "--server-momentum",
         min=0.0,
         max=0.999,
@@ -125,6 +125,11 @@ def experiment(
         fail("no setting left after --datasets / --skews / --models")
     chosen_assignments = _parse_list(assignments, "--assignments", str) if assignments else base.assignments
     chosen_methods = _parse_list(methods, "--methods", str) if methods else base.methods
+    if aggregation_rule != "alignment":  # server momentum is defined on the aligned mean only
+        if methods is None:
+            chosen_methods = tuple(m for m in chosen_methods if not m.endswith("_momentum"))
+        elif any(m.endswith("_momentum") for m in chosen_methods):
+            fail("--methods: the *_momentum methods need --aggregation-rule alignment")
     for what, chosen, allowed in (
         ("--assignments", chosen_assignments, ex.ASSIGNMENTS),
         ("--methods", chosen_methods, ex.METHODS),

@@ -54,6 +54,10 @@ METHOD_LABELS = {
         for s in SELECTIONS
     },
 }
+# the recommended method, chosen on validation accuracy (docs/fl.md, "Methods tried"): static nested
+# sub-models, every client also training the narrower widths (FjORD), server momentum 0.5 (FedAvgM)
+DEFAULT_METHOD = "alignment_static_fjord_momentum"
+DEFAULT_SERVER_MOMENTUM = 0.5
 DEFAULT_RATES = (1.0, 0.5, 0.5, 0.25, 0.125)
 HETEROFL_TIERS = (1.0, 0.5, 0.25, 0.125, 0.0625)  # HeteroFL's computation levels a..e
 ASSIGNMENTS = ("by_volume", "random", "against_volume")
@@ -117,7 +121,7 @@ class ExperimentConfig:
     assignments: tuple[str, ...] = ("by_volume",)
     aggregation_rule: str = DEFAULT_RULE
     poison_scale: float | None = None  # one member (the widest) sends base + scale * (trained - base)
-    server_momentum: float = 0.9  # beta of the *_momentum methods
+    server_momentum: float = DEFAULT_SERVER_MOMENTUM  # beta of the *_momentum methods
 
     def rates_of(self, setting: Setting) -> tuple[float, ...]:
         return self.rates if self.rates is not None else rates_for(setting.institutions)
@@ -155,7 +159,10 @@ def full_config(rounds: int = 50, epochs: int = 1) -> ExperimentConfig:
         for n in (5, 20)
         if not (ds == "breast_cancer" and scheme == "classes")  # two classes: the split would be IID
     )
-    return ExperimentConfig(settings, rounds=rounds, train=default_train(epochs), assignments=ASSIGNMENTS)
+    methods = ("centralised", "fedavg_full", "fedavg_smallest", "alignment_static", "alignment_rolling", DEFAULT_METHOD)
+    return ExperimentConfig(
+        settings, rounds=rounds, train=default_train(epochs), assignments=ASSIGNMENTS, methods=methods
+    )
 
 
 def quick_config() -> ExperimentConfig:
@@ -165,7 +172,7 @@ def quick_config() -> ExperimentConfig:
         seeds=(0,),
         rounds=8,
         train=default_train(1),
-        methods=("fedavg_full", "fedavg_smallest", "alignment_static", "alignment_rolling"),
+        methods=("fedavg_full", "fedavg_smallest", "alignment_rolling", DEFAULT_METHOD),
     )
 
 
