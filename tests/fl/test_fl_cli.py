@@ -31,7 +31,7 @@ def test_quick_experiment_prints_json_figures():
     (setting,) = data["settings"]
     assert setting["label"] == "digits / dirichlet α=1 / 5 inst / widths by volume"
     assert data["config"]["assignments"] == ["by_volume"] and data["config"]["aggregation_rule"] == "alignment"
-    assert set(setting["methods"]) == {"fedavg_full", "fedavg_smallest", "alignment_rolling", DEFAULT_METHOD}
+    assert set(setting["methods"]) == {"fedavg_full", "fedavg_smallest", "alignment_static", DEFAULT_METHOD}
     assert "val_accuracy_mean" in setting["methods"][DEFAULT_METHOD]
     assert all(len(curve) == 2 for curve in setting["accuracy_per_round"].values())
     assert 0 <= setting["methods"]["fedavg_full"]["accuracy_mean"] <= 100
