@@ -14,7 +14,7 @@ on every CPU: G(t) = (q·A + p·G(t-1) - p·G(t-2)) / q per covered entry, one r
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from fractions import Fraction
 
 import numpy as np
@@ -23,7 +23,6 @@ import torch
 from fedledger.fl.aggregation import (
     AggregationError,
     AlignmentAggregation,
-    ClientUpdate,
     StreamingAccumulator,
     UpdateCheck,
 )
@@ -52,14 +51,7 @@ class ServerMomentumAlignment(AlignmentAggregation):
         self.fraction = momentum_fraction(beta)
         self.before_previous = before_previous
 
-    def aggregate(
-        self, global_state: Mapping[str, torch.Tensor], updates: Iterable[ClientUpdate]
-    ) -> dict[str, torch.Tensor]:
-        acc = StreamingAccumulator(global_state)
-        for update in updates:
-            acc.add(self._accept(update))
-        if acc.count == 0:
-            return {n: t.clone() for n, t in global_state.items()}
+    def _finish(self, global_state: Mapping[str, torch.Tensor], acc: StreamingAccumulator) -> dict[str, torch.Tensor]:
         covered = {name: acc.entry_weights(name) > 0 for name in global_state}
         aligned = acc.result()
         if self.before_previous is None or self.fraction == 0:

@@ -5,17 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fedledger.fl import (
-    TrainConfig,
-    default_spec,
-    evaluate,
-    extract_submodel,
-    initial_global_state,
-    load_dataset,
-    partition,
-    train_local,
-)
+from fedledger.fl.data import load_dataset, partition
+from fedledger.fl.evaluation import evaluate
+from fedledger.fl.models import default_spec, initial_global_state
 from fedledger.fl.ordered_dropout import NestedWidths
+from fedledger.fl.submodel import extract_submodel
+from fedledger.fl.training import TrainConfig, train_local
 
 SPEC = default_spec((1, 8, 8), 10)
 
