@@ -42,12 +42,13 @@ from fedledger.fl.training import TrainConfig, train_local
 SELECTIONS = ("static", "rolling", "tiled")
 VARIANTS = {"": "", "_fjord": " + FjORD", "_momentum": " + server momentum", "_fjord_momentum": " + FjORD + momentum"}
 ALIGNMENT_METHODS = tuple(f"alignment_{s}{v}" for v in VARIANTS for s in SELECTIONS)
-METHODS = ("centralised", "fedavg_full", "fedavg_smallest", *ALIGNMENT_METHODS)
+METHODS = ("centralised", "fedavg_full", "fedavg_smallest", "fedavg_full_momentum", *ALIGNMENT_METHODS)
 _SELECTION_LABELS = {"static": "static", "rolling": "rolling", "tiled": "tiled rolling"}
 METHOD_LABELS = {
     "centralised": "centralised",
     "fedavg_full": "FedAvg, all width 1",
     "fedavg_smallest": "FedAvg, all smallest width",
+    "fedavg_full_momentum": "FedAvg, all width 1 + server momentum",
     **{
         f"alignment_{s}{v}": f"alignment, {_SELECTION_LABELS[s]}{label}"
         for v, label in VARIANTS.items()
@@ -351,10 +352,21 @@ def run_method(
     if method == "centralised":
         train_data = pooled([s.train for s in shards], "pooled")
         return run_centralised(spec, train_data, config.rounds, config.train, seed, test, config.lr_decay, val)
-    if method in ("fedavg_full", "fedavg_smallest"):
-        narrow = spec if method == "fedavg_full" else spec.narrowed(min(rates))
+    if method.startswith("fedavg_"):
+        narrow = spec.narrowed(min(rates)) if method == "fedavg_smallest" else spec
+        momentum = config.server_momentum if method.endswith("_momentum") else None
         return run_federated(
-            narrow, shards, (1.0,) * n, "static", config.rounds, config.train, seed, test, config.lr_decay, **common
+            narrow,
+            shards,
+            (1.0,) * n,
+            "static",
+            config.rounds,
+            config.train,
+            seed,
+            test,
+            config.lr_decay,
+            server_momentum=momentum,
+            **common,
         )
     if method not in ALIGNMENT_METHODS:
         raise ValueError(f"unknown method {method!r}; choose from {METHODS}")

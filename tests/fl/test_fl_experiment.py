@@ -81,8 +81,11 @@ def test_fjord_and_momentum_methods_change_the_run_and_are_named():
 
     setting = Setting("digits", "dirichlet", 1.0, 5)
     methods = ("alignment_static", "alignment_static_fjord", "alignment_static_momentum")
-    config = ExperimentConfig((setting,), seeds=(0,), rounds=3, train=default_train(1), methods=methods)
+    baselines = ("fedavg_full", "fedavg_full_momentum")
+    config = ExperimentConfig((setting,), seeds=(0,), rounds=3, train=default_train(1), methods=methods + baselines)
     runs = run_experiment(config)["settings"][0]["methods"]
+    full, full_momentum = (runs[m]["histories"][0][-1] for m in baselines)
+    assert full != full_momentum  # the homogeneous baseline can carry the same server momentum
     finals = [runs[m]["histories"][0][-1]["val_accuracy"] for m in methods]
     firsts = [runs[m]["histories"][0][0]["val_accuracy"] for m in methods]
     assert len(set(finals)) == 3  # each option changes the run
