@@ -77,5 +77,5 @@ def momentum_step(
             total.add_block(values.detach().contiguous().numpy(), weight, whole)
     except FixedPointRangeError as exc:
         raise AggregationError(f"server momentum: {exc}") from None
-    weights = np.where(covered.numpy(), float(q), 0.0)
+    weights = np.where(covered.numpy(), float(q) * total.unit, 0.0)  # mean() divides by weight * unit
     return total.mean(rows_of(weights), previous.detach(), bool(covered.all())).contiguous()
