@@ -195,6 +195,10 @@ class AlignmentAggregation:
             acc.add(self._accept(update))
         if acc.count == 0:
             return {n: t.clone() for n, t in global_state.items()}
+        return self._finish(global_state, acc)
+
+    def _finish(self, global_state: Mapping[str, torch.Tensor], acc: StreamingAccumulator) -> dict[str, torch.Tensor]:
+        """The new state from the round's sums (a subclass may use more than the mean, e.g. coverage)."""
         return acc.result()
 
 
