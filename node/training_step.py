@@ -132,6 +132,7 @@ def recompute_round(
     updates: list[LedgerUpdate],
     rule: AggregationRule,
     workdir: Path,
+    noise_secret: bytes | None = None,
 ) -> tuple[RoundComputation, bytes]:
     """The round as the aggregator must have computed it, and the global model digest that gives.
 
@@ -141,5 +142,5 @@ def recompute_round(
     state, meta = load_global(base_path)
     if meta.spec is None:
         raise UnusableGlobalModel(f"{base_path}: global model carries no model spec")
-    computation = compute_round(vault, mpk, meta.spec, state, base_digest, updates, rule, workdir)
+    computation = compute_round(vault, mpk, meta.spec, state, base_digest, updates, rule, workdir, noise_secret)
     return computation, global_digest(computation.state, meta.spec, round_index + 1)

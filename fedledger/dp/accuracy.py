@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from fedledger.dp.accountant import RoundPrivacy, epsilon
+from fedledger.dp.accountant import RoundPrivacy, epsilon, noise_multiplier_for
 from fedledger.dp.central_aggregation import CentralDPAggregation
 from fedledger.fileio import atomic_write_text
 from fedledger.fl.aggregation import AlignmentAggregation, ClientUpdate
@@ -40,16 +40,6 @@ from fedledger.secagg.simulation import run_round
 DELTA = 1e-5
 VALUE_BOUND = 8.0  # public bound on every parameter a member sends (checked)
 PLAIN, SECURE = "plain alignment", "secure aggregation"
-
-
-def noise_multiplier_for(target_epsilon: float, rounds: int, participants: int, clip: float) -> float:
-    """The smallest z (to 1e-3) whose ``rounds`` full-participation Gaussian rounds spend ``target_epsilon``."""
-    low, high = 0.05, 200.0
-    while high - low > 1e-3:
-        mid = (low + high) / 2
-        spent = epsilon([RoundPrivacy(clip, mid, 1.0, participants)] * rounds, DELTA)
-        low, high = (mid, high) if spent > target_epsilon else (low, mid)
-    return high
 
 
 class SecureAggregationSimulation:
@@ -112,7 +102,7 @@ def run_one(run: Run) -> dict[str, Any]:
     spec = _spec_for(data)
     rates = assign_rates(shards, rates_for(run.institutions), "by_volume", run.seed)
     train = default_train(1)
-    z = noise_multiplier_for(run.epsilon, run.rounds, run.institutions, run.clip) if run.epsilon else None
+    z = noise_multiplier_for(run.epsilon, run.rounds, DELTA) if run.epsilon else None
     state = initial_global_state(spec, run.seed)
     test_history, val_history = [], []
     for r in range(run.rounds):
