@@ -32,6 +32,7 @@ def round_noise_secret(state_dir: Path, round_index: int) -> bytes:
             raise NoiseSeedError(f"{path} is damaged (not a {SECRET_BYTES}-byte noise secret)")
         return secret
     secret = secrets.token_bytes(SECRET_BYTES)
+    path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(path, secret, SECRET_MODE)
     return secret
 
