@@ -39,21 +39,18 @@ DpEpsilonOption = Annotated[
     float | None,
     typer.Option(
         "--dp-epsilon",
-        min=0.0,
-        min_open=True,
+        min=0.001,
         help="Central DP: the epsilon all --rounds rounds spend together (the noise is calibrated per round). "
         "Overrides the config's dp_epsilon; the ledger's privacy budget must allow it.",
     ),
 ]
 DpClipOption = Annotated[
     float | None,
-    typer.Option("--dp-clip", min=0.0, min_open=True, help="Central DP: L2 bound on each update (config: dp_clip, 1)."),
+    typer.Option("--dp-clip", min=1e-9, help="Central DP: L2 bound on each update (config: dp_clip, 1)."),
 ]
 DpDeltaOption = Annotated[
     float | None,
-    typer.Option(
-        "--dp-delta", min=0.0, max=1.0, min_open=True, max_open=True, help="Central DP: delta (config: dp_delta, 1e-5)."
-    ),
+    typer.Option("--dp-delta", min=1e-12, max=0.5, help="Central DP: delta (config: dp_delta, 1e-5)."),
 ]
 
 app = typer.Typer(no_args_is_help=True, help="Run the aggregator: open rounds, align sub-models, coordinate signing.")
