@@ -165,7 +165,7 @@ def train_for_round(ctx: NodeContext, round_index: int) -> TrainedUpdate:
     trained, _spec = train_update(
         base_path,
         base.base_digest,
-        ctx.name,
+        ctx.account.address.lower(),  # the file names its submitter (round_check holds it to the entry)
         round_index,
         ctx.width_rate,
         ctx.selection,

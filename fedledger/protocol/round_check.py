@@ -253,6 +253,13 @@ def _load(path: Path, update: LedgerUpdate) -> ClientUpdate:
         loaded = load_client_update(path)
     except ModelFileError as exc:
         raise EntryExcluded(ReasonCode.MALFORMED_FILE, str(exc).replace(str(path), "update file")) from None
+    if loaded.institution.lower() != update.address:
+        # A member re-submitting another's file as its own would count that update twice.
+        raise EntryExcluded(
+            ReasonCode.FIELDS_MISMATCH,
+            f"the file names {loaded.institution.lower()} as its submitter, not {update.address}: "
+            "a copy of another member's update",
+        )
     if loaded.index_map.digest() != entry.mapping_digest:
         raise EntryExcluded(ReasonCode.FIELDS_MISMATCH, "the file's index map differs from the ledger's mapping digest")
     try:

@@ -8,6 +8,7 @@ and keys suites cover are not repeated here (docs/adversarial.md lists them all)
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -85,11 +86,13 @@ def test_an_update_replayed_from_an_earlier_round_is_rejected(federation: InProc
 
 
 def test_full_width_weights_announced_at_width_one_eighth_are_rejected(federation: InProcessConsortium) -> None:
-    """Oversized weights: hospital-1's full-width update, re-signed by hospital-5 at its own width."""
+    """Oversized weights: hospital-1's full-width update, rewritten under hospital-5's name and
+    announced at hospital-5's width."""
 
     def oversized(m: Misbehaving, r: int) -> None:
-        wide = federation.nodes[0]
-        path = Misbehaving(wide).trained(r)
+        state, meta = load_update(Misbehaving(federation.nodes[0]).trained(r))
+        path = m.trained(r).with_name("oversized.safetensors")
+        save_update(path, state, dataclasses.replace(meta, institution=m.address))
         m.submit(r, path, width_ppm=125_000)
 
     outcome = play_round(federation, oversized)
@@ -165,13 +168,10 @@ def test_entries_the_contract_refuses_change_nothing(federation: InProcessConsor
     assert all(outcome.verified.values()), outcome
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="new finding (not in #10's list): a member that submits another member's update under its own "
-    "entry is included, so that update counts twice; no rule excludes a duplicate CID or digest",
-)
 def test_a_copy_of_another_members_update_is_not_counted_twice(federation: InProcessConsortium) -> None:
+    """A member re-seals another member's trained file and submits it as its own: the file names its
+    writer, so the copy is left out and the victim's own entry still counts."""
+
     def copy(m: Misbehaving, r: int) -> None:
         victim = federation.nodes[1]
         path = Misbehaving(victim).trained(r)  # the victim's own file, as the store will serve it
