@@ -37,23 +37,20 @@ class DPNode(Protocol):
     def ledger(self) -> LedgerClient: ...
 
     @property
-    def vault(self) -> ModelVault: ...
-
-    @property
     def aggregator_url(self) -> str: ...
 
     @property
     def state_dir(self) -> Path: ...
 
 
-def _kept(node: DPNode, round_index: int) -> Path:
-    return node.state_dir / f"round-{round_index}" / COMMITMENT_FILE
+def _kept(state_dir: Path, round_index: int) -> Path:
+    return state_dir / f"round-{round_index}" / COMMITMENT_FILE
 
 
 def keep_noise_commitment(node: DPNode, http: httpx.Client, round_index: int) -> None:
     """On a ledger with a privacy budget (every round has DP), fetch and keep the round's commitment
     before submitting; NoiseCommitmentError (the node retries) while the aggregator shows none."""
-    path = _kept(node, round_index)
+    path = _kept(node.state_dir, round_index)
     setting = node.ledger.privacy_budget()
     if path.exists() or ledger_budget(setting.epsilon, setting.delta) is None:
         return
@@ -72,11 +69,11 @@ def keep_noise_commitment(node: DPNode, http: httpx.Client, round_index: int) ->
     atomic_write_text(path, json.dumps({"round": round_index, "commitment": commitment}))
 
 
-def open_noise_secret(node: DPNode, round_index: int, noise: PublishedNoise) -> bytes:
+def open_noise_secret(vault: ModelVault, state_dir: Path, round_index: int, noise: PublishedNoise) -> bytes:
     """The round's noise secret from the manifest's sealed copy, after checking the manifest names the
     commitment this node kept before submitting (a node that kept none, e.g. it did not submit, takes
     the manifest's: the secret must still open it when the noise seed is derived)."""
-    path = _kept(node, round_index)
+    path = _kept(state_dir, round_index)
     if path.exists():
         kept = json.loads(path.read_text(encoding="utf-8"))["commitment"]
         if kept != "0x" + noise.commitment.hex():
@@ -85,7 +82,7 @@ def open_noise_secret(node: DPNode, round_index: int, noise: PublishedNoise) -> 
                 "before this node submitted"
             )
     try:
-        opened = node.vault.get(noise.secret_cid, noise.secret_digest, path.parent / SECRET_FILE)
+        opened = vault.get(noise.secret_cid, noise.secret_digest, path.parent / SECRET_FILE)
     except (FedLedgerError, ValueError, OSError) as exc:
         raise NoiseCommitmentError(f"round {round_index}: the noise secret cannot be opened: {exc}") from None
     secret = opened.read_bytes()

@@ -339,7 +339,7 @@ def _check_alignment(
     updates = ledger_updates(ctx.ledger.chain_id, ctx.ledger.address, events, identities)
     rule = AggregationRule.from_dict(manifest.rule)  # the consortium's terms, DP within the budget (checked above)
     try:
-        secret = open_noise_secret(ctx, record.round, rule.noise) if rule.noise is not None else None
+        secret = open_noise_secret(ctx.vault, ctx.state_dir, record.round, rule.noise) if rule.noise else None
     except NoiseCommitmentError as exc:
         raise RecordRefused(str(exc)) from None
     try:

@@ -49,7 +49,7 @@ def test_malformed_dp_in_a_rule_is_a_manifest_error() -> None:
         AggregationRule.from_dict(without_noise)
     bad_noise = _canonical(AggregationRule(privacy=PRIVACY, noise=NOISE))
     bad_noise["noise"]["commitment"] = "0x1234"
-    with pytest.raises(ManifestError, match="noise.commitment must be 0x and 64"):
+    with pytest.raises(ManifestError, match=r"noise\.commitment must be 0x and 64"):
         AggregationRule.from_dict(bad_noise)
 
 

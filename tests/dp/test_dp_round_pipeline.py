@@ -13,6 +13,7 @@ import torch
 
 from fedledger.dp.accountant import RoundPrivacy
 from fedledger.fl import ValidationPolicy
+from fedledger.protocol.model_files import ModelVault
 from fedledger.protocol.noise_seed import NoiseSeedError, PublishedNoise, noise_commitment
 from fedledger.protocol.round_check import AggregationRule, compute_round
 from fedledger.sm9 import SignMasterPublicKey
@@ -20,6 +21,7 @@ from tests.protocol.test_protocol_round_check import CONTRACT, MASTER, SPEC, upd
 
 __all__ = ["world"]  # the fixture, imported for pytest
 MPK: SignMasterPublicKey = MASTER.public_key
+World = tuple[ModelVault, dict[str, torch.Tensor], bytes]
 
 
 def dp_rule(secret: bytes, z: float = 1.0) -> AggregationRule:
@@ -28,7 +30,7 @@ def dp_rule(secret: bytes, z: float = 1.0) -> AggregationRule:
     return AggregationRule(policy=ValidationPolicy(1e6), privacy=RoundPrivacy(0.5, z, 1.0, 5), noise=noise)
 
 
-def test_co_signers_recompute_the_noised_model_bit_for_bit(world, tmp_path: Path) -> None:
+def test_co_signers_recompute_the_noised_model_bit_for_bit(world: World, tmp_path: Path) -> None:
     vault, state, base_digest = world
     entries = [update(vault, state, base_digest, tmp_path, i, 0.01 * i) for i in (1, 2, 3)]
     secret = secrets.token_bytes(32)
@@ -44,7 +46,7 @@ def test_co_signers_recompute_the_noised_model_bit_for_bit(world, tmp_path: Path
     assert AggregationRule.from_dict(manifest.rule).noise == rule.noise
 
 
-def test_a_secret_that_does_not_open_the_commitment_gives_no_model(world, tmp_path: Path) -> None:
+def test_a_secret_that_does_not_open_the_commitment_gives_no_model(world: World, tmp_path: Path) -> None:
     vault, state, base_digest = world
     entries = [update(vault, state, base_digest, tmp_path, 1, 0.01)]
     rule = dp_rule(secrets.token_bytes(32))
@@ -52,7 +54,7 @@ def test_a_secret_that_does_not_open_the_commitment_gives_no_model(world, tmp_pa
         compute_round(vault, MPK, SPEC, state, base_digest, entries, rule, tmp_path / "a", secrets.token_bytes(32))
 
 
-def test_the_noise_is_bound_to_the_included_entries(world, tmp_path: Path) -> None:
+def test_the_noise_is_bound_to_the_included_entries(world: World, tmp_path: Path) -> None:
     # the same secret over another set of updates gives independent noise: an aggregator cannot
     # reuse one draw it likes, nor learn a round's noise from another round's
     vault, state, base_digest = world

@@ -70,7 +70,8 @@ def test_the_noise_commitment_was_kept_by_the_nodes_and_the_secret_never_publish
 def test_the_aggregator_refuses_to_open_a_round_over_the_budget(consortium: Consortium) -> None:
     ctx = consortium.aggregator_context()
     ctx.privacy = planned_privacy(ctx.dp_epsilon, ctx.dp_delta, ctx.dp_clip, ROUNDS, 5)
-    with pytest.raises(RoundFailed, match=r"round 2 not opened: round would bring epsilon to [\d.]+, over the budget 4"):
+    refusal = r"round 2 not opened: round would bring epsilon to [\d.]+, over the budget 4"
+    with pytest.raises(RoundFailed, match=refusal):
         open_next_round(ctx, 1)
     assert not ctx.ledger.round_state().open
 
@@ -83,6 +84,7 @@ def test_a_node_refuses_to_sign_an_over_budget_round_forged_by_the_aggregator(co
     assert round_index == ROUNDS
     train_and_submit(node, round_index)
     privacy = planned_privacy(BUDGET, 1e-5, 1.0, ROUNDS, 5)
+    assert privacy is not None
     workdir = consortium.layout.root / "forged-dp"
     noise, secret = publish_secret(
         node.vault, readers_now(ledger, node.consortium), workdir, ledger.chain_id, ledger.address, round_index
