@@ -8,7 +8,6 @@ So the aggregator cannot pick its noise after it has seen the updates.
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Protocol
 
@@ -18,12 +17,11 @@ from fedledger.chain.client import LedgerClient
 from fedledger.errors import FedLedgerError
 from fedledger.fileio import atomic_write_text
 from fedledger.protocol.model_files import ModelVault
-from fedledger.protocol.noise_seed import SECRET_BYTES, PublishedNoise
+from fedledger.protocol.noise_seed import SECRET_BYTES, NoiseSeedError, PublishedNoise, parse_hex32
 from fedledger.protocol.privacy import ledger_budget
 
 COMMITMENT_FILE = "noise-commitment.json"
 SECRET_FILE = "noise-secret"  # noqa: S105 - a file name, not a secret
-_HEX32 = re.compile(r"0x[0-9a-f]{64}")
 
 
 class NoiseCommitmentError(FedLedgerError):
@@ -61,12 +59,10 @@ def keep_noise_commitment(node: DPNode, http: httpx.Client, round_index: int) ->
             "not submitting to a DP round without one"
         )
     try:
-        commitment = response.json()["commitment"]
-    except (ValueError, KeyError, TypeError):
-        commitment = None
-    if not isinstance(commitment, str) or not _HEX32.fullmatch(commitment):
-        raise NoiseCommitmentError(f"round {round_index}: the aggregator's noise commitment is malformed")
-    atomic_write_text(path, json.dumps({"round": round_index, "commitment": commitment}))
+        commitment = parse_hex32(response.json()["commitment"], "commitment")
+    except (ValueError, KeyError, TypeError, NoiseSeedError):
+        raise NoiseCommitmentError(f"round {round_index}: the aggregator's noise commitment is malformed") from None
+    atomic_write_text(path, json.dumps({"round": round_index, "commitment": "0x" + commitment.hex()}))
 
 
 def open_noise_secret(vault: ModelVault, state_dir: Path, round_index: int, noise: PublishedNoise) -> bytes:

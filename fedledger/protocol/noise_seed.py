@@ -59,6 +59,13 @@ def noise_seed(
     return hashlib.sha3_256(_SEED + _context(chain_id, contract, round_index) + updates_root + secret).digest()
 
 
+def parse_hex32(text: Any, what: str) -> bytes:
+    """32 bytes from untrusted ``0x`` + 64 lower-case hex digits (how commitments and digests travel)."""
+    if not isinstance(text, str) or not _HEX32.fullmatch(text):
+        raise NoiseSeedError(f"{what} must be 0x and 64 lower-case hex digits")
+    return bytes.fromhex(text[2:])
+
+
 @dataclass(frozen=True)
 class PublishedNoise:
     """What a round's manifest says about its noise secret: the commitment (given to the nodes before
@@ -80,10 +87,9 @@ class PublishedNoise:
         """Parse the manifest's untrusted ``noise`` member: exactly these fields, each well formed."""
         if not isinstance(raw, Mapping) or set(raw) != {"commitment", "secret_cid", "secret_digest"}:
             raise NoiseSeedError("noise must have exactly the fields commitment, secret_cid and secret_digest")
-        for name in ("commitment", "secret_digest"):
-            if not isinstance(raw[name], str) or not _HEX32.fullmatch(raw[name]):
-                raise NoiseSeedError(f"noise.{name} must be 0x and 64 lower-case hex digits")
+        commitment = parse_hex32(raw["commitment"], "noise.commitment")
+        digest = parse_hex32(raw["secret_digest"], "noise.secret_digest")
         cid = raw["secret_cid"]
         if not isinstance(cid, str) or not 0 < len(cid) <= _MAX_CID_CHARS:
             raise NoiseSeedError(f"noise.secret_cid must be a string of 1..{_MAX_CID_CHARS} characters")
-        return cls(bytes.fromhex(raw["commitment"][2:]), cid, bytes.fromhex(raw["secret_digest"][2:]))
+        return cls(commitment, cid, digest)
