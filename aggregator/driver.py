@@ -321,8 +321,18 @@ def build_manifest(ctx: AggregatorContext, round_index: int, stop: threading.Eve
             ctx.vault, ctx.readers(), ctx.state_dir, ctx.ledger.chain_id, ctx.ledger.address, round_index
         )
         rule = AggregationRule(rule.name, rule.policy, ctx.privacy, noise)
+    readers = ctx.vault.round_readers(opened.base_cid, ctx.readers())
     computation = compute_round(
-        ctx.vault, ctx.master_public_key, ctx.spec, base_state, opened.base_digest, updates, rule, workdir, secret
+        ctx.vault,
+        ctx.master_public_key,
+        ctx.spec,
+        base_state,
+        opened.base_digest,
+        updates,
+        rule,
+        workdir,
+        readers,
+        noise_secret=secret,
     )
     if not computation.included:
         reasons = {e.institution: e.code.value for e in computation.excluded}

@@ -353,7 +353,8 @@ def _check_alignment(
             updates,
             rule,
             folder / "recompute",
-            secret,
+            ctx.vault.round_readers(base_cid, readers_now(ctx.ledger, ctx.consortium)),
+            noise_secret=secret,
         )
     except (ManifestError, ModelFileError, UnusableGlobalModel, ValueError) as exc:
         raise RecordRefused(f"the round cannot be recomputed: {exc}") from None

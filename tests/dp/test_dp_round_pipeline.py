@@ -35,8 +35,10 @@ def test_co_signers_recompute_the_noised_model_bit_for_bit(world: World, tmp_pat
     entries = [update(vault, state, base_digest, tmp_path, i, 0.01 * i) for i in (1, 2, 3)]
     secret = secrets.token_bytes(32)
     rule = dp_rule(secret)
-    mine = compute_round(vault, MPK, SPEC, state, base_digest, entries, rule, tmp_path / "a", secret)
-    theirs = compute_round(vault, MPK, SPEC, state, base_digest, entries[::-1], rule, tmp_path / "b", secret)
+    mine = compute_round(vault, MPK, SPEC, state, base_digest, entries, rule, tmp_path / "a", noise_secret=secret)
+    theirs = compute_round(
+        vault, MPK, SPEC, state, base_digest, entries[::-1], rule, tmp_path / "b", noise_secret=secret
+    )
     assert all(torch.equal(mine.state[n], theirs.state[n]) for n in mine.state)
     plain = compute_round(vault, MPK, SPEC, state, base_digest, entries, AggregationRule(), tmp_path / "c")
     moved = [n for n in plain.state if not torch.equal(plain.state[n], state[n])]
@@ -51,7 +53,9 @@ def test_a_secret_that_does_not_open_the_commitment_gives_no_model(world: World,
     entries = [update(vault, state, base_digest, tmp_path, 1, 0.01)]
     rule = dp_rule(secrets.token_bytes(32))
     with pytest.raises(NoiseSeedError, match="does not open its published commitment"):
-        compute_round(vault, MPK, SPEC, state, base_digest, entries, rule, tmp_path / "a", secrets.token_bytes(32))
+        compute_round(
+            vault, MPK, SPEC, state, base_digest, entries, rule, tmp_path / "a", noise_secret=secrets.token_bytes(32)
+        )
 
 
 def test_the_noise_is_bound_to_the_included_entries(world: World, tmp_path: Path) -> None:
@@ -61,8 +65,8 @@ def test_the_noise_is_bound_to_the_included_entries(world: World, tmp_path: Path
     a, b = (update(vault, state, base_digest, tmp_path, i, 0.0) for i in (1, 2))  # zero change: model = noise
     secret = secrets.token_bytes(32)
     rule = dp_rule(secret, z=0.5)
-    both = compute_round(vault, MPK, SPEC, state, base_digest, [a, b], rule, tmp_path / "1", secret).state
-    one = compute_round(vault, MPK, SPEC, state, base_digest, [a], rule, tmp_path / "2", secret).state
+    both = compute_round(vault, MPK, SPEC, state, base_digest, [a, b], rule, tmp_path / "1", noise_secret=secret).state
+    one = compute_round(vault, MPK, SPEC, state, base_digest, [a], rule, tmp_path / "2", noise_secret=secret).state
     name = next(n for n in both if not torch.equal(both[n], state[n]))
     noise_both, noise_one = both[name] - state[name], one[name] - state[name]
     covered = noise_both != 0

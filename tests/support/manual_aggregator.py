@@ -119,7 +119,7 @@ def honest_view(
         round_updates(ledger, round_index),
         rule,
         workdir / "check",
-        noise_secret,
+        noise_secret=noise_secret,
     )
     return publish(
         party,
