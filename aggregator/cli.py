@@ -69,6 +69,13 @@ def run(
     dp_epsilon: DpEpsilonOption = None,
     dp_clip: DpClipOption = None,
     dp_delta: DpDeltaOption = None,
+    secure_aggregation: Annotated[
+        bool,
+        typer.Option(
+            "--secure-aggregation",
+            help="Run rounds with secure aggregation (config: secure_aggregation); the nodes' configs must agree.",
+        ),
+    ] = False,
 ) -> None:
     """Drive rounds until --rounds are posted; serves the signing-session API (mutual TLS) meanwhile.
 
@@ -88,6 +95,8 @@ def run(
         cfg, base = load_config(config)
         overrides = {"dp_epsilon": dp_epsilon, "dp_clip": dp_clip, "dp_delta": dp_delta}
         cfg = cfg.model_validate(cfg.model_dump() | {k: v for k, v in overrides.items() if v is not None})
+        if secure_aggregation:
+            cfg = cfg.model_copy(update={"secure_aggregation": True})
         probe_ledger(cfg.rpc_url, cfg.contract)  # a wrong URL or contract is one line, not a traceback
         password = read_password(password_file, "the aggregator's Ethereum key")
         ctx = build_context(cfg, base, password, board)

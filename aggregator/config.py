@@ -71,6 +71,12 @@ class AggregatorConfig(LedgerSettings, TLSSettings):
     dp_delta: float = Field(1e-5, gt=0, lt=1, description="central DP: the delta the epsilon target is met at")
     dp_clip: float = Field(1.0, gt=0, description="central DP: L2 bound on each member's update (change from the base)")
     poll_interval: float = Field(0.25, gt=0, le=60)
+    secure_aggregation: bool = Field(
+        False, description="rounds sum masked inputs (docs/secagg.md); every node's config must say the same"
+    )
+    secagg_phase_seconds: float = Field(
+        60.0, gt=0, description="how long a secure-aggregation phase waits for members still missing"
+    )
     max_request_bytes: int = Field(MAX_BODY_BYTES, ge=1024, description="larger request bodies get 413")
     rate_limit_per_second: float = Field(
         RATE_PER_SECOND, gt=0, description="requests per second one client address may make (beyond: 429)"

@@ -47,4 +47,6 @@ def build_context(config: AggregatorConfig, base: Path, password: str, board: Se
         dp_epsilon=config.dp_epsilon,
         dp_delta=config.dp_delta,
         dp_clip=config.dp_clip,
+        secure_aggregation=config.secure_aggregation,
+        secagg_phase_seconds=config.secagg_phase_seconds,
     )
