@@ -36,6 +36,24 @@ if TYPE_CHECKING:
     from aggregator.config import AggregatorConfig
     from fedledger.protocol.consortium import PublicMaterial
 
+DpEpsilonOption = Annotated[
+    float | None,
+    typer.Option(
+        "--dp-epsilon",
+        min=0.001,
+        help="Central DP: the epsilon all --rounds rounds spend together (the noise is calibrated per round). "
+        "Overrides the config's dp_epsilon; the ledger's privacy budget must allow it.",
+    ),
+]
+DpClipOption = Annotated[
+    float | None,
+    typer.Option("--dp-clip", min=1e-9, help="Central DP: L2 bound on each update (config: dp_clip, 1)."),
+]
+DpDeltaOption = Annotated[
+    float | None,
+    typer.Option("--dp-delta", min=1e-12, max=0.5, help="Central DP: delta (config: dp_delta, 1e-5)."),
+]
+
 app = typer.Typer(no_args_is_help=True, help="Run the aggregator: open rounds, align sub-models, coordinate signing.")
 
 
@@ -49,6 +67,9 @@ def run(
     verbose: VerboseOption = False,
     log_json: LogJsonOption = False,
     insecure_http: InsecureHttpOption = False,
+    dp_epsilon: DpEpsilonOption = None,
+    dp_clip: DpClipOption = None,
+    dp_delta: DpDeltaOption = None,
     secure_aggregation: Annotated[
         bool,
         typer.Option(
@@ -74,6 +95,8 @@ def run(
     board = SessionBoard()
     with errors_reported(BAD_INPUT, (FedLedgerError, ValueError, OSError)):
         cfg, base = load_config(config)
+        overrides = {"dp_epsilon": dp_epsilon, "dp_clip": dp_clip, "dp_delta": dp_delta}
+        cfg = cfg.model_validate(cfg.model_dump() | {k: v for k, v in overrides.items() if v is not None})
         if secure_aggregation:
             cfg = cfg.model_copy(update={"secure_aggregation": True})
         probe_ledger(cfg.rpc_url, cfg.contract)  # a wrong URL or contract is one line, not a traceback

@@ -62,6 +62,14 @@ class AggregatorConfig(LedgerSettings, TLSSettings):
         pattern=f"^({'|'.join(AGGREGATION_RULES)})$",
         description="alignment (weighted mean), trimmed_mean or median; the round manifest names it",
     )
+    dp_epsilon: float | None = Field(
+        None,
+        gt=0,
+        description="central DP: the epsilon the run's rounds spend together (noise calibrated per round); "
+        "none: no DP. The ledger's budget must allow it",
+    )
+    dp_delta: float = Field(1e-5, gt=0, lt=1, description="central DP: the delta the epsilon target is met at")
+    dp_clip: float = Field(1.0, gt=0, description="central DP: L2 bound on each member's update (change from the base)")
     poll_interval: float = Field(0.25, gt=0, le=60)
     secure_aggregation: bool = Field(
         False, description="rounds sum masked inputs (docs/secagg.md); every node's config must say the same"

@@ -44,6 +44,9 @@ def build_context(config: AggregatorConfig, base: Path, password: str, board: Se
         aggregation_rule=config.aggregation_rule,
         poll_interval=config.poll_interval,
         reader_keys=load_reader_keys(base / config.reader_keys_file, password),
+        dp_epsilon=config.dp_epsilon,
+        dp_delta=config.dp_delta,
+        dp_clip=config.dp_clip,
         secure_aggregation=config.secure_aggregation,
         secagg_phase_seconds=config.secagg_phase_seconds,
     )

@@ -19,7 +19,8 @@ from eth_account.signers.local import LocalAccount
 from aggregator.approval_check import ChainApprovals
 from aggregator.config import PARTIAL_TIMEOUT_SECONDS, SIGNING_GRACE_SECONDS
 from aggregator.http_api import SessionBoard
-from aggregator.privacy_gate import check_can_open
+from aggregator.noise_secret import publish_secret, round_commitment
+from aggregator.privacy_gate import check_can_open, planned_privacy
 from aggregator.session_clock import SessionClock
 from aggregator.signing import SigningSession
 from fedledger.chain.approvals import GlobalModelRecord
@@ -31,6 +32,7 @@ from fedledger.chain.errors import (
     NotEnoughApprovals,
 )
 from fedledger.chain.events import LedgerEventSource
+from fedledger.dp.accountant import RoundPrivacy
 from fedledger.envelope import Recipient, RecipientKeys
 from fedledger.errors import FedLedgerError
 from fedledger.fl import ModelSpec, ValidationPolicy, initial_global_state, load_global, save_global
@@ -95,6 +97,10 @@ class AggregatorContext:
     prefetched: PrefetchedFiles = field(default_factory=PrefetchedFiles)  # updates opened as they land
     prefetcher: UpdatePrefetcher | None = None  # fed by ``events``; started and closed with it
     phases: PhaseTimes = field(default_factory=lambda: PhaseTimes("aggregator"))
+    dp_epsilon: float | None = None  # central DP: the run's target epsilon (None: no DP)
+    dp_delta: float = 1e-5
+    dp_clip: float = 1.0
+    privacy: RoundPrivacy | None = None  # each round's DP parameters, from the target (run_aggregator)
 
     @property
     def vault(self) -> ModelVault:
@@ -113,10 +119,18 @@ def open_first_round(ctx: AggregatorContext) -> None:
     path = ctx.state_dir / "global-initial.safetensors"
     save_global(path, initial_global_state(ctx.spec, ctx.init_seed), ctx.spec, 0)
     cid, digest = ctx.vault.put(path, ctx.readers())
-    check_can_open(ctx.ledger, ctx.store, 0)
+    check_can_open(ctx.ledger, ctx.store, 0, ctx.privacy)
     with ctx.phases.measure(0, "open"):
         ctx.ledger.open_round(ctx.account, 0, cid, digest)
+    publish_noise_commitment(ctx, 0)
     log.info("opened round 0 from the initial model %s", cid)
+
+
+def publish_noise_commitment(ctx: AggregatorContext, round_index: int) -> None:
+    """A DP round's commitment to its noise secret, shown to the nodes before they submit."""
+    if ctx.privacy is not None:
+        commitment = round_commitment(ctx.state_dir, ctx.ledger.chain_id, ctx.ledger.address, round_index)
+        ctx.board.noise_commitments[round_index] = commitment
 
 
 def open_next_round(ctx: AggregatorContext, previous: int) -> None:
@@ -127,9 +141,10 @@ def open_next_round(ctx: AggregatorContext, previous: int) -> None:
     workdir.mkdir(parents=True, exist_ok=True)
     # Sealed to the readers of round `previous`: re-sealed if a member joined (or rotated its key) since.
     base_cid = ctx.vault.reseal_for(posted[0].cid, posted[0].digest, ctx.readers(), workdir)
-    check_can_open(ctx.ledger, ctx.store, previous + 1)
+    check_can_open(ctx.ledger, ctx.store, previous + 1, ctx.privacy)
     with ctx.phases.measure(previous + 1, "open"):
         ctx.ledger.open_round(ctx.account, previous + 1, base_cid, posted[0].digest)
+    publish_noise_commitment(ctx, previous + 1)
     log.info("opened round %d from %s (global model %s)", previous + 1, base_cid, posted[0].cid)
 
 
@@ -311,6 +326,7 @@ def round_base(ctx: AggregatorContext, round_index: int) -> tuple[RoundOpened, P
 def build_manifest(ctx: AggregatorContext, round_index: int, stop: threading.Event) -> RoundManifest:
     """Check every entry of the round, store the global model and the manifest; returns the manifest."""
     opened, workdir, base_state = round_base(ctx, round_index)
+    publish_noise_commitment(ctx, round_index)  # again after a restart: the board starts empty
     with ctx.phases.measure(round_index, "wait"):
         events = wait_for_updates(ctx, round_index, stop)
     align_started = time.perf_counter()
@@ -318,10 +334,25 @@ def build_manifest(ctx: AggregatorContext, round_index: int, stop: threading.Eve
     updates = ledger_updates(ctx.ledger.chain_id, ctx.ledger.address, events, identities)
     ctx.board.status = {"state": "aggregating", "round": round_index, "updates": len(events)}
     rule = AggregationRule(ctx.aggregation_rule, ctx.policy or ValidationPolicy())
+    secret = None
+    if ctx.privacy is not None:  # the secret sealed to this round's readers: the co-signers
+        noise, secret = publish_secret(
+            ctx.vault, ctx.readers(), ctx.state_dir, ctx.ledger.chain_id, ctx.ledger.address, round_index
+        )
+        rule = AggregationRule(rule.name, rule.policy, ctx.privacy, noise=noise)
     readers = ctx.vault.round_readers(opened.base_cid, ctx.readers())
     vault = PrefetchedVault.over(ctx.vault, ctx.prefetched)  # updates opened while the others trained
     computation = compute_round(
-        vault, ctx.master_public_key, ctx.spec, base_state, opened.base_digest, updates, rule, workdir, readers
+        vault,
+        ctx.master_public_key,
+        ctx.spec,
+        base_state,
+        opened.base_digest,
+        updates,
+        rule,
+        workdir,
+        readers,
+        noise_secret=secret,
     )
     if not computation.included:
         reasons = {e.institution: e.code.value for e in computation.excluded}
@@ -411,6 +442,9 @@ def run_aggregator(ctx: AggregatorContext, rounds: int, stop: threading.Event | 
     is logged once, shown in the API's status with its reason, and retried with a growing pause;
     only ``stop`` or a misconfiguration (AggregatorMisconfigured) ends the loop.
     """
+    if ctx.privacy is None:
+        members = len(ctx.consortium.members)
+        ctx.privacy = planned_privacy(ctx.dp_epsilon, ctx.dp_delta, ctx.dp_clip, rounds, members)
     try:
         return drive_rounds(ctx, rounds, stop or threading.Event())
     finally:

@@ -48,6 +48,7 @@ class SessionBoard:
         self.metrics: MetricBoard | None = None  # sites' signed per-round metrics (``aggregator start``)
         self.feed = SessionFeed()  # bumped when a session is published or changes phase; nodes long-poll it
         self.arrivals = SessionFeed()  # bumped at every accepted post; the round driver sleeps on it
+        self.noise_commitments: dict[int, bytes] = {}  # central DP: round -> commitment to its noise secret
         self.secure: SecureBoard | None = None  # secure-aggregation rounds (``secure_aggregation`` on)
 
     def publish(self, session: SigningSession) -> None:
@@ -109,6 +110,15 @@ def create_app(
             return {"reports": [], "rounds": []}
         bodies = board.metrics.bodies()
         return {"reports": bodies, "rounds": per_round([verify(b, board.metrics.roster) for b in bodies])}
+
+    @app.get("/rounds/{round_index}/noise-commitment")
+    def noise_commitment(round_index: int) -> dict[str, Any]:
+        """Central DP: the commitment to the round's noise secret; nodes keep it before they submit and
+        refuse a manifest whose secret does not open it."""
+        commitment = board.noise_commitments.get(round_index)
+        if commitment is None:
+            raise HTTPException(404, f"no noise commitment for round {round_index} (a round without DP?)")
+        return {"round": round_index, "commitment": "0x" + commitment.hex()}
 
     @app.get("/rounds/{round_index}/session")
     def session(round_index: int) -> dict[str, Any]:

@@ -3,12 +3,16 @@
 The same check every node makes before it signs (``fedledger.protocol.privacy``): on a ledger with
 a budget only DP rounds within it; without one only rounds without DP. A refusal is a RoundFailed,
 so the driver reports it and retries (k of n may raise the budget meanwhile).
+
+The configured target (``dp_epsilon`` at ``dp_delta`` over the run's rounds, ``dp_clip``) becomes the
+per-round parameters here (:func:`planned_privacy`); the manifest then publishes them, and nodes hold
+them to the ledger's budget, never to the aggregator's word.
 """
 
 from __future__ import annotations
 
 from fedledger.chain.client import LedgerClient
-from fedledger.dp.accountant import RoundPrivacy
+from fedledger.dp.accountant import RoundPrivacy, noise_multiplier_for
 from fedledger.dp.errors import BudgetExceeded
 from fedledger.protocol.privacy import PrivacyRuleError, check_round_on_ledger
 from fedledger.store import ContentStore
@@ -23,3 +27,13 @@ def check_can_open(
         check_round_on_ledger(ledger, store, round_index, planned)
     except (PrivacyRuleError, BudgetExceeded) as exc:
         raise RoundFailed(f"round {round_index} not opened: {exc}") from None
+
+
+def planned_privacy(
+    epsilon: float | None, delta: float, clip: float, rounds: int, members: int
+) -> RoundPrivacy | None:
+    """Central DP parameters of every round of a run whose ``rounds`` rounds together spend ``epsilon``
+    (Gaussian, every member's update, no subsampling); None when the aggregator runs without DP."""
+    if epsilon is None:
+        return None
+    return RoundPrivacy(clip, noise_multiplier_for(epsilon, rounds, delta), 1.0, max(members, 1))

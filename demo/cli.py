@@ -94,11 +94,14 @@ def run_demo(
     adversary: str | None = None,
     epochs: int = 5,
     secure_aggregation: bool = False,
+    dp_epsilon: float | None = None,
 ) -> dict[str, Any]:
     """Run the whole demo; returns the closing summary.
 
     With ``adversary`` (a ``demo.adversary`` kind), hospital-5 runs as that misbehaving member; with
-    ``secure_aggregation`` every round sums masked inputs (every party's config says so).
+    ``secure_aggregation`` every round sums masked inputs (every party's config says so). With
+    ``dp_epsilon`` the ledger's privacy budget is that epsilon (delta 1e-5) and the aggregator adds
+    central DP noise calibrated so the ``rounds`` rounds spend it; the summary adds the audit's account.
     """
     import httpx
     from rich.progress import Progress
@@ -121,7 +124,12 @@ def run_demo(
     with LocalChain("anvil") as chain:
         say("deploying the ledger; KGC: SM9 master key, 5 institution keys, 3-of-5 consortium key shares")
         layout = setup_consortium(
-            workdir, chain.rpc_url, aggregator_port=free_port(), epochs=epochs, secure_aggregation=secure_aggregation
+            workdir,
+            chain.rpc_url,
+            aggregator_port=free_port(),
+            epochs=epochs,
+            secure_aggregation=secure_aggregation,
+            dp_epsilon=dp_epsilon,
         )
         procs = ChildProcesses(workdir / "logs")
         audit_port = free_port()
@@ -199,9 +207,11 @@ def run_demo(
                     time.sleep(0.5)
             audit_url = f"http://127.0.0.1:{audit_port}"
             summary: dict[str, Any] = {}
+            privacy: dict[str, Any] = {}
             for _ in range(120 if "audit" in procs.children else 0):
                 try:
                     summary = httpx.get(f"{audit_url}/summary", timeout=60).json()
+                    privacy = httpx.get(f"{audit_url}/privacy", timeout=60).json() if dp_epsilon else {}
                     break
                 except httpx.HTTPError:
                     time.sleep(0.5)
@@ -219,6 +229,8 @@ def run_demo(
         "audit": summary,
         "logs": str(workdir / "logs"),
     }
+    if dp_epsilon is not None:
+        summary_out["privacy"] = privacy
     if adversary is not None:
         summary_out["adversary"] = judge_adversary(
             summary, layout.consortium.members[-1], adversary, rounds, workdir / "logs" / "aggregator.log"
@@ -248,6 +260,15 @@ def demo(
             help="Rounds sum masked inputs: the aggregator never sees one hospital's update (docs/secagg.md).",
         ),
     ] = False,
+    dp_epsilon: Annotated[
+        float | None,
+        typer.Option(
+            "--dp-epsilon",
+            min=0.001,
+            help="Central DP: the ledger's privacy budget (delta 1e-5), spent by the --rounds rounds together; "
+            "the audit's epsilon per round and in total is shown at the end.",
+        ),
+    ] = None,
 ) -> None:
     """Run a whole consortium locally: chain, KGC, 5 institutions, aggregator, audit API."""
     if adversary is not None and adversary not in KINDS:
@@ -255,7 +276,9 @@ def demo(
     if adversary is not None and secure_aggregation:
         fail("--adversary runs with plain rounds only: choose one of --adversary and --secure-aggregation")
     try:
-        summary = run_demo(workdir.resolve(), rounds, timeout, not as_json, adversary, epochs, secure_aggregation)
+        summary = run_demo(
+            workdir.resolve(), rounds, timeout, not as_json, adversary, epochs, secure_aggregation, dp_epsilon
+        )
     except RuntimeError as exc:
         fail(str(exc), FAILED)
     audit = summary.get("audit") or {}
@@ -264,6 +287,8 @@ def demo(
     else:
         _print_summary(summary)
     verdict = summary["adversary"]["ok"] if adversary is not None else audit.get("all_verified")
+    if dp_epsilon is not None and not (summary.get("privacy") or {}).get("within_budget"):
+        verdict = False
     if not verdict:
         raise typer.Exit(FAILED)
 
@@ -299,7 +324,23 @@ def _print_summary(summary: dict[str, Any]) -> None:
         )
     if "adversary" in summary:
         _print_adversary(summary["adversary"])
+    if "privacy" in summary:
+        _print_privacy(summary["privacy"])
     console.print(f"contract {summary['contract']}; plot {summary['plot']}; logs {summary['logs']}")
+
+
+def _print_privacy(account: dict[str, Any]) -> None:
+    """The audit's epsilon, recomputed from the ledger: per round, in total, and the on-chain budget."""
+    budget = account.get("budget")
+    if not budget:
+        console.print("[red]audit API gave no privacy account[/red]")
+        return
+    per_round = ", ".join(f"r{r['round']} {r['epsilon']:.2f}" for r in account["rounds"] if r["epsilon"] is not None)
+    colour = "green" if account["within_budget"] else "red"
+    console.print(
+        f"[{colour}]privacy: epsilon spent {account['spent_epsilon']:.3f} of the ledger's budget "
+        f"{budget['epsilon']:g} (delta {budget['delta']:g}); per round {per_round}[/{colour}]"
+    )
 
 
 def _print_adversary(judged: dict[str, Any]) -> None:

@@ -17,6 +17,7 @@ from web3 import Web3
 
 from aggregator.config import AggregatorConfig
 from aggregator.config import save_config as save_aggregator_config
+from fedledger.chain.approvals import NO_PRIVACY_BUDGET, PrivacyBudgetSetting
 from fedledger.chain.deploy import Deployment, InstitutionSpec, deploy_ledger
 from fedledger.chain.devaccounts import DevRoles, dev_roles
 from fedledger.chain.keyfile import save_eth_key
@@ -88,11 +89,14 @@ def setup_consortium(
     tls: bool = True,
     roles: DevRoles | None = None,
     secure_aggregation: bool = False,
+    dp_epsilon: float | None = None,
+    dp_delta: float = 1e-5,
 ) -> ConsortiumLayout:
     """Deploy a ledger on ``rpc_url`` and write every party's files under ``root``.
 
     ``roles`` (funded accounts, one per rate) replaces the dev accounts, which cover at most 7 institutions.
     ``secure_aggregation`` turns the mode on in every party's config (the aggregator's and the nodes').
+    ``dp_epsilon``: the ledger's privacy budget (at ``dp_delta``), and the aggregator's central-DP target.
     """
     w3 = Web3(Web3.HTTPProvider(rpc_url))
     roles = roles or dev_roles(len(rates))
@@ -105,6 +109,7 @@ def setup_consortium(
         institutions=institutions,
         threshold=threshold,
         rpc_url=rpc_url,
+        privacy_budget=PrivacyBudgetSetting.of(dp_epsilon, dp_delta) if dp_epsilon is not None else NO_PRIVACY_BUDGET,
     )
     deployment.save(root / "deployment.json")
 
@@ -194,6 +199,8 @@ def setup_consortium(
         # generous: on a loaded machine 5 node processes training at once must not miss the round
         round_deadline_seconds=demo_round_deadline(len(rates)),
         secure_aggregation=secure_aggregation,
+        dp_epsilon=dp_epsilon,
+        dp_delta=dp_delta,
     )
     _install_tls(ca, ca.issue_server(LOCAL_HOSTS), agg_config.tls_files(agg), agg_password)
     save_aggregator_config(agg_config, agg)

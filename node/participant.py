@@ -51,6 +51,7 @@ from fedledger.sm9.threshold import Signer, ThresholdPublic
 from fedledger.store import ContentStore, StoreError
 from node.config import HTTP_TIMEOUT_SECONDS, POLL_INTERVAL_SECONDS
 from node.http_client import aggregator_client
+from node.noise_commitment import NoiseCommitmentError, keep_noise_commitment, open_noise_secret
 from node.privacy_gate import privacy_refusal
 from node.secagg_check import recompute_secure_round
 from node.session_view import frozen_commitments, parse_session_view, threshold_signature
@@ -230,8 +231,10 @@ def _record_access_once(ctx: NodeContext, round_index: int, base_cid: str) -> No
         ctx.ledger.record_access(ctx.account, base_cid, purpose)
 
 
-def train_and_submit(ctx: NodeContext, round_index: int) -> bool:
-    """Train (or reuse this round's already trained update) and submit; False if already submitted."""
+def train_and_submit(ctx: NodeContext, round_index: int, http: httpx.Client | None = None) -> bool:
+    """Train (or reuse this round's already trained update) and submit; False if already submitted.
+
+    With ``http`` (the aggregator's API) the node first keeps a DP round's noise commitment."""
     if ctx.ledger.has_submitted(round_index, ctx.account.address):
         return False
     opened = ctx.ledger.rounds_opened(round=round_index)
@@ -245,6 +248,8 @@ def train_and_submit(ctx: NodeContext, round_index: int) -> bool:
         _record_access_once(ctx, round_index, opened[0].base_cid)
     with ctx.phases.measure(round_index, "train"):
         trained = trained or train_for_round(ctx, round_index)
+    if http is not None:
+        keep_noise_commitment(ctx, http, round_index)
     with ctx.phases.measure(round_index, "submit"):
         submit_trained(ctx, round_index, trained)
     ctx.phases.log_round(round_index)
@@ -311,7 +316,7 @@ def _checked_manifest(ctx: NodeContext, record: RoundRecord, events: list[Update
         rule = AggregationRule.from_dict(manifest.rule)
     except ManifestError as exc:
         raise RecordRefused(f"the round manifest's rule cannot be recomputed: {exc}") from None
-    if rule != ctx.rule:
+    if rule.consortium_terms() != ctx.rule:  # DP parameters are held to the ledger's budget, next
         raise RecordRefused(f"the round manifest's rule {manifest.rule} is not the consortium's {ctx.rule.to_dict()}")
     refusal = privacy_refusal(ctx.ledger, ctx.store, record.round, rule.privacy)
     if refusal is not None:
@@ -342,7 +347,11 @@ def _check_alignment(
     folder = round_dir(ctx, record.round)
     identities = {m.address.lower(): m.sm9_id for m in ctx.ledger.roster()}
     updates = ledger_updates(ctx.ledger.chain_id, ctx.ledger.address, events, identities)
-    rule = ctx.rule  # the manifest names this very rule (checked above)
+    rule = AggregationRule.from_dict(manifest.rule)  # the consortium's terms, DP within the budget (checked above)
+    try:
+        secret = open_noise_secret(ctx.vault, ctx.state_dir, record.round, rule.noise) if rule.noise else None
+    except NoiseCommitmentError as exc:
+        raise RecordRefused(str(exc)) from None
     try:
         base_path = fetch_verified_model(ctx.vault, base_cid, record.base_digest, folder / "base.safetensors")
         if rule.secagg is not None:
@@ -358,6 +367,7 @@ def _check_alignment(
                 rule,
                 folder / "recompute",
                 ctx.vault.round_readers(base_cid, readers_now(ctx.ledger, ctx.consortium)),
+                noise_secret=secret,
             )
     except (ManifestError, ModelFileError, UnusableGlobalModel, SecureRoundError, ValueError) as exc:
         raise RecordRefused(f"the round cannot be recomputed: {exc}") from None
@@ -365,6 +375,8 @@ def _check_alignment(
     own = computation.manifest(ledger, record.round, record.base_digest, record.global_cid, global_digest, rule)
     if own.decisions() != manifest.decisions():
         raise RecordRefused(_disagreement(own.decisions(), manifest.decisions()))
+    if own.rule != manifest.rule:
+        raise RecordRefused(f"the manifest's rule {manifest.rule} is not what the round ran by: {own.rule}")
     if own.secagg != manifest.secagg:
         raise RecordRefused("the manifest's secure-aggregation record (survivors, messages or named liars) is wrong")
     if global_digest != record.global_digest:
@@ -547,7 +559,7 @@ def run_node(
                 if state.open and secure is not None:
                     secure.step(state.round)  # trains, then the secure phases; signing follows as usual
                     participant.step(state.round)
-                elif state.open and not train_and_submit(ctx, state.round):
+                elif state.open and not train_and_submit(ctx, state.round, http):
                     participant.step(state.round)
             except NodeMisconfigured:
                 raise

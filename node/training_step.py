@@ -134,6 +134,8 @@ def recompute_round(
     rule: AggregationRule,
     workdir: Path,
     readers: Sequence[Recipient] = (),
+    *,
+    noise_secret: bytes | None = None,
 ) -> tuple[RoundComputation, bytes]:
     """The round as the aggregator must have computed it, and the global model digest that gives.
 
@@ -143,5 +145,7 @@ def recompute_round(
     state, meta = load_global(base_path)
     if meta.spec is None:
         raise UnusableGlobalModel(f"{base_path}: global model carries no model spec")
-    computation = compute_round(vault, mpk, meta.spec, state, base_digest, updates, rule, workdir, readers)
+    computation = compute_round(
+        vault, mpk, meta.spec, state, base_digest, updates, rule, workdir, readers, noise_secret=noise_secret
+    )
     return computation, global_digest(computation.state, meta.spec, round_index + 1)

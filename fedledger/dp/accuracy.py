@@ -1,25 +1,33 @@
-"""The accuracy table of docs/secagg.md: plain alignment vs secure aggregation vs central DP at
-several epsilons, on the alignment experiment's data, partitions, widths and local training.
+"""The accuracy table of docs/secagg.md: plain alignment vs central DP at several epsilons (and,
+optionally, secure aggregation), on the alignment experiment's data, partitions, widths and training.
 
 Secure aggregation runs the real masked protocol in process (``fedledger.secagg.simulation``: keys,
-shares, masked inputs, reveals, unmasking) every round; DP rounds use :class:`CentralDPAggregation`
-with the noise multiplier calibrated so that all rounds together spend exactly the target epsilon
-(full participation, delta 1e-5). One seed per row (compute on a shared 2-core machine).
+shares, masked inputs, reveals, unmasking) every round; DP rounds use :class:`CentralDPAggregation`,
+the round pipeline's own noise, with the noise multiplier calibrated so that all rounds together
+spend exactly the target epsilon (full participation, delta 1e-5). Each run records test and
+validation accuracy per round, so settings (the clip) are chosen on validation, never on test.
+
+``python -m fedledger.dp.accuracy --rounds 50 --seeds 0,1,2 --out runs.json`` (one JSON file,
+rewritten after every run, so a long sweep can be stopped and read at any time).
 """
 
 from __future__ import annotations
 
+import argparse
+import hashlib
 import json
-import secrets
+import statistics
 from collections.abc import Iterable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from fedledger.dp.accountant import RoundPrivacy, epsilon
+from fedledger.dp.accountant import RoundPrivacy, epsilon, noise_multiplier_for
 from fedledger.dp.central_aggregation import CentralDPAggregation
+from fedledger.fileio import atomic_write_text
 from fedledger.fl.aggregation import AlignmentAggregation, ClientUpdate
 from fedledger.fl.data import load_dataset, partition, pooled
 from fedledger.fl.experiment import VAL_FRACTION, _metrics, _round_updates, _spec_for, assign_rates, rates_for
@@ -31,16 +39,7 @@ from fedledger.secagg.simulation import run_round
 
 DELTA = 1e-5
 VALUE_BOUND = 8.0  # public bound on every parameter a member sends (checked)
-
-
-def noise_multiplier_for(target_epsilon: float, rounds: int, participants: int, clip: float) -> float:
-    """The smallest z (to 1e-3) whose ``rounds`` full-participation Gaussian rounds spend ``target_epsilon``."""
-    low, high = 0.05, 200.0
-    while high - low > 1e-3:
-        mid = (low + high) / 2
-        spent = epsilon([RoundPrivacy(clip, mid, 1.0, participants)] * rounds, DELTA)
-        low, high = (mid, high) if spent > target_epsilon else (low, mid)
-    return high
+PLAIN, SECURE = "plain alignment", "secure aggregation"
 
 
 class SecureAggregationSimulation:
@@ -66,56 +65,144 @@ class SecureAggregationSimulation:
         return {n: torch.from_numpy(np.ascontiguousarray(a)) for n, a in unflatten(mean, shapes).items()}
 
 
-def run(
-    dataset: str = "digits",
-    rounds: int = 50,
-    seed: int = 0,
-    clip: float = 1.0,
-    epsilons: tuple[float, ...] = (1.0, 4.0, 8.0),
-    selection: str = "rolling",
-) -> dict[str, Any]:
-    """Final and best test accuracy of each method after ``rounds`` rounds (5 institutions, α = 1)."""
+@dataclass(frozen=True)
+class Run:
+    """One trajectory: a method (``plain alignment``, ``secure aggregation`` or central DP at
+    ``epsilon``) on one seed, among ``institutions`` hospitals (Dirichlet ``alpha``)."""
+
+    seed: int
+    rounds: int
+    epsilon: float | None = None
+    secure: bool = False
+    institutions: int = 5
+    alpha: float = 1.0
+    clip: float = 1.0
+    dataset: str = "digits"
+    selection: str = "rolling"
+
+    @property
+    def method(self) -> str:
+        return f"central DP ε={self.epsilon:g}" if self.epsilon is not None else SECURE if self.secure else PLAIN
+
+
+def _round_seed(run: Run, round_index: int) -> bytes:
+    return hashlib.sha3_256(repr((run, round_index)).encode()).digest()
+
+
+def run_one(run: Run) -> dict[str, Any]:
+    """Test and validation accuracy after each round of ``run`` (widths by data volume)."""
     from fedledger.fl.experiment import default_train
 
-    data = load_dataset(dataset)
-    shards = partition(data, 5, "dirichlet", 1.0, seed=seed, val_fraction=VAL_FRACTION, min_train=4)
+    data = load_dataset(run.dataset)
+    shards = partition(
+        data, run.institutions, "dirichlet", run.alpha, seed=run.seed, val_fraction=VAL_FRACTION, min_train=4
+    )
     test = pooled([s.test for s in shards], f"{data.name}/test")
+    val = pooled([s.val for s in shards if s.val is not None], f"{data.name}/val")
     spec = _spec_for(data)
-    rates = assign_rates(shards, rates_for(5), "by_volume", seed)
+    rates = assign_rates(shards, rates_for(run.institutions), "by_volume", run.seed)
     train = default_train(1)
-    methods: dict[str, Any] = {
-        "plain alignment": AlignmentAggregation(),
-        "secure aggregation": SecureAggregationSimulation(),
+    z = noise_multiplier_for(run.epsilon, run.rounds, DELTA) if run.epsilon else None
+    state = initial_global_state(spec, run.seed)
+    test_history, val_history = [], []
+    for r in range(run.rounds):
+        updates = _round_updates(state, spec, shards, rates, run.selection, r, replace(train), run.seed)
+        strategy: Any
+        if z is not None:
+            strategy = CentralDPAggregation(run.clip, z, _round_seed(run, r))
+        else:
+            strategy = SecureAggregationSimulation() if run.secure else AlignmentAggregation()
+        state = strategy.aggregate(state, updates)
+        metrics = _metrics(spec, state, test, val)
+        test_history.append(metrics["accuracy"])
+        val_history.append(metrics["val_accuracy"])
+    out: dict[str, Any] = {
+        "run": run.__dict__,
+        "method": run.method,
+        "final_accuracy": test_history[-1],
+        "final_val_accuracy": val_history[-1],
+        "history": test_history,
+        "val_history": val_history,
     }
-    multipliers = {e: noise_multiplier_for(e, rounds, 5, clip) for e in epsilons}
-    results: dict[str, Any] = {"rounds": rounds, "clip": clip, "delta": DELTA, "seed": seed, "methods": {}}
-    for name, strategy in [*methods.items(), *((f"central DP ε={e:g}", e) for e in epsilons)]:
-        state = initial_global_state(spec, seed)
-        history = []
-        for r in range(rounds):
-            updates = _round_updates(state, spec, shards, rates, selection, r, replace(train), seed)
-            if isinstance(strategy, float):
-                aggregation: Any = CentralDPAggregation(clip, multipliers[strategy], secrets.token_bytes(32))
-            else:
-                aggregation = strategy
-            state = aggregation.aggregate(state, updates)
-            history.append(_metrics(spec, state, test, None)["accuracy"])
-        entry: dict[str, Any] = {
-            "final_accuracy": history[-1],
-            "last5_mean_accuracy": float(np.mean(history[-5:])),
-            "best_accuracy": max(history),
-            "history": history,
+    if z is not None:
+        out["noise_multiplier"] = z
+        out["spent_epsilon"] = epsilon([RoundPrivacy(run.clip, z, 1.0, run.institutions)] * run.rounds, DELTA)
+    return out
+
+
+def summary(results: Iterable[Mapping[str, Any]]) -> dict[tuple[Any, ...], dict[str, Any]]:
+    """Mean and standard deviation of the final accuracy over seeds, per setting and method."""
+    groups: dict[tuple[Any, ...], list[Mapping[str, Any]]] = {}
+    for r in results:
+        run = r["run"]
+        key = (run["institutions"], run["rounds"], run["clip"], r["method"])
+        groups.setdefault(key, []).append(r)
+    out = {}
+    for key, rows in sorted(groups.items(), key=lambda kv: tuple(str(k) for k in kv[0])):
+        finals = [row["final_accuracy"] for row in rows]
+        last5 = [statistics.fmean(row["history"][-5:]) for row in rows]
+        out[key] = {
+            "seeds": len(rows),
+            "mean": statistics.fmean(finals),
+            "std": statistics.stdev(finals) if len(finals) > 1 else 0.0,
+            "last5_mean": statistics.fmean(last5),
+            "last5_std": statistics.stdev(last5) if len(last5) > 1 else 0.0,
+            "val_mean": statistics.fmean([row["final_val_accuracy"] for row in rows]),
+            "noise_multiplier": rows[0].get("noise_multiplier"),
         }
-        if isinstance(strategy, float):
-            entry["noise_multiplier"] = multipliers[strategy]
-            entry["epsilon"] = epsilon([RoundPrivacy(clip, multipliers[strategy], 1.0, 5)] * rounds, DELTA)
-        results["methods"][name] = entry
-        print(name, json.dumps(entry), flush=True)
-    return results
+    return out
+
+
+def markdown(results: Iterable[Mapping[str, Any]]) -> str:
+    """One table row per setting and method: final test accuracy and the mean of the last 5 rounds,
+    mean ± std over the seeds; validation accuracy (what settings are chosen on)."""
+    lines = [
+        "| institutions | rounds | clip C | method | final accuracy | last 5 rounds | validation | z | seeds |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for (n, rounds, clip, method), s in summary(results).items():
+        z = f"{s['noise_multiplier']:.3g}" if s["noise_multiplier"] else "–"
+        lines.append(
+            f"| {n} | {rounds} | {clip:g} | {method} | {100 * s['mean']:.1f} ± {100 * s['std']:.1f} % "
+            f"| {100 * s['last5_mean']:.1f} ± {100 * s['last5_std']:.1f} % | {100 * s['val_mean']:.1f} % "
+            f"| {z} | {s['seeds']} |"
+        )
+    return "\n".join(lines)
+
+
+def _floats(text: str) -> list[float]:
+    return [float(x) for x in text.split(",") if x]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m fedledger.dp.accuracy", description=__doc__)
+    parser.add_argument("--rounds", type=int, default=50)
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--epsilons", default="1,4,8", help="central DP rows (empty: none)")
+    parser.add_argument("--plain", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--secure", action="store_true", help="also the secure-aggregation row")
+    parser.add_argument("--institutions", type=int, default=5)
+    parser.add_argument("--clip", type=float, default=1.0)
+    parser.add_argument("--out", type=Path, required=True, help="JSON file; runs already in it are kept")
+    parser.add_argument("--table", action="store_true", help="print the table of --out and stop")
+    args = parser.parse_args(argv)
+    results: list[dict[str, Any]] = json.loads(args.out.read_text()) if args.out.exists() else []
+    if args.table:
+        print(markdown(results))
+        return
+    done = {json.dumps(r["run"], sort_keys=True) for r in results}
+    base = {"rounds": args.rounds, "institutions": args.institutions, "clip": args.clip}
+    runs = [Run(int(s), **base) for s in _floats(args.seeds)] if args.plain else []
+    runs += [Run(int(s), **base, secure=True) for s in _floats(args.seeds)] if args.secure else []
+    runs += [Run(int(s), **base, epsilon=e) for e in _floats(args.epsilons) for s in _floats(args.seeds)]
+    for run in runs:
+        if json.dumps(run.__dict__, sort_keys=True) in done:
+            continue
+        results.append(run_one(run))
+        print(run.method, run.seed, f"final {results[-1]['final_accuracy']:.3f}", flush=True)
+        atomic_write_text(args.out, json.dumps(results, indent=1))
+    print(markdown(results))
 
 
 if __name__ == "__main__":
-    import sys
-
-    rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 50
-    print(json.dumps(run(rounds=rounds), indent=2))
+    main()

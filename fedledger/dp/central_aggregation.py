@@ -5,12 +5,16 @@ Each update's change from the global model (over its own sub-model's entries) is
 norm C; entry p of the weighted sum then moves by at most w_max * C when one member changes, so
 the aggregate gets N(0, (z * w_max * C)**2) per entry, divided by the entry's public weight
 (:func:`fedledger.dp.central.add_central_noise`). The noise comes from the round's 256-bit seed
-(``fedledger.protocol.noise_seed``), over the float tensors in name order.
+(``fedledger.protocol.noise_seed``), over the float tensors in name order. The seed may be given as
+a function, called once the updates are in: the round pipeline binds it to the included entries.
+
+A secure-aggregation mode calls :func:`clip_update` on each member's side and leaves the noise
+to the members' shares (``fedledger.dp.distributed``) instead of :func:`noise_aligned_state`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import numpy as np
 import torch
@@ -39,10 +43,36 @@ def clip_update(update: ClientUpdate, global_state: Mapping[str, torch.Tensor], 
     return ClientUpdate(update.institution, state, update.index_map, update.num_samples, update.base_digest)
 
 
+def noise_aligned_state(
+    state: dict[str, torch.Tensor],
+    entry_weights: Mapping[str, torch.Tensor],
+    clip: float,
+    noise_multiplier: float,
+    max_weight: int,
+    seed: bytes,
+) -> dict[str, torch.Tensor]:
+    """The aligned mean ``state`` with Gaussian noise on each covered entry (``entry_weights``: the
+    public weight per entry, 0 where no update covers it)."""
+    names = sorted(n for n, t in state.items() if t.is_floating_point())
+    coverage = [
+        np.broadcast_to(entry_weights[n].numpy(), tuple(state[n].shape)).astype(np.float64).ravel() for n in names
+    ]
+    mean = np.concatenate([state[n].to(torch.float32).numpy().ravel() for n in names])
+    noised = add_central_noise(mean, np.concatenate(coverage), clip, noise_multiplier, max_weight, seed)
+    out = dict(state)
+    offset = 0
+    for n in names:
+        size = state[n].numel()
+        piece = noised[offset : offset + size].reshape(tuple(state[n].shape)).copy()
+        out[n] = torch.from_numpy(piece).to(state[n].dtype)
+        offset += size
+    return out
+
+
 class CentralDPAggregation(AlignmentAggregation):
     """Alignment of clipped updates plus seeded Gaussian noise (see the module docstring)."""
 
-    def __init__(self, clip: float, noise_multiplier: float, seed: bytes) -> None:
+    def __init__(self, clip: float, noise_multiplier: float, seed: bytes | Callable[[], bytes]) -> None:
         super().__init__()
         self.clip = clip
         self.noise_multiplier = noise_multiplier
@@ -58,20 +88,7 @@ class CentralDPAggregation(AlignmentAggregation):
             self.max_weight = max(self.max_weight, update.num_samples)
         if acc.count == 0:
             return {n: t.clone() for n, t in global_state.items()}
-        names = sorted(n for n, t in global_state.items() if t.is_floating_point())
-        coverage = {
-            n: np.broadcast_to(acc.entry_weights(n).numpy(), tuple(global_state[n].shape)).astype(np.float64)
-            for n in names
-        }
+        weights = {n: acc.entry_weights(n) for n, t in global_state.items() if t.is_floating_point()}
         state = acc.result()
-        mean = np.concatenate([state[n].to(torch.float32).numpy().ravel() for n in names])
-        weights = np.concatenate([coverage[n].ravel() for n in names])
-        noised = add_central_noise(mean, weights, self.clip, self.noise_multiplier, self.max_weight, self.seed)
-        offset = 0
-        for n in names:
-            size = state[n].numel()
-            state[n] = torch.from_numpy(noised[offset : offset + size].reshape(tuple(state[n].shape)).copy()).to(
-                state[n].dtype
-            )
-            offset += size
-        return state
+        seed = self.seed() if callable(self.seed) else self.seed
+        return noise_aligned_state(state, weights, self.clip, self.noise_multiplier, self.max_weight, seed)

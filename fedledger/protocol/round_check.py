@@ -14,14 +14,15 @@ at a time into the aggregation.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
 import torch
 
 from fedledger.dp.accountant import RoundPrivacy
+from fedledger.dp.central_aggregation import CentralDPAggregation
 from fedledger.envelope import EnvelopeError, Recipient
 from fedledger.errors import FedLedgerError
 from fedledger.fl import (
@@ -34,7 +35,7 @@ from fedledger.fl import (
     load_client_update,
     validate_update,
 )
-from fedledger.fl.rules import AGGREGATION_RULES, aggregation_for
+from fedledger.fl.rules import AGGREGATION_RULES, DEFAULT_RULE, aggregation_for
 from fedledger.protocol.entries import SubmittedEvent, UpdateEntry
 from fedledger.protocol.errors import ModelDigestMismatch, SealedModelError
 from fedledger.protocol.manifest import (
@@ -45,7 +46,9 @@ from fedledger.protocol.manifest import (
     ReasonCode,
     RoundManifest,
 )
+from fedledger.protocol.merkle import merkle_root
 from fedledger.protocol.model_files import ModelVault, sealed_to
+from fedledger.protocol.noise_seed import NoiseSeedError, PublishedNoise, noise_seed
 from fedledger.protocol.privacy import DP_RULE_KEY, PrivacyRuleError, dp_rule, round_privacy_of
 from fedledger.protocol.secagg_rule import SECAGG_RULE_KEY, SecAggRule, SecAggRuleError
 from fedledger.sm9 import Signature, SignMasterPublicKey, SM9Error, verify
@@ -55,6 +58,7 @@ from fedledger.widths import width_to_ppm
 log = logging.getLogger(__name__)
 
 RULES = AGGREGATION_RULES
+NOISE_RULE_KEY = "noise"
 
 
 @dataclass(frozen=True)
@@ -94,12 +98,14 @@ def ledger_updates(
 
 @dataclass(frozen=True)
 class AggregationRule:
-    """The aggregation rule and the validation policy, as the manifest publishes them."""
+    """The aggregation rule and the validation policy, as the manifest publishes them; a round with
+    central DP also names its parameters (``dp``) and its published noise secret (``noise``)."""
 
     name: str = "alignment"
     policy: ValidationPolicy = field(default_factory=ValidationPolicy)
     privacy: RoundPrivacy | None = None  # the round's DP parameters (``dp`` in the manifest), None: no DP
     secagg: SecAggRule | None = None  # secure aggregation (``secagg`` in the manifest), None: plain updates
+    noise: PublishedNoise | None = None  # central DP's committed noise secret, with ``privacy``
 
     def __post_init__(self) -> None:
         if self.name not in RULES:
@@ -111,26 +117,31 @@ class AggregationRule:
             )
         if self.secagg is not None and self.privacy is not None:  # never claim noise the round does not add
             raise ManifestError("distributed DP noise inside secure aggregation is not built yet (docs/secagg.md)")
+        if (self.privacy is None) != (self.noise is None):
+            raise ManifestError(f"a rule with DP names both {DP_RULE_KEY} and {NOISE_RULE_KEY}, one without neither")
 
     def to_dict(self) -> dict[str, Any]:
         policy = self.policy
         out: dict[str, Any] = {"name": self.name, "max_norm": policy.max_norm, "norm_policy": policy.norm_policy}
         if self.secagg is not None:
             out[SECAGG_RULE_KEY] = self.secagg.to_dict()
-        return out if self.privacy is None else {**out, DP_RULE_KEY: dp_rule(self.privacy)}
+        if self.privacy is not None and self.noise is not None:
+            out |= {DP_RULE_KEY: dp_rule(self.privacy), NOISE_RULE_KEY: self.noise.to_dict()}
+        return out
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> AggregationRule:
         """The rule a manifest names; ManifestError for anything this code cannot recompute."""
-        if set(raw) - {DP_RULE_KEY, SECAGG_RULE_KEY} != {"name", "max_norm", "norm_policy"}:
+        if set(raw) - {DP_RULE_KEY, NOISE_RULE_KEY, SECAGG_RULE_KEY} != {"name", "max_norm", "norm_policy"}:
             raise ManifestError(
-                f"manifest rule must have name, max_norm and norm_policy (and {DP_RULE_KEY} for DP, "
-                f"{SECAGG_RULE_KEY} for secure aggregation), got {sorted(raw)}"
+                f"manifest rule must have name, max_norm and norm_policy (and {DP_RULE_KEY}, {NOISE_RULE_KEY} "
+                f"for DP, {SECAGG_RULE_KEY} for secure aggregation), got {sorted(raw)}"
             )
         try:
             privacy = round_privacy_of(raw)
+            noise = PublishedNoise.from_dict(raw[NOISE_RULE_KEY]) if NOISE_RULE_KEY in raw else None
             secagg = SecAggRule.from_dict(raw[SECAGG_RULE_KEY]) if SECAGG_RULE_KEY in raw else None
-        except (PrivacyRuleError, SecAggRuleError) as exc:
+        except (PrivacyRuleError, NoiseSeedError, SecAggRuleError) as exc:
             raise ManifestError(f"manifest rule: {exc}") from None
         max_norm = raw["max_norm"]
         if max_norm is not None and (isinstance(max_norm, bool) or not isinstance(max_norm, int | float)):
@@ -139,14 +150,37 @@ class AggregationRule:
             policy = ValidationPolicy(None if max_norm is None else float(max_norm), str(raw["norm_policy"]))
         except ValueError as exc:
             raise ManifestError(f"manifest rule: {exc}") from None
-        return cls(str(raw["name"]), policy, privacy, secagg)
+        return cls(str(raw["name"]), policy, privacy, secagg, noise)
 
-    def aggregation(self) -> AlignmentAggregation:
+    def consortium_terms(self) -> AggregationRule:
+        """The part of the rule members agree on in their configs; DP parameters are held to the
+        ledger's budget instead (``fedledger.protocol.privacy``), and the noise is per round."""
+        return replace(self, privacy=None, noise=None)
+
+    def for_round(self, participants: int) -> AggregationRule:
+        """The rule as a round's manifest records it: DP rounds name how many updates they include."""
+        if self.privacy is None:
+            return self
+        return replace(self, privacy=replace(self.privacy, participants=max(participants, 1)))
+
+    def aggregation(self, noise_seed_of: Callable[[], bytes] | None = None) -> AlignmentAggregation:
+        """The strategy; with DP, alignment of clipped updates plus the noise seeded by ``noise_seed_of``
+        (called once the updates are in)."""
         if self.secagg is not None:  # masked inputs are summed by secagg_round, never aligned in the clear
             raise ManifestError("a secure-aggregation round is computed by compute_secure_round, not aligned")
-        if self.privacy is not None:  # a rule must never claim noise the pipeline does not add
-            raise ManifestError("rounds with DP are not built into the round pipeline yet (docs/secagg.md)")
-        return aggregation_for(self.name)
+        if self.privacy is None:
+            return aggregation_for(self.name)
+        p = self.privacy
+        if self.name != DEFAULT_RULE:
+            raise ManifestError(f"central DP adds its noise to {DEFAULT_RULE} only, not to {self.name}")
+        if p.mechanism != "gaussian" or p.sample_rate != 1.0:
+            raise ManifestError(
+                "a central-DP round adds Gaussian noise over every member's update "
+                f"(mechanism gaussian, sample rate 1), the rule says {p.mechanism} at {p.sample_rate:g}"
+            )
+        if noise_seed_of is None:
+            raise ManifestError("a round with DP needs its noise secret to aggregate")
+        return CentralDPAggregation(p.clip, p.noise_multiplier, noise_seed_of)
 
 
 class EntryExcluded(FedLedgerError):
@@ -185,7 +219,7 @@ class RoundComputation:
             base_digest=base_digest,
             global_cid=global_cid,
             global_digest=global_digest,
-            rule=rule.to_dict(),
+            rule=rule.for_round(len(self.included)).to_dict(),
             included=tuple(
                 Inclusion(u.address, u.entry.cid, u.entry.digest, u.entry.leaf(u.signature_der)) for u in self.included
             ),
@@ -313,10 +347,14 @@ def compute_round(
     rule: AggregationRule,
     workdir: Path,
     readers: Sequence[Recipient] = (),
+    *,
+    noise_secret: bytes | None = None,
 ) -> RoundComputation:
     """Check every entry (in address order) and aggregate the accepted ones into the new state.
 
     ``readers``: who every sealed update must name (``ModelVault.round_readers``); empty: no such check.
+    A rule with DP needs ``noise_secret``, the round's committed secret: the noise seed binds it to
+    the Merkle root of the included entries (``fedledger.protocol.noise_seed``).
     """
     workdir.mkdir(parents=True, exist_ok=True)
     ordered = sorted(updates, key=lambda u: u.address)
@@ -341,5 +379,21 @@ def compute_round(
             included.append(update)
             yield checked
 
-    state = rule.aggregation().aggregate(base_state, accepted())
+    state = rule.aggregation(_seed_source(rule, noise_secret, included)).aggregate(base_state, accepted())
     return RoundComputation(included, excluded, state)
+
+
+def _seed_source(
+    rule: AggregationRule, secret: bytes | None, included: list[LedgerUpdate]
+) -> Callable[[], bytes] | None:
+    """The noise seed of a DP round, computed once ``included`` is complete (None without DP or secret)."""
+    if rule.noise is None or secret is None:
+        return None
+    commitment = rule.noise.commitment
+
+    def seed() -> bytes:
+        first = included[0].entry
+        root = merkle_root([u.entry.leaf(u.signature_der) for u in included])
+        return noise_seed(secret, commitment, first.chain_id, first.contract, first.round, root)
+
+    return seed

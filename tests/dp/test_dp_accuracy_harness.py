@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from fedledger.dp.accountant import RoundPrivacy, epsilon
-from fedledger.dp.accuracy import DELTA, SecureAggregationSimulation, noise_multiplier_for
+from fedledger.dp.accountant import RoundPrivacy, epsilon, noise_multiplier_for
+from fedledger.dp.accuracy import DELTA, SecureAggregationSimulation
 from fedledger.fl import AlignmentAggregation, ClientUpdate, ModelSpec, initial_global_state, make_index_map
 from fedledger.fl.submodel import extract_with_map
 from fedledger.secagg.layout import flatten_state
@@ -16,7 +16,7 @@ SPEC = ModelSpec("mlp", (12,), 4, (16,))
 
 
 def test_calibrated_multiplier_spends_the_target_epsilon() -> None:
-    z = noise_multiplier_for(4.0, 20, 5, 1.0)
+    z = noise_multiplier_for(4.0, 20, DELTA)
     spent = epsilon([RoundPrivacy(1.0, z, 1.0, 5)] * 20, DELTA)
     assert 3.99 < spent <= 4.0
     assert epsilon([RoundPrivacy(1.0, z * 0.98, 1.0, 5)] * 20, DELTA) > 4.0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fedledger.dp.central import add_central_noise, central_noise
+from fedledger.dp.central import add_central_noise, central_noise, portable_log, standard_normals
 from fedledger.dp.clipping import l2_clip
 from fedledger.dp.distributed import (
     coverage_counts,
@@ -84,6 +84,25 @@ def test_central_noise_is_reproducible_from_its_seed_and_scaled_per_entry():
     assert noisy[coverage > 0].std() == pytest.approx(2.0 * 5 * 0.5 / 10, rel=0.02)
     with pytest.raises(DPParameterError, match="32 bytes"):
         central_noise(b"short", 10, 1.0)
+
+
+def test_portable_log_agrees_with_libm_to_a_few_ulp_over_the_whole_range():
+    x = np.concatenate([np.random.default_rng(3).random(200_000), [5e-324, 1e-300, 0.5, np.sqrt(0.5), 1.0]])
+    reference = np.log(x)
+    mine = portable_log(x)
+    assert np.all(np.abs(mine - reference) <= 4 * np.spacing(np.abs(reference)) + (reference == 0))
+
+
+def test_seeded_normals_are_standard_normal_and_independent_of_the_length_asked():
+    from scipy import stats
+
+    seed = bytes(range(32))
+    z = standard_normals(seed, 400_001)
+    assert z.size == 400_001
+    assert stats.kstest(z, "norm").pvalue > 1e-3  # a wrong scale or a skew gives p ~ 0
+    assert abs(z.mean()) < 5 / np.sqrt(z.size) and z.std() == pytest.approx(1.0, abs=0.005)
+    assert abs(float(np.corrcoef(z[:-1], z[1:])[0, 1])) < 0.01
+    assert np.array_equal(standard_normals(seed, 1000), z[:1000])
 
 
 def test_the_round_record_parameters_come_from_public_data_and_price_the_dropout():

@@ -31,8 +31,9 @@ PLAN = [(1.0, "static", 1201), (0.5, "static", 389), (0.5, "rolling", 977), (0.2
 _SCRIPT = """
 import sys, torch
 torch.set_num_threads(1)
-from tests.fl.test_fl_determinism import case_digests, legacy_float32_digest
-print(case_digests() if sys.argv[1] == "exact" else legacy_float32_digest())
+from tests.fl.test_fl_determinism import case_digests, central_dp_digest, legacy_float32_digest
+modes = {"exact": case_digests, "dp": central_dp_digest, "legacy": legacy_float32_digest}
+print(modes[sys.argv[1]]())
 """
 
 
@@ -66,6 +67,13 @@ def aggregate_digest(order: tuple[int, ...] | None = None) -> str:
     return global_digest(AlignmentAggregation().aggregate(global_state, updates), SPEC, 1).hex()
 
 
+def central_dp_digest() -> str:
+    """The round pipeline's central DP: clipped alignment plus the seeded Gaussian noise."""
+    from fedledger.dp.central_aggregation import CentralDPAggregation
+
+    global_state = portable_global_state()
+    noised = CentralDPAggregation(0.05, 1.3, bytes(range(32))).aggregate(global_state, realistic_updates(global_state))
+    return global_digest(noised, SPEC, 1).hex()
 def _near_the_edge(updates: list[ClientUpdate], global_state: dict[str, torch.Tensor]) -> None:
     """Scale every update so its largest value sits just inside the exact sum's range (+-2**e)."""
     for u in updates:
@@ -175,6 +183,12 @@ def test_global_digest_is_the_same_on_every_simd_level(levels: list[str]) -> Non
         per_level = {level: digests[level][case] for level in levels}
         assert len(set(per_level.values())) == 1, (case, per_level)
     assert digests["default"] == json.loads(case_digests())
+
+
+def test_central_dp_model_is_the_same_on_every_simd_level(levels: list[str]) -> None:
+    digests = {level: _digest_in_process(level, "dp") for level in levels}
+    assert len(set(digests.values())) == 1, digests
+    assert digests["default"] == central_dp_digest() != aggregate_digest()
 
 
 def test_the_replaced_float32_accumulation_differs_between_simd_levels(levels: list[str]) -> None:

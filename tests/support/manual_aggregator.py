@@ -103,13 +103,23 @@ def honest_view(
     round_index: int,
     workdir: Path,
     rule: AggregationRule | None = None,
+    noise_secret: bytes | None = None,
 ) -> tuple[dict[str, Any], RoundManifest]:
-    """What an honest aggregator would put before the nodes for the round as the ledger has it now."""
+    """What an honest aggregator would put before the nodes for the round as the ledger has it now
+    (``noise_secret``: the committed secret of a round whose rule has DP)."""
     rule = rule or AggregationRule()
     workdir.mkdir(parents=True, exist_ok=True)
     state, spec, base_digest = round_base(party, ledger, round_index, workdir)
     computation = compute_round(
-        party.vault, mpk, spec, state, base_digest, round_updates(ledger, round_index), rule, workdir / "check"
+        party.vault,
+        mpk,
+        spec,
+        state,
+        base_digest,
+        round_updates(ledger, round_index),
+        rule,
+        workdir / "check",
+        noise_secret=noise_secret,
     )
     return publish(
         party,
