@@ -14,8 +14,10 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from aggregator.noise_secret import publish_secret
 from aggregator.secagg_board import SecureBoard, SecureRound
 from fedledger.fl import ValidationPolicy
 from fedledger.protocol.manifest import RoundManifest
@@ -158,15 +160,17 @@ def _updates(ctx: AggregatorContext, sr: SecureRound) -> list:
 
 def build_secure_manifest(ctx: AggregatorContext, round_index: int, stop: threading.Event) -> RoundManifest:
     """Run the secure round's phases, compute the aggregate as every node will, store model and manifest."""
-    from aggregator.driver import round_base, seal_global
+    from aggregator.driver import publish_noise_commitment, round_base, seal_global
 
     opened, workdir, base_state = round_base(ctx, round_index)
+    publish_noise_commitment(ctx, round_index)  # again after a restart: the board starts empty
     rule = secure_rule(ctx)
-    assert rule.secagg is not None
+    secagg = rule.secagg
+    assert secagg is not None
     sr = secure_board(ctx).round(round_index)
     shapes = {name: tuple(t.shape) for name, t in base_state.items()}
     with ctx.phases.measure(round_index, "wait"):
-        run_phases(ctx, sr, rule.secagg, shapes, stop)
+        run_phases(ctx, sr, secagg, shapes, stop)
     started = time.perf_counter()
     assert sr.setup is not None
     record = SecAggRecord(
@@ -177,8 +181,23 @@ def build_secure_manifest(ctx: AggregatorContext, round_index: int, stop: thread
         {m: r for m, (r, _) in sr.reveals.items()},
     )
     updates = _updates(ctx, sr)
+    secret = None
+    if ctx.privacy is not None:  # central DP's committed secret, sealed to the co-signers, noises the aggregate
+        noise, secret = publish_secret(
+            ctx.vault, ctx.readers(), ctx.state_dir, ctx.ledger.chain_id, ctx.ledger.address, round_index
+        )
+        rule = replace(rule, privacy=ctx.privacy, noise=noise)
     computation, aggregate = compute_secure_round(
-        ctx.store, ctx.master_public_key, ctx.consortium, round_index, base_state, updates, rule.secagg, record
+        ctx.store,
+        ctx.master_public_key,
+        ctx.consortium,
+        round_index,
+        base_state,
+        updates,
+        secagg,
+        record,
+        dp=rule,
+        noise_secret=secret,
     )
     for member, why in aggregate.cheaters.items():
         log.warning("round %d: %s lied in the reveal phase: %s", round_index, ctx.consortium.by_share(member).name, why)

@@ -88,6 +88,12 @@ class NodeConfig(LedgerSettings, TLSSettings):
     secure_aggregation: bool = Field(
         False, description="take part in rounds by secure aggregation (docs/secagg.md), as the aggregator's config"
     )
+    dp_clip: float = Field(
+        1.0,
+        gt=0,
+        description="secure rounds with DP: the L2 bound this node clips its update to before masking "
+        "(the aggregator's dp_clip; a manifest naming another is refused)",
+    )
     data: DataConfig
     training: TrainingConfig = TrainingConfig()
 

@@ -97,6 +97,7 @@ def build_context(
         state_dir=state_dir,
         verify_aggregation=config.verify_aggregation,
         rule=_rule(config, len(consortium.members)),
+        dp_clip=config.dp_clip,
         poll_interval=config.poll_interval,
         http_timeout_seconds=config.http_timeout_seconds,
         reader_keys=reader_keys,

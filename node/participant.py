@@ -101,6 +101,7 @@ class NodeContext:
     state_dir: Path
     verify_aggregation: bool = True
     rule: AggregationRule = field(default_factory=AggregationRule)  # what the consortium agreed to aggregate by
+    dp_clip: float = 1.0  # secure rounds with DP: the L2 bound on this node's update, clipped before masking
     poll_interval: float = POLL_INTERVAL_SECONDS
     http_timeout_seconds: float = HTTP_TIMEOUT_SECONDS
     reader_keys: RecipientKeys | None = None  # SM9 decryption + ML-KEM keys: opens sealed model files
@@ -355,7 +356,7 @@ def _check_alignment(
     try:
         base_path = fetch_verified_model(ctx.vault, base_cid, record.base_digest, folder / "base.safetensors")
         if rule.secagg is not None:
-            computation, global_digest = recompute_secure_round(ctx, record.round, base_path, updates, manifest)
+            computation, global_digest = recompute_secure_round(ctx, record.round, base_path, updates, manifest, secret)
         else:
             computation, global_digest = recompute_round(
                 PrefetchedVault.over(ctx.vault, ctx.prefetched),

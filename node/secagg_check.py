@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from fedledger.fl import global_digest, load_global
 from fedledger.protocol.manifest import RoundManifest
-from fedledger.protocol.round_check import LedgerUpdate, RoundComputation
+from fedledger.protocol.round_check import AggregationRule, LedgerUpdate, RoundComputation
 from fedledger.protocol.secagg_round import SecAggRecord, SecureRoundError, compute_secure_round
 from node.training_step import UnusableGlobalModel
 
@@ -26,11 +26,24 @@ REVEALED_FOR = "secagg-revealed-for.json"  # in the round's folder: the survivor
 
 
 def recompute_secure_round(
-    ctx: NodeContext, round_index: int, base_path: Path, updates: list[LedgerUpdate], manifest: RoundManifest
+    ctx: NodeContext,
+    round_index: int,
+    base_path: Path,
+    updates: list[LedgerUpdate],
+    manifest: RoundManifest,
+    noise_secret: bytes | None = None,
 ) -> tuple[RoundComputation, bytes]:
-    """The secure round as the manifest's messages give it, and the global model digest that yields."""
+    """The secure round as the manifest's messages give it, and the global model digest that yields.
+
+    With DP the noise is calibrated to the rule's clip, which only the members enforce (before
+    masking): a rule naming another clip than this node clipped to is refused."""
     if ctx.rule.secagg is None or manifest.secagg is None:
         raise SecureRoundError("the manifest of a secure round must carry its secagg record")
+    rule = AggregationRule.from_dict(manifest.rule)
+    if rule.privacy is not None and rule.privacy.clip != ctx.dp_clip:
+        raise SecureRoundError(
+            f"the rule's DP clip {rule.privacy.clip:g} is not the {ctx.dp_clip:g} this node clipped its update to"
+        )
     state, meta = load_global(base_path)
     if meta.spec is None:
         raise UnusableGlobalModel(f"{base_path}: global model carries no model spec")
@@ -42,6 +55,15 @@ def recompute_secure_round(
             f"the record names {sorted(record.survivors)}"
         )
     computation, _ = compute_secure_round(
-        ctx.store, ctx.master_public_key, ctx.consortium, round_index, state, updates, ctx.rule.secagg, record
+        ctx.store,
+        ctx.master_public_key,
+        ctx.consortium,
+        round_index,
+        state,
+        updates,
+        ctx.rule.secagg,
+        record,
+        dp=rule,
+        noise_secret=noise_secret,
     )
     return computation, global_digest(computation.state, meta.spec, round_index + 1)

@@ -12,21 +12,25 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 import numpy as np
 
+from fedledger.dp.central_aggregation import clip_update
 from fedledger.errors import FedLedgerError
 from fedledger.fileio import atomic_write_text
-from fedledger.fl import load_client_update
+from fedledger.fl import ClientUpdate, load_client_update, load_global
+from fedledger.protocol.privacy import ledger_budget
 from fedledger.protocol.secagg_round import Join, Ref, SecureRoundError, build_setup, publish
 from fedledger.protocol.session_auth import sign_payload
 from fedledger.secagg.errors import SecAggError
 from fedledger.secagg.layout import flatten_state
 from fedledger.secagg.member import Member, RoundKeys
 from fedledger.secagg.messages import RoundSetup, ShareKeys
+from node.noise_commitment import keep_noise_commitment
 from node.participant import (
     AggregatorUnavailable,
     NodeContext,
@@ -129,7 +133,7 @@ class SecureClient:
             )
             with ctx.phases.measure(round_index, "train"):
                 state.trained = reuse or train_for_round(ctx, round_index)
-            update = load_client_update(state.trained.path)
+            update = self._clipped(round_index, load_client_update(state.trained.path))
             state.values = flatten_state(update.state)
             join = Join(
                 round_index,
@@ -141,6 +145,23 @@ class SecureClient:
             ).signed(ctx.sm9_key)
             state.sent["join"] = join.to_bytes()
         self._post(round_index, "join", state.sent["join"], state)
+
+    def _clipped(self, round_index: int, update: ClientUpdate) -> ClientUpdate:
+        """On a ledger with a privacy budget, the update with its change from the base clipped (central
+        DP's own clipping) before it is encoded and masked: nobody else can clip what they cannot see.
+        The bound leaves room for the fixed-point rounding (up to 2**-f per entry), so the encoded
+        change stays within the rule's clip and the noise's calibration holds."""
+        setting = self.ctx.ledger.privacy_budget()
+        if ledger_budget(setting.epsilon, setting.delta) is None:
+            return update
+        size = sum(t.numel() for t in update.state.values())
+        bound = self.ctx.dp_clip - math.sqrt(size) * 2.0**-self.rule.frac_bits
+        if bound <= 0:
+            raise SecureRoundError(
+                f"DP clip {self.ctx.dp_clip:g} is below the fixed-point rounding of a {size}-entry update"
+            )
+        base, _ = load_global(round_dir(self.ctx, round_index) / "base.safetensors")
+        return clip_update(update, base, bound)
 
     def _setup(self, round_index: int, view: dict[str, Any]) -> tuple[RoundSetup, dict[int, Join]]:
         """The published setup, held to the members' signed joins (nobody can swap keys or weights)."""
@@ -175,6 +196,7 @@ class SecureClient:
         if ctx.ledger.has_submitted(round_index, ctx.account.address):
             state.done.add("masked")
             return
+        keep_noise_commitment(ctx, self.http, round_index)  # with DP: the noise is fixed before this input exists
         with ctx.phases.measure(round_index, "submit"):
             ref = publish(ctx.store, self.masked_input(state, view))  # public: uniform words, the sub-model's size
             submit_entry(ctx, round_index, state.trained, ref.cid, ref.digest)

@@ -116,7 +116,7 @@ class AggregationRule:
                 "on a masked input (the secagg value bound limits each entry instead)"
             )
         if self.secagg is not None and self.privacy is not None:  # never claim noise the round does not add
-            raise ManifestError("distributed DP noise inside secure aggregation is not built yet (docs/secagg.md)")
+            self.gaussian_privacy()  # added to the unmasked aggregate by compute_secure_round (docs/secagg.md)
         if (self.privacy is None) != (self.noise is None):
             raise ManifestError(f"a rule with DP names both {DP_RULE_KEY} and {NOISE_RULE_KEY}, one without neither")
 
@@ -163,14 +163,12 @@ class AggregationRule:
             return self
         return replace(self, privacy=replace(self.privacy, participants=max(participants, 1)))
 
-    def aggregation(self, noise_seed_of: Callable[[], bytes] | None = None) -> AlignmentAggregation:
-        """The strategy; with DP, alignment of clipped updates plus the noise seeded by ``noise_seed_of``
-        (called once the updates are in)."""
-        if self.secagg is not None:  # masked inputs are summed by secagg_round, never aligned in the clear
-            raise ManifestError("a secure-aggregation round is computed by compute_secure_round, not aligned")
-        if self.privacy is None:
-            return aggregation_for(self.name)
+    def gaussian_privacy(self) -> RoundPrivacy:
+        """The DP parameters of a round with the committed-secret Gaussian noise (central DP, or added
+        to a secure round's unmasked aggregate); ManifestError for a rule that cannot add it."""
         p = self.privacy
+        if p is None:
+            raise ManifestError("the rule names no DP parameters")
         if self.name != DEFAULT_RULE:
             raise ManifestError(f"central DP adds its noise to {DEFAULT_RULE} only, not to {self.name}")
         if p.mechanism != "gaussian" or p.sample_rate != 1.0:
@@ -178,6 +176,16 @@ class AggregationRule:
                 "a central-DP round adds Gaussian noise over every member's update "
                 f"(mechanism gaussian, sample rate 1), the rule says {p.mechanism} at {p.sample_rate:g}"
             )
+        return p
+
+    def aggregation(self, noise_seed_of: Callable[[], bytes] | None = None) -> AlignmentAggregation:
+        """The strategy; with DP, alignment of clipped updates plus the noise seeded by ``noise_seed_of``
+        (called once the updates are in)."""
+        if self.secagg is not None:  # masked inputs are summed by secagg_round, never aligned in the clear
+            raise ManifestError("a secure-aggregation round is computed by compute_secure_round, not aligned")
+        if self.privacy is None:
+            return aggregation_for(self.name)
+        p = self.gaussian_privacy()
         if noise_seed_of is None:
             raise ManifestError("a round with DP needs its noise secret to aggregate")
         return CentralDPAggregation(p.clip, p.noise_multiplier, noise_seed_of)
@@ -379,11 +387,11 @@ def compute_round(
             included.append(update)
             yield checked
 
-    state = rule.aggregation(_seed_source(rule, noise_secret, included)).aggregate(base_state, accepted())
+    state = rule.aggregation(noise_seed_source(rule, noise_secret, included)).aggregate(base_state, accepted())
     return RoundComputation(included, excluded, state)
 
 
-def _seed_source(
+def noise_seed_source(
     rule: AggregationRule, secret: bytes | None, included: list[LedgerUpdate]
 ) -> Callable[[], bytes] | None:
     """The noise seed of a DP round, computed once ``included`` is complete (None without DP or secret)."""

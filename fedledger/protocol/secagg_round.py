@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from fedledger.digests import sm3
+from fedledger.dp.central_aggregation import noise_aligned_state
 from fedledger.errors import FedLedgerError
 from fedledger.fl import IndexMap, ValidationPolicy
 from fedledger.protocol.consortium import Consortium
@@ -32,6 +33,7 @@ from fedledger.protocol.round_check import (
     LedgerUpdate,
     RoundComputation,
     check_signature,
+    noise_seed_source,
 )
 from fedledger.protocol.secagg_rule import SecAggRule, default_threshold
 from fedledger.secagg.aggregate import Aggregate, recompute_aggregate
@@ -366,11 +368,16 @@ def compute_secure_round(
     updates: Iterable[LedgerUpdate],
     rule: SecAggRule,
     record: SecAggRecord,
+    *,
+    dp: AggregationRule | None = None,
+    noise_secret: bytes | None = None,
 ) -> tuple[RoundComputation, Aggregate]:
     """The secure round as the record publishes it: decisions, the unmasked aggregate, the decoded model.
 
     The record's ``cheaters`` are not an input: they are recomputed (and written into the result's
     ``secagg`` section), so a node that compares sections refuses a record that hides or invents a liar.
+    ``dp``: the round's rule when it has DP; the decoded mean then gets central DP's Gaussian noise
+    seeded by ``noise_secret`` (members clipped their own updates before masking, docs/secagg.md).
     """
     shapes = {name: tuple(t.shape) for name, t in base_state.items()}
     messages = read_messages(store, mpk, roster, round_index, rule, shapes, record)
@@ -395,11 +402,32 @@ def compute_secure_round(
     flat = aggregate.mean(previous)
     state = {name: torch.from_numpy(np.array(v, dtype=np.float32)) for name, v in unflatten(flat, shapes).items()}
     included = sorted((u for u, _ in valid.values()), key=lambda u: u.address)
+    if dp is not None and dp.privacy is not None:
+        state = _with_noise(state, aggregate, shapes, dp, noise_secret, included)
     excluded.sort(key=lambda e: e.institution)
     checked = SecAggRecord(
         record.setup, record.joins, record.shares, record.survivors, record.reveals, dict(aggregate.cheaters)
     )
     return RoundComputation(included, excluded, state, checked.to_dict()), aggregate
+
+
+def _with_noise(
+    state: dict[str, torch.Tensor],
+    aggregate: Aggregate,
+    shapes: Mapping[str, tuple[int, ...]],
+    dp: AggregationRule,
+    noise_secret: bytes | None,
+    included: list[LedgerUpdate],
+) -> dict[str, torch.Tensor]:
+    """The decoded mean plus central DP's noise: the same committed secret, seed and sampler as a
+    plain round's, on each entry divided by its public weight, so co-signers recompute it bit for bit."""
+    privacy = dp.gaussian_privacy()
+    seed_of = noise_seed_source(dp, noise_secret, included)
+    if seed_of is None or not included:
+        raise SecureRoundError("a secure round with DP needs its noise secret and at least one included update")
+    weights = {name: torch.from_numpy(np.array(w)) for name, w in unflatten(aggregate.coverage, shapes).items()}
+    max_weight = max(u.entry.num_samples for u in included)
+    return noise_aligned_state(state, weights, privacy.clip, privacy.noise_multiplier, max_weight, seed_of())
 
 
 def secure_aggregation_rule(policy: ValidationPolicy, members: int) -> AggregationRule:

@@ -10,11 +10,13 @@ import pytest
 from fedledger.dp.accountant import RoundPrivacy
 from fedledger.fl import ValidationPolicy
 from fedledger.protocol.manifest import ManifestError
+from fedledger.protocol.noise_seed import PublishedNoise
 from fedledger.protocol.round_check import AggregationRule
 from fedledger.protocol.secagg_round import SecAggRecord, SecureRoundError, secure_aggregation_rule
 from fedledger.protocol.secagg_rule import SecAggRule, default_threshold
 
 RULE = secure_aggregation_rule(ValidationPolicy(), 5)
+NOISE = PublishedNoise(b"\x01" * 32, "Qm-secret", b"\x02" * 32)
 
 
 def _parsed(raw: dict) -> AggregationRule:
@@ -52,9 +54,16 @@ def test_a_secure_rule_claims_nothing_it_cannot_do() -> None:
         AggregationRule("alignment", ValidationPolicy(5.0), secagg=SecAggRule(3))
     with pytest.raises(ManifestError, match="its rule is alignment"):
         AggregationRule("median", secagg=SecAggRule(3))
-    with pytest.raises(ManifestError, match="distributed DP noise inside secure aggregation is not built yet"):
-        AggregationRule(privacy=RoundPrivacy(clip=1.0, noise_multiplier=2.0, sample_rate=1.0, participants=5),
-                        secagg=SecAggRule(3))  # fmt: skip
+    # secure + DP adds the committed Gaussian noise to the unmasked aggregate; no other mechanism is claimed
+    skellam = RoundPrivacy(1.0, 2.0, 1.0, 5, "skellam", ring_sensitivity=2.0, dimension=10)
+    with pytest.raises(ManifestError, match="mechanism gaussian, sample rate 1"):
+        AggregationRule(privacy=skellam, secagg=SecAggRule(3), noise=NOISE)
+    with pytest.raises(ManifestError, match="mechanism gaussian, sample rate 1"):
+        AggregationRule(privacy=RoundPrivacy(1.0, 2.0, 0.5, 5), secagg=SecAggRule(3), noise=NOISE)
+    with pytest.raises(ManifestError, match="names both dp and noise"):
+        AggregationRule(privacy=RoundPrivacy(1.0, 2.0, 1.0, 5), secagg=SecAggRule(3))
+    both = AggregationRule(privacy=RoundPrivacy(1.0, 2.0, 1.0, 5), secagg=SecAggRule(3), noise=NOISE)
+    assert AggregationRule.from_dict(both.to_dict()) == both and {"secagg", "dp", "noise"} <= set(both.to_dict())
     with pytest.raises(ManifestError, match="computed by compute_secure_round"):
         RULE.aggregation()
 
