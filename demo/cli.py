@@ -266,7 +266,8 @@ def demo(
             "--dp-epsilon",
             min=0.001,
             help="Central DP: the ledger's privacy budget (delta 1e-5), spent by the --rounds rounds together; "
-            "the audit's epsilon per round and in total is shown at the end.",
+            "the audit's epsilon per round and in total is shown at the end. With --secure-aggregation the "
+            "members clip before masking and the noise goes on the unmasked aggregate (docs/secagg.md).",
         ),
     ] = None,
 ) -> None:
