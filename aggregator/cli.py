@@ -16,6 +16,7 @@ from fedledger.cli.common import (
     VerboseOption,
     errors_reported,
     fail,
+    limit_torch_threads,
     read_password,
     setup_logging,
 )
@@ -89,6 +90,7 @@ def run(
     from fedledger.chain.preflight import probe_ledger
 
     setup_logging(verbose, log_json)
+    limit_torch_threads()
     warn_plain_http(insecure_http)
     board = SessionBoard()
     with errors_reported(BAD_INPUT, (FedLedgerError, ValueError, OSError)):
@@ -217,6 +219,7 @@ def start(
     from fedledger.consortium.kits import load_kit
 
     setup_logging(verbose, log_json)
+    limit_torch_threads()
     warn_plain_http(insecure_http)
     password = read_password(password_file, f"the kit {kit}")
     board = SessionBoard()

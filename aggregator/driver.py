@@ -24,7 +24,7 @@ from aggregator.privacy_gate import check_can_open, planned_privacy
 from aggregator.session_clock import SessionClock
 from aggregator.signing import SigningSession
 from fedledger.chain.approvals import GlobalModelRecord
-from fedledger.chain.client import Institution, LedgerClient, RoundOpened, UpdateSubmitted
+from fedledger.chain.client import LedgerClient, RosterEntry, RoundOpened, UpdateSubmitted
 from fedledger.chain.errors import (
     ApproverNotActive,
     EntryCountMismatch,
@@ -44,6 +44,7 @@ from fedledger.protocol.manifest import RoundManifest
 from fedledger.protocol.model_files import ModelVault
 from fedledger.protocol.readers import readers_now, sealing_key_if_any
 from fedledger.protocol.round_check import AggregationRule, RoundComputation, compute_round, ledger_updates
+from fedledger.protocol.update_prefetch import PrefetchedFiles, PrefetchedVault, UpdatePrefetcher
 from fedledger.sm9 import SignMasterPublicKey
 from fedledger.sm9.threshold import ThresholdPublic
 from fedledger.store import ContentStore
@@ -93,6 +94,8 @@ class AggregatorContext:
     secure_aggregation: bool = False  # rounds run the secure-aggregation phases (aggregator/secagg_phases.py)
     secagg_phase_seconds: float = 60.0  # how long a secure phase waits for the members still missing
     events: LedgerEventSource | None = None  # started on first use, closed by run_aggregator
+    prefetched: PrefetchedFiles = field(default_factory=PrefetchedFiles)  # updates opened as they land
+    prefetcher: UpdatePrefetcher | None = None  # fed by ``events``; started and closed with it
     phases: PhaseTimes = field(default_factory=lambda: PhaseTimes("aggregator"))
     dp_epsilon: float | None = None  # central DP: the run's target epsilon (None: no DP)
     dp_delta: float = 1e-5
@@ -152,6 +155,10 @@ def ledger_events(ctx: AggregatorContext) -> LedgerEventSource | None:
             ctx.ledger, use_websocket=ctx.use_websocket, poll_seconds=ctx.poll_interval
         )
         if ctx.events is not None:
+            ctx.prefetcher = UpdatePrefetcher(
+                ctx.ledger, lambda: ctx.vault, lambda r: ctx.state_dir / f"round-{r}" / "prefetch", ctx.prefetched
+            ).__enter__()
+            ctx.events.on_log(ctx.prefetcher.on_log)
             ctx.events.start()
     return ctx.events
 
@@ -160,6 +167,9 @@ def close_ledger_events(ctx: AggregatorContext) -> None:
     if ctx.events is not None:
         ctx.events.close()
         ctx.events = None
+    if ctx.prefetcher is not None:
+        ctx.prefetcher.__exit__()
+        ctx.prefetcher = None
 
 
 def wait_for_updates(ctx: AggregatorContext, round_index: int, stop: threading.Event) -> list[UpdateSubmitted]:
@@ -203,7 +213,7 @@ def wait_for_updates(ctx: AggregatorContext, round_index: int, stop: threading.E
     raise RoundFailed("stopped while waiting for updates")
 
 
-def _names_missing(ctx: AggregatorContext, active: list[Institution], events: list[UpdateSubmitted]) -> list[str]:
+def _names_missing(ctx: AggregatorContext, active: list[RosterEntry], events: list[UpdateSubmitted]) -> list[str]:
     """The roster names of active members that have not submitted this round (addresses if unknown)."""
     done = {e.institution.lower() for e in events}
     names = []
@@ -320,7 +330,7 @@ def build_manifest(ctx: AggregatorContext, round_index: int, stop: threading.Eve
     with ctx.phases.measure(round_index, "wait"):
         events = wait_for_updates(ctx, round_index, stop)
     align_started = time.perf_counter()
-    identities = {i.address.lower(): i.sm9_id for i in ctx.ledger.institutions()}
+    identities = {m.address.lower(): m.sm9_id for m in ctx.ledger.roster()}
     updates = ledger_updates(ctx.ledger.chain_id, ctx.ledger.address, events, identities)
     ctx.board.status = {"state": "aggregating", "round": round_index, "updates": len(events)}
     rule = AggregationRule(ctx.aggregation_rule, ctx.policy or ValidationPolicy())
@@ -331,8 +341,9 @@ def build_manifest(ctx: AggregatorContext, round_index: int, stop: threading.Eve
         )
         rule = AggregationRule(rule.name, rule.policy, ctx.privacy, noise=noise)
     readers = ctx.vault.round_readers(opened.base_cid, ctx.readers())
+    vault = PrefetchedVault.over(ctx.vault, ctx.prefetched)  # updates opened while the others trained
     computation = compute_round(
-        ctx.vault,
+        vault,
         ctx.master_public_key,
         ctx.spec,
         base_state,

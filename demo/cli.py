@@ -9,10 +9,7 @@ and the aggregator's HTTP API. At the end the audit API's summary says whether e
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -22,37 +19,10 @@ import typer
 
 from demo.adversary import KINDS
 from demo.adversary_verdict import judge_adversary
+from demo.processes import CLI, ChildProcesses, node_run_args
 from fedledger.cli.bench import bench_app, emit
 from fedledger.cli.common import FAILED, console, fail
 from fedledger.netutil import free_port
-
-
-class _Processes:
-    """Child processes with their logs; all are stopped on exit, whatever happens."""
-
-    def __init__(self, logs: Path) -> None:
-        self.logs = logs
-        self.children: dict[str, subprocess.Popen[bytes]] = {}
-
-    def start(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
-        log = open(self.logs / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "FEDLEDGER_TORCH_THREADS": "1"}
-        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
-        self.children[name] = proc
-        return proc
-
-    def failed(self) -> list[str]:
-        return [n for n, p in self.children.items() if p.poll() not in (None, 0)]
-
-    def stop(self) -> None:
-        for proc in self.children.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.children.values():
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
 
 
 def _accuracy_per_round(layout: Any, rounds: int) -> list[dict[str, float]]:
@@ -143,7 +113,7 @@ def run_demo(
     if workdir.exists():
         shutil.rmtree(workdir)
     (workdir / "logs").mkdir(parents=True)
-    exe = [sys.executable, "-m", "fedledger.cli"]
+    exe = CLI
     started = time.monotonic()
 
     def say(text: str) -> None:
@@ -161,7 +131,7 @@ def run_demo(
             secure_aggregation=secure_aggregation,
             dp_epsilon=dp_epsilon,
         )
-        procs = _Processes(workdir / "logs")
+        procs = ChildProcesses(workdir / "logs")
         audit_port = free_port()
         try:
             agg = layout.aggregator_dir
@@ -198,21 +168,7 @@ def run_demo(
                         ],
                     )
                     continue
-                procs.start(
-                    home.name,
-                    [
-                        *exe,
-                        "node",
-                        "run",
-                        "-c",
-                        str(home),
-                        "--rounds",
-                        str(rounds),
-                        "--password-file",
-                        str(home / "password"),
-                        "-v",
-                    ],
-                )
+                procs.start(home.name, node_run_args(home, rounds, "-v"))
             import importlib.util
 
             if importlib.util.find_spec("fedledger.cli.audit") is not None:

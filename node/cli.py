@@ -15,6 +15,7 @@ from fedledger.cli.common import (
     VerboseOption,
     errors_reported,
     fail,
+    limit_torch_threads,
     read_password,
     setup_logging,
     spinner,
@@ -352,6 +353,7 @@ def run(
     from node.participant import run_node
 
     setup_logging(verbose, log_json)
+    limit_torch_threads()
     ctx = _context(config, password_file, reach_aggregator=True, insecure_http=insecure_http)
     with errors_reported():  # NodeMisconfigured: wrong contract or not a member, said at once
         posted = run_node(ctx, rounds)
@@ -372,6 +374,7 @@ def start(
     from node.kit_start import start_node
 
     setup_logging(verbose, log_json)
+    limit_torch_threads()
     warn_plain_http(insecure_http)
     password = read_password(password_file, f"the kit {kit}")
     with errors_reported(BAD_INPUT):

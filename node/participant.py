@@ -45,6 +45,7 @@ from fedledger.protocol.readers import readers_now, sealing_key_if_any
 from fedledger.protocol.round_check import AggregationRule, ledger_updates
 from fedledger.protocol.secagg_round import SecureRoundError
 from fedledger.protocol.session_auth import sign_payload
+from fedledger.protocol.update_prefetch import PrefetchedFiles, PrefetchedVault, UpdatePrefetcher
 from fedledger.sm9 import Signature, SignMasterPublicKey, SignPrivateKey, sign, verify
 from fedledger.sm9.threshold import Signer, ThresholdPublic
 from fedledger.store import ContentStore, StoreError
@@ -106,6 +107,7 @@ class NodeContext:
     aggregator_tls: ssl.SSLContext | None = None  # mutual TLS to the aggregator; None = plain HTTP (--insecure-http)
     refresh_data: Callable[[], Dataset] | None = None  # re-reads and re-checks the data before each round
     phases: PhaseTimes = field(default_factory=lambda: PhaseTimes("node"))  # train and submit, per round
+    prefetched: PrefetchedFiles = field(default_factory=PrefetchedFiles)  # the round's updates, opened early
 
     @property
     def vault(self) -> ModelVault:
@@ -215,6 +217,7 @@ def submit_entry(ctx: NodeContext, round_index: int, trained: TrainedUpdate, cid
         entry.width_ppm,
         signature,
     )
+    ctx.prefetched.add(round_index, cid, trained.digest, trained.path)  # its own update: no fetch to check it
     log.info("%s: submitted round %d update %s", ctx.name, round_index, cid)
     return cid
 
@@ -342,7 +345,7 @@ def _check_alignment(
     """Recompute the round with the shared pipeline: same entries in, same decisions (included, and
     excluded with the same codes) and the same global model out, or the node refuses."""
     folder = round_dir(ctx, record.round)
-    identities = {i.address.lower(): i.sm9_id for i in ctx.ledger.institutions()}
+    identities = {m.address.lower(): m.sm9_id for m in ctx.ledger.roster()}
     updates = ledger_updates(ctx.ledger.chain_id, ctx.ledger.address, events, identities)
     rule = AggregationRule.from_dict(manifest.rule)  # the consortium's terms, DP within the budget (checked above)
     try:
@@ -355,7 +358,7 @@ def _check_alignment(
             computation, global_digest = recompute_secure_round(ctx, record.round, base_path, updates, manifest)
         else:
             computation, global_digest = recompute_round(
-                ctx.vault,
+                PrefetchedVault.over(ctx.vault, ctx.prefetched),
                 ctx.master_public_key,
                 record.round,
                 base_path,
@@ -526,7 +529,16 @@ def run_node(
     stop = stop or threading.Event()
     poll_interval = ctx.poll_interval if poll_interval is None else poll_interval
     ctx.phases.who = ctx.name
-    with aggregator_client(ctx.aggregator_tls, ctx.http_timeout_seconds) as http, NodeWakeup(ctx, stop) as wakeup:
+    prefetcher = UpdatePrefetcher(
+        ctx.ledger, lambda: ctx.vault, lambda r: round_dir(ctx, r) / "prefetch", ctx.prefetched
+    )
+    with (
+        aggregator_client(ctx.aggregator_tls, ctx.http_timeout_seconds) as http,
+        NodeWakeup(ctx, stop) as wakeup,
+        prefetcher,
+    ):
+        if wakeup.ledger_events is not None:
+            wakeup.ledger_events.on_log(prefetcher.on_log)
         participant = SessionParticipant(ctx, http)
         from node.secagg_client import SecureClient  # it builds on this module's steps
 

@@ -82,6 +82,15 @@ class Institution:
 
 
 @dataclass(frozen=True)
+class RosterEntry:
+    """A registered institution as the roster lists it: what signing, sealing and counting need."""
+
+    address: str
+    sm9_id: str
+    active: bool
+
+
+@dataclass(frozen=True)
 class EventMeta:
     block_number: int
     tx_hash: str
@@ -175,6 +184,36 @@ class MembershipEvent:
 # ---------------------------------------------------------------------------------- client
 
 
+def _checksummed(abi_type: str, value: Any) -> Any:
+    """An ABI value with its addresses in checksum form (the ledger's views return no tuples)."""
+    if abi_type == "address":
+        return to_checksum_address(value)
+    if abi_type.startswith("address["):
+        return [_checksummed(abi_type[: abi_type.rindex("[")], v) for v in value]
+    return value
+
+
+def web3_over_http(rpc_url: str, timeout: float, **provider_options: Any) -> Web3:
+    """A Web3 over HTTP(S) that asks the endpoint its chain id once.
+
+    web3 checks the chain id before every call and transaction (its validation middleware); uncached,
+    that doubles a role's requests (a round sent hundreds of ``eth_chainId``). An endpoint's chain id
+    does not change under a running client, which caches it itself too (``LedgerClient.chain_id``).
+    """
+    from web3 import HTTPProvider, Web3
+    from web3.types import RPCEndpoint
+
+    provider = HTTPProvider(
+        rpc_url,
+        request_kwargs={"timeout": timeout},
+        cache_allowed_requests=True,
+        cacheable_requests={RPCEndpoint("eth_chainId")},
+        request_cache_validation_threshold=None,  # nothing cached needs validating (and asking costs a call)
+        **provider_options,
+    )
+    return Web3(provider)
+
+
 class LogRangeCache:
     """Decoded logs per (event, filters) for the block range already read, so a repeated query of
     the same round from the deploy block reads only the blocks mined since (one ``eth_getLogs``
@@ -236,9 +275,7 @@ class LedgerClient:
         rpc_timeout_seconds: float = RPC_TIMEOUT_SECONDS,
         receipt_timeout_seconds: float = RECEIPT_TIMEOUT_SECONDS,
     ) -> LedgerClient:
-        from web3 import HTTPProvider, Web3
-
-        w3 = Web3(HTTPProvider(rpc_url, request_kwargs={"timeout": rpc_timeout_seconds}))
+        w3 = web3_over_http(rpc_url, rpc_timeout_seconds)
         return cls(w3, address, abi, from_block=from_block, receipt_timeout_seconds=receipt_timeout_seconds)
 
     def __repr__(self) -> str:
@@ -408,8 +445,17 @@ class LedgerClient:
         accounts, _ids, _active = self._call("institutions()", self.contract.functions.institutions())
         return [self.institution(account) for account in accounts]
 
-    def active_institutions(self) -> list[Institution]:
-        return [i for i in self.institutions() if i.active]
+    def roster(self) -> list[RosterEntry]:
+        """Every institution ever registered with its SM9 id and whether it is active, in one call
+        (``institutions`` also reads each one's round progress: one more call per member)."""
+        accounts, ids, active = self._call("institutions()", self.contract.functions.institutions())
+        return [
+            RosterEntry(to_checksum_address(a), str(i), bool(on))
+            for a, i, on in zip(accounts, ids, active, strict=True)
+        ]
+
+    def active_institutions(self) -> list[RosterEntry]:
+        return [m for m in self.roster() if m.active]
 
     def has_submitted(self, round: int, account: str) -> bool:
         """Whether ``account`` submitted to ``round``, valid for the current round (past rounds:
@@ -537,7 +583,7 @@ class LedgerClient:
         event = getattr(self.contract.events, name)
         argument_filters = {k: v for k, v in filters.items() if v is not None}
         start = self.from_block if from_block is None else from_block
-        end = int(self.w3.eth.block_number) if to_block is None else to_block
+        end = self._head() if to_block is None else to_block
 
         def read(first: int, last: int) -> list[tuple[dict[str, Any], EventMeta]]:
             found = []
@@ -557,7 +603,38 @@ class LedgerClient:
     # ------------------------------------------------------------------ plumbing
 
     def _call(self, what: str, fn: Any) -> Any:
-        return self._guard(what, fn.call)
+        return self._guard(what, lambda: self._plain_call(fn))
+
+    def _head(self) -> int:
+        """The chain's latest block number, asked bare (see ``_plain_call``); web3 answers any error."""
+        from web3.types import RPCEndpoint
+
+        result = self.w3.provider.make_request(RPCEndpoint("eth_blockNumber"), []).get("result")
+        return int(result, 16) if isinstance(result, str) else int(self.w3.eth.block_number)
+
+    def _plain_call(self, fn: Any) -> Any:
+        """A view as one bare ``eth_call``, decoded as web3 decodes it (addresses checksummed).
+
+        web3's request stack (middleware, formatters, validation) costs ~2 ms of CPU per call, several
+        times the call itself; roles read views dozens of times a round. Anything unusual (an error
+        reply, undecodable data) is asked again through web3, which raises exactly what it always did.
+        """
+        from eth_utils.abi import get_abi_output_types
+        from web3.types import RPCEndpoint
+
+        reply = self.w3.provider.make_request(
+            RPCEndpoint("eth_call"), [{"to": self.address, "data": fn._encode_transaction_data()}, "latest"]
+        )
+        result = reply.get("result")
+        if "error" in reply or not isinstance(result, str) or len(result) <= 2:
+            return fn.call()
+        types = get_abi_output_types(fn.abi)
+        try:
+            values = self.w3.codec.decode(types, bytes.fromhex(result.removeprefix("0x")))
+        except Exception:  # malformed for these types: let web3 say how
+            return fn.call()
+        normalized = [_checksummed(t, v) for t, v in zip(types, values, strict=True)]
+        return normalized[0] if len(normalized) == 1 else tuple(normalized)
 
     def _guard(self, what: str, action: Callable[[], T]) -> T:
         from web3.exceptions import ContractLogicError

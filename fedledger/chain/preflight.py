@@ -23,13 +23,11 @@ class PreflightError(FedLedgerError):
 
 def probe_ledger(rpc_url: str, contract: str, timeout: float = PROBE_TIMEOUT_SECONDS) -> LedgerClient:
     """A client of ``contract`` on ``rpc_url`` once the chain answered and the address holds the ledger."""
-    from web3 import HTTPProvider, Web3
-
-    from fedledger.chain.client import LedgerClient
+    from fedledger.chain.client import LedgerClient, web3_over_http
     from fedledger.chain.compiler import compile_ledger
 
-    provider = HTTPProvider(rpc_url, request_kwargs={"timeout": timeout}, exception_retry_configuration=None)
-    ledger = LedgerClient(Web3(provider), contract, compile_ledger().abi)
+    w3 = web3_over_http(rpc_url, timeout, exception_retry_configuration=None)
+    ledger = LedgerClient(w3, contract, compile_ledger().abi)
     check_ledger(ledger, rpc_url)
     return ledger
 

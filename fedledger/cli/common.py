@@ -131,6 +131,15 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(body, ensure_ascii=False)
 
 
+def limit_torch_threads() -> None:
+    """A long-running role trains or aggregates with torch's thread count from ``FEDLEDGER_TORCH_THREADS``
+    (default 1): torch's own default, one busy thread per core, starves the other parties of a shared
+    machine (five node processes on two cores took minutes per round)."""
+    from fedledger.fl.training import configure_threads
+
+    configure_threads()
+
+
 def setup_logging(verbose: bool = False, log_json: bool = False) -> None:
     """The roles' own loggers (node, aggregator, fedledger) say one readable line per step at INFO;
     libraries stay at WARNING so their chatter does not bury the steps; -v lowers both to DEBUG;
