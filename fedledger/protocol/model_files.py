@@ -149,6 +149,13 @@ class ModelVault:
             raise SealedModelError(f"model {cid} is sealed and this party holds no reader keys (init --encrypt-key)")
         return get_model(self.store, cid, expected_digest, dest, self.keys)
 
+    def readers_of(self, cid: str) -> set[str] | None:
+        """The identities ``cid``'s public header names; None when the federation does not seal."""
+        if self.master_public is None:
+            return None
+        with self.store.open(cid) as src:
+            return {entry.identity.decode("utf-8", "replace") for entry in read_header(src).entries}
+
     def reseal_for(self, cid: str, expected_digest: bytes, readers: Sequence[Recipient], workdir: Path) -> str:
         """``cid`` if all ``readers`` can open it, else the CID of the same plaintext sealed to them.
 
