@@ -45,9 +45,7 @@ def _await_last_metrics(
             return
 
 
-def start_aggregator(
-    kit_folder: Path, password: str, rounds: int, board: SessionBoard, unsealed: bool = False
-) -> int:
+def start_aggregator(kit_folder: Path, password: str, rounds: int, board: SessionBoard, unsealed: bool = False) -> int:
     """Check reader keys, chain and role, then drive rounds (reloading a re-issued kit); returns rounds
     posted. ``unsealed`` lets a kit provisioned before sealing run with plaintext files."""
 
