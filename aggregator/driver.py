@@ -316,8 +316,9 @@ def build_manifest(ctx: AggregatorContext, round_index: int, stop: threading.Eve
     updates = ledger_updates(ctx.ledger.chain_id, ctx.ledger.address, events, identities)
     ctx.board.status = {"state": "aggregating", "round": round_index, "updates": len(events)}
     rule = AggregationRule(ctx.aggregation_rule, ctx.policy or ValidationPolicy())
+    readers = ctx.vault.round_readers(opened.base_cid, ctx.readers())
     computation = compute_round(
-        ctx.vault, ctx.master_public_key, ctx.spec, base_state, opened.base_digest, updates, rule, workdir
+        ctx.vault, ctx.master_public_key, ctx.spec, base_state, opened.base_digest, updates, rule, workdir, readers
     )
     if not computation.included:
         reasons = {e.institution: e.code.value for e in computation.excluded}

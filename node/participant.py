@@ -344,6 +344,7 @@ def _check_alignment(
             updates,
             rule,
             folder / "recompute",
+            ctx.vault.round_readers(base_cid, readers_now(ctx.ledger, ctx.consortium)),
         )
     except (ManifestError, ModelFileError, UnusableGlobalModel, ValueError) as exc:
         raise RecordRefused(f"the round cannot be recomputed: {exc}") from None

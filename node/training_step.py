@@ -7,11 +7,12 @@ digest the ledger recorded, and gets back the update's file, digest and mapping.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from fedledger.digests import sm3_file
-from fedledger.envelope import EnvelopeError
+from fedledger.envelope import EnvelopeError, Recipient
 from fedledger.errors import FedLedgerError
 from fedledger.fileio import atomic_write_text
 from fedledger.fl import (
@@ -132,6 +133,7 @@ def recompute_round(
     updates: list[LedgerUpdate],
     rule: AggregationRule,
     workdir: Path,
+    readers: Sequence[Recipient] = (),
 ) -> tuple[RoundComputation, bytes]:
     """The round as the aggregator must have computed it, and the global model digest that gives.
 
@@ -141,5 +143,5 @@ def recompute_round(
     state, meta = load_global(base_path)
     if meta.spec is None:
         raise UnusableGlobalModel(f"{base_path}: global model carries no model spec")
-    computation = compute_round(vault, mpk, meta.spec, state, base_digest, updates, rule, workdir)
+    computation = compute_round(vault, mpk, meta.spec, state, base_digest, updates, rule, workdir, readers)
     return computation, global_digest(computation.state, meta.spec, round_index + 1)

@@ -98,10 +98,15 @@ def get_model(
     return target
 
 
+def sealed_to(store: ContentStore, cid: str) -> set[tuple[bytes, bytes]]:
+    """The (SM9 identity, ML-KEM key id) pairs ``cid``'s public header holds a wrapped key for."""
+    with store.open(cid) as src:
+        return {(entry.identity, entry.key_id) for entry in read_header(src).entries}
+
+
 def readable_by(store: ContentStore, cid: str, readers: Sequence[Recipient]) -> bool:
     """Whether every reader (identity and current ML-KEM key) has an entry in ``cid``'s public header."""
-    with store.open(cid) as src:
-        named = {(entry.identity, entry.key_id) for entry in read_header(src).entries}
+    named = sealed_to(store, cid)
     return all((r.identity, r.key_id) in named for r in readers)
 
 
@@ -153,8 +158,17 @@ class ModelVault:
         """The identities ``cid``'s public header names; None when the federation does not seal."""
         if self.master_public is None:
             return None
-        with self.store.open(cid) as src:
-            return {entry.identity.decode("utf-8", "replace") for entry in read_header(src).entries}
+        return {identity.decode("utf-8", "replace") for identity, _key_id in sealed_to(self.store, cid)}
+
+    def round_readers(self, base_cid: str, now: Sequence[Recipient]) -> list[Recipient]:
+        """The readers every update of a round must be sealed to: those of ``now`` (the chain's
+        readers at check time) that the round's base model is also sealed to (the readers when the
+        round opened). A member added or removed mid-round is not required, so an honest update
+        sealed before or after the change still qualifies; none when the federation does not seal."""
+        if self.master_public is None:
+            return []
+        at_open = sealed_to(self.store, base_cid)
+        return [r for r in now if (r.identity, r.key_id) in at_open]
 
     def reseal_for(self, cid: str, expected_digest: bytes, readers: Sequence[Recipient], workdir: Path) -> str:
         """``cid`` if all ``readers`` can open it, else the CID of the same plaintext sealed to them.

@@ -14,7 +14,7 @@ at a time into the aggregation.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import torch
 
 from fedledger.dp.accountant import RoundPrivacy
-from fedledger.envelope import EnvelopeError
+from fedledger.envelope import EnvelopeError, Recipient
 from fedledger.errors import FedLedgerError
 from fedledger.fl import (
     AlignmentAggregation,
@@ -45,7 +45,7 @@ from fedledger.protocol.manifest import (
     ReasonCode,
     RoundManifest,
 )
-from fedledger.protocol.model_files import ModelVault
+from fedledger.protocol.model_files import ModelVault, sealed_to
 from fedledger.protocol.privacy import DP_RULE_KEY, PrivacyRuleError, dp_rule, round_privacy_of
 from fedledger.sm9 import Signature, SignMasterPublicKey, SM9Error, verify
 from fedledger.store import StoreError
@@ -187,6 +187,25 @@ def _check_signature(mpk: SignMasterPublicKey, update: LedgerUpdate) -> None:
         raise EntryExcluded(ReasonCode.SIGNATURE_INVALID, f"SM9 signature of {update.sm9_identity} is invalid")
 
 
+def _check_readers(vault: ModelVault, update: LedgerUpdate, readers: Sequence[Recipient]) -> None:
+    """Every reader of the round must be able to open the update, or the parties that cannot would
+    compute another round than those that can, and one member could stall the round (its file's
+    public header decides, so every party agrees without opening it)."""
+    if not readers:
+        return
+    try:
+        named = sealed_to(vault.store, update.entry.cid)
+    except (StoreError, EnvelopeError, ValueError) as exc:
+        raise EntryExcluded(
+            ReasonCode.CONTENT_UNAVAILABLE, f"content {update.entry.cid!r} unavailable: {exc}"
+        ) from None
+    missing = [r.identity.decode("utf-8", "replace") for r in readers if (r.identity, r.key_id) not in named]
+    if missing:
+        raise EntryExcluded(
+            ReasonCode.CONTENT_UNAVAILABLE, f"not sealed to every reader of the round (missing: {', '.join(missing)})"
+        )
+
+
 def _fetch(vault: ModelVault, update: LedgerUpdate, workdir: Path) -> Path:
     """Fetch the sealed update by its ciphertext CID, open it with this party's reader keys and check the
     plaintext's SM3 against the ledger entry's digest."""
@@ -275,8 +294,12 @@ def compute_round(
     updates: Iterable[LedgerUpdate],
     rule: AggregationRule,
     workdir: Path,
+    readers: Sequence[Recipient] = (),
 ) -> RoundComputation:
-    """Check every entry (in address order) and aggregate the accepted ones into the new state."""
+    """Check every entry (in address order) and aggregate the accepted ones into the new state.
+
+    ``readers``: who every sealed update must name (``ModelVault.round_readers``); empty: no such check.
+    """
     workdir.mkdir(parents=True, exist_ok=True)
     ordered = sorted(updates, key=lambda u: u.address)
     included: list[LedgerUpdate] = []
@@ -286,6 +309,7 @@ def compute_round(
         for update in ordered:  # one update in memory at a time
             try:
                 _check_signature(mpk, update)
+                _check_readers(vault, update, readers)
                 path = _fetch(vault, update, workdir)
                 try:
                     checked = _validate(_load(path, update), spec, base_state, base_digest, rule.policy)

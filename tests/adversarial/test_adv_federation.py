@@ -181,6 +181,25 @@ def test_a_copy_of_another_members_update_is_not_counted_twice(federation: InPro
     assert_rejected(federation, outcome, r"duplicate|copy|same")
 
 
+def test_an_update_sealed_to_the_aggregator_alone_is_left_out_and_the_round_completes(
+    federation: InProcessConsortium,
+) -> None:
+    """A member seals its update to the aggregator (and itself) only: the aggregator could open it, the
+    other nodes could not, and they would refuse every record that includes it. Every party reads the
+    file's public header instead, so all leave it out for the same reason and the round goes on."""
+    from fedledger.protocol.readers import reader_card
+
+    def aggregator_only(m: Misbehaving, r: int) -> None:
+        consortium = m.node.consortium
+        assert consortium.aggregator is not None
+        readers = [reader_card(consortium, consortium.aggregator.sm9_identity), m.node.vault.keys.public]
+        cid, digest = m.node.vault.put(m.trained(r), readers)
+        m.submit(r, m.trained(r), cid=cid, digest=digest)
+
+    outcome = play_round(federation, aggregator_only)
+    assert_rejected(federation, outcome, r"not sealed to every reader.*hospital-")
+
+
 def test_nodes_refuse_an_earlier_rounds_record_replayed_by_the_aggregator(
     federation: InProcessConsortium, tmp_path: Path
 ) -> None:

@@ -153,3 +153,31 @@ def test_the_manifest_rule_picks_the_aggregation_a_poisoner_cannot_drag(world, t
 def test_a_rule_round_trips() -> None:
     rule = AggregationRule(policy=ValidationPolicy(12.5, "clip"))
     assert AggregationRule.from_dict(rule.to_dict()) == rule
+
+
+def test_an_update_must_name_every_reader_the_round_opened_with(world, tmp_path: Path) -> None:
+    """Readers come from the base's public header intersected with the chain's readers now: a member
+    added mid-round is not required (honest updates sealed before it joined still count), a file that
+    leaves out one of the round's readers is excluded by name without being opened."""
+    vault, state, base_digest = world
+    base_cid, _ = vault.put(tmp_path / "base.safetensors", [READER.public, OUTSIDER.public])
+    late = RecipientKeys.generate(extract_encrypt_key(ENC_MASTER, "late-joiner"))
+    readers = vault.round_readers(base_cid, [READER.public, OUTSIDER.public, late.public])
+    assert [r.identity for r in readers] == [b"aggregator", b"outsider"]
+    everyone = update(vault, state, base_digest, tmp_path, 1, 0.5)
+    everyone = dataclasses.replace(everyone, entry=dataclasses.replace(everyone.entry, cid=vault.put(
+        tmp_path / "u1.safetensors", [READER.public, OUTSIDER.public])[0]))  # fmt: skip
+    everyone = dataclasses.replace(
+        everyone, signature_der=sign(extract_sign_key(MASTER, "clinic-1"), everyone.entry.message()).to_der()
+    )
+    aggregator_only = update(vault, state, base_digest, tmp_path, 2, 0.5)
+    out = compute_round(
+        vault, MASTER.public_key, SPEC, state, base_digest, [everyone, aggregator_only], AggregationRule(),
+        tmp_path / "w", readers,
+    )  # fmt: skip
+    assert [u.address for u in out.included] == [everyone.address]
+    unavailable = ReasonCode.CONTENT_UNAVAILABLE
+    assert [(e.institution, e.code) for e in out.excluded] == [(aggregator_only.address, unavailable)]
+    assert "missing: outsider" in out.excluded[0].reason
+    plain = ModelVault(vault.store, None, None)
+    assert plain.round_readers(base_cid, [READER.public]) == []  # a federation that does not seal checks nothing
