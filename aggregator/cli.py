@@ -49,6 +49,13 @@ def run(
     verbose: VerboseOption = False,
     log_json: LogJsonOption = False,
     insecure_http: InsecureHttpOption = False,
+    secure_aggregation: Annotated[
+        bool,
+        typer.Option(
+            "--secure-aggregation",
+            help="Run rounds with secure aggregation (config: secure_aggregation); the nodes' configs must agree.",
+        ),
+    ] = False,
 ) -> None:
     """Drive rounds until --rounds are posted; serves the signing-session API (mutual TLS) meanwhile.
 
@@ -66,6 +73,8 @@ def run(
     board = SessionBoard()
     with errors_reported(BAD_INPUT, (FedLedgerError, ValueError, OSError)):
         cfg, base = load_config(config)
+        if secure_aggregation:
+            cfg = cfg.model_copy(update={"secure_aggregation": True})
         probe_ledger(cfg.rpc_url, cfg.contract)  # a wrong URL or contract is one line, not a traceback
         password = read_password(password_file, "the aggregator's Ethereum key")
         ctx = build_context(cfg, base, password, board)

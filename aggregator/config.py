@@ -63,6 +63,12 @@ class AggregatorConfig(LedgerSettings, TLSSettings):
         description="alignment (weighted mean), trimmed_mean or median; the round manifest names it",
     )
     poll_interval: float = Field(0.25, gt=0, le=60)
+    secure_aggregation: bool = Field(
+        False, description="rounds sum masked inputs (docs/secagg.md); every node's config must say the same"
+    )
+    secagg_phase_seconds: float = Field(
+        60.0, gt=0, description="how long a secure-aggregation phase waits for members still missing"
+    )
     max_request_bytes: int = Field(MAX_BODY_BYTES, ge=1024, description="larger request bodies get 413")
     rate_limit_per_second: float = Field(
         RATE_PER_SECOND, gt=0, description="requests per second one client address may make (beyond: 429)"

@@ -44,4 +44,6 @@ def build_context(config: AggregatorConfig, base: Path, password: str, board: Se
         aggregation_rule=config.aggregation_rule,
         poll_interval=config.poll_interval,
         reader_keys=load_reader_keys(base / config.reader_keys_file, password),
+        secure_aggregation=config.secure_aggregation,
+        secagg_phase_seconds=config.secagg_phase_seconds,
     )

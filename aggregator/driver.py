@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 from eth_account.signers.local import LocalAccount
 
 from aggregator.approval_check import ChainApprovals
@@ -22,7 +23,7 @@ from aggregator.privacy_gate import check_can_open
 from aggregator.session_clock import SessionClock
 from aggregator.signing import SigningSession
 from fedledger.chain.approvals import GlobalModelRecord
-from fedledger.chain.client import Institution, LedgerClient, UpdateSubmitted
+from fedledger.chain.client import Institution, LedgerClient, RoundOpened, UpdateSubmitted
 from fedledger.chain.errors import (
     ApproverNotActive,
     EntryCountMismatch,
@@ -40,7 +41,7 @@ from fedledger.protocol.consortium import Consortium
 from fedledger.protocol.manifest import RoundManifest
 from fedledger.protocol.model_files import ModelVault
 from fedledger.protocol.readers import readers_now, sealing_key_if_any
-from fedledger.protocol.round_check import AggregationRule, compute_round, ledger_updates
+from fedledger.protocol.round_check import AggregationRule, RoundComputation, compute_round, ledger_updates
 from fedledger.sm9 import SignMasterPublicKey
 from fedledger.sm9.threshold import ThresholdPublic
 from fedledger.store import ContentStore
@@ -87,6 +88,8 @@ class AggregatorContext:
     poll_interval: float = 0.25
     reader_keys: RecipientKeys | None = None  # the aggregator's SM9 decryption + ML-KEM keys
     use_websocket: bool = True  # ledger events pushed over the RPC port's WebSocket; False: polled
+    secure_aggregation: bool = False  # rounds run the secure-aggregation phases (aggregator/secagg_phases.py)
+    secagg_phase_seconds: float = 60.0  # how long a secure phase waits for the members still missing
     events: LedgerEventSource | None = None  # started on first use, closed by run_aggregator
     phases: PhaseTimes = field(default_factory=lambda: PhaseTimes("aggregator"))
 
@@ -301,14 +304,20 @@ def post_would_pass(ctx: AggregatorContext, session: SigningSession) -> bool:
     return True
 
 
-def build_manifest(ctx: AggregatorContext, round_index: int, stop: threading.Event) -> RoundManifest:
-    """Check every entry of the round, store the global model and the manifest; returns the manifest."""
+def round_base(ctx: AggregatorContext, round_index: int) -> tuple[RoundOpened, Path, dict[str, torch.Tensor]]:
+    """The round's opening event, its work folder, and the base model it was opened with."""
     opened = ctx.ledger.rounds_opened(round=round_index)[0]
     workdir = ctx.state_dir / f"round-{round_index}"
     workdir.mkdir(parents=True, exist_ok=True)
     base_path = workdir / "base.safetensors"
     ctx.vault.get(opened.base_cid, opened.base_digest, base_path)
     base_state, _ = load_global(base_path)
+    return opened, workdir, base_state
+
+
+def build_manifest(ctx: AggregatorContext, round_index: int, stop: threading.Event) -> RoundManifest:
+    """Check every entry of the round, store the global model and the manifest; returns the manifest."""
+    opened, workdir, base_state = round_base(ctx, round_index)
     with ctx.phases.measure(round_index, "wait"):
         events = wait_for_updates(ctx, round_index, stop)
     align_started = time.perf_counter()
@@ -323,21 +332,36 @@ def build_manifest(ctx: AggregatorContext, round_index: int, stop: threading.Eve
     if not computation.included:
         reasons = {e.institution: e.code.value for e in computation.excluded}
         raise RoundFailed(f"round {round_index}: no valid update ({reasons})")
+    return seal_global(ctx, round_index, opened.base_digest, workdir, computation, rule, align_started)
+
+
+def seal_global(
+    ctx: AggregatorContext,
+    round_index: int,
+    base_digest: bytes,
+    workdir: Path,
+    computation: RoundComputation,
+    rule: AggregationRule,
+    started: float,
+) -> RoundManifest:
+    """Store the computed global model sealed to the readers; the manifest for it (it stays public)."""
     global_path = workdir / f"global-r{round_index}.safetensors"
     global_digest = save_global(global_path, computation.state, ctx.spec, round_index + 1)
-    global_cid, sealed_digest = ctx.vault.put(global_path, ctx.readers())  # sealed; the manifest stays public
+    global_cid, sealed_digest = ctx.vault.put(global_path, ctx.readers())
     if sealed_digest != global_digest:
         raise RoundFailed(f"round {round_index}: the global model changed while it was sealed")
     ledger = (ctx.ledger.chain_id, ctx.ledger.address)
-    manifest = computation.manifest(ledger, round_index, opened.base_digest, global_cid, global_digest, rule)
-    ctx.phases.add(round_index, "align", time.perf_counter() - align_started)
+    manifest = computation.manifest(ledger, round_index, base_digest, global_cid, global_digest, rule)
+    ctx.phases.add(round_index, "align", time.perf_counter() - started)
     return manifest
 
 
 def run_round(ctx: AggregatorContext, round_index: int, stop: threading.Event) -> RoundManifest | None:
     """Build, authorize and post round ``round_index``; None when an update landed meanwhile (the
     post reverted or the signers saw more entries), so the caller redoes the round's manifest."""
-    manifest = build_manifest(ctx, round_index, stop)
+    from aggregator.secagg_phases import build_secure_manifest  # it builds on this module
+
+    manifest = (build_secure_manifest if ctx.secure_aggregation else build_manifest)(ctx, round_index, stop)
     manifest_cid = ctx.store.put(manifest.to_bytes())
     record = manifest.round_record(manifest_cid)
     included = [row.institution for row in manifest.included]

@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 
 from aggregator.client_binding import ClientBinding
 from aggregator.request_limits import BodySizeLimit, RateLimit, RequestLimits
+from aggregator.secagg_board import SecureBoard, add_secure_routes
 from aggregator.session_feed import MAX_LONG_POLL_SECONDS, SessionFeed
 from aggregator.signing import SessionRejected, SigningSession
 from fedledger.consortium.metrics import MetricBoard, MetricRejected, per_round, verify
@@ -47,6 +48,7 @@ class SessionBoard:
         self.metrics: MetricBoard | None = None  # sites' signed per-round metrics (``aggregator start``)
         self.feed = SessionFeed()  # bumped when a session is published or changes phase; nodes long-poll it
         self.arrivals = SessionFeed()  # bumped at every accepted post; the round driver sleeps on it
+        self.secure: SecureBoard | None = None  # secure-aggregation rounds (``secure_aggregation`` on)
 
     def publish(self, session: SigningSession) -> None:
         with self._lock:
@@ -79,7 +81,7 @@ def create_app(
     app.add_middleware(BodySizeLimit, max_bytes=limits.max_body_bytes)
     app.add_middleware(RateLimit, per_second=limits.rate_per_second, burst=limits.rate_burst)  # outermost
 
-    def _bound(request: Request, body: SignedBody) -> None:
+    def _bound(request: Request, body: Any) -> None:
         if binding is not None:
             binding.check(request.scope, body.payload, body.auth)
 
@@ -147,4 +149,5 @@ def create_app(
         s = board.checked(round_index, session_id)
         return _apply(lambda: s.add_approval(body.approval))
 
+    add_secure_routes(app, board, _bound, board.arrivals.bump)
     return app

@@ -117,11 +117,18 @@ def _plot(points: list[dict[str, float]], path: Path) -> None:
 
 
 def run_demo(
-    workdir: Path, rounds: int, timeout: float, progress: bool, adversary: str | None = None, epochs: int = 5
+    workdir: Path,
+    rounds: int,
+    timeout: float,
+    progress: bool,
+    adversary: str | None = None,
+    epochs: int = 5,
+    secure_aggregation: bool = False,
 ) -> dict[str, Any]:
     """Run the whole demo; returns the closing summary.
 
-    With ``adversary`` (a ``demo.adversary`` kind), hospital-5 runs as that misbehaving member.
+    With ``adversary`` (a ``demo.adversary`` kind), hospital-5 runs as that misbehaving member; with
+    ``secure_aggregation`` every round sums masked inputs (every party's config says so).
     """
     import httpx
     from rich.progress import Progress
@@ -143,7 +150,9 @@ def run_demo(
     say("starting a local Anvil chain")
     with LocalChain("anvil") as chain:
         say("deploying the ledger; KGC: SM9 master key, 5 institution keys, 3-of-5 consortium key shares")
-        layout = setup_consortium(workdir, chain.rpc_url, aggregator_port=free_port(), epochs=epochs)
+        layout = setup_consortium(
+            workdir, chain.rpc_url, aggregator_port=free_port(), epochs=epochs, secure_aggregation=secure_aggregation
+        )
         procs = _Processes(workdir / "logs")
         audit_port = free_port()
         try:
@@ -161,6 +170,7 @@ def run_demo(
                     "--password-file",
                     str(agg / "password"),
                     "-v",
+                    *(["--secure-aggregation"] if secure_aggregation else []),
                 ],
             )
             for home in layout.node_dirs:
@@ -275,12 +285,21 @@ def demo(
         ),
     ] = None,
     epochs: Annotated[int, typer.Option(min=1, max=50, help="Local epochs per institution and round.")] = 5,
+    secure_aggregation: Annotated[
+        bool,
+        typer.Option(
+            "--secure-aggregation",
+            help="Rounds sum masked inputs: the aggregator never sees one hospital's update (docs/secagg.md).",
+        ),
+    ] = False,
 ) -> None:
     """Run a whole consortium locally: chain, KGC, 5 institutions, aggregator, audit API."""
     if adversary is not None and adversary not in KINDS:
         fail(f"unknown adversary {adversary!r}; choose one of {', '.join(sorted(KINDS))}")
+    if adversary is not None and secure_aggregation:
+        fail("--adversary runs with plain rounds only: choose one of --adversary and --secure-aggregation")
     try:
-        summary = run_demo(workdir.resolve(), rounds, timeout, not as_json, adversary, epochs)
+        summary = run_demo(workdir.resolve(), rounds, timeout, not as_json, adversary, epochs, secure_aggregation)
     except RuntimeError as exc:
         fail(str(exc), FAILED)
     audit = summary.get("audit") or {}
@@ -343,6 +362,17 @@ def bench_round(
     from demo.bench_round import run
 
     emit("round", run(epochs), as_json)
+
+
+@bench_app.command("secure-round")
+def bench_secure_round(
+    epochs: Annotated[int, typer.Option(min=1, help="Local epochs per institution.")] = 1,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
+) -> None:
+    """A secure-aggregation round against a plain one in the real protocol: time and bytes per member."""
+    from demo.bench_secure_round import run
+
+    emit("secure-round", run(epochs), as_json)
 
 
 @bench_app.command("scale")

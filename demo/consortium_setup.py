@@ -87,10 +87,12 @@ def setup_consortium(
     aggregator_port: int = 8700,
     tls: bool = True,
     roles: DevRoles | None = None,
+    secure_aggregation: bool = False,
 ) -> ConsortiumLayout:
     """Deploy a ledger on ``rpc_url`` and write every party's files under ``root``.
 
     ``roles`` (funded accounts, one per rate) replaces the dev accounts, which cover at most 7 institutions.
+    ``secure_aggregation`` turns the mode on in every party's config (the aggregator's and the nodes').
     """
     w3 = Web3(Web3.HTTPProvider(rpc_url))
     roles = roles or dev_roles(len(rates))
@@ -168,6 +170,7 @@ def setup_consortium(
             store=store_spec,
             data=DataConfig(source=dataset, partitions=len(rates), index=i, scheme="dirichlet", alpha=alpha, seed=seed),
             training=TrainingConfig(epochs=epochs, seed=seed + i),
+            secure_aggregation=secure_aggregation,
         )
         member = ca.issue_member(deployment.chain_id, institutions[i].address, institutions[i].sm9_id, name)
         _install_tls(ca, member, node_config.tls_files(home), password)
@@ -190,6 +193,7 @@ def setup_consortium(
         init_seed=seed,
         # generous: on a loaded machine 5 node processes training at once must not miss the round
         round_deadline_seconds=demo_round_deadline(len(rates)),
+        secure_aggregation=secure_aggregation,
     )
     _install_tls(ca, ca.issue_server(LOCAL_HOSTS), agg_config.tls_files(agg), agg_password)
     save_aggregator_config(agg_config, agg)

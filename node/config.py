@@ -85,6 +85,9 @@ class NodeConfig(LedgerSettings, TLSSettings):
         description="the aggregation rule the consortium agreed (as the aggregator's); a round manifest "
         "naming another rule is refused",
     )
+    secure_aggregation: bool = Field(
+        False, description="take part in rounds by secure aggregation (docs/secagg.md), as the aggregator's config"
+    )
     data: DataConfig
     training: TrainingConfig = TrainingConfig()
 

@@ -13,12 +13,21 @@ from fedledger.fl import Shard, TrainConfig, ValidationPolicy, load_dataset, par
 from fedledger.protocol.consortium import Consortium
 from fedledger.protocol.readers import load_reader_keys
 from fedledger.protocol.round_check import AggregationRule
+from fedledger.protocol.secagg_round import secure_aggregation_rule
 from fedledger.sm9 import SignMasterPublicKey, SignPrivateKey
 from fedledger.sm9.threshold import KeyShare, Signer, ThresholdPublic
 from fedledger.store import open_store
 from node.config import NodeConfig
 from node.http_client import aggregator_transport
 from node.participant import NodeContext
+
+
+def _rule(config: NodeConfig, members: int) -> AggregationRule:
+    """The rule the consortium agreed, as this node's config states it."""
+    policy = ValidationPolicy(config.max_update_norm, config.norm_policy)
+    if config.secure_aggregation:
+        return secure_aggregation_rule(policy, members)
+    return AggregationRule(config.aggregation_rule, policy)
 
 
 def build_context(
@@ -87,9 +96,7 @@ def build_context(
         ),
         state_dir=state_dir,
         verify_aggregation=config.verify_aggregation,
-        rule=AggregationRule(
-            config.aggregation_rule, ValidationPolicy(config.max_update_norm, config.norm_policy)
-        ),
+        rule=_rule(config, len(consortium.members)),
         poll_interval=config.poll_interval,
         http_timeout_seconds=config.http_timeout_seconds,
         reader_keys=reader_keys,

@@ -43,6 +43,7 @@ from fedledger.protocol.manifest import MAX_MANIFEST_BYTES, Decisions, ManifestE
 from fedledger.protocol.model_files import ModelVault
 from fedledger.protocol.readers import readers_now, sealing_key_if_any
 from fedledger.protocol.round_check import AggregationRule, ledger_updates
+from fedledger.protocol.secagg_round import SecureRoundError
 from fedledger.protocol.session_auth import sign_payload
 from fedledger.sm9 import Signature, SignMasterPublicKey, SignPrivateKey, sign, verify
 from fedledger.sm9.threshold import Signer, ThresholdPublic
@@ -50,6 +51,7 @@ from fedledger.store import ContentStore, StoreError
 from node.config import HTTP_TIMEOUT_SECONDS, POLL_INTERVAL_SECONDS
 from node.http_client import aggregator_client
 from node.privacy_gate import privacy_refusal
+from node.secagg_check import recompute_secure_round
 from node.session_view import frozen_commitments, parse_session_view, threshold_signature
 from node.training_step import (
     TrainedUpdate,
@@ -183,25 +185,30 @@ def submit_trained(ctx: NodeContext, round_index: int, trained: TrainedUpdate) -
     cid, digest = ctx.vault.put(trained.path, readers_now(ctx.ledger, ctx.consortium))
     if digest != trained.digest:
         raise RecordRefused(f"update file {trained.path} changed since it was trained: not submitting it")
+    return submit_entry(ctx, round_index, trained, cid, digest)
+
+
+def submit_entry(ctx: NodeContext, round_index: int, trained: TrainedUpdate, cid: str, digest: bytes) -> str:
+    """Sign the ledger entry for the stored content ``cid`` (SM3 ``digest``) of ``trained`` and submit it."""
     entry = UpdateEntry(
         chain_id=ctx.ledger.chain_id,
         contract=ctx.ledger.address,
         round=round_index,
         institution=ctx.account.address,
         cid=cid,
-        digest=trained.digest,
+        digest=digest,
         num_samples=trained.num_samples,
         width_ppm=width_to_ppm(trained.width_rate),
         mapping_digest=trained.mapping_digest,
     )
     signature = sign(ctx.sm9_key, entry.message()).to_der()
-    marker = json.dumps({"cid": cid, "digest": trained.digest.hex()})
+    marker = json.dumps({"cid": cid, "digest": digest.hex()})
     atomic_write_text(round_dir(ctx, round_index) / "submitted.json", marker)
     ctx.ledger.submit_update(
         ctx.account,
         round_index,
         cid,
-        trained.digest,
+        digest,
         trained.mapping_digest,
         trained.num_samples,
         entry.width_ppm,
@@ -335,23 +342,28 @@ def _check_alignment(
     rule = ctx.rule  # the manifest names this very rule (checked above)
     try:
         base_path = fetch_verified_model(ctx.vault, base_cid, record.base_digest, folder / "base.safetensors")
-        computation, global_digest = recompute_round(
-            ctx.vault,
-            ctx.master_public_key,
-            record.round,
-            base_path,
-            record.base_digest,
-            updates,
-            rule,
-            folder / "recompute",
-            ctx.vault.round_readers(base_cid, readers_now(ctx.ledger, ctx.consortium)),
-        )
-    except (ManifestError, ModelFileError, UnusableGlobalModel, ValueError) as exc:
+        if rule.secagg is not None:
+            computation, global_digest = recompute_secure_round(ctx, record.round, base_path, updates, manifest)
+        else:
+            computation, global_digest = recompute_round(
+                ctx.vault,
+                ctx.master_public_key,
+                record.round,
+                base_path,
+                record.base_digest,
+                updates,
+                rule,
+                folder / "recompute",
+                ctx.vault.round_readers(base_cid, readers_now(ctx.ledger, ctx.consortium)),
+            )
+    except (ManifestError, ModelFileError, UnusableGlobalModel, SecureRoundError, ValueError) as exc:
         raise RecordRefused(f"the round cannot be recomputed: {exc}") from None
     ledger = (record.chain_id, record.contract)
     own = computation.manifest(ledger, record.round, record.base_digest, record.global_cid, global_digest, rule)
     if own.decisions() != manifest.decisions():
         raise RecordRefused(_disagreement(own.decisions(), manifest.decisions()))
+    if own.secagg != manifest.secagg:
+        raise RecordRefused("the manifest's secure-aggregation record (survivors, messages or named liars) is wrong")
     if global_digest != record.global_digest:
         raise RecordRefused("the global model is not the aggregation of the included updates")
 
@@ -370,6 +382,17 @@ def _disagreement(mine: Decisions, theirs: Decisions) -> str:
                 f"this node finds it {own.get(address, 'absent')}"
             )
     return "the manifest's rows differ from this node's recomputation"
+
+
+def aggregator_view(http: httpx.Client, url: str) -> httpx.Response | None:
+    """GET one of the aggregator's views: None when it has none yet (404); AggregatorUnavailable on 5xx/429."""
+    response = http.get(url)
+    if response.status_code == 404:
+        return None
+    if response.status_code >= 500 or response.status_code == 429:
+        raise AggregatorUnavailable(f"aggregator answered {response.status_code} for {url}")
+    response.raise_for_status()
+    return response
 
 
 class SessionParticipant:
@@ -414,12 +437,9 @@ class SessionParticipant:
 
     def step(self, round_index: int) -> str:
         """Act on the session's current phase once; returns the phase seen ('none' if no session)."""
-        response = self.http.get(f"{self.ctx.aggregator_url}/rounds/{round_index}/session")
-        if response.status_code == 404:
+        response = aggregator_view(self.http, f"{self.ctx.aggregator_url}/rounds/{round_index}/session")
+        if response is None:
             return "none"
-        if response.status_code >= 500 or response.status_code == 429:
-            raise AggregatorUnavailable(f"aggregator answered {response.status_code} for the session view")
-        response.raise_for_status()
         view, sid, phase = parse_session_view(response)
         step_key = (sid, "approve" if phase == "ready" else phase)  # one approval per session
         if step_key in self._done:
@@ -496,6 +516,9 @@ def run_node(
     ctx.phases.who = ctx.name
     with aggregator_client(ctx.aggregator_tls, ctx.http_timeout_seconds) as http, NodeWakeup(ctx, stop) as wakeup:
         participant = SessionParticipant(ctx, http)
+        from node.secagg_client import SecureClient  # it builds on this module's steps
+
+        secure = SecureClient(ctx, http) if ctx.rule.secagg is not None else None
         last_problem = ""
         checked = False
         seen_round = 0
@@ -509,7 +532,10 @@ def run_node(
                 seen_round = state.round
                 if rounds is not None and state.started and not state.open and state.round >= rounds - 1:
                     return state.round + 1
-                if state.open and not train_and_submit(ctx, state.round):
+                if state.open and secure is not None:
+                    secure.step(state.round)  # trains, then the secure phases; signing follows as usual
+                    participant.step(state.round)
+                elif state.open and not train_and_submit(ctx, state.round):
                     participant.step(state.round)
             except NodeMisconfigured:
                 raise

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fedledger.protocol.manifest import Exclusion, ManifestUnreadable, read_posted_manifest
 from fedledger.store import ContentStore
@@ -31,6 +31,8 @@ class Inclusion:
     excluded: dict[str, Exclusion] = field(default_factory=dict)  # lower-case address -> row
     problem: str = ""
     final: bool = True  # False when the manifest could not be read for a reason that may pass
+    rule: dict[str, Any] | None = None  # the manifest's rule (of a secure round, else None)
+    secagg: dict[str, Any] | None = None  # the manifest's secure-aggregation record, None: plain round
 
     def describe(self) -> str:
         if self.included is None:
@@ -89,4 +91,6 @@ def read_inclusion(
         tuple(row.institution for row in manifest.included),
         submitted,
         excluded={row.institution: row for row in manifest.excluded},
+        rule=manifest.rule if manifest.secagg is not None else None,
+        secagg=manifest.secagg,
     )

@@ -115,6 +115,10 @@ class GlobalVerdict(_Model):
     updates_root: Check = Field(description="Merkle root recomputed from the included ledger entries matches.")
     included_entries: Check = Field(description="Every included entry carries a valid submitter SM9 signature.")
     base_model: Check = Field(description="The round started from the previous round's global (or the initial model).")
+    secure_aggregation: Check | None = Field(
+        None,
+        description="Secure rounds only: the published joins, setup and unmasking check out, and what is not checked.",
+    )
     verified: bool = Field(description="All checks passed.")
 
 

@@ -28,6 +28,7 @@ from fedledger.audit.models import (
     UpdateVerdict,
 )
 from fedledger.audit.params import cid_key
+from fedledger.audit.secure_round import MASKED_NOTE, secure_round_check
 from fedledger.audit.views import global_entry, hex0x, round_record_model
 from fedledger.protocol import RoundRecord
 from fedledger.protocol.consortium import consortium_identity as default_consortium_identity
@@ -212,6 +213,8 @@ class Verifier:
                 included = Check(
                     ok=False, detail=f"left out of round {event.round}'s record: {row.code.value}: {row.reason}"
                 )
+        if inclusion is not None and inclusion.secagg is not None:
+            content = Check(ok=content.ok, detail=content.detail + MASKED_NOTE)
         checks = [c for c in (content, signature, included) if c is not None]
         return UpdateVerdict(
             content=content,
@@ -260,6 +263,8 @@ class Verifier:
             "included_entries": entries,
             "base_model": self.base_check(snap, round),
         }
+        if inclusion.secagg is not None and inclusion.included is not None:
+            verdict_checks["secure_aggregation"] = self._secure_check(snap, round, inclusion)
         verdict = GlobalVerdict(**verdict_checks, verified=all(c.ok for c in verdict_checks.values()))
         included_addresses = excluded = None
         if inclusion.included is not None:
@@ -275,6 +280,17 @@ class Verifier:
             included=included_addresses,
             excluded=excluded,
             verdict=verdict,
+        )
+
+    def _secure_check(self, snap: LedgerSnapshot, round: int, inclusion: Inclusion) -> Check:
+        assert inclusion.secagg is not None and inclusion.included is not None
+        cids = {e.institution.lower(): e.cid for e in snap.updates.get(round, [])}
+        state = snap.membership_at()
+        identities = {**state.sm9_ids, **state.active}
+        included = {a: cids[a] for a in inclusion.included}
+        rule = inclusion.rule or {}
+        return secure_round_check(
+            self.content.store, self.master_public_key, round, rule, inclusion.secagg, included, identities
         )
 
     def round_failures(

@@ -63,12 +63,23 @@ def experiment(
     aggregation_rule: str = typer.Option(
         "alignment", "--aggregation-rule", help="alignment, trimmed_mean or median (the robust rules)."
     ),
+    server_momentum: float = typer.Option(
+        0.5,
+        "--server-momentum",
+        min=0.0,
+        max=0.999,
+        help="beta of the *_momentum methods (FedAvgM on the aligned model).",
+    ),
     poison_scale: float = typer.Option(
         None, "--poison-scale", help="The widest member sends base + scale * (trained - base), e.g. -4."
     ),
     out: Annotated[Path, typer.Option("--out", help="Directory for the table (.md), plot (.png) and JSON.")] = _DOCS,
     stem: str = typer.Option("fl-experiment", "--stem", help="File name stem of the outputs."),
     threads: int = typer.Option(1, "--threads", min=1, help="torch threads (the machine is shared)."),
+    cache: Annotated[
+        Path | None,
+        typer.Option("--cache", help="Directory keeping each run's history: an interrupted experiment resumes."),
+    ] = None,
 ) -> None:
     """Compare centralised, FedAvg full width, FedAvg smallest width and alignment (static, rolling, tiled)."""
     from dataclasses import replace
@@ -114,6 +125,11 @@ def experiment(
         fail("no setting left after --datasets / --skews / --models")
     chosen_assignments = _parse_list(assignments, "--assignments", str) if assignments else base.assignments
     chosen_methods = _parse_list(methods, "--methods", str) if methods else base.methods
+    if aggregation_rule != "alignment":  # server momentum is defined on the aligned mean only
+        if methods is None:
+            chosen_methods = tuple(m for m in chosen_methods if not m.endswith("_momentum"))
+        elif any(m.endswith("_momentum") for m in chosen_methods):
+            fail("--methods: the *_momentum methods need --aggregation-rule alignment")
     for what, chosen, allowed in (
         ("--assignments", chosen_assignments, ex.ASSIGNMENTS),
         ("--methods", chosen_methods, ex.METHODS),
@@ -128,6 +144,7 @@ def experiment(
         methods=chosen_methods,
         aggregation_rule=aggregation_rule,
         poison_scale=poison_scale,
+        server_momentum=server_momentum,
         seeds=_parse_list(seeds, "--seeds", int) if seeds else base.seeds,
         rounds=rounds or base.rounds,
         train=train,
@@ -143,7 +160,7 @@ def experiment(
         done += 1
         err_console.print(f"[{done}/{total}] {message} ({time.monotonic() - started:.0f}s)")
 
-    results = ex.run_experiment(config, progress)
+    results = ex.run_experiment(config, progress, cache)
     elapsed = time.monotonic() - started
     if quick:
         summary = ex.summary_json(results)

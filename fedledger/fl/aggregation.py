@@ -3,26 +3,28 @@
 Each global entry becomes the sample-weighted mean over the sub-models that cover it; entries
 no sub-model covers keep their previous value. Sums are exact fixed-point integers, so the result is the same bit
 for bit on every CPU and in every update order. Accumulation streams: updates arrive one at a
-time (e.g. loaded lazily from files), each is added into one weighted-sum buffer of global size,
-then dropped, so memory is one global model, one buffer and one update. Work per update is a
-handful of slice additions per tensor (contiguous runs of the mapping), never a Python loop
-over entries.
+time (e.g. loaded lazily from files); each is checked at once and kept by reference until the
+mean, or until BATCH_BYTES of them wait, then they are folded into the sums piece by piece (see
+:mod:`fedledger.fl.exact_sum`), so memory is one global model, the waiting updates (at most
+BATCH_BYTES) and, only for rounds larger than that, one set of full-size sums. Work per update is
+a handful of slice additions per tensor and piece (contiguous runs of the mapping), never a
+Python loop over entries.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from functools import partial
 
 import numpy as np
 import torch
 
 from fedledger.errors import FedLedgerError
 from fedledger.fl.exact_sum import (
+    BATCH_BYTES,
     MAX_TOTAL_WEIGHT,
     ExactSum,
-    FixedPointRangeError,
+    Rows,
     WeightRows,
     range_exponent,
     rows_of,
@@ -66,7 +68,7 @@ def check_update_fits(update: ClientUpdate, sums: Mapping[str, ExactSum], check_
         if name not in sums:
             raise AggregationError(f"institution {who}, tensor {name}: not in the global model")
         value = update.state.get(name)
-        shape = tuple(sums[name].total.shape)
+        shape = sums[name].shape
         if (
             value is None
             or tuple(value.shape) != update.index_map.sub_shape(name)
@@ -96,44 +98,46 @@ class StreamingAccumulator:
         self._factors: dict[str, list[tuple[int, tuple[torch.Tensor | None, ...]]]] = {n: [] for n in global_state}
         self.count = 0
         self.total_samples = 0
+        self._pending_bytes = 0
 
     def add(self, update: ClientUpdate) -> None:
         """Accumulate one update; a bad update changes nothing.
 
-        Shapes and the sample count are checked first. Value ranges are checked piece by piece
-        while adding (one pass over the update instead of two); a value out of range takes back
-        what this update added so far, exactly (integer sums, see ``ExactSum.add_block``).
+        Shapes, the sample count and every value's range are checked first. The update's blocks
+        are then kept by reference and folded into the sums together with the other pending
+        updates (at :meth:`result`, or once they hold BATCH_BYTES): each piece of the sums is
+        loaded once per batch, not once per update. Do not modify an added update's tensors.
         """
-        check_update_fits(update, self._sums, check_range=False)
+        check_update_fits(update, self._sums)
         if self.total_samples + update.num_samples > MAX_TOTAL_WEIGHT:
             raise AggregationError(
                 f"institution {update.institution}: sample counts of the round exceed {MAX_TOTAL_WEIGHT}"
             )
         weight = update.num_samples
-        undo: list[Callable[[], None]] = []
         for name, dims in update.index_map.indices.items():
-            try:
-                undo += _add_tensor(self._sums[name], update.state[name], dims, weight)
-            except FixedPointRangeError as exc:
-                for take_back in undo:
-                    take_back()
-                raise AggregationError(f"institution {update.institution}, tensor {name}: {exc}") from None
-        for name, dims in update.index_map.indices.items():
+            _add_tensor(self._sums[name], update.state[name], dims, weight)
             self._factors[name].append((weight, dims))
+            self._pending_bytes += update.state[name].nbytes
         self.count += 1
         self.total_samples += update.num_samples
+        if self._pending_bytes > BATCH_BYTES:
+            for acc in self._sums.values():
+                acc.fold()
+            self._pending_bytes = 0
 
-    def _weights(self, name: str) -> WeightRows:
-        """Weights per entry, row piece by row piece (broadcastable; exact integers, 0 where nobody covers it).
+    def _weights(self, name: str, scale: float = 1.0) -> WeightRows:
+        """Weights times ``scale`` (a power of two) per entry, row piece by row piece (broadcastable;
+        exact, 0 where nobody covers it).
 
         For selected dimensions d0 < d1 < ...: weight = sum_u n_u [i0 in I_u] * outer(rest_u), a
         matmul of (n_u * indicator of d0) with the outer product of the other indicators. float64
-        sums of integers below 2**53 are exact in any order, so any BLAS kernel gives the same.
+        sums of integers (times one power of two) below 2**53 are exact in any order, so any BLAS
+        kernel gives the same.
         """
         factors = self._factors[name]
         shape = tuple(self._global[name].shape)
         selected = [d for d in range(len(shape)) if any(dims[d] is not None for _, dims in factors)]
-        weights = np.array([float(w) for w, _ in factors])
+        weights = np.array([float(w) * scale for w, _ in factors])
         view = [shape[d] if d in selected else 1 for d in range(len(shape))]
         if not selected:
             return rows_of(np.full(view, weights.sum()))
@@ -144,7 +148,7 @@ class StreamingAccumulator:
             other = (other[:, :, None] * m[:, None, :]).reshape(len(factors), -1)
         if selected[0] != 0:  # constant along the leading axis: one small dense array
             return rows_of((lead.T @ other).reshape(view))
-        return lambda rows: (lead[:, rows].T @ other).reshape((-1, *view[1:]))
+        return _LeadingAxisWeights(lead, other, tuple(view[1:]))
 
     def entry_weights(self, name: str) -> torch.Tensor:
         """Public weight per entry of tensor ``name`` so far (what central DP divides its noise by);
@@ -157,11 +161,13 @@ class StreamingAccumulator:
         out: dict[str, torch.Tensor] = {}
         for name, previous in self._global.items():
             if not self._factors[name]:
+                self._sums[name].release()
                 out[name] = previous.clone()
                 continue
             # a full-width update covers every entry: no need to look for uncovered ones
             covered = any(all(d is None for d in dims) for _, dims in self._factors[name])
-            out[name] = self._sums[name].mean(self._weights(name), previous.detach(), covered).contiguous()
+            acc = self._sums[name]
+            out[name] = acc.mean(self._weights(name, acc.unit), previous.detach(), covered).contiguous()
         # the accumulators are spent; drop them so result() cannot be misused twice
         self._sums, self._factors = {}, {}
         return out
@@ -189,6 +195,10 @@ class AlignmentAggregation:
             acc.add(self._accept(update))
         if acc.count == 0:
             return {n: t.clone() for n, t in global_state.items()}
+        return self._finish(global_state, acc)
+
+    def _finish(self, global_state: Mapping[str, torch.Tensor], acc: StreamingAccumulator) -> dict[str, torch.Tensor]:
+        """The new state from the round's sums (a subclass may use more than the mean, e.g. coverage)."""
         return acc.result()
 
 
@@ -207,30 +217,41 @@ class FedAvg(AlignmentAggregation):
         return super()._accept(update)
 
 
-def _add_tensor(
-    acc: ExactSum, value: torch.Tensor, dims: tuple[DimIndex, ...], weight: int
-) -> list[Callable[[], None]]:
-    """Add one tensor of an update into its sum; returns how to take it back."""
+def _add_tensor(acc: ExactSum, value: torch.Tensor, dims: tuple[DimIndex, ...], weight: int) -> None:
+    """Add one checked tensor of an update into its sum: slice blocks deferred, a scattered map at once."""
     acc.admit(weight)
-    shape = tuple(acc.total.shape)
-    blocks = iter_blocks(dims, shape)
+    blocks = iter_blocks(dims, acc.shape)
     if blocks is None:  # scattered mapping: one advanced-index accumulate per tensor
-        problem = acc.out_of_range(value)
-        if problem:
-            raise FixedPointRangeError(problem)
-        index = advanced_index(dims, shape)
+        acc.scatter(value, weight, advanced_index(dims, acc.shape))
+    else:
+        acc.defer(value.detach().numpy(), weight, list(blocks))
 
-        def scatter(w: int) -> None:
-            acc.total.index_put_(index, torch.from_numpy(acc.fixed(value, w)), accumulate=True)
 
-        scatter(weight)
-        return [lambda: scatter(-weight)]
-    values = value.detach().numpy()
-    undo: list[Callable[[], None]] = []
-    for g, s in blocks:
-        acc.add_block(values[s], weight, g)
-        undo.append(partial(acc.add_block, values[s], -weight, g))
-    return undo
+class _LeadingAxisWeights:
+    """Weights of row pieces when the leading axis is selected. Rows covered by the same updates
+    (a few long runs for static and rolling maps) share one row of weights, computed once and
+    broadcast, so most pieces need no dense weight array at all. Sums of products of integers
+    (times one power of two) in float64 without BLAS: exact, and no BLAS threads on a busy machine."""
+
+    def __init__(self, lead: np.ndarray, other: np.ndarray, tail: tuple[int, ...]) -> None:
+        self._lead, self._other, self._tail = lead, other, tail
+        changes = np.flatnonzero(np.any(lead[:, 1:] != lead[:, :-1], axis=0)) + 1  # first rows of runs
+        self._run_of_row = np.searchsorted(changes, np.arange(lead.shape[1]), side="right")
+        self._run_starts = [0, *changes.tolist()]
+        self._table: dict[int, np.ndarray] = {}
+
+    def _run_weights(self, run: int) -> np.ndarray:
+        if run not in self._table:
+            self._table[run] = (self._lead[:, self._run_starts[run], None] * self._other).sum(axis=0)
+        return self._table[run]
+
+    def __call__(self, rows: Rows) -> np.ndarray:
+        start, stop, _ = rows.indices(self._lead.shape[1])
+        runs = self._run_of_row[start:stop]
+        if runs[0] == runs[-1]:  # one run: one row of weights
+            return self._run_weights(int(runs[0])).reshape((1, *self._tail))
+        table = np.stack([self._run_weights(int(r)) for r in range(int(runs[0]), int(runs[-1]) + 1)])
+        return table[runs - runs[0]].reshape((-1, *self._tail))
 
 
 def _indicator(factors: list[tuple[int, tuple[torch.Tensor | None, ...]]], d: int, size: int) -> np.ndarray:

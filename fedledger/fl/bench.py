@@ -2,11 +2,13 @@
 
 Model: MLP 1024 -> 2048 -> 2048 -> 2048 -> 10 with layer norms (~10.5M parameters). Ten updates
 at rates (1, 1/2, 1/2, 1/4, 1/8) twice, half static and half rolling. Baseline: the plain weighted
-torch sum of ten full-width copies of the same model (what FedAvg fundamentally costs).
+torch sum of ten full-width copies of the same model (what FedAvg fundamentally costs). The three
+are timed in turn within each repeat (medians), so load drifting on a shared machine hits all alike.
 """
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -23,13 +25,21 @@ RATES = (1.0, 0.5, 0.5, 0.25, 0.125) * 2
 
 
 def _median_seconds(fn: Callable[[], object], repeats: int) -> float:
-    fn()  # warm-up: first-touch page faults and allocator growth are not what we measure
-    times = []
+    return _interleaved_medians([fn], repeats)[0]
+
+
+def _interleaved_medians(fns: list[Callable[[], object]], repeats: int) -> list[float]:
+    """Median wall time of each function, the functions timed in turn within every repeat: on a
+    shared machine the load drifts, and interleaving exposes every function to the same drift."""
+    for fn in fns:
+        fn()  # warm-up: first-touch page faults and allocator growth are not what we measure
+    times: list[list[float]] = [[] for _ in fns]
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for fn, spent in zip(fns, times, strict=True):
+            start = time.perf_counter()
+            fn()
+            spent.append(time.perf_counter() - start)
+    return [statistics.median(spent) for spent in times]
 
 
 def run_benchmark(repeats: int = 5) -> dict[str, Any]:
@@ -57,9 +67,15 @@ def run_benchmark(repeats: int = 5) -> dict[str, Any]:
     strategy = AlignmentAggregation()
     full_updates = [full_width_update(f"f{i}", s, int(w)) for i, (s, w) in enumerate(zip(full, weights, strict=True))]
 
-    baseline = _median_seconds(plain_weighted_sum, repeats)
-    aligned = _median_seconds(lambda: strategy.aggregate(global_state, updates), repeats)
-    aligned_full = _median_seconds(lambda: strategy.aggregate(global_state, full_updates), repeats)
+    load_before = os.getloadavg()[0]
+    baseline, aligned, aligned_full = _interleaved_medians(
+        [
+            plain_weighted_sum,
+            lambda: strategy.aggregate(global_state, updates),
+            lambda: strategy.aggregate(global_state, full_updates),
+        ],
+        repeats,
+    )
     covered = sum(sum(u.state[n].numel() for n in u.state) for u in updates)
     return {
         "parameters": int(params),
@@ -74,4 +90,5 @@ def run_benchmark(repeats: int = 5) -> dict[str, Any]:
         "goal_ratio_max": 1.5,
         "alignment_all_full_width_s": aligned_full,
         "ratio_all_full_width": aligned_full / baseline,
+        "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],  # 1-minute, before and after
     }

@@ -14,13 +14,22 @@ entry is below (sum of weights) * 2**30 <= 2**53, and float64 holds every intege
 exactly: each float64 addition is then exact, hence independent of order and kernel. When a
 round's weights pass the bound, the sums are converted to int64 (exact: they are integers below
 2**53) and carried on there, up to 2**62. Both hold the same integers, so the result is the
-same bits either way; float64 is just faster (numpy has no vectorised int64 -> float64 cast for
-the final division).
+same bits either way; float64 is just faster (no int64 -> float64 conversion for the division).
 
-Speed: the work streams through CHUNK_ELEMENTS-sized pieces (rows of the leading axis), so the
-scratch of a piece stays in the CPU cache between its conversion and its addition and memory
-sees only the update (read once) and the accumulator (read and written once). Chunking changes
-no value: every entry's integer is computed and added the same way, only in pieces.
+Speed (each choice measured; none changes a value, since every entry's integers are computed the
+same way and integer sums do not depend on grouping): updates are checked when added and kept by
+reference; at the mean (or once BATCH_BYTES of them are waiting) they are folded in piece-major
+order. For each CHUNK_ELEMENTS piece of the sums (rows of the leading axis) every pending update's
+part is converted and added while the piece sits in the CPU cache, and the piece's mean is taken
+right there, so memory sees each update once and the sums not at all: no full-size accumulator
+exists unless a batch had to be folded early. The first block that covers a whole piece is
+written, not added (no zeroing). Updates' values are first copied into a cached float32 scratch
+(a plain copy streams from memory faster than numpy's converting multiply); float64 -> float32
+conversion of the mean goes through torch (vectorised; numpy's is not). Full-size sums and
+scratch are reused between aggregations (BufferPool, per-thread scratch): fresh memory costs a
+page fault and a kernel zeroing per page. Per entry only IEEE elementwise operations are used (a
+multiplication, a truncation, additions, one division, one conversion): each is correctly rounded
+and none is fused or reassociated by any SIMD kernel, so every CPU computes the same bits.
 
 Range: values must lie strictly inside +-2**exponent, where exponent is HEADROOM_BITS above the
 previous global tensor's largest magnitude, and at least MIN_EXPONENT; weights (sample counts)
@@ -31,6 +40,7 @@ is within n_updates / total_weight * 2**(exponent - 30) of the exact mean.
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable, Iterator
 
 import numpy as np
@@ -45,9 +55,12 @@ MAX_TOTAL_WEIGHT = 2**WEIGHT_BITS - 1
 _SUM_BITS = 62  # |sum| < 2**62 leaves int64 a bit to spare
 _GRID_BITS = _SUM_BITS - WEIGHT_BITS  # a weight-1 value is below 2**30 grid steps
 FLOAT_EXACT_WEIGHT = 2 ** (53 - _GRID_BITS)  # total weight up to which float64 sums stay below 2**53
-Rows = slice | tuple[()]  # a piece of a tensor: rows of its leading axis (all of a 0-d tensor)
+Rows = slice  # a piece of a tensor: rows of its leading axis
 WeightRows = Callable[[Rows], np.ndarray]
-CHUNK_ELEMENTS = 1 << 15  # 256 KiB of scratch: stays in L2 between convert and add
+Block = tuple[tuple[slice, ...], tuple[slice, ...]]  # (global slices, sub slices) of one contiguous block
+CHUNK_ELEMENTS = 1 << 16  # a piece of sums (512 KiB) stays in the cache while every update is added
+BATCH_BYTES = 1 << 28  # updates kept by reference before they are folded into full-size sums
+POOL_BYTES = 1 << 28  # sum buffers kept between aggregations (a 64M-parameter model's float64 sums)
 
 
 class FixedPointRangeError(FedLedgerError, ValueError):
@@ -81,65 +94,119 @@ def out_of_range(values: torch.Tensor, exponent: int) -> str | None:
 class ExactSum:
     """An exact accumulator for one tensor: add weighted values, read one rounded mean.
 
-    Call :meth:`admit` with each update's weight before adding it: it keeps the integers in
-    float64 while that is exact and moves them to int64 when it would no longer be.
+    Two ways in. :meth:`defer` keeps a checked block by reference, to be folded in piece by piece
+    together with every other deferred block (see "Speed"); :meth:`add_block`, :meth:`scatter`
+    and :meth:`add_stack` add at once into full-size sums. Call :meth:`admit` with each update's
+    weight first: it decides whether the integers live in float64 or int64 (see "Where the
+    integers live"). Full-size sums come from :data:`BUFFERS` and go back there after :meth:`mean`.
     """
 
     def __init__(self, shape: tuple[int, ...], exponent: int) -> None:
         self.exponent = exponent
+        self.shape = shape
         self._unit = 2.0 ** (_GRID_BITS - exponent)  # grid steps per unit of value
-        self.total = torch.from_numpy(np.zeros(shape, dtype=np.float64))  # lazily zeroed pages: fast
+        self._rows_shape = shape or (1,)  # a 0-d tensor is handled as one row
+        self._total: np.ndarray | None = None  # full-size sums, made when first needed
+        self._pending: list[tuple[np.ndarray, float, list[Block]]] = []
         self._admitted = 0
-        self._scratch = np.empty(0, dtype=np.float64)  # grown on demand, reused by every update
+        self._spent = False
+
+    @property
+    def unit(self) -> float:
+        """Grid steps per unit of value (a power of two): what :meth:`mean`'s weights are multiplied by."""
+        return self._unit
+
+    @property
+    def total(self) -> torch.Tensor:
+        """The integer sums so far, deferred blocks included (a view: valid until :meth:`mean`)."""
+        self.fold()
+        return torch.from_numpy(self._sums().reshape(self.shape))
+
+    def _dtype(self) -> type[np.floating] | type[np.signedinteger]:
+        return np.float64 if self._admitted <= FLOAT_EXACT_WEIGHT else np.int64
+
+    def _sums(self) -> np.ndarray:
+        if self._spent:
+            raise FedLedgerError("this exact sum is spent: mean() was already read")
+        if self._total is None:
+            self._total = BUFFERS.take(self._rows_shape, np.dtype(self._dtype()))
+            self._total.fill(0)
+        return self._total
 
     def admit(self, weight: int) -> None:
         """Account for values of this total weight about to be added (see "Where the integers live")."""
         self._admitted += weight
-        if self._admitted > FLOAT_EXACT_WEIGHT and self.total.dtype == torch.float64:
-            self.total = torch.from_numpy(self.total.numpy().astype(np.int64))  # exact: integers < 2**53
-            self._scratch = np.empty(0, dtype=np.int64)
+        if self._total is not None and self._total.dtype != self._dtype():
+            floats = self._total
+            self._total = floats.astype(np.int64)  # exact: integers < 2**53
+            BUFFERS.give(floats)
 
     def out_of_range(self, values: torch.Tensor) -> str | None:
         return out_of_range(values, self.exponent)
 
-    def _scratch_for(self, shape: tuple[int, ...]) -> np.ndarray:
-        size = math.prod(shape)
-        if self._scratch.size < size:
-            self._scratch = np.empty(size, dtype=self._scratch.dtype)
-        return self._scratch[:size].reshape(shape)
-
     def fixed(self, values: torch.Tensor, weight: int) -> np.ndarray:
         """trunc(weight * values * unit) in the sum's dtype (a scratch array, valid until the next call)."""
         source = values.detach().numpy()
-        out = self._scratch_for(source.shape)
+        out = _scratch("fixed", source.shape, self._dtype())
         _to_grid(source, float(weight) * self._unit, out)
         return out
 
     def add_block(self, values: np.ndarray, weight: int, target: tuple[slice, ...]) -> None:
-        """total[target] += trunc(weight * values * unit), piece by piece (see the module's "Speed").
+        """total[target] += trunc(weight * values * unit) now; a value out of range adds nothing."""
+        problem = out_of_range(torch.from_numpy(values), self.exponent)
+        if problem:
+            raise FixedPointRangeError(problem)
+        total = self._sums().reshape(self.shape)[target]
+        np.add(total, self.fixed(torch.from_numpy(values), weight), out=total)
 
-        Each piece's range is checked while it is in the cache; a value outside it (or NaN)
-        raises :class:`FixedPointRangeError` with nothing of this block added: the pieces already
-        added are subtracted again, which is exact (integer sums, and trunc(-a) = -trunc(a)).
-        """
-        total = self.total.numpy()[target]
-        scale = float(weight) * self._unit
-        stopped = self._accumulate(values, scale, total, 2.0**self.exponent)
-        if stopped is not None:
-            if stopped:
-                self._accumulate(values[:stopped], -scale, total[:stopped], None)
-            raise FixedPointRangeError(out_of_range(torch.from_numpy(values), self.exponent) or "out of range")
+    def scatter(self, values: torch.Tensor, weight: int, index: tuple[torch.Tensor, ...]) -> None:
+        """total[index] += trunc(weight * values * unit) now (a checked, scattered mapping)."""
+        total = torch.from_numpy(self._sums().reshape(self.shape))
+        total.index_put_(index, torch.from_numpy(self.fixed(values, weight)), accumulate=True)
 
-    def _accumulate(self, values: np.ndarray, scale: float, total: np.ndarray, bound: float | None) -> int | None:
-        """Add piece by piece; with a bound, stop before the first piece outside it and return its first row."""
-        for rows in _row_chunks(values.shape):
-            piece, dest = values[rows], total[rows]
-            if bound is not None and piece.size and not (-bound < piece.min() and piece.max() < bound):
-                return rows.start if isinstance(rows, slice) else 0
-            fixed = self._scratch_for(piece.shape)
-            _to_grid(piece, scale, fixed)
-            np.add(dest, fixed, out=dest)
-        return None
+    def defer(self, values: np.ndarray, weight: int, blocks: list[Block]) -> None:
+        """Add trunc(weight * values * unit) over (global, sub) slice ``blocks`` at the next fold.
+
+        ``values`` must already be checked (range) and stay unchanged until then: it is kept by
+        reference, not copied."""
+        if not self.shape:
+            values, blocks = values.reshape(1), [((slice(0, 1),), (slice(0, 1),))]
+        self._pending.append((values, float(weight) * self._unit, blocks))
+
+    def fold(self) -> None:
+        """Add every deferred block into the full-size sums, piece by piece."""
+        if not self._pending:
+            return
+        total = self._sums()
+        for rows in _row_chunks(self._rows_shape):
+            self._fold_rows(total[rows], rows, fresh=False)
+        self._pending.clear()
+
+    def _fold_rows(self, acc: np.ndarray, rows: slice, fresh: bool) -> None:
+        """acc (rows ``rows`` of the sums) += every deferred block's part in those rows.
+
+        ``fresh``: acc holds nothing yet; the first block covering all of it is written, not
+        added, and acc is zeroed otherwise."""
+        first, last = rows.start, rows.start + acc.shape[0]
+        for values, scale, blocks in self._pending:
+            for target, source in blocks:
+                low, high = max(first, target[0].start), min(last, target[0].stop)
+                if low >= high:
+                    continue
+                shift = source[0].start - target[0].start
+                src = _cached(values[(slice(low + shift, high + shift), *source[1:])])
+                dest = acc[(slice(low - first, high - first), *target[1:])]
+                if fresh:
+                    fresh = False
+                    if dest.shape == acc.shape:
+                        _to_grid(src, scale, dest)
+                        continue
+                    acc.fill(0)
+                fixed = _scratch("fixed", src.shape, acc.dtype.type)
+                _to_grid(src, scale, fixed)
+                np.add(dest, fixed, out=dest)
+        if fresh:
+            acc.fill(0)
 
     def add_stack(self, stack: torch.Tensor, keep: torch.Tensor) -> None:
         """Add the kept values of ``stack`` (one row per update, weight 1 each) along dim 0."""
@@ -148,32 +215,94 @@ class ExactSum:
         np.multiply(
             stack.detach().numpy(), self._unit, out=fixed, where=keep.numpy(), dtype=np.float64, casting="unsafe"
         )
-        self.total += torch.from_numpy(fixed.sum(axis=0))  # integer sums below 2**53 or int64: exact
+        sums = self._sums()
+        np.add(sums, fixed.sum(axis=0).reshape(sums.shape), out=sums, casting="unsafe")  # exact: integers
 
     def mean(self, weights_of: WeightRows, previous: torch.Tensor, covered: bool = False) -> torch.Tensor:
-        """total / weight where weight > 0, ``previous`` elsewhere, in ``previous``'s dtype.
+        """total / weight where weight > 0, ``previous`` elsewhere, in ``previous``'s dtype; spends the sum.
 
-        ``weights_of(rows)`` gives the integer-valued weights of those rows, broadcastable to
-        them (so a caller can compute them piece by piece, never as one dense array). Per entry:
-        the integer as float64 (exact below 2**53, correctly rounded above), one division, one
-        cast to the dtype, one exact power-of-two scaling; each correctly rounded, so the same on
-        any CPU. Written into one fresh array. ``covered``: the caller knows no weight is 0, so
-        the search for uncovered entries is skipped.
+        Deferred blocks are folded in here, piece by piece, and each piece's mean is taken while
+        its sums are in the cache: without an earlier fold, no full-size sums exist at all.
+        ``weights_of(rows)`` gives the weights of those rows times :attr:`unit` (integers times a
+        power of two: exact), broadcastable to them (so a caller can compute them piece by piece,
+        never as one dense array). Per entry: the integer as float64 (exact below 2**53, correctly
+        rounded above), one division by weight * unit (folding the grid's power of two into the
+        divisor commutes with rounding), one cast to the dtype; each correctly rounded, so the
+        same on any CPU. Written into one fresh array. ``covered``: the caller knows no weight is
+        0, so the search for uncovered entries is skipped.
         """
-        prev = previous.detach().numpy()
-        out = np.empty(prev.shape, dtype=prev.dtype)
-        total = self.total.numpy()
+        if self._spent:
+            raise FedLedgerError("this exact sum is spent: mean() was already read")
+        prev = previous.detach().numpy().reshape(self._rows_shape)
+        out = np.empty(self._rows_shape, dtype=prev.dtype)
+        own = (
+            None
+            if self._total is not None
+            else _scratch("piece", (_rows_per_piece(self._rows_shape), *self._rows_shape[1:]), self._dtype())
+        )
         with np.errstate(divide="ignore", invalid="ignore"):  # uncovered entries are replaced below
-            for rows in _row_chunks(out.shape):
-                piece, weights = out[rows], weights_of(rows)
-                np.divide(total[rows], weights, out=piece, dtype=np.float64, casting="same_kind")
-                np.multiply(piece, 1.0 / self._unit, out=piece)
+            for rows in _row_chunks(self._rows_shape):
+                piece = out[rows]
+                if own is None:
+                    acc = self._sums()[rows]
+                    self._fold_rows(acc, rows, fresh=False)
+                else:
+                    acc = own[: piece.shape[0]]
+                    self._fold_rows(acc, rows, fresh=True)
+                weights = weights_of(rows)
+                quotient = acc if acc.dtype == np.float64 else _scratch("quotient", acc.shape, np.float64)
+                np.divide(acc, weights, out=quotient)
+                _narrow(quotient, piece)
                 if covered:
                     continue
                 uncovered = weights == 0
                 if uncovered.any():
                     np.copyto(piece, prev[rows], where=uncovered)
-        return torch.from_numpy(out)
+        self.release()
+        return torch.from_numpy(out.reshape(self.shape))
+
+    def release(self) -> None:
+        """Hand the sums' memory back to :data:`BUFFERS`; the sum cannot be used afterwards."""
+        self._spent = True
+        self._pending.clear()
+        if self._total is not None:
+            BUFFERS.give(self._total)
+            self._total = None
+
+
+class BufferPool:
+    """Sum buffers kept for the next aggregation, up to ``max_bytes``.
+
+    Why: a fresh array of a large model's size costs a page fault and a kernel zeroing per page on
+    first touch, more than the additions into it; a reused one costs nothing. Contents are not
+    cleared (ExactSum zeroes or overwrites what it takes). Thread-safe.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._free: list[np.ndarray] = []
+        self._lock = threading.Lock()
+
+    def take(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        size = math.prod(shape)
+        with self._lock:
+            for i, buffer in enumerate(self._free):
+                if buffer.size == size and buffer.dtype == dtype:
+                    return self._free.pop(i).reshape(shape)
+        return np.empty(size, dtype=dtype).reshape(shape)
+
+    def give(self, buffer: np.ndarray) -> None:
+        """Keep ``buffer`` (an array from :meth:`take` or a fresh one) for reuse; the caller drops it."""
+        whole = buffer if buffer.base is None else buffer.base
+        if not isinstance(whole, np.ndarray) or whole.base is not None or whole.nbytes != buffer.nbytes:
+            return  # part of something else: its owner decides
+        with self._lock:
+            kept = sum(b.nbytes for b in self._free)
+            if kept + whole.nbytes <= self.max_bytes:
+                self._free.append(whole)
+
+
+BUFFERS = BufferPool(POOL_BYTES)
 
 
 def rows_of(weights: np.ndarray) -> WeightRows:
@@ -192,11 +321,43 @@ def _to_grid(values: np.ndarray, scale: float, out: np.ndarray) -> None:
         np.trunc(out, out=out)
 
 
-def _row_chunks(shape: tuple[int, ...]) -> Iterator[Rows]:
-    """Slices of the leading axis holding about CHUNK_ELEMENTS entries each (the whole of a 0-d array)."""
-    if not shape:
-        yield ()
-        return
-    step = max(1, CHUNK_ELEMENTS // max(1, math.prod(shape[1:])))
+_SCRATCH = threading.local()  # per thread: a piece's grid integers and a piece of sums, reused
+
+
+def _scratch(kind: str, shape: tuple[int, ...], dtype: type) -> np.ndarray:
+    """A reusable array of this shape and dtype (contents undefined), one per ``kind`` and thread."""
+    size = math.prod(shape)
+    key = f"{kind}:{np.dtype(dtype).str}"
+    buffers = _SCRATCH.__dict__
+    if key not in buffers or buffers[key].size < size:
+        buffers[key] = np.empty(max(size, CHUNK_ELEMENTS), dtype=dtype)
+    return buffers[key][:size].reshape(shape)
+
+
+def _narrow(values: np.ndarray, out: np.ndarray) -> None:
+    """out = values (float64) rounded to out's dtype, correctly (round to nearest even). torch's
+    float64 -> float32 conversion is vectorised and numpy's is not; other dtypes go through numpy."""
+    if out.dtype == np.float32:
+        torch.from_numpy(out).copy_(torch.from_numpy(values))
+    else:
+        np.copyto(out, values, casting="same_kind")
+
+
+def _cached(values: np.ndarray) -> np.ndarray:
+    """A copy of ``values`` in a reused scratch array. Why: a plain copy streams from memory at
+    full speed while numpy's converting multiply does not, so converting from the cached copy is
+    faster than converting from memory directly."""
+    copy = _scratch("source", values.shape, values.dtype.type)
+    np.copyto(copy, values)
+    return copy
+
+
+def _rows_per_piece(shape: tuple[int, ...]) -> int:
+    return max(1, CHUNK_ELEMENTS // max(1, math.prod(shape[1:])))
+
+
+def _row_chunks(shape: tuple[int, ...]) -> Iterator[slice]:
+    """Slices of the leading axis holding about CHUNK_ELEMENTS entries each."""
+    step = _rows_per_piece(shape)
     for start in range(0, shape[0], step):
-        yield slice(start, start + step)
+        yield slice(start, min(start + step, shape[0]))

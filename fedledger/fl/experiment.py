@@ -22,6 +22,7 @@ import json
 import statistics
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -38,23 +39,26 @@ from fedledger.fl.rules import DEFAULT_RULE, aggregation_for
 from fedledger.fl.submodel import extract_submodel, extract_with_map, tiled_offsets
 from fedledger.fl.training import TrainConfig, train_local
 
-METHODS = (
-    "centralised",
-    "fedavg_full",
-    "fedavg_smallest",
-    "alignment_static",
-    "alignment_rolling",
-    "alignment_tiled",
-)
-ALIGNMENT_METHODS = ("alignment_static", "alignment_rolling", "alignment_tiled")
+SELECTIONS = ("static", "rolling", "tiled")
+VARIANTS = {"": "", "_fjord": " + FjORD", "_momentum": " + server momentum", "_fjord_momentum": " + FjORD + momentum"}
+ALIGNMENT_METHODS = tuple(f"alignment_{s}{v}" for v in VARIANTS for s in SELECTIONS)
+METHODS = ("centralised", "fedavg_full", "fedavg_smallest", "fedavg_full_momentum", *ALIGNMENT_METHODS)
+_SELECTION_LABELS = {"static": "static", "rolling": "rolling", "tiled": "tiled rolling"}
 METHOD_LABELS = {
     "centralised": "centralised",
     "fedavg_full": "FedAvg, all width 1",
     "fedavg_smallest": "FedAvg, all smallest width",
-    "alignment_static": "alignment, static",
-    "alignment_rolling": "alignment, rolling",
-    "alignment_tiled": "alignment, tiled rolling",
+    "fedavg_full_momentum": "FedAvg, all width 1 + server momentum",
+    **{
+        f"alignment_{s}{v}": f"alignment, {_SELECTION_LABELS[s]}{label}"
+        for v, label in VARIANTS.items()
+        for s in SELECTIONS
+    },
 }
+# the recommended method, chosen on validation accuracy (docs/fl.md, "Methods tried"): rolling
+# windows (FedRolex) with server momentum 0.5 (FedAvgM on the aligned model)
+DEFAULT_METHOD = "alignment_rolling_momentum"
+DEFAULT_SERVER_MOMENTUM = 0.5
 DEFAULT_RATES = (1.0, 0.5, 0.5, 0.25, 0.125)
 HETEROFL_TIERS = (1.0, 0.5, 0.25, 0.125, 0.0625)  # HeteroFL's computation levels a..e
 ASSIGNMENTS = ("by_volume", "random", "against_volume")
@@ -118,6 +122,7 @@ class ExperimentConfig:
     assignments: tuple[str, ...] = ("by_volume",)
     aggregation_rule: str = DEFAULT_RULE
     poison_scale: float | None = None  # one member (the widest) sends base + scale * (trained - base)
+    server_momentum: float = DEFAULT_SERVER_MOMENTUM  # beta of the *_momentum methods
 
     def rates_of(self, setting: Setting) -> tuple[float, ...]:
         return self.rates if self.rates is not None else rates_for(setting.institutions)
@@ -136,6 +141,7 @@ class ExperimentConfig:
             "methods": list(self.methods),
             "lr_decay": self.lr_decay,
             "tiled_step": self.tiled_step,
+            "server_momentum": self.server_momentum,
         }
 
 
@@ -154,7 +160,18 @@ def full_config(rounds: int = 50, epochs: int = 1) -> ExperimentConfig:
         for n in (5, 20)
         if not (ds == "breast_cancer" and scheme == "classes")  # two classes: the split would be IID
     )
-    return ExperimentConfig(settings, rounds=rounds, train=default_train(epochs), assignments=ASSIGNMENTS)
+    methods = (
+        "centralised",
+        "fedavg_full",
+        "fedavg_smallest",
+        "alignment_static",
+        "alignment_rolling",
+        "alignment_static_fjord_momentum",
+        DEFAULT_METHOD,
+    )
+    return ExperimentConfig(
+        settings, rounds=rounds, train=default_train(epochs), assignments=ASSIGNMENTS, methods=methods
+    )
 
 
 def quick_config() -> ExperimentConfig:
@@ -164,7 +181,7 @@ def quick_config() -> ExperimentConfig:
         seeds=(0,),
         rounds=8,
         train=default_train(1),
-        methods=("fedavg_full", "fedavg_smallest", "alignment_static", "alignment_rolling"),
+        methods=("fedavg_full", "fedavg_smallest", "alignment_static", DEFAULT_METHOD),
     )
 
 
@@ -196,11 +213,13 @@ def _round_updates(
     step: float | None = None,
     offsets: tuple[float, ...] | None = None,
     poison_scale: float | None = None,
+    nested: bool = False,
 ) -> Iterator[ClientUpdate]:
     """A generator: each institution's update is trained, aggregated and dropped in turn.
 
     With ``poison_scale``, the widest institution (the first, on ties) turns attacker and sends
-    base + poison_scale * (trained - base): scaled, and sign-flipped when negative."""
+    base + poison_scale * (trained - base): scaled, and sign-flipped when negative. With ``nested``
+    each institution also trains every narrower width of the federation (FjORD)."""
     attacker = rates.index(max(rates)) if poison_scale is not None else -1
     homogeneous = all(r == 1.0 for r in rates)
     for position, (shard, rate) in enumerate(zip(shards, rates, strict=True)):
@@ -214,7 +233,7 @@ def _round_updates(
             offset=offsets[position] if offsets else 0.0,
             salt=_seed(seed, "units", shard.institution),
         )
-        config = replace(train, seed=_seed(seed, round_index, shard.institution))
+        config = replace(train, seed=_seed(seed, round_index, shard.institution), nested_rates=rates if nested else ())
         new_state, samples, _ = train_local(spec, sub, rate, shard.train, config)
         if position == attacker and poison_scale is not None:
             base = extract_with_map(global_state, index_map)
@@ -242,18 +261,27 @@ def run_federated(
     val: Dataset | None = None,
     aggregation_rule: str = DEFAULT_RULE,
     poison_scale: float | None = None,
+    nested: bool = False,
+    server_momentum: float | None = None,
 ) -> list[dict[str, float]]:
     """Alignment (or FedAvg when every rate is 1) for ``rounds`` rounds; metrics after each round.
 
     ``step`` and ``tiled`` shape the selection: the rolling window's advance per round (fraction
     of the layer) and whether institutions' windows are laid end to end (:func:`tiled_offsets`).
+    ``nested``: FjORD's ordered dropout; ``server_momentum``: beta of FedAvgM on the aligned model.
     """
     global_state = initial_global_state(spec, seed)
     homogeneous = all(r == 1.0 for r in rates)
     strategy = FedAvg() if homogeneous and aggregation_rule == DEFAULT_RULE else aggregation_for(aggregation_rule)
     offsets = tuple(tiled_offsets(rates)) if tiled else None
     history = []
+    before_previous: dict[str, torch.Tensor] | None = None
     for round_index in range(rounds):
+        if server_momentum is not None:
+            strategy = aggregation_for(
+                aggregation_rule, server_momentum=server_momentum, before_previous=before_previous
+            )
+            before_previous = global_state
         config = replace(train, lr=train.lr * lr_decay**round_index)
         updates = _round_updates(
             global_state,
@@ -267,6 +295,7 @@ def run_federated(
             step=step,
             offsets=offsets,
             poison_scale=poison_scale,
+            nested=nested,
         )
         global_state = strategy.aggregate(global_state, _within_range(global_state, updates))
         history.append(_metrics(spec, global_state, test, val))
@@ -323,20 +352,31 @@ def run_method(
     if method == "centralised":
         train_data = pooled([s.train for s in shards], "pooled")
         return run_centralised(spec, train_data, config.rounds, config.train, seed, test, config.lr_decay, val)
-    if method in ("fedavg_full", "fedavg_smallest"):
-        narrow = spec if method == "fedavg_full" else spec.narrowed(min(rates))
+    if method.startswith("fedavg_"):
+        narrow = spec.narrowed(min(rates)) if method == "fedavg_smallest" else spec
+        momentum = config.server_momentum if method.endswith("_momentum") else None
         return run_federated(
-            narrow, shards, (1.0,) * n, "static", config.rounds, config.train, seed, test, config.lr_decay, **common
+            narrow,
+            shards,
+            (1.0,) * n,
+            "static",
+            config.rounds,
+            config.train,
+            seed,
+            test,
+            config.lr_decay,
+            server_momentum=momentum,
+            **common,
         )
     if method not in ALIGNMENT_METHODS:
         raise ValueError(f"unknown method {method!r}; choose from {METHODS}")
-    tiled = method == "alignment_tiled"
-    selection = "rolling" if tiled else method.removeprefix("alignment_")
+    selection = method.removeprefix("alignment_").split("_")[0]
+    tiled = selection == "tiled"
     return run_federated(
         spec,
         shards,
         rates,
-        selection,
+        "rolling" if tiled else selection,
         config.rounds,
         config.train,
         seed,
@@ -345,19 +385,53 @@ def run_method(
         step=config.tiled_step if tiled else None,
         tiled=tiled,
         poison_scale=config.poison_scale,
+        nested="_fjord" in method,
+        server_momentum=config.server_momentum if method.endswith("_momentum") else None,
         **common,
     )
 
 
-def run_experiment(config: ExperimentConfig, progress: Progress | None = None) -> dict[str, Any]:
+def _run_key(config: ExperimentConfig, setting: Setting, method: str, seed: int, assignment: str) -> str:
+    """Names one run by everything that decides its result (the grid's other cells excluded)."""
+    fixed = {k: v for k, v in config.to_dict().items() if k not in ("settings", "seeds", "methods", "assignments")}
+    fixed["train"] = {k: v for k, v in fixed["train"].items() if k != "nested_rates"}  # the method decides it
+    if "momentum" not in method:
+        del fixed["server_momentum"]
+    if method not in ALIGNMENT_METHODS:
+        assignment = "any"  # the baselines do not depend on who gets which width
+    cell = {"config": fixed, "setting": setting.label, "method": method, "seed": seed, "assignment": assignment}
+    return hashlib.sha256(json.dumps(cell, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def _cached_run(cache_dir: Path | None, key: str, run: Callable[[], list[dict[str, float]]]) -> list[dict[str, float]]:
+    """A run's history from ``cache_dir`` if an earlier (maybe interrupted) experiment finished it."""
+    if cache_dir is None:
+        return run()
+    path = cache_dir / f"{key}.json"
+    if path.exists():
+        history: list[dict[str, float]] = json.loads(path.read_text())
+        return history
+    history = run()
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(history))
+    return history
+
+
+def run_experiment(
+    config: ExperimentConfig, progress: Progress | None = None, cache_dir: str | Path | None = None
+) -> dict[str, Any]:
     """Every (setting, assignment, method, seed): per-round history; plus the summary (mean ± std
-    of the final round). Methods that do not depend on the assignment run once per setting."""
+    of the final round). Methods that do not depend on the assignment run once per setting.
+
+    With ``cache_dir`` each run's history is kept in its own file as soon as it ends, so a long
+    experiment killed halfway resumes where it stopped, and several processes can share the work."""
+    cache = Path(cache_dir) if cache_dir is not None else None
     torch.use_deterministic_algorithms(True, warn_only=True)
     results: dict[str, Any] = {"config": config.to_dict(), "settings": []}
-    cache: dict[str, Dataset] = {}
+    loaded: dict[str, Dataset] = {}
     same_for_all: dict[tuple[Setting, str], list[list[dict[str, float]]]] = {}
     for setting in config.settings:
-        data = cache.setdefault(setting.dataset, load_dataset(setting.dataset))
+        data = loaded.setdefault(setting.dataset, load_dataset(setting.dataset))
         for assignment in config.assignments:
             label = f"{setting.label} / widths {assignment.replace('_', ' ')}"
             entry: dict[str, Any] = {"label": label, "assignment": assignment, "methods": {}}
@@ -370,7 +444,8 @@ def run_experiment(config: ExperimentConfig, progress: Progress | None = None) -
                     for seed in config.seeds:
                         if progress:
                             progress(f"{label}: {method}, seed {seed}")
-                        runs.append(run_method(method, data, setting, config, seed, assignment))
+                        run = partial(run_method, method, data, setting, config, seed, assignment)
+                        runs.append(_cached_run(cache, _run_key(config, setting, method, seed, assignment), run))
                     if method not in ALIGNMENT_METHODS:
                         same_for_all[key] = runs
                 entry["methods"][method] = {"histories": runs, "summary": _summarise(runs)}

@@ -71,4 +71,4 @@ class CoordinateRobustAggregation(AlignmentAggregation):
         keep = (rank >= trim) & (rank < count - trim)
         acc.add_stack(ordered, keep)
         kept = (count - 2 * trim).clamp_min(0).to(torch.float64)
-        return acc.mean(rows_of(kept.numpy()), previous.detach()).contiguous()
+        return acc.mean(rows_of(kept.numpy() * acc.unit), previous.detach()).contiguous()

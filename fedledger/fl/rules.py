@@ -1,23 +1,42 @@
 """Aggregation rules by name: the one parameter (``aggregation_rule``) every layer passes along.
 
 The experiment, the CLI and a consortium's round parameters name the rule with the same string,
-so a node recomputing the global model builds exactly the aggregator's strategy.
+so a node recomputing the global model builds exactly the aggregator's strategy. Alignment takes
+one optional parameter, ``server_momentum`` (beta of FedAvgM on the aligned model, 0 = off): with
+it the strategy also needs the global model two rounds back, which every node holds from the ledger.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
+import torch
+
 from fedledger.fl.aggregation import AlignmentAggregation, UpdateCheck
 from fedledger.fl.robust import DEFAULT_TRIM_FRACTION, ROBUST_RULES, CoordinateRobustAggregation
+from fedledger.fl.server_momentum import ServerMomentumAlignment
 
 DEFAULT_RULE = "alignment"
 AGGREGATION_RULES = (DEFAULT_RULE, *ROBUST_RULES)
 
 
 def aggregation_for(
-    aggregation_rule: str = DEFAULT_RULE, check: UpdateCheck | None = None, trim_fraction: float = DEFAULT_TRIM_FRACTION
+    aggregation_rule: str = DEFAULT_RULE,
+    check: UpdateCheck | None = None,
+    trim_fraction: float = DEFAULT_TRIM_FRACTION,
+    *,
+    server_momentum: float = 0.0,
+    before_previous: Mapping[str, torch.Tensor] | None = None,
 ) -> AlignmentAggregation:
-    """The strategy named ``aggregation_rule`` (``alignment``, ``trimmed_mean`` or ``median``)."""
+    """The strategy named ``aggregation_rule`` (``alignment``, ``trimmed_mean`` or ``median``).
+
+    ``server_momentum`` > 0 (alignment only): :class:`ServerMomentumAlignment` with
+    ``before_previous``, the global model two rounds back (None in the first round)."""
+    if server_momentum and aggregation_rule != DEFAULT_RULE:
+        raise ValueError(f"server momentum applies to {DEFAULT_RULE!r} only, not {aggregation_rule!r}")
     if aggregation_rule == DEFAULT_RULE:
+        if server_momentum:
+            return ServerMomentumAlignment(server_momentum, before_previous, check)
         return AlignmentAggregation(check)
     if aggregation_rule in ROBUST_RULES:
         return CoordinateRobustAggregation(aggregation_rule, trim_fraction, check)

@@ -15,6 +15,7 @@ import torch
 
 from fedledger.fl.data import Dataset
 from fedledger.fl.models import ModelSpec, build_model
+from fedledger.fl.ordered_dropout import NestedWidths
 
 OPTIMIZERS = ("sgd", "adam")
 
@@ -34,6 +35,10 @@ class TrainConfig:
 
     ``proximal_mu``: FedProx's proximal term (mu/2)·||w − w_start||² added to the loss, which keeps
     a round's local model near the model it started from, limiting client drift under skew.
+
+    ``nested_rates``: FjORD's ordered dropout. Every width in this list that is narrower than the
+    client's own is trained too, on the same batch, as the prefix of the client's layers
+    (:mod:`fedledger.fl.ordered_dropout`); the loss is the sum over the widths. Empty: off.
     """
 
     epochs: int = 1
@@ -46,6 +51,7 @@ class TrainConfig:
     mask_absent_classes: bool = False
     proximal_mu: float = 0.0
     logit_adjustment: float = 0.0
+    nested_rates: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -108,6 +114,8 @@ def train_local(
     if config.logit_adjustment > 0:
         counts = torch.bincount(y, minlength=spec.num_classes).to(torch.float32) + 1.0
         shift = config.logit_adjustment * torch.log(counts / counts.sum())
+    nested = NestedWidths(spec, width_rate, config.nested_rates) if config.nested_rates else None
+    params = dict(model.named_parameters())
     anchor = [p.detach().clone() for p in model.parameters()] if config.proximal_mu > 0 else None
     steps = 0
     last_loss = 0.0
@@ -117,12 +125,10 @@ def train_local(
         for start in range(0, len(y), config.batch_size):
             batch = order[start : start + config.batch_size]
             optimiser.zero_grad(set_to_none=True)
-            logits = model(X[batch])
-            if absent is not None:
-                logits = logits.masked_fill(absent, float("-inf"))
-            if shift is not None:
-                logits = logits + shift
-            loss = torch.nn.functional.cross_entropy(logits, y[batch])
+            every_width = [model(X[batch])]
+            if nested is not None:
+                every_width += nested.logits(params, X[batch])
+            loss = torch.stack([_loss(logits, y[batch], absent, shift) for logits in every_width]).sum()
             if anchor is not None:
                 drift = sum(((p - a) ** 2).sum() for p, a in zip(model.parameters(), anchor, strict=True))
                 loss = loss + 0.5 * config.proximal_mu * drift
@@ -134,3 +140,14 @@ def train_local(
         last_loss = total / seen
     new_state = {name: t.detach().clone().contiguous() for name, t in model.state_dict().items()}
     return new_state, len(dataset), {"loss": last_loss, "steps": float(steps)}
+
+
+def _loss(
+    logits: torch.Tensor, y: torch.Tensor, absent: torch.Tensor | None, shift: torch.Tensor | None
+) -> torch.Tensor:
+    """Cross-entropy of one width's logits, with the configured class masking and logit adjustment."""
+    if absent is not None:
+        logits = logits.masked_fill(absent, float("-inf"))
+    if shift is not None:
+        logits = logits + shift
+    return torch.nn.functional.cross_entropy(logits, y)

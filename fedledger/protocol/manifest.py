@@ -44,6 +44,7 @@ _FIELDS = {
     "included",
     "excluded",
 }
+SECAGG_FIELD = "secagg"  # present only in secure-aggregation rounds (fedledger.protocol.secagg_round)
 
 
 # (included rows: institution, cid, digest, leaf), (excluded rows: institution, cid, code)
@@ -67,6 +68,7 @@ class ReasonCode(StrEnum):
     NORM_BOUND = "norm_bound"
     WRONG_BASE = "wrong_base"
     NOT_MEMBER = "not_member"
+    NOT_IN_SECURE_ROUND = "not_in_secure_round"  # no keys shared, or after the survivor set was fixed
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,7 @@ class RoundManifest:
     included: tuple[Inclusion, ...]
     excluded: tuple[Exclusion, ...]
     version: int = field(default=MANIFEST_VERSION)
+    secagg: dict[str, Any] | None = None  # a secure round's published messages; its shape is secagg_round's
 
     def __post_init__(self) -> None:
         _check_rows(self.included, self.excluded)
@@ -147,7 +150,7 @@ class RoundManifest:
             "rule": self.rule,
             "included": [row.to_dict() for row in self.included],
             "excluded": [row.to_dict() for row in self.excluded],
-        }
+        } | ({} if self.secagg is None else {SECAGG_FIELD: self.secagg})
 
     def to_bytes(self) -> bytes:
         """Canonical encoding: UTF-8 JSON, sorted keys, no insignificant whitespace."""
@@ -191,7 +194,7 @@ class RoundManifest:
 
     @classmethod
     def _from_dict(cls, raw: Any) -> RoundManifest:
-        if not isinstance(raw, dict) or set(raw) != _FIELDS:
+        if not isinstance(raw, dict) or set(raw) - {SECAGG_FIELD} != _FIELDS:
             keys = sorted(raw) if isinstance(raw, dict) else type(raw).__name__
             raise ManifestError(f"manifest must be an object with exactly the fields {sorted(_FIELDS)}, got {keys}")
         if raw["version"] != MANIFEST_VERSION:
@@ -200,6 +203,8 @@ class RoundManifest:
             raise ManifestError("manifest rule must be an object with a name")
         if not isinstance(raw["included"], list) or not isinstance(raw["excluded"], list):
             raise ManifestError("manifest included/excluded must be lists")
+        if SECAGG_FIELD in raw and not isinstance(raw[SECAGG_FIELD], dict):
+            raise ManifestError("manifest secagg must be an object")
         return cls(
             chain_id=_uint(raw["chain_id"], "chain_id"),
             contract=_address(raw["contract"], "contract"),
@@ -210,6 +215,7 @@ class RoundManifest:
             rule=raw["rule"],
             included=tuple(_inclusion(row, i) for i, row in enumerate(raw["included"])),
             excluded=tuple(_exclusion(row, i) for i, row in enumerate(raw["excluded"])),
+            secagg=raw.get(SECAGG_FIELD),
         )
 
 

@@ -47,6 +47,7 @@ from fedledger.protocol.manifest import (
 )
 from fedledger.protocol.model_files import ModelVault, sealed_to
 from fedledger.protocol.privacy import DP_RULE_KEY, PrivacyRuleError, dp_rule, round_privacy_of
+from fedledger.protocol.secagg_rule import SECAGG_RULE_KEY, SecAggRule, SecAggRuleError
 from fedledger.sm9 import Signature, SignMasterPublicKey, SM9Error, verify
 from fedledger.store import StoreError
 from fedledger.widths import width_to_ppm
@@ -98,25 +99,38 @@ class AggregationRule:
     name: str = "alignment"
     policy: ValidationPolicy = field(default_factory=ValidationPolicy)
     privacy: RoundPrivacy | None = None  # the round's DP parameters (``dp`` in the manifest), None: no DP
+    secagg: SecAggRule | None = None  # secure aggregation (``secagg`` in the manifest), None: plain updates
 
     def __post_init__(self) -> None:
         if self.name not in RULES:
             raise ManifestError(f"unknown aggregation rule {self.name!r} (known: {', '.join(RULES)})")
+        if self.secagg is not None and (self.name != "alignment" or self.policy.max_norm is not None):
+            raise ManifestError(
+                "secure aggregation sums masked inputs: its rule is alignment, and no norm bound can be checked "
+                "on a masked input (the secagg value bound limits each entry instead)"
+            )
+        if self.secagg is not None and self.privacy is not None:  # never claim noise the round does not add
+            raise ManifestError("distributed DP noise inside secure aggregation is not built yet (docs/secagg.md)")
 
     def to_dict(self) -> dict[str, Any]:
-        out = {"name": self.name, "max_norm": self.policy.max_norm, "norm_policy": self.policy.norm_policy}
+        policy = self.policy
+        out: dict[str, Any] = {"name": self.name, "max_norm": policy.max_norm, "norm_policy": policy.norm_policy}
+        if self.secagg is not None:
+            out[SECAGG_RULE_KEY] = self.secagg.to_dict()
         return out if self.privacy is None else {**out, DP_RULE_KEY: dp_rule(self.privacy)}
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> AggregationRule:
         """The rule a manifest names; ManifestError for anything this code cannot recompute."""
-        if set(raw) - {DP_RULE_KEY} != {"name", "max_norm", "norm_policy"}:
+        if set(raw) - {DP_RULE_KEY, SECAGG_RULE_KEY} != {"name", "max_norm", "norm_policy"}:
             raise ManifestError(
-                f"manifest rule must have name, max_norm and norm_policy (and {DP_RULE_KEY} for DP), got {sorted(raw)}"
+                f"manifest rule must have name, max_norm and norm_policy (and {DP_RULE_KEY} for DP, "
+                f"{SECAGG_RULE_KEY} for secure aggregation), got {sorted(raw)}"
             )
         try:
             privacy = round_privacy_of(raw)
-        except PrivacyRuleError as exc:
+            secagg = SecAggRule.from_dict(raw[SECAGG_RULE_KEY]) if SECAGG_RULE_KEY in raw else None
+        except (PrivacyRuleError, SecAggRuleError) as exc:
             raise ManifestError(f"manifest rule: {exc}") from None
         max_norm = raw["max_norm"]
         if max_norm is not None and (isinstance(max_norm, bool) or not isinstance(max_norm, int | float)):
@@ -125,9 +139,11 @@ class AggregationRule:
             policy = ValidationPolicy(None if max_norm is None else float(max_norm), str(raw["norm_policy"]))
         except ValueError as exc:
             raise ManifestError(f"manifest rule: {exc}") from None
-        return cls(str(raw["name"]), policy, privacy)
+        return cls(str(raw["name"]), policy, privacy, secagg)
 
     def aggregation(self) -> AlignmentAggregation:
+        if self.secagg is not None:  # masked inputs are summed by secagg_round, never aligned in the clear
+            raise ManifestError("a secure-aggregation round is computed by compute_secure_round, not aligned")
         if self.privacy is not None:  # a rule must never claim noise the pipeline does not add
             raise ManifestError("rounds with DP are not built into the round pipeline yet (docs/secagg.md)")
         return aggregation_for(self.name)
@@ -149,6 +165,7 @@ class RoundComputation:
     included: list[LedgerUpdate]
     excluded: list[Exclusion]
     state: dict[str, torch.Tensor]
+    secagg: dict[str, Any] | None = None  # the secure round's published messages (manifest ``secagg``)
 
     def manifest(
         self,
@@ -173,10 +190,11 @@ class RoundComputation:
                 Inclusion(u.address, u.entry.cid, u.entry.digest, u.entry.leaf(u.signature_der)) for u in self.included
             ),
             excluded=tuple(self.excluded),
+            secagg=self.secagg,
         )
 
 
-def _check_signature(mpk: SignMasterPublicKey, update: LedgerUpdate) -> None:
+def check_signature(mpk: SignMasterPublicKey, update: LedgerUpdate) -> None:
     if update.sm9_identity is None:
         raise EntryExcluded(ReasonCode.NOT_MEMBER, f"{update.entry.institution} holds no SM9 identity on the ledger")
     try:
@@ -308,7 +326,7 @@ def compute_round(
     def accepted() -> Iterator[ClientUpdate]:
         for update in ordered:  # one update in memory at a time
             try:
-                _check_signature(mpk, update)
+                check_signature(mpk, update)
                 _check_readers(vault, update, readers)
                 path = _fetch(vault, update, workdir)
                 try:

@@ -41,17 +41,37 @@ def unpack_shares(data: bytes) -> tuple[bytes, bytes]:
     return data[8 : 8 + length], data[8 + length :]
 
 
+class RoundKeys:
+    """A member's round-scoped secrets: channel key, mask key, self-mask seed (memory only).
+
+    Why separate from :class:`Member`: in the round protocol a member advertises its keys before
+    the round's setup (who takes part, with which weights and index maps) is fixed.
+    """
+
+    def __init__(self) -> None:
+        self.channel = HybridKeyPair.generate()
+        self.mask = HybridKeyPair.generate()
+        self.seed = secrets.token_bytes(32)
+
+    def advert(self, round_index: int, member: int) -> AdvertiseKeys:
+        return AdvertiseKeys(round_index, member, self.channel.public, self.mask.public)
+
+    def __repr__(self) -> str:
+        return "RoundKeys(<secret>)"
+
+
 class Member:
     """One member in one round; holds its secrets in memory only (they are round-scoped)."""
 
-    def __init__(self, member: int, setup: RoundSetup) -> None:
+    def __init__(self, member: int, setup: RoundSetup, keys: RoundKeys | None = None) -> None:
         if member not in setup.weights:
             raise SecAggInputError(f"member {member} is not in the round's roster")
         self.id = member
         self.setup = setup
-        self._channel = HybridKeyPair.generate()
-        self._mask = HybridKeyPair.generate()
-        self._seed = secrets.token_bytes(32)
+        keys = keys or RoundKeys()
+        self._channel = keys.channel
+        self._mask = keys.mask
+        self._seed = keys.seed
         self._adverts: dict[int, AdvertiseKeys] = {}
         self._pair_kem: dict[int, tuple[bytes, bytes]] = {}  # j > i: (ML-KEM secret, ciphertext)
         self._pair_secrets: dict[int, bytes] = {}

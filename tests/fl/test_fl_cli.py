@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 
 from fedledger.cli import app
 from fedledger.fl import ModelSpec, UpdateMetadata, extract_submodel, initial_global_state, save_global, save_update
+from fedledger.fl.experiment import DEFAULT_METHOD
 
 
 class _Result:
@@ -30,8 +31,8 @@ def test_quick_experiment_prints_json_figures():
     (setting,) = data["settings"]
     assert setting["label"] == "digits / dirichlet α=1 / 5 inst / widths by volume"
     assert data["config"]["assignments"] == ["by_volume"] and data["config"]["aggregation_rule"] == "alignment"
-    assert set(setting["methods"]) == {"fedavg_full", "fedavg_smallest", "alignment_static", "alignment_rolling"}
-    assert "val_accuracy_mean" in setting["methods"]["alignment_rolling"]
+    assert set(setting["methods"]) == {"fedavg_full", "fedavg_smallest", "alignment_static", DEFAULT_METHOD}
+    assert "val_accuracy_mean" in setting["methods"][DEFAULT_METHOD]
     assert all(len(curve) == 2 for curve in setting["accuracy_per_round"].values())
     assert 0 <= setting["methods"]["fedavg_full"]["accuracy_mean"] <= 100
 
@@ -63,7 +64,8 @@ def test_full_experiment_writes_table_and_plot(tmp_path: Path):
     table = (tmp_path / "exp.md").read_text()
     for assignment in ("by volume", "against volume"):
         assert f"| breast_cancer / iid / 5 inst / widths {assignment} | alignment, rolling |" in table
-        assert f"| breast_cancer / iid / 5 inst / widths {assignment} | alignment, tiled rolling |" in table
+        assert f"| breast_cancer / iid / 5 inst / widths {assignment} | alignment, static |" in table
+    assert "momentum" not in table  # defined on the aligned mean only: dropped under the median rule
     assert "/ 20 inst" not in table
     assert "claim holds" in table and table in result.stdout + "\n"
     assert (tmp_path / "exp-accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -76,10 +78,15 @@ def test_bad_input_exits_2_without_traceback():
         ("--assignments", "by_size"),
         ("--aggregation-rule", "mean"),
         ("--skews", "0.3"),
+        ("--methods", "alignment_static_dropout"),
     ):
         result = _run("fl", "experiment", *args)
         assert result.returncode == 2
         assert "error:" in result.stderr and "Traceback" not in result.stderr
+    robust = _run("fl", "experiment", "--aggregation-rule", "median", "--methods", "alignment_static_momentum")
+    assert robust.returncode == 2 and "need --aggregation-rule alignment" in robust.stderr
+    momentum = _run("fl", "experiment", "--server-momentum", "1.5")
+    assert momentum.returncode == 2 and "--server-momentum" in momentum.stderr
 
 
 def test_inspect_update_and_global_files(tmp_path: Path):

@@ -7,6 +7,7 @@ they own. Each SIMD level runs in its own process (torch and numpy pick their ke
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import os
 import random
@@ -14,10 +15,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
+import fedledger.fl.aggregation as aggregation_module
 from fedledger.fl import AlignmentAggregation, ClientUpdate, ModelSpec, extract_submodel, initial_global_state
+from fedledger.fl.exact_sum import FLOAT_EXACT_WEIGHT, ExactSum, range_exponent
+from fedledger.fl.submodel import advanced_index
 from fedledger.fl.update_format import global_digest
 
 SPEC = ModelSpec("cnn", (1, 8, 8), 10, (32, 64))
@@ -26,8 +31,8 @@ PLAN = [(1.0, "static", 1201), (0.5, "static", 389), (0.5, "rolling", 977), (0.2
 _SCRIPT = """
 import sys, torch
 torch.set_num_threads(1)
-from tests.fl.test_fl_determinism import aggregate_digest, legacy_float32_digest
-print(aggregate_digest() if sys.argv[1] == "exact" else legacy_float32_digest())
+from tests.fl.test_fl_determinism import case_digests, legacy_float32_digest
+print(case_digests() if sys.argv[1] == "exact" else legacy_float32_digest())
 """
 
 
@@ -59,6 +64,65 @@ def aggregate_digest(order: tuple[int, ...] | None = None) -> str:
     if order is not None:
         updates = [updates[i] for i in order]
     return global_digest(AlignmentAggregation().aggregate(global_state, updates), SPEC, 1).hex()
+
+
+def _near_the_edge(updates: list[ClientUpdate], global_state: dict[str, torch.Tensor]) -> None:
+    """Scale every update so its largest value sits just inside the exact sum's range (+-2**e)."""
+    for u in updates:
+        for name, t in u.state.items():
+            edge = 2.0 ** range_exponent(global_state[name])
+            u.state[name] = (t * (0.96 * edge / float(t.abs().max()))).contiguous()
+
+
+def _wide_case(samples: list[int], tiny: bool = False) -> tuple[dict[str, torch.Tensor], list[ClientUpdate], ModelSpec]:
+    """An MLP whose weight tensors span several CHUNK_ELEMENTS pieces, static and rolling maps,
+    inputs from numpy's generator (portable: it does not dispatch on SIMD)."""
+    spec = ModelSpec("mlp", (96,), 10, (701, 389))
+    rng = np.random.default_rng(23)
+
+    def noise(shape: torch.Size) -> torch.Tensor:
+        return torch.from_numpy(rng.standard_normal(tuple(shape)).astype(np.float32))
+
+    base = {n: noise(t.shape) * 0.1 for n, t in initial_global_state(spec, 7).items()}
+    updates = []
+    for i, n in enumerate(samples):
+        rate, selection = PLAN[i % len(PLAN)][:2]
+        state, index_map = extract_submodel(base, spec, rate, selection, 5 + i)
+        trained = {k: t + noise(t.shape) * 0.05 for k, t in state.items()}
+        if tiny:  # values far below the grid's step next to ordinary ones: truncation decides
+            trained = {k: torch.where(t.abs() < 0.02, t * 1e-9, t).contiguous() for k, t in trained.items()}
+        updates.append(ClientUpdate(f"site-{i}", trained, index_map, n))
+    return base, updates, spec
+
+
+def _digest(global_state: dict[str, torch.Tensor], updates: list[ClientUpdate], spec: ModelSpec) -> str:
+    return global_digest(AlignmentAggregation().aggregate(global_state, updates), spec, 1).hex()
+
+
+def case_digest(case: str, order: tuple[int, ...] | None = None) -> str:
+    """The digest of one aggregation case (``order``: a permutation of its updates)."""
+    if case == "realistic":
+        return aggregate_digest(order)
+    if case == "past_2_53":  # the round's weights pass FLOAT_EXACT_WEIGHT: the int64 fallback
+        base, updates, spec = _wide_case([FLOAT_EXACT_WEIGHT - 3, FLOAT_EXACT_WEIGHT, 5, 2**22, 1])
+        _near_the_edge(updates, base)
+    elif case == "tiny_and_huge":  # weight 1 next to 2**31, values near the edge and far below the grid
+        base, updates, spec = _wide_case([1, 2**31, 3, 1, 7], tiny=True)
+        _near_the_edge(updates[1:2], base)
+    elif case == "many":  # 40 updates of every width and selection
+        base, updates, spec = _wide_case([(17 * i * i + 5) % 4093 + 1 for i in range(40)])
+    else:
+        raise ValueError(case)
+    if order is not None:
+        updates = [updates[i] for i in order]
+    return _digest(base, updates, spec)
+
+
+CASES = ("realistic", "past_2_53", "tiny_and_huge", "many")
+
+
+def case_digests() -> str:
+    return json.dumps({case: case_digest(case) for case in CASES})
 
 
 def legacy_float32_digest() -> str:
@@ -105,20 +169,49 @@ def levels() -> list[str]:
     return found
 
 
-def test_global_digest_is_the_same_on_every_simd_level(levels):
-    digests = {level: _digest_in_process(level, "exact") for level in levels}
-    assert len(set(digests.values())) == 1, digests
-    assert digests["default"] == aggregate_digest()
+def test_global_digest_is_the_same_on_every_simd_level(levels: list[str]) -> None:
+    digests = {level: json.loads(_digest_in_process(level, "exact")) for level in levels}
+    for case in CASES:
+        per_level = {level: digests[level][case] for level in levels}
+        assert len(set(per_level.values())) == 1, (case, per_level)
+    assert digests["default"] == json.loads(case_digests())
 
 
-def test_the_replaced_float32_accumulation_differs_between_simd_levels(levels):
+def test_the_replaced_float32_accumulation_differs_between_simd_levels(levels: list[str]) -> None:
     # shows the cross-level test above can fail: the old path gives another model per kernel
     digests = {level: _digest_in_process(level, "legacy") for level in levels[:2]}
     assert len(set(digests.values())) == 2, digests
 
 
-def test_global_digest_does_not_depend_on_update_order():
+def test_global_digest_does_not_depend_on_update_order() -> None:
     reference = aggregate_digest()
     orders = list(itertools.permutations(range(len(PLAN))))
     for order in orders[1 :: len(orders) // 6]:
         assert aggregate_digest(order) == reference, order
+
+
+@pytest.mark.parametrize("case", ["past_2_53", "tiny_and_huge"])
+def test_edge_cases_do_not_depend_on_update_order(case: str) -> None:
+    reference = case_digest(case)
+    for order in ([4, 3, 2, 1, 0], [2, 0, 4, 1, 3], [1, 4, 0, 3, 2]):
+        assert case_digest(case, tuple(order)) == reference, order
+
+
+def test_folding_in_batches_gives_the_same_bits_as_one_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    # updates wait by reference and are folded piece-major; a round too large for one batch is
+    # folded into full-size sums early: grouping must not change a bit
+    reference = {case: case_digest(case) for case in ("realistic", "past_2_53", "many")}
+    monkeypatch.setattr(aggregation_module, "BATCH_BYTES", 1)  # fold after every update
+    assert {case: case_digest(case) for case in reference} == reference
+
+
+def test_the_past_2_53_case_really_passes_2_53() -> None:
+    # the int64 fallback is exercised only if some entry's integer sum is beyond float64's exact range
+    base, updates, _ = _wide_case([FLOAT_EXACT_WEIGHT - 3, FLOAT_EXACT_WEIGHT, 5, 2**22, 1])
+    _near_the_edge(updates, base)
+    name = "layers.0.weight"
+    acc = ExactSum(tuple(base[name].shape), range_exponent(base[name]))
+    for u in updates:
+        acc.admit(u.num_samples)
+        acc.scatter(u.state[name], u.num_samples, advanced_index(u.index_map.indices[name], acc.shape))
+    assert int(acc.total.abs().max()) > 2**53

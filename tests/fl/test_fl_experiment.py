@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -54,3 +56,38 @@ def test_poisoning_member_sends_scaled_flipped_update(shards):
         base = extract_with_map(g, h.index_map)
         name = "head.weight"
         assert torch.allclose(p.state[name] - base[name], -4.0 * (h.state[name] - base[name]), atol=1e-5)
+
+
+def test_cached_runs_are_reused_and_keyed_by_what_decides_them(tmp_path):
+    from dataclasses import replace
+
+    from fedledger.fl.experiment import ExperimentConfig, Setting, default_train, run_experiment
+
+    setting = Setting("breast_cancer", "iid", None, 5)
+    config = ExperimentConfig((setting,), seeds=(0,), rounds=2, train=default_train(1), methods=("fedavg_full",))
+    first = run_experiment(config, cache_dir=tmp_path)
+    (cached,) = tmp_path.glob("*.json")
+    planted = [{"accuracy": 0.123, "macro_f1": 0.5, "val_accuracy": 0.5}] * 2
+    cached.write_text(json.dumps(planted))
+    again = run_experiment(config, cache_dir=tmp_path)
+    assert again["settings"][0]["methods"]["fedavg_full"]["histories"] == [planted]
+    assert first["settings"][0]["methods"]["fedavg_full"]["histories"] != [planted]
+    run_experiment(replace(config, rounds=3), cache_dir=tmp_path)  # another config: another file
+    assert len(list(tmp_path.glob("*.json"))) == 2
+
+
+def test_fjord_and_momentum_methods_change_the_run_and_are_named():
+    from fedledger.fl.experiment import METHOD_LABELS, ExperimentConfig, Setting, default_train, run_experiment
+
+    setting = Setting("digits", "dirichlet", 1.0, 5)
+    methods = ("alignment_static", "alignment_static_fjord", "alignment_static_momentum")
+    baselines = ("fedavg_full", "fedavg_full_momentum")
+    config = ExperimentConfig((setting,), seeds=(0,), rounds=3, train=default_train(1), methods=methods + baselines)
+    runs = run_experiment(config)["settings"][0]["methods"]
+    full, full_momentum = (runs[m]["histories"][0][-1] for m in baselines)
+    assert full != full_momentum  # the homogeneous baseline can carry the same server momentum
+    finals = [runs[m]["histories"][0][-1]["val_accuracy"] for m in methods]
+    firsts = [runs[m]["histories"][0][0]["val_accuracy"] for m in methods]
+    assert len(set(finals)) == 3  # each option changes the run
+    assert firsts[0] == firsts[2]  # momentum has no history in round 1: plain alignment
+    assert METHOD_LABELS["alignment_static_fjord_momentum"] == "alignment, static + FjORD + momentum"

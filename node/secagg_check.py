@@ -1,0 +1,47 @@
+"""A co-signing node's recomputation of a secure round, from the manifest's published messages.
+
+The node runs ``compute_secure_round`` (the aggregator's own function) on the ledger's entries and
+the messages the manifest names, so it reaches the same inclusions, exclusions, survivor set,
+named liars and global model bytes, or it refuses to sign; and the record's survivor set must be
+the one this node was shown when it revealed (an aggregator that shows members different sets
+cannot also get them to sign).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from fedledger.fl import global_digest, load_global
+from fedledger.protocol.manifest import RoundManifest
+from fedledger.protocol.round_check import LedgerUpdate, RoundComputation
+from fedledger.protocol.secagg_round import SecAggRecord, SecureRoundError, compute_secure_round
+from node.training_step import UnusableGlobalModel
+
+if TYPE_CHECKING:
+    from node.participant import NodeContext
+
+REVEALED_FOR = "secagg-revealed-for.json"  # in the round's folder: the survivor set this node revealed for
+
+
+def recompute_secure_round(
+    ctx: NodeContext, round_index: int, base_path: Path, updates: list[LedgerUpdate], manifest: RoundManifest
+) -> tuple[RoundComputation, bytes]:
+    """The secure round as the manifest's messages give it, and the global model digest that yields."""
+    if ctx.rule.secagg is None or manifest.secagg is None:
+        raise SecureRoundError("the manifest of a secure round must carry its secagg record")
+    state, meta = load_global(base_path)
+    if meta.spec is None:
+        raise UnusableGlobalModel(f"{base_path}: global model carries no model spec")
+    record = SecAggRecord.from_dict(manifest.secagg)
+    revealed = base_path.parent / REVEALED_FOR  # the base model sits in the round's folder
+    if revealed.exists() and json.loads(revealed.read_text(encoding="utf-8")) != sorted(record.survivors):
+        raise SecureRoundError(
+            f"this node revealed for the survivor set {revealed.read_text(encoding='utf-8')}, "
+            f"the record names {sorted(record.survivors)}"
+        )
+    computation, _ = compute_secure_round(
+        ctx.store, ctx.master_public_key, ctx.consortium, round_index, state, updates, ctx.rule.secagg, record
+    )
+    return computation, global_digest(computation.state, meta.spec, round_index + 1)
