@@ -20,6 +20,7 @@ from fedledger.cli.common import (
     read_password,
     setup_logging,
 )
+from fedledger.cli.consortium import UnsealedOption
 from fedledger.cli.tls_options import (
     InsecureHttpOption,
     TlsCaOption,
@@ -211,8 +212,10 @@ def start(
     verbose: VerboseOption = False,
     log_json: LogJsonOption = False,
     insecure_http: InsecureHttpOption = False,
+    unsealed: UnsealedOption = False,
 ) -> None:
-    """Start from the kit: build the plan's model, check the chain and the role, serve the API, drive rounds."""
+    """Start from the kit: build the plan's model, check the reader keys, the chain and the role, serve the
+    API, drive rounds."""
     from aggregator.http_api import SessionBoard
     from aggregator.http_server import api_server
     from aggregator.kit_start import aggregator_config, start_aggregator
@@ -227,7 +230,7 @@ def start(
         loaded = load_kit(kit).require("aggregator")
         cfg = aggregator_config(loaded)
         server = api_server(board, cfg, loaded.folder, password, loaded.chain_id, insecure_http)
-    posted = _serving(server, lambda: start_aggregator(kit, password, rounds, board))
+    posted = _serving(server, lambda: start_aggregator(kit, password, rounds, board, unsealed))
     typer.echo(f"aggregator: {posted} round(s) posted")
 
 

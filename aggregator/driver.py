@@ -177,7 +177,7 @@ def wait_for_updates(ctx: AggregatorContext, round_index: int, stop: threading.E
 
     Wakes at each ledger event (pushed); each look reads only the blocks mined since the last.
     """
-    active = ctx.ledger.active_institutions()
+    active = _readers_of_base(ctx, round_index, ctx.ledger.active_institutions())
     wanted = ctx.min_updates or len(active)
     deadline = time.monotonic() + ctx.round_deadline_seconds
     until = time.strftime("%H:%M:%S", time.gmtime(time.time() + ctx.round_deadline_seconds))
@@ -211,6 +211,23 @@ def wait_for_updates(ctx: AggregatorContext, round_index: int, stop: threading.E
         else:
             source.wait_for_log(seen, min(RECHECK_SECONDS, max(0.0, deadline - time.monotonic()) + 0.01))
     raise RoundFailed("stopped while waiting for updates")
+
+
+def _readers_of_base(ctx: AggregatorContext, round_index: int, active: list[RosterEntry]) -> list[RosterEntry]:
+    """The active members the round's base is sealed to: one that joined after the round opened
+    cannot open its base, so the round does not wait for it; it takes part from the next round on."""
+    opened = ctx.ledger.rounds_opened(round=round_index)
+    try:
+        readers = ctx.vault.readers_of(opened[0].base_cid) if opened else None
+    except FedLedgerError:  # the base out of reach: wait for every active member, as unsealed
+        return active
+    if readers is None:
+        return active
+    late = [i.sm9_id for i in active if i.sm9_id not in readers]
+    if late:
+        log.info("round %d: its base is not sealed to %s (joined since): from round %d on", round_index,
+                 ", ".join(late), round_index + 1)  # fmt: skip
+    return [i for i in active if i.sm9_id in readers]
 
 
 def _names_missing(ctx: AggregatorContext, active: list[RosterEntry], events: list[UpdateSubmitted]) -> list[str]:

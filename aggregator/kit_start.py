@@ -11,9 +11,9 @@ from aggregator.config import AggregatorConfig, save_config
 from aggregator.context import build_context
 from aggregator.driver import RoundFailed, run_aggregator
 from aggregator.http_api import SessionBoard
-from fedledger.consortium.kits import Kit, load_kit
+from fedledger.consortium.kits import READER_KEYS, Kit, load_kit
 from fedledger.consortium.metrics import MetricBoard
-from fedledger.consortium.preflight import check_aggregator, check_ledger
+from fedledger.consortium.preflight import check_aggregator, check_ledger, check_sealing
 from fedledger.consortium.reload import run_reloading
 
 log = logging.getLogger(__name__)
@@ -45,8 +45,9 @@ def _await_last_metrics(
             return
 
 
-def start_aggregator(kit_folder: Path, password: str, rounds: int, board: SessionBoard) -> int:
-    """Check chain and role, then drive rounds (reloading a re-issued kit); returns rounds posted."""
+def start_aggregator(kit_folder: Path, password: str, rounds: int, board: SessionBoard, unsealed: bool = False) -> int:
+    """Check reader keys, chain and role, then drive rounds (reloading a re-issued kit); returns rounds
+    posted. ``unsealed`` lets a kit provisioned before sealing run with plaintext files."""
 
     def run(stop: threading.Event) -> int:
         kit = load_kit(kit_folder).require("aggregator")
@@ -54,6 +55,8 @@ def start_aggregator(kit_folder: Path, password: str, rounds: int, board: Sessio
         save_config(config, kit.folder)
         ctx = build_context(config, kit.folder, password, board)
         metrics = board.metrics = MetricBoard(ctx.consortium, ctx.state_dir / "metrics.json")
+        reader = ctx.consortium.aggregator.sm9_identity if ctx.consortium.aggregator else "the aggregator"
+        check_sealing(ctx.consortium, ctx.reader_keys, reader, kit.folder / READER_KEYS, unsealed)
         check_ledger(ctx.ledger, kit.chain_id, config.rpc_url)
         check_aggregator(ctx.ledger, ctx.account.address)
         log.info(

@@ -20,6 +20,7 @@ from fedledger.cli.common import (
     setup_logging,
     spinner,
 )
+from fedledger.cli.consortium import UnsealedOption
 from fedledger.cli.role_init import (
     ChosenAccount,
     EthKeyPasswordFileOption,
@@ -369,8 +370,10 @@ def start(
     verbose: VerboseOption = False,
     log_json: LogJsonOption = False,
     insecure_http: InsecureHttpOption = False,
+    unsealed: UnsealedOption = False,
 ) -> None:
-    """Start from a kit: check the data against the task, the chain and membership, then follow rounds."""
+    """Start from a kit: check the data against the task, the reader keys, the chain and membership, then
+    follow rounds."""
     from node.kit_start import start_node
 
     setup_logging(verbose, log_json)
@@ -378,5 +381,5 @@ def start(
     warn_plain_http(insecure_http)
     password = read_password(password_file, f"the kit {kit}")
     with errors_reported(BAD_INPUT):
-        posted = start_node(kit, password, data, rounds, insecure_http)
+        posted = start_node(kit, password, data, rounds, insecure_http, unsealed)
     typer.echo(f"node {kit.name}: {posted} round(s) posted")

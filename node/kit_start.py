@@ -10,8 +10,8 @@ import logging
 import threading
 from pathlib import Path
 
-from fedledger.consortium.kits import Kit, KitError
-from fedledger.consortium.preflight import check_ledger, check_member
+from fedledger.consortium.kits import READER_KEYS, Kit, KitError
+from fedledger.consortium.preflight import check_ledger, check_member, check_sealing
 from fedledger.consortium.reload import run_reloading
 from fedledger.fl.task import SiteData, site_shard
 from node.config import DataConfig, NodeConfig, TrainingConfig, save_config
@@ -59,9 +59,15 @@ def node_config(kit: Kit, site: SiteData) -> NodeConfig:
 
 
 def start_node(
-    kit_folder: Path, password: str, data_path: str | None, rounds: int | None, insecure_http: bool = False
+    kit_folder: Path,
+    password: str,
+    data_path: str | None,
+    rounds: int | None,
+    insecure_http: bool = False,
+    unsealed: bool = False,
 ) -> int:
-    """Check data, chain and membership, then follow rounds (reloading a re-issued kit); returns rounds posted."""
+    """Check data, reader keys, chain and membership, then follow rounds (reloading a re-issued kit);
+    returns rounds posted. ``unsealed`` lets a kit provisioned before sealing run with plaintext files."""
     from fedledger.consortium.kits import load_kit
 
     def run(stop: threading.Event) -> int:
@@ -82,6 +88,7 @@ def start_node(
         save_config(config, kit.folder)
         ctx = build_context(config, kit.folder, password, insecure_http=insecure_http, shard=shard)
         ctx.refresh_data = lambda: site_shard(site, task).train
+        check_sealing(ctx.consortium, ctx.reader_keys, config.sm9_identity, kit.folder / READER_KEYS, unsealed)
         check_ledger(ctx.ledger, kit.chain_id, config.rpc_url)
         check_member(ctx.ledger, ctx.account.address, kit.name)
         log.info("%s: member %s of ledger %s; following rounds", kit.name, ctx.account.address, ctx.ledger.address)

@@ -2,7 +2,8 @@
 send the signed number to the aggregator (HTTP only, so it never races the node's transactions).
 
 Runs beside the round loop; what it has reported is remembered in the state folder, so a restart
-neither repeats nor skips a round.
+neither repeats nor skips a round. A round whose global model is not sealed to this node (posted
+before it joined) has no metric from it.
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ from fedledger.consortium.metrics import make_report, signed
 from fedledger.errors import FedLedgerError
 from fedledger.fileio import atomic_write_text
 from fedledger.fl import Dataset, evaluate, load_global
+from fedledger.protocol.errors import SealedModelError
 from node.http_client import aggregator_client
 from node.participant import NodeContext
-from node.training_step import fetch_verified_model
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,12 @@ class MetricReporter:
             if posted.round in done:
                 continue
             path = self.ctx.state_dir / f"round-{posted.round}" / "global.safetensors"
-            fetch_verified_model(self.ctx.vault, posted.cid, posted.digest, path)
+            try:
+                self.ctx.vault.get(posted.cid, posted.digest, path)
+            except SealedModelError as exc:  # sealed before this node joined: it is no reader of that round
+                log.info("%s: no metric for round %d: %s", self.ctx.name, posted.round, exc)
+                done.add(posted.round)
+                continue
             state, meta = load_global(path)
             assert meta.spec is not None
             value = evaluate(meta.spec, state, self.validation.X, self.validation.y)[self.metric]

@@ -13,6 +13,14 @@ app = typer.Typer(no_args_is_help=True)
 
 PlanArgument = Annotated[Path, typer.Argument(help="The consortium plan (consortium.toml).")]
 KitsOption = Annotated[Path, typer.Option("--kits", help="The kits folder `consortium provision` made.")]
+UnsealedOption = Annotated[
+    bool,
+    typer.Option(
+        "--unsealed",
+        help="Run a kit provisioned before sealing (its roster publishes no encryption key): "
+        "model files then enter the store in plaintext.",
+    ),
+]
 
 
 @app.command("provision")

@@ -3,6 +3,11 @@
 Used once by ``provision`` and again by every membership change (a new split for the new n, a new
 roster, updated kits). Every secret is encrypted under the transport password of the one party it
 is for; public files are the same in every kit.
+
+Sealing (docs/crypto.md): each node and the aggregator gets reader keys, its SM9 decryption key
+and an ML-KEM-768 key pair, and the roster publishes the SM9 encryption master public key and
+every reader's card, so a provisioned consortium seals every model file from its first round.
+The encryption master key stays in the KGC's kit; a removed member's card leaves the roster.
 """
 
 from __future__ import annotations
@@ -21,9 +26,12 @@ from eth_utils import keccak, to_checksum_address
 from fedledger.chain.keyfile import save_eth_key
 from fedledger.consortium import kits as k
 from fedledger.consortium.plan import InstitutionPlan, Plan
+from fedledger.envelope import EnvelopeError, Recipient, RecipientKeys
 from fedledger.fileio import PUBLIC_MODE, atomic_write_bytes
-from fedledger.protocol.consortium import Consortium, Member, PublicMaterial, consortium_identity
+from fedledger.protocol.consortium import Consortium, Member, PublicMaterial, Reader, consortium_identity
+from fedledger.protocol.readers import install_reader_keys
 from fedledger.sm9 import SignMasterKey, extract_sign_key
+from fedledger.sm9.encryption_keys import EncryptMasterKey, extract_encrypt_key
 from fedledger.sm9.threshold import KeyShare, split_key
 from fedledger.tls import ConsortiumCA
 from fedledger.tls.ca import IssuedCertificate
@@ -31,6 +39,7 @@ from fedledger.tls.files import write_certificate
 from fedledger.tls.settings import TLS_CA_FILE, TLS_CERT_FILE, TLS_KEY_FILE
 
 CA_KEY_FILE = f"{k.KEYS}/tls-ca-key.pem"
+AGGREGATOR_READER_IDENTITY = "aggregator"  # the aggregator's SM9 encryption identity (it reads, never signs)
 
 
 def create_address(sender: str, nonce: int) -> str:
@@ -55,24 +64,46 @@ class Issuer:
     chain_id: int
     contract: str
     ca: ConsortiumCA
+    enc_master: EncryptMasterKey
 
     @property
     def identity(self) -> str:
         return consortium_identity(self.chain_id, self.contract)
 
+    def reader_card(self, party: str, identity: str) -> Recipient:
+        """The card of ``party``'s reader keys; issues them into its kit first when it has none (or
+        only another identity's): the SM9 decryption key for ``identity`` and a fresh ML-KEM-768
+        pair, under the party's own password. A re-issue keeps the keys a kit already holds."""
+        folder = self.kits / party
+        try:
+            card = Recipient.from_json((folder / k.READER_CARD).read_text(encoding="utf-8"))
+            if (folder / k.READER_KEYS).is_file() and card.identity == identity.encode("utf-8"):
+                return card
+        except (OSError, ValueError, EnvelopeError):
+            pass  # no card yet, or an unreadable one: issue the keys anew
+        keys = RecipientKeys.generate(extract_encrypt_key(self.enc_master, identity))
+        (folder / k.KEYS).mkdir(parents=True, exist_ok=True)
+        install_reader_keys(keys, folder / k.KEYS, k.new_password(self.kits, party))
+        return keys.public
+
     def split(self, members: list[tuple[InstitutionPlan, str]]) -> tuple[list[KeyShare], PublicMaterial, Consortium]:
         """A fresh k-of-n split of the consortium key for ``members`` (plan entry, address), its
-        public data and the roster, written to the KGC kit (the copies other kits receive)."""
+        public data and the roster with every reader's card (issuing reader keys a kit lacks),
+        written to the KGC kit (the copies other kits receive)."""
         shares, public = split_key(self.master, self.identity, self.plan.k, len(members))
+        cards = {inst.name: self.reader_card(inst.name, inst.identity).mlkem_public.hex() for inst, _ in members}
+        aggregator_card = self.reader_card("aggregator", AGGREGATOR_READER_IDENTITY).mlkem_public.hex()
         roster = Consortium(
             self.chain_id,
             self.contract,
             self.identity,
             self.plan.k,
             tuple(
-                Member(inst.name, to_checksum_address(address), inst.identity, i + 1)
+                Member(inst.name, to_checksum_address(address), inst.identity, i + 1, cards[inst.name])
                 for i, (inst, address) in enumerate(members)
             ),
+            self.enc_master.public_key.to_der().hex(),
+            Reader("aggregator", AGGREGATOR_READER_IDENTITY, aggregator_card),
         )
         keys = self.kits / "kgc" / k.KEYS
         keys.mkdir(parents=True, exist_ok=True)
@@ -154,13 +185,16 @@ class Issuer:
         k.write_kit_file(folder, "kgc", "kgc", self.chain_id, self.contract, self.plan_text)
         if not (folder / k.MASTER_KEY).is_file():
             self.master.save(folder / k.MASTER_KEY, password)
+        if not (folder / k.ENC_MASTER_KEY).is_file():
+            self.enc_master.save(folder / k.ENC_MASTER_KEY, password)
         if not (folder / CA_KEY_FILE).is_file():
             self.ca.save(folder / TLS_CA_FILE, folder / CA_KEY_FILE, password)
         k.write_readme(
             folder,
             [
-                f"The KGC's kit of consortium {self.plan.name}: the SM9 master key (encrypted, kgc.password).",
-                "Keep it offline. It re-issues keys and kits when members join or leave:",
+                f"The KGC's kit of consortium {self.plan.name}: the SM9 signing and encryption master keys",
+                "and the TLS CA's key (encrypted, kgc.password). Keep it offline. It re-issues keys and",
+                "kits when members join or leave:",
                 "",
                 "    fedledger consortium add-member consortium.toml --kits kits --name NEW",
                 "    fedledger consortium remove-member consortium.toml --kits kits --name OLD",

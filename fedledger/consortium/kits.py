@@ -1,9 +1,10 @@
 """A party's kit: the folder it receives from provisioning, and the names of everything in it.
 
 ``kits/<party>/`` holds ``kit.toml`` (role, name, the ledger it belongs to), a copy of the plan,
-``keys/`` (its secrets, encrypted under its own transport password; the public files every party
-shares) and a ``README`` with the one command that starts it. The transport password is written
-beside the kit as ``kits/<party>.password`` (0600), so the folder and the password travel apart.
+``keys/`` (its secrets, encrypted under its own transport password, among them a reader's keys
+that open sealed model files; the public files every party shares) and a ``README`` with the one
+command that starts it. The transport password is written beside the kit as
+``kits/<party>.password`` (0600), so the folder and the password travel apart.
 The kit is the party's home: the role writes its config and state into it at start.
 """
 
@@ -19,6 +20,7 @@ import tomli_w
 from fedledger.consortium.plan import Plan, PlanError, load_plan
 from fedledger.fileio import SECRET_MODE, atomic_write_text
 from fedledger.protocol.consortium import PublicMaterial
+from fedledger.protocol.readers import READER_CARD_FILE, READER_KEYS_FILE
 
 KIT_FILE = "kit.toml"
 PLAN_FILE = "consortium.toml"
@@ -29,6 +31,9 @@ ETH_KEY = f"{KEYS}/eth-key.json"
 SM9_KEY = f"{KEYS}/sm9-sign-key.json"
 SHARE = f"{KEYS}/consortium-share.json"
 MASTER_KEY = f"{KEYS}/sign_master.key"
+ENC_MASTER_KEY = f"{KEYS}/enc_master.key"  # the KGC kit's alone: SM9 encryption master key ke
+READER_KEYS = f"{KEYS}/{READER_KEYS_FILE}"  # node and aggregator kits: SM9 decryption key + ML-KEM-768 seed
+READER_CARD = f"{KEYS}/{READER_CARD_FILE}"  # their public card, as the roster files it
 MPK_NAME, THRESHOLD_NAME, ROSTER_NAME = PublicMaterial.NAMES
 ROLES = ("node", "aggregator", "kgc", "deployer")
 

@@ -3,8 +3,9 @@
 The on-chain half is the ledger's k-of-n membership change (the same EIP-712 approvals as ``chain
 approve-change``/``apply-change``). Approvals come from ``--approval`` values members sent in, and
 from the members' kits that sit in the kits folder with their password files. The off-chain half
-is the KGC's: a new key for a new member, a new split of the consortium key for the new n and k,
-the new roster, and updated kits, which running nodes and the aggregator pick up at their next round.
+is the KGC's: a new key (and reader keys) for a new member, a new split of the consortium key for
+the new n and k, the new roster (a removed member's reader card left out, so no file written after
+its removal is sealed to it), and updated kits, which running nodes and the aggregator pick up at their next round.
 Every step is skipped when already done, so a flow cut short is finished by running it again.
 """
 
@@ -25,6 +26,7 @@ from fedledger.consortium.plan import InstitutionPlan, Plan, PlanError, load_pla
 from fedledger.errors import FedLedgerError
 from fedledger.protocol.consortium import Consortium
 from fedledger.sm9 import SignMasterKey
+from fedledger.sm9.encryption_keys import EncryptMasterKey
 from fedledger.tls import ConsortiumCA
 from fedledger.tls.settings import TLS_CA_FILE
 
@@ -95,7 +97,10 @@ def _issuer(kits: Path, plan_path: Path, plan: Plan, contract: str, chain_id: in
         raise MembershipRefused(f"no {k.password_file(kits, 'kgc')}: the KGC's kit re-issues the keys")
     master = SignMasterKey.load(kits / "kgc" / k.MASTER_KEY, password)
     ca = ConsortiumCA.load(kits / "kgc" / TLS_CA_FILE, kits / "kgc" / CA_KEY_FILE, password)
-    return Issuer(kits, plan, plan_path.read_text(encoding="utf-8"), master, chain_id, contract, ca)
+    enc_path = kits / "kgc" / k.ENC_MASTER_KEY
+    # kits provisioned before sealing have none: this re-issue makes one, and the consortium seals from now on
+    enc_master = EncryptMasterKey.load(enc_path, password) if enc_path.is_file() else EncryptMasterKey.generate()
+    return Issuer(kits, plan, plan_path.read_text(encoding="utf-8"), master, chain_id, contract, ca, enc_master)
 
 
 def reissue(issuer: Issuer, members: list[tuple[InstitutionPlan, str]]) -> None:

@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+
 from fedledger.chain.client import LedgerClient
+from fedledger.envelope import RecipientKeys
 from fedledger.errors import FedLedgerError
+from fedledger.protocol.consortium import Consortium
+from fedledger.protocol.errors import NoReaderCard
+from fedledger.protocol.readers import reader_card
+
+log = logging.getLogger(__name__)
 
 
 class NotReady(FedLedgerError):
@@ -44,3 +53,33 @@ def check_aggregator(ledger: LedgerClient, address: str) -> None:
     holder = ledger.aggregator()
     if holder.lower() != address.lower():
         raise NotReady(f"this kit's account {address} is not the aggregator of ledger {ledger.address} ({holder})")
+
+
+def check_sealing(
+    consortium: Consortium, keys: RecipientKeys | None, identity: str, keys_file: Path, unsealed: bool
+) -> None:
+    """The party can open what the federation seals to it: its kit's reader keys are the ones the
+    roster files under ``identity``. A roster that publishes no encryption key (a kit provisioned
+    before sealing) runs with plaintext model files, and only when the operator said ``--unsealed``."""
+    if not consortium.encrypt_master_public:
+        if not unsealed:
+            raise NotReady(
+                "this kit's roster publishes no SM9 encryption key, so model files would enter the store "
+                "in plaintext: provision the kits again, or start with --unsealed to run it unsealed"
+            )
+        log.warning("running unsealed (--unsealed): model files enter the store in plaintext")
+        return
+    if keys is None:
+        raise NotReady(
+            f"{keys_file} is missing: the consortium seals every model file and {identity} could open none; "
+            "ask the KGC for the kit again (`consortium provision`, or a re-issue by add-member/remove-member)"
+        )
+    try:
+        card = reader_card(consortium, identity)
+    except NoReaderCard as exc:
+        raise NotReady(f"{exc}: ask the KGC to re-issue the kits") from None
+    if card.key_id != keys.public.key_id or card.identity != keys.identity:
+        raise NotReady(
+            f"{keys_file} is not the key the roster names for {identity} (ML-KEM key id {card.key_id.hex()}): "
+            "install the kit's own reader-keys.json or have the KGC register its card"
+        )

@@ -16,6 +16,7 @@ from fedledger.consortium.issue import Issuer, aggregator_readme, create_address
 from fedledger.consortium.kits import KitError
 from fedledger.consortium.plan import load_plan
 from fedledger.sm9 import SignMasterKey
+from fedledger.sm9.encryption_keys import EncryptMasterKey
 from fedledger.tls import ConsortiumCA
 
 
@@ -41,7 +42,16 @@ def provision(plan_path: Path, out: Path) -> Provisioned:
         deployer = new_account()
         contract = create_address(deployer.address, 0)
         ca = ConsortiumCA.generate(f"{plan.name} consortium CA")
-        issuer = Issuer(staging, plan, plan_text, SignMasterKey.generate(), plan.chain.chain_id, contract, ca)
+        issuer = Issuer(
+            staging,
+            plan,
+            plan_text,
+            SignMasterKey.generate(),
+            plan.chain.chain_id,
+            contract,
+            ca,
+            EncryptMasterKey.generate(),
+        )
         accounts = {inst.name: new_account() for inst in plan.institutions}
         aggregator = new_account()
         shares, material, _roster = issuer.split([(i, accounts[i.name].address) for i in plan.institutions])

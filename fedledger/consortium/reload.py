@@ -1,7 +1,7 @@
 """Running a role from its kit so that a re-issued kit (a member joined or left) is picked up.
 
-The role runs until done or until the kit's roster, threshold data, share or plan copy change on
-disk; then it is rebuilt from the kit and resumes from the ledger, as after any restart.
+The role runs until done or until the kit's roster, threshold data, share, reader keys or plan copy
+change on disk; then it is rebuilt from the kit and resumes from the ledger, as after any restart.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from fedledger.consortium import kits as k
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-WATCHED = (k.PLAN_FILE, f"{k.KEYS}/{k.ROSTER_NAME}", f"{k.KEYS}/{k.THRESHOLD_NAME}", k.SHARE)
+WATCHED = (k.PLAN_FILE, f"{k.KEYS}/{k.ROSTER_NAME}", f"{k.KEYS}/{k.THRESHOLD_NAME}", k.SHARE, k.READER_KEYS)
 
 
 def fingerprint(folder: Path) -> tuple[tuple[int, int], ...]:

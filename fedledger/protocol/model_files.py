@@ -154,6 +154,12 @@ class ModelVault:
             raise SealedModelError(f"model {cid} is sealed and this party holds no reader keys (init --encrypt-key)")
         return get_model(self.store, cid, expected_digest, dest, self.keys)
 
+    def readers_of(self, cid: str) -> set[str] | None:
+        """The identities ``cid``'s public header names; None when the federation does not seal."""
+        if self.master_public is None:
+            return None
+        return {identity.decode("utf-8", "replace") for identity, _key_id in sealed_to(self.store, cid)}
+
     def round_readers(self, base_cid: str, now: Sequence[Recipient]) -> list[Recipient]:
         """The readers every update of a round must be sealed to: those of ``now`` (the chain's
         readers at check time) that the round's base model is also sealed to (the readers when the

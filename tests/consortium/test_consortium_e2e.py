@@ -2,9 +2,12 @@
 
 A plan file (3 institutions, k = 2; hospital-3 brings a DICOM folder built from pydicom's test
 files), `consortium provision`, `chain deploy --plan`, the aggregator and the nodes started from
-their kits, 2 rounds; then `consortium add-member` for a 4th institution and 1 more round with it;
-then `audit summary` must verify every entry. Only the CLI is used: no Python API, no file copied
-from another run. The chain is the suite's real Anvil.
+their kits, 2 rounds; then `consortium add-member` for a 4th institution and `remove-member` of
+hospital-2, and 1 more round; then `audit summary` must verify every entry, keyless and in member
+mode. The kits run sealed: every model file in the store is ciphertext (no block holds a safetensors
+header), and the removed member's kit cannot open the global model written after its removal while
+a member's can. Only the CLI runs the consortium: no Python API, no file copied from another run
+(Python only reads the ledger and the store's blocks to check). The chain is the suite's real Anvil.
 """
 
 from __future__ import annotations
@@ -77,11 +80,55 @@ def run(args: list[str], cwd: Path) -> str:
     return done.stdout
 
 
-def audit_summary(cwd: Path) -> dict:
-    """`audit summary --json` over the kits' deployment, the plan's store and the KGC's public key."""
+def audit_summary(cwd: Path, reader: str | None = None) -> dict:
+    """`audit summary --json` over the kits' deployment, the plan's store and the KGC's public key;
+    with ``reader``, in member mode with that party's reader keys (plaintext digests checked too)."""
     args = ["audit", "summary", "--deployment", "kits/deployment.json", "--store", f"local:{cwd / 'store'}"]
     args += ["--master-public-key", "kits/kgc/keys/sign-master-public-key.pem", "--json"]
+    if reader is not None:
+        args += ["--reader-keys", f"kits/{reader}/keys/reader-keys.json", "--password-file", f"kits/{reader}.password"]
     return json.loads(run(args, cwd))
+
+
+SAFETENSORS_MARKS = (b'"dtype"', b'"data_offsets"', b'"__metadata__"', b'"F32"')
+
+
+def assert_store_sealed(store: Path, kits: Path) -> None:
+    """No block of the store holds a safetensors header; every model CID on the ledger is an envelope."""
+    from fedledger.chain.deploy import Deployment
+    from fedledger.envelope.header import MAGIC
+    from fedledger.store import open_store
+
+    plain = [p.read_bytes() for p in kits.glob("*/state/round-*/*.safetensors")]
+    assert plain and all(all(m in p for m in SAFETENSORS_MARKS) for p in plain)  # control: the marks are real
+    blocks = [p.read_bytes() for p in (store / "blocks").rglob("*.data")]
+    leaked = [m for m in SAFETENSORS_MARKS if any(m in block for block in blocks)]
+    assert blocks and leaked == [], f"plaintext safetensors headers in the store: {leaked}"
+    ledger = Deployment.load(kits / "deployment.json").client()
+    cids = [e.cid for e in ledger.updates_submitted()] + [g.cid for g in ledger.global_models_posted()]
+    cids += [o.base_cid for o in ledger.rounds_opened()]
+    content = open_store(f"local:{store}")
+    assert len(cids) == 9 + 3 + 3 and all(content.read_bytes(cid).startswith(MAGIC) for cid in cids)
+
+
+def assert_removed_member_cannot_open_later_models(cwd: Path, kits: Path) -> None:
+    """hospital-2, removed before round 2, cannot open round 2's global model with its kit's reader
+    keys (one line naming whom it is sealed to); hospital-1 can (the member-mode audit opened it too)."""
+    from fedledger.chain.deploy import Deployment
+
+    after = Deployment.load(kits / "deployment.json").client().global_models_posted(round=2)[0].cid
+
+    def get(cid: str, party: str) -> subprocess.CompletedProcess[str]:
+        args = ["store", "get", cid, "-o", f"{party}-{cid[:12]}.bin", "--store", f"local:{cwd / 'store'}"]
+        args += ["--key-file", f"kits/{party}/keys/reader-keys.json", "--password-file", f"kits/{party}.password"]
+        return subprocess.run([*FEDLEDGER, *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+
+    refused = get(after, "hospital-2")
+    assert refused.returncode != 0 and not (cwd / f"hospital-2-{after[:12]}.bin").exists()
+    assert "not for inst:hospital-2" in refused.stderr and "inst:hospital-4 (key id" in refused.stderr, refused.stderr
+    assert "inst:hospital-2 (key id" not in refused.stderr  # the file names no entry for it at all
+    assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+    assert get(after, "hospital-1").returncode == 0 and (cwd / f"hospital-1-{after[:12]}.bin").stat().st_size > 0
 
 
 def run_parties(kits: Path, institutions: list[str], rounds: int, logs: Path) -> None:
@@ -116,6 +163,7 @@ def run_parties(kits: Path, institutions: list[str], rounds: int, logs: Path) ->
                 p.wait()
 
 
+@pytest.mark.timeout(1800)  # about 3 min on an idle machine; a shared, loaded one runs it 5x slower
 def test_run_a_real_consortium_from_a_plan(anvil_chain: LocalChain, tmp_path: Path) -> None:
     dicom = tmp_path / "ct-slices"
     assert dicom_folder(dicom) >= 30
@@ -142,8 +190,12 @@ def test_run_a_real_consortium_from_a_plan(anvil_chain: LocalChain, tmp_path: Pa
         fh.write(institution("hospital-4", 0.25, '{ kind = "builtin", path = "digits", partitions = 4, index = 2 }'))
     added = run(["consortium", "add-member", "consortium.toml", "--kits", "kits", "--name", "hospital-4"], tmp_path)
     assert "hospital-4" in added and (kits / "hospital-4" / "README").is_file()
+    removed = run(
+        ["consortium", "remove-member", "consortium.toml", "--kits", "kits", "--name", "hospital-2"], tmp_path
+    )
+    assert "hospital-2" in removed and "members now: hospital-1, hospital-3, hospital-4" in removed
 
-    run_parties(kits, ["hospital-1", "hospital-2", "hospital-3", "hospital-4"], 3, logs)
+    run_parties(kits, ["hospital-1", "hospital-3", "hospital-4"], 3, logs)
     assert "submitted round 2" in (logs / "hospital-4-3.log").read_text()
 
     metrics = run(["consortium", "metrics", "--kits", "kits", "--plot", "metrics.png"], tmp_path)
@@ -151,10 +203,15 @@ def test_run_a_real_consortium_from_a_plan(anvil_chain: LocalChain, tmp_path: Pa
         assert f"round {round_index}: federated accuracy " in metrics, metrics
     assert "hospital-4" in metrics and (tmp_path / "metrics.png").read_bytes()[:4] == b"\x89PNG"
 
-    summary = audit_summary(tmp_path)
+    # member mode: every entry verified, and every model file opened with hospital-1's kit keys and
+    # its plaintext SM3 held to the ledger's (hospital-1 was a reader of every round)
+    summary = audit_summary(tmp_path, reader="hospital-1")
     assert summary["all_verified"], summary["failures"]
     assert summary["global_models"]["verified"] == 3
-    assert summary["updates"]["verified"] == 3 + 3 + 4
+    assert summary["updates"]["verified"] == 3 + 3 + 3
+
+    assert_store_sealed(tmp_path / "store", kits)
+    assert_removed_member_cannot_open_later_models(tmp_path, kits)
 
 
 @pytest.fixture(autouse=True)

@@ -118,3 +118,15 @@ def test_a_roster_without_an_encryption_master_key_stores_plaintext_checked_by_d
     with pytest.raises(ModelDigestMismatch):
         vault.get(cid, b"\x00" * 32, tmp_path / "other" / "m.bin")
     assert not (tmp_path / "other" / "m.bin").exists()
+
+
+def test_readers_of_names_whom_a_file_is_sealed_to_and_none_when_the_vault_does_not_seal(
+    tmp_path: Path, kgc: EncryptMasterKey, readers: dict[str, RecipientKeys]
+) -> None:
+    store = LocalStore(tmp_path / "store", durable=False)
+    model = _file(tmp_path / "model.bin", os.urandom(5_000))
+    sealing = ModelVault(store, kgc.public_key, readers["inst:a"])
+    cid, _digest = sealing.put(model, [readers["inst:a"].public, readers["aggregator"].public])
+    assert sealing.readers_of(cid) == {"inst:a", "aggregator"}  # not inst:b: a member added since
+    plain = ModelVault(store, None, None)
+    assert plain.readers_of(plain.put(model, [])[0]) is None
