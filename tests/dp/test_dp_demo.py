@@ -4,26 +4,16 @@ ledger, next to the on-chain budget the demo deployed."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from fedledger.dp.accountant import RoundPrivacy, epsilon
-
-FEDLEDGER = [sys.executable, "-m", "fedledger.cli"]
+from tests.support.demo_run import demo_summary
 
 
 def test_demo_with_dp_verifies_every_entry_and_accounts_epsilon_against_the_budget(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [*FEDLEDGER, "demo", "--dp-epsilon", "8", "--rounds", "2", "--epochs", "1", "--json",
-         "--workdir", str(tmp_path / "demo")],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    summary = json.loads(done.stdout)
+    summary = demo_summary(tmp_path / "demo", "--dp-epsilon", "8")
     audit = summary["audit"]
     assert audit["all_verified"] and audit["global_models"]["verified"] == 2, audit
     privacy = summary["privacy"]

@@ -4,26 +4,16 @@ committed-secret noise); every entry verifies and the audit's epsilon stands nex
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from fedledger.dp.accountant import RoundPrivacy, epsilon
-
-FEDLEDGER = [sys.executable, "-m", "fedledger.cli"]
+from tests.support.demo_run import demo_summary
 
 
 def test_secure_demo_with_dp_verifies_every_entry_and_accounts_epsilon(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [*FEDLEDGER, "demo", "--secure-aggregation", "--dp-epsilon", "8", "--rounds", "2", "--epochs", "1",
-         "--json", "--workdir", str(tmp_path / "demo")],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    summary = json.loads(done.stdout)
+    summary = demo_summary(tmp_path / "demo", "--secure-aggregation", "--dp-epsilon", "8")
     audit = summary["audit"]
     assert audit["all_verified"] and audit["global_models"]["verified"] == 2, audit
     privacy = summary["privacy"]
