@@ -75,8 +75,8 @@ def test_a_killed_stream_is_caught_up_from_the_ledger(
         cutter.refusing.clear()
         assert _until(lambda: len(received) == 3), "the missed events were not caught up"
         assert [e["transactionHash"] for e in received] == [opened.tx_hash, *missed]  # in order, once each
-        assert _until(lambda: source.streaming), "the stream was not re-established"
-        assert source.catch_ups >= 2
+        # streaming is set on subscribing, the count after the read-back that follows: wait for both
+        assert _until(lambda: source.streaming and source.catch_ups >= 2), "the stream was not re-established"
 
         seen = source.seen  # and the re-established stream pushes again
         again = _submit(ledger, dev_accounts, 2)
