@@ -7,8 +7,8 @@ false reason, or weight an update by what its file claims: weights, width and in
 the ledger entry, and a file that says otherwise is excluded (``fields_mismatch``). Each entry is
 checked in a fixed order and the first failing check names its reason code, so honest parties agree
 on the code too. Updates are sealed: each is fetched by the ledger's ciphertext CID, opened with
-this party's reader keys and held to the ledger's plaintext SM3 digest. Updates stream from disk one
-at a time into the aggregation.
+this party's reader keys and held to the ledger's plaintext SM3 digest. Updates are opened from disk one
+at a time; the aggregation holds at most ``BATCH_BYTES`` of them before it folds them into its sums.
 """
 
 from __future__ import annotations
@@ -370,7 +370,7 @@ def compute_round(
     excluded: list[Exclusion] = []
 
     def accepted() -> Iterator[ClientUpdate]:
-        for update in ordered:  # one update in memory at a time
+        for update in ordered:  # one file opened at a time; the aggregation holds at most BATCH_BYTES
             try:
                 check_signature(mpk, update)
                 _check_readers(vault, update, readers)
