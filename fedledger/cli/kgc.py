@@ -13,6 +13,7 @@ init`, never seen by the KGC) in the roster.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -125,17 +126,13 @@ def extract(
     password_file: PasswordFileOption = None,
 ) -> None:
     """Issue a user's SM9 signing key, encrypted under a fresh transport password for that user alone."""
-    from fedledger.protocol.consortium import normalise_identity
     from fedledger.sm9 import SignMasterKey
 
-    identity = normalise_identity(identity)  # an address inside an identity is case-free
-    out_path = out or Path(f"sign_{_safe_name(identity)}.key")
-    _refuse_overwrite([out_path] if print_password else [out_path, transport_password_path(out_path)], force)
-    password = read_password(password_file, f"master key {master_path}")
-    master = guarded(lambda: SignMasterKey.load(master_path, password))
-    issued = guarded(lambda: issue_sign_key(master, identity, out_path))
-    where = _hand_over(issued, print_password)
-    typer.echo(f"signing key for {identity!r} (encrypted for it alone, 0600): {out_path}; {where}")
+    def issue(master_password: str, identity: str, out_path: Path) -> IssuedSecret:
+        master = guarded(lambda: SignMasterKey.load(master_path, master_password))
+        return guarded(lambda: issue_sign_key(master, identity, out_path))
+
+    _issue_user_key(identity, "sign", "signing key", master_path, out, force, print_password, password_file, issue)
 
 
 def _split_identity(identity: str | None, chain_id: int | None, contract: str | None) -> str:
@@ -209,18 +206,39 @@ def extract_encrypt(
     password_file: PasswordFileOption = None,
 ) -> None:
     """Issue a member's (or the aggregator's) SM9 decryption key, under a fresh transport password for it alone."""
-    from fedledger.protocol.consortium import normalise_identity
     from fedledger.sm9.encryption_keys import EncryptMasterKey, extract_encrypt_key
 
-    identity = normalise_identity(identity)
-    out_path = out or Path(f"enc_{_safe_name(identity)}.key")
+    def issue(master_password: str, identity: str, out_path: Path) -> IssuedSecret:
+        master = guarded(lambda: EncryptMasterKey.load(master_path, master_password))
+        key = guarded(lambda: extract_encrypt_key(master, identity))
+        return guarded(lambda: issue_secret(key.save, out_path, identity))
+
+    _issue_user_key(
+        identity, "enc", "SM9 decryption key", master_path, out, force, print_password, password_file, issue
+    )
+
+
+def _issue_user_key(
+    identity: str,
+    prefix: str,
+    what: str,
+    master_path: Path,
+    out: Path | None,
+    force: bool,
+    print_password: bool,
+    password_file: Path | None,
+    issue: Callable[[str, str, Path], IssuedSecret],
+) -> None:
+    """One way to issue a user's key from a master key: canonical identity, no silent overwrite, the
+    master's password read once, the key under a fresh transport password handed over."""
+    from fedledger.protocol.consortium import normalise_identity
+
+    identity = normalise_identity(identity)  # an address inside an identity is case-free
+    out_path = out or Path(f"{prefix}_{_safe_name(identity)}.key")
     _refuse_overwrite([out_path] if print_password else [out_path, transport_password_path(out_path)], force)
     password = read_password(password_file, f"master key {master_path}")
-    master = guarded(lambda: EncryptMasterKey.load(master_path, password))
-    key = guarded(lambda: extract_encrypt_key(master, identity))
-    issued = guarded(lambda: issue_secret(key.save, out_path, identity))
-    where = _hand_over(issued, print_password)
-    typer.echo(f"SM9 decryption key for {identity!r} (encrypted for it alone, 0600): {out_path}; {where}")
+    where = _hand_over(issue(password, identity, out_path), print_password)
+    typer.echo(f"{what} for {identity!r} (encrypted for it alone, 0600): {out_path}; {where}")
 
 
 @app.command("register-card")
