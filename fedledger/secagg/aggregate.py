@@ -16,8 +16,8 @@ import numpy as np
 
 from fedledger.secagg.errors import CheatingMember, InsufficientShares, SecAggError, SecAggInputError
 from fedledger.secagg.hybrid import SECRET_BYTES, HybridKeyPair, pair_secret
-from fedledger.secagg.layout import coverage_weights, scatter_add
-from fedledger.secagg.masks import apply_pair_mask, self_mask
+from fedledger.secagg.layout import coverage_weights
+from fedledger.secagg.masks import add_unmasked, apply_pair_mask
 from fedledger.secagg.messages import Published, RoundSetup, secret_commitment, share_commitment, survivors_digest
 from fedledger.secagg.ring import RingSpec, decode
 from fedledger.secagg.shamir import combine
@@ -115,11 +115,9 @@ def recompute_aggregate(published: Published) -> Aggregate:
     total = np.zeros(length, dtype=ring.dtype)
     coverage = coverage_weights(length, [(setup.positions[s], setup.runs[s], setup.weights[s]) for s in sorted(u3)])
     for s in sorted(u3):
-        positions, blocks = setup.positions[s], setup.runs[s]
         seed = _rebuild(published, good, s, "seed")
-        unmasked = self_mask(seed, rnd, s, positions.size, ring)
-        np.subtract(published.masked[s].values, unmasked, out=unmasked)
-        scatter_add(total, positions, unmasked, blocks)
+        masked = published.masked[s].values
+        add_unmasked(total, masked, seed, rnd, s, setup.positions[s], setup.row_blocks[s], ring)
     for d in sorted(u2 - u3):
         material = _rebuild(published, good, d, "key")
         ciphertexts = published.shares[d].pair_ciphertexts

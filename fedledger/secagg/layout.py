@@ -71,43 +71,96 @@ def runs(positions: np.ndarray) -> Runs | None:
     return positions[sub_starts].tolist(), sub_starts.tolist(), lengths.tolist()
 
 
+RowBlock = tuple[int, int, int, int, int]  # (global start, global step, sub start, length, rows)
+
+
+def row_blocks(blocks: Runs) -> list[RowBlock]:
+    """Consecutive runs of one length at one global step, merged into one block each.
+
+    Why: a sub-model keeps a window of every row of a matrix, so its runs repeat at the row
+    length; each block is one 2-D strided view, one numpy operation instead of one per row.
+    """
+    out: list[list[int]] = []
+    for g, s, n in zip(*blocks, strict=True):
+        if out:
+            last = out[-1]
+            step = g - last[0] if last[4] == 1 else last[1]
+            if n == last[3] and step >= n and g == last[0] + step * last[4]:
+                last[1], last[4] = step, last[4] + 1
+                continue
+        out.append([g, n, s, n, 1])
+    return [(g, step, s, n, rows) for g, step, s, n, rows in out]
+
+
+def row_blocks_within(blocks: list[RowBlock], start: int, stop: int) -> list[RowBlock]:
+    """The parts of ``blocks`` over sub-vector entries [start, stop), sub starts counted from ``start``.
+
+    Why: unmasking takes a member's vector one cache-sized piece at a time.
+    """
+    out: list[RowBlock] = []
+    for g, step, s, n, rows in blocks:
+        low, high = max(s, start) - s, min(s + n * rows, stop) - s  # offsets into this block
+        if low >= high:
+            continue
+        first, last = low // n, high // n
+        if first == last:  # inside one row
+            out.append((g + first * step + low % n, step, s + low - start, high - low, 1))
+            continue
+        if low % n:  # the rest of a partial first row
+            out.append((g + first * step + low % n, step, s + low - start, n - low % n, 1))
+            first += 1
+        if last > first:
+            out.append((g + first * step, step, s + first * n - start, n, last - first))
+        if high % n:  # the start of a partial last row
+            out.append((g + last * step, step, s + last * n - start, high % n, 1))
+    return out
+
+
+def add_rows(target: np.ndarray, blocks: list[RowBlock], values: np.ndarray | int) -> None:
+    """target[block's global entries] += values[block's sub entries] (or the integer), block by block."""
+    item = target.itemsize
+    for g, step, s, n, rows in blocks:
+        view = np.lib.stride_tricks.as_strided(target[g:], (rows, n), (step * item, item), writeable=True)
+        view += values if isinstance(values, int) else values[s : s + n * rows].reshape(rows, n)
+
+
 def scatter_add(target: np.ndarray, positions: np.ndarray, values: np.ndarray | int, blocks: Runs | None) -> None:
     """target[positions] += values (positions distinct), by runs when given (see :func:`runs`).
 
-    Sub-models keep whole runs of every row (a window of units), so a few hundred slices beat
+    Sub-models keep whole runs of every row (a window of units), so a few strided row blocks beat
     one scattered fancy-index add of millions of entries.
     """
     if blocks is None:
         target[positions] += values
-        return
-    if isinstance(values, int):
-        for g, _, n in zip(*blocks, strict=True):
-            target[g : g + n] += values
-        return
-    for g, s, n in zip(*blocks, strict=True):
-        target[g : g + n] += values[s : s + n]
+    else:
+        add_rows(target, row_blocks(blocks), values)
 
 
 def coverage_weights(length: int, members: list[tuple[np.ndarray, Runs | None, int]]) -> np.ndarray:
     """Sum of the weights of the members covering each entry (int64), from (positions, runs, weight).
 
-    By runs this is a difference array and one cumulative sum: O(runs + length), not O(entries).
+    By runs the coverage is constant between run edges: the level after each sorted edge is a
+    cumulative sum over the edges alone, repeated over its segment. O(runs log runs + length).
     """
     edges: list[np.ndarray] = []
     steps: list[np.ndarray] = []
-    scattered = np.zeros(length, dtype=np.int64)
+    scattered: np.ndarray | None = None
     for positions, blocks, weight in members:
         if blocks is None:
+            scattered = np.zeros(length, dtype=np.int64) if scattered is None else scattered
             scattered[positions] += weight
             continue
         starts, lengths = np.asarray(blocks[0], dtype=np.int64), np.asarray(blocks[2], dtype=np.int64)
         edges += [starts, starts + lengths]
         steps += [np.full(starts.size, weight, dtype=np.int64), np.full(starts.size, -weight, dtype=np.int64)]
     if not edges:
-        return scattered
-    diff = np.zeros(length + 1, dtype=np.int64)
-    np.add.at(diff, np.concatenate(edges), np.concatenate(steps))
-    return np.cumsum(diff[:-1]) + scattered
+        return np.zeros(length, dtype=np.int64) if scattered is None else scattered
+    at = np.concatenate(edges)
+    order = np.argsort(at, kind="stable")
+    levels = np.concatenate(([0], np.cumsum(np.concatenate(steps)[order])))
+    bounds = np.concatenate(([0], at[order], [length]))
+    coverage = np.repeat(levels, np.diff(bounds))
+    return coverage if scattered is None else coverage + scattered
 
 
 def flatten_state(state: Mapping[str, object]) -> np.ndarray:

@@ -22,6 +22,7 @@ from fedledger.secagg.errors import SecAggInputError
 FLOAT32_EXACT_BITS = 24  # |q| < 2**24: q / 2**f is exactly a float32
 FLOAT64_EXACT_BITS = 53  # |S| < 2**53: S is exactly a float64
 DEFAULT_FRAC_BITS = 16
+DECODE_PIECE = 1 << 15  # entries per decoding piece: its float64 temporaries fit a core's L2 cache
 
 
 @dataclass(frozen=True)
@@ -114,16 +115,28 @@ def to_ring(values: np.ndarray, spec: RingSpec) -> np.ndarray:
 
 
 def decode(ring_sum: np.ndarray, coverage: np.ndarray, previous: np.ndarray, spec: RingSpec) -> np.ndarray:
-    """float32 mean S / (W * 2**f) where W > 0, ``previous`` where W == 0."""
+    """float32 mean S / (W * 2**f) where W > 0, ``previous`` where W == 0.
+
+    Piece by piece (each piece's float64 temporaries stay in cache); every entry is still one
+    exact conversion, one correctly rounded division and one rounding to float32.
+    """
     if not (ring_sum.shape == coverage.shape == previous.shape):
         raise SecAggInputError("sum, coverage and previous values differ in length")
     signed = ring_sum.astype(spec.dtype, copy=False).view(spec.signed)
-    uncovered = coverage <= 0
-    divisor = coverage.astype(np.float64)
-    divisor *= spec.scale  # power-of-two scaling: exact
-    divisor[uncovered] = 1.0
-    quotient = signed.astype(np.float64)  # exact: |S| < 2**53
-    quotient /= divisor  # correctly rounded
-    out = quotient.astype(np.float32)
-    np.copyto(out, np.asarray(previous, dtype=np.float32), where=uncovered)
+    out = np.empty(ring_sum.shape, dtype=np.float32)
+    quotient = np.empty(min(DECODE_PIECE, ring_sum.size), dtype=np.float64)
+    divisor = np.empty_like(quotient)
+    for start in range(0, ring_sum.size, DECODE_PIECE):
+        stop = min(start + DECODE_PIECE, ring_sum.size)
+        weight, q, d = coverage[start:stop], quotient[: stop - start], divisor[: stop - start]
+        np.multiply(weight, spec.scale, out=d)  # exact: an integer below 2**53 times a power of two
+        np.copyto(q, signed[start:stop])  # exact: |S| < 2**53
+        uncovered = weight <= 0
+        any_uncovered = bool(uncovered.any())
+        if any_uncovered:
+            d[uncovered] = 1.0
+        np.divide(q, d, out=q)  # correctly rounded
+        out[start:stop] = q
+        if any_uncovered:
+            np.copyto(out[start:stop], np.asarray(previous[start:stop], dtype=np.float32), where=uncovered)
     return out
