@@ -11,6 +11,7 @@ index maps arrive as ``{name: (index vector or None per dimension)}`` plus globa
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -136,14 +137,46 @@ def scatter_add(target: np.ndarray, positions: np.ndarray, values: np.ndarray | 
         add_rows(target, row_blocks(blocks), values)
 
 
-def coverage_weights(length: int, members: list[tuple[np.ndarray, Runs | None, int]]) -> np.ndarray:
-    """Sum of the weights of the members covering each entry (int64), from (positions, runs, weight).
+@dataclass(frozen=True)
+class EntryWeights:
+    """The public weight (sum of the covering members' weights) of every global entry, held as
+    constant segments between run edges plus the entries of members without runs.
 
-    By runs the coverage is constant between run edges: the level after each sorted edge is a
-    cumulative sum over the edges alone, repeated over its segment. O(runs log runs + length).
+    Why not one int64 per entry: decoding needs only each piece's divisors, built from a few
+    segments in cache; the full array (``dense``) is made only when someone asks for it.
     """
-    edges: list[np.ndarray] = []
-    steps: list[np.ndarray] = []
+
+    length: int
+    starts: np.ndarray  # increasing segment starts, the first 0
+    levels: np.ndarray  # int64 weight of each segment
+    scattered: np.ndarray | None  # int64 per entry: members given entry by entry (no runs)
+
+    def dense(self) -> np.ndarray:
+        """The weight of every entry (int64)."""
+        return self.piece(0, self.length)
+
+    def piece(self, start: int, stop: int) -> np.ndarray:
+        """The weights of entries [start, stop) (int64)."""
+        levels, lengths = self.segments(start, stop)
+        out = np.repeat(levels, lengths)
+        return out if self.scattered is None else out + self.scattered[start:stop]
+
+    def segments(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        """(level, length) of the segments over [start, stop), the runs' part only."""
+        first = int(np.searchsorted(self.starts, start, side="right")) - 1
+        end = int(np.searchsorted(self.starts, stop, side="left"))
+        bounds = np.concatenate(([start], self.starts[first + 1 : end], [stop]))
+        return self.levels[first:end], np.diff(bounds)
+
+
+def entry_weights(length: int, members: list[tuple[np.ndarray, Runs | None, int]]) -> EntryWeights:
+    """The weights of the entries covered by (positions, runs, weight) members.
+
+    By runs the weight is constant between run edges: the level after each sorted edge is a
+    cumulative sum over the edges alone. O(runs log runs), not O(entries).
+    """
+    edges: list[np.ndarray] = [np.zeros(1, dtype=np.int64)]
+    steps: list[np.ndarray] = [np.zeros(1, dtype=np.int64)]
     scattered: np.ndarray | None = None
     for positions, blocks, weight in members:
         if blocks is None:
@@ -153,14 +186,14 @@ def coverage_weights(length: int, members: list[tuple[np.ndarray, Runs | None, i
         starts, lengths = np.asarray(blocks[0], dtype=np.int64), np.asarray(blocks[2], dtype=np.int64)
         edges += [starts, starts + lengths]
         steps += [np.full(starts.size, weight, dtype=np.int64), np.full(starts.size, -weight, dtype=np.int64)]
-    if not edges:
-        return np.zeros(length, dtype=np.int64) if scattered is None else scattered
     at = np.concatenate(edges)
     order = np.argsort(at, kind="stable")
-    levels = np.concatenate(([0], np.cumsum(np.concatenate(steps)[order])))
-    bounds = np.concatenate(([0], at[order], [length]))
-    coverage = np.repeat(levels, np.diff(bounds))
-    return coverage if scattered is None else coverage + scattered
+    return EntryWeights(length, at[order], np.cumsum(np.concatenate(steps)[order]), scattered)
+
+
+def coverage_weights(length: int, members: list[tuple[np.ndarray, Runs | None, int]]) -> np.ndarray:
+    """Sum of the weights of the members covering each entry (int64), from (positions, runs, weight)."""
+    return entry_weights(length, members).dense()
 
 
 def flatten_state(state: Mapping[str, object]) -> np.ndarray:

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from fedledger.secagg.errors import SecAggInputError
+from fedledger.secagg.layout import entry_weights, runs
 from fedledger.secagg.ring import DECODE_PIECE, RingSpec, decode
 
 
@@ -40,3 +41,21 @@ def test_decode_refuses_mismatched_lengths():
     ring = RingSpec(32, 16)
     with pytest.raises(SecAggInputError, match="differ in length"):
         decode(np.zeros(3, np.uint32), np.zeros(4, np.int64), np.zeros(3, np.float32), ring)
+
+
+@pytest.mark.parametrize("with_scattered", [False, True])
+def test_decode_from_weight_segments_equals_decode_from_the_dense_weights(with_scattered):
+    ring, rng, size = RingSpec(32, 16), np.random.default_rng(9), 3 * DECODE_PIECE + 5
+    windows = [np.arange(10, DECODE_PIECE + 300), np.arange(DECODE_PIECE, 2 * DECODE_PIECE + 1)]
+    windows.append(np.arange(size - 70, size))
+    members = [(p, runs(p), w) for p, w in zip(windows, (49, 91, 1), strict=True)]
+    if with_scattered:
+        scattered = rng.permutation(size)[:4000]
+        members.append((scattered, None, 211))
+    weights = entry_weights(size, members)
+    dense = weights.dense()
+    assert (dense == 0).any() and (dense > 0).any()
+    sums = rng.integers(0, 2**32, size, dtype=np.uint32)
+    previous = rng.standard_normal(size).astype(np.float32)
+    got = decode(sums, weights, previous, ring)
+    assert np.array_equal(got.view(np.uint32), _reference(sums, dense, previous, ring).view(np.uint32))
