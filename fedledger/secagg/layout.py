@@ -119,10 +119,15 @@ def row_blocks_within(blocks: list[RowBlock], start: int, stop: int) -> list[Row
 
 def add_rows(target: np.ndarray, blocks: list[RowBlock], values: np.ndarray | int) -> None:
     """target[block's global entries] += values[block's sub entries] (or the integer), block by block."""
-    item = target.itemsize
     for g, step, s, n, rows in blocks:
-        view = np.lib.stride_tricks.as_strided(target[g:], (rows, n), (step * item, item), writeable=True)
-        view += values if isinstance(values, int) else values[s : s + n * rows].reshape(rows, n)
+        source = np.full((rows, n), values) if isinstance(values, int) else values[s : s + n * rows].reshape(rows, n)
+        if rows == 1:
+            target[g : g + n] += source[0]
+            continue
+        whole = rows if g + rows * step <= target.size else rows - 1  # the last row may end the vector
+        target[g : g + whole * step].reshape(whole, step)[:, :n] += source[:whole]
+        if whole < rows:
+            target[g + whole * step : g + whole * step + n] += source[whole]
 
 
 def scatter_add(target: np.ndarray, positions: np.ndarray, values: np.ndarray | int, blocks: Runs | None) -> None:

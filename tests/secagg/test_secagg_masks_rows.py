@@ -22,6 +22,7 @@ LAYOUTS = {
     "wrapped rows": np.concatenate([_rows(0, 200, 0, 1024, 700)[90 * 700 :], _rows(0, 200, 0, 1024, 700)[: 90 * 700]]),
     "mixed runs": np.concatenate([np.arange(50, 90), _rows(2000, 90, 3, 2048, 1500), np.arange(300_000, 399_990)]),
     "full": np.arange(LENGTH),
+    "rows to the end": _rows(LENGTH - 300 * 1024, 300, 1024 - 300, 1024, 300),  # the last row ends the vector
 }
 
 
@@ -60,7 +61,7 @@ def test_rows_of_different_lengths_or_steps_are_not_merged():
 
 
 @pytest.mark.parametrize("bits", [32, 64])
-@pytest.mark.parametrize("name", ["matrix window", "wrapped rows", "full"])
+@pytest.mark.parametrize("name", ["matrix window", "wrapped rows", "full", "rows to the end"])
 def test_add_unmasked_equals_subtracting_the_whole_self_mask(bits, name):
     ring, seed = RingSpec(bits, 16), bytes(range(7, 39))
     positions = LAYOUTS[name]
