@@ -120,7 +120,10 @@ def row_blocks_within(blocks: list[RowBlock], start: int, stop: int) -> list[Row
 def add_rows(target: np.ndarray, blocks: list[RowBlock], values: np.ndarray | int) -> None:
     """target[block's global entries] += values[block's sub entries] (or the integer), block by block."""
     for g, step, s, n, rows in blocks:
-        source = np.full((rows, n), values) if isinstance(values, int) else values[s : s + n * rows].reshape(rows, n)
+        if isinstance(values, int):
+            source = np.full((rows, n), values, target.dtype)
+        else:
+            source = values[s : s + n * rows].reshape(rows, n)
         if rows == 1:
             target[g : g + n] += source[0]
             continue
