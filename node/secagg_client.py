@@ -227,15 +227,7 @@ class SecureClient:
         assert state.member is not None and state.values is not None
         shares = {m: ShareKeys.from_bytes(ref.read(self.ctx.store)) for m, ref in _refs(view, "shares").items()}
         state.member.receive_shares(shares)
-        noise = None
-        if state.plan is not None:
-            setup = state.member.setup
-            # the sum is released at the reveal, whether or not a record is ever signed: refuse before adding noise
-            planned = secure_round_privacy(setup, state.plan, setup.members)
-            refusal = privacy_refusal(self.ctx.ledger, self.ctx.store, setup.round_index, planned)
-            if refusal is not None:
-                raise SecureRoundError(refusal)
-            noise = noise_share(setup, self.me, state.plan)
+        noise = None if state.plan is None else budgeted_noise_share(self.ctx, state.member.setup, self.me, state.plan)
         return state.member.masked_input(state.values, self.rule.value_bound, noise).to_bytes()
 
     def _reveal(self, round_index: int, state: _Round, view: dict[str, Any]) -> None:
@@ -263,3 +255,17 @@ class SecureClient:
             raise FedLedgerError(f"aggregator refused the {phase} message: {response.text[:300]}")
         state.done.add(phase)
         log.info("%s: secure round %d: %s message accepted", self.ctx.name, round_index, phase)
+
+
+def budgeted_noise_share(ctx: NodeContext, setup: RoundSetup, member: int, plan: NoisePlan) -> np.ndarray:
+    """``member``'s noise share, once the round's DP parameters (from the public setup and the plan) are
+    held to the ledger's budget: the sum is released at the reveal whether or not a record is ever signed,
+    so the check comes before any noise is added (SecureRoundError: this node leaves the round)."""
+    try:
+        planned = secure_round_privacy(setup, plan, setup.members)
+        refusal = privacy_refusal(ctx.ledger, ctx.store, setup.round_index, planned)
+        if refusal is not None:
+            raise SecureRoundError(refusal)
+        return noise_share(setup, member, plan)
+    except NoisePlanError as exc:
+        raise SecureRoundError(f"no noise share for this round: {exc}") from None

@@ -91,7 +91,10 @@ def noise_share(setup: RoundSetup, member: int, plan: NoisePlan) -> np.ndarray:
     """``member``'s Skellam share (int64 ring units) at its positions, sized from the public setup."""
     sized = sized_coverage(setup.positions, setup.global_length, setup.threshold)
     sensitivity = planned_sensitivity(plan.clip, setup.ring.frac_bits, setup.weights, setup.positions)
-    return skellam_share(setup.positions[member], sized, plan.noise_multiplier, sensitivity)
+    try:
+        return skellam_share(setup.positions[member], sized, plan.noise_multiplier, sensitivity)
+    except DPParameterError as exc:
+        raise NoisePlanError(str(exc)) from None
 
 
 def secure_round_privacy(setup: RoundSetup, plan: NoisePlan, survivors: Iterable[int]) -> RoundPrivacy:

@@ -19,6 +19,7 @@ import pytest
 from aggregator.config import load_config, save_config
 from aggregator.secagg_board import SecureBoard, SecureRound
 from demo.in_process import InProcessConsortium
+from fedledger.audit.secure_round import secure_round_check
 from fedledger.audit.service import AuditService
 from fedledger.chain.localchain import LocalChain
 from fedledger.dp.accountant import RoundPrivacy, epsilon
@@ -50,6 +51,7 @@ from fedledger.sm9 import SignMasterPublicKey
 from fedledger.store import open_store
 from node.participant import round_dir
 from node.secagg_check import recompute_secure_round
+from node.secagg_client import budgeted_noise_share
 from tests.secagg.test_secagg_round_mode import Silent, _manifest, _models, _record, _run_with_manual_member
 from tests.support.manual_aggregator import round_updates
 
@@ -220,6 +222,15 @@ def test_cosigners_refuse_dp_parameters_the_public_joins_and_setup_do_not_imply(
     ):
         with pytest.raises(SecureRoundError, match="are not what the joins and setup imply"):
             recompute_secure_round(node, 0, base_path, updates, forged)
+    # the audit makes the same check from the ledger and the store alone
+    included = {row.institution: row.cid for row in manifest.included}
+    identities = {i.address.lower(): i.sm9_id for i in node.ledger.institutions()}
+    assert manifest.secagg is not None
+    audit_args = (node.store, node.master_public_key, 0)
+    honest = secure_round_check(*audit_args, manifest.rule, manifest.secagg, included, identities)
+    assert honest.ok and "the rule's DP parameters are what the joins' noise plan" in honest.detail
+    lied = secure_round_check(*audit_args, forged.rule, manifest.secagg, included, identities)
+    assert not lied.ok and "are not what the joins and setup imply" in lied.detail
     no_dp = dataclasses.replace(manifest, rule={k: v for k, v in manifest.rule.items() if k != "dp"})
     with pytest.raises(SecureRoundError, match="the rule names no DP parameters"):
         recompute_secure_round(node, 0, base_path, updates, no_dp)
@@ -248,3 +259,15 @@ def test_members_must_all_declare_the_round_s_noise_plan(consortium: InProcessCo
     with pytest.raises(SecureRoundError, match="is not the round's"):
         board._keep(sr, "join", 1, publish(node.store, data), data)
     assert sr.view()["dp"] == plan.to_dict() and sr.joins == {}
+
+
+def test_a_member_adds_no_noise_to_a_round_the_budget_forbids(with_dropout: InProcessConsortium) -> None:
+    c = with_dropout  # rounds 0 and 1 are posted
+    node = c.nodes[0]
+    _, setup = _record(c, 1)
+    plan = _plan(c, 1)
+    next_round = dataclasses.replace(setup, round_index=2)
+    share = budgeted_noise_share(node, next_round, 1, NoisePlan(plan.clip, 10.0))  # spends little
+    assert share.shape == setup.positions[1].shape and share.std() > 0
+    with pytest.raises(SecureRoundError, match="breaks the consortium's privacy budget: round would bring epsilon"):
+        budgeted_noise_share(node, next_round, 1, NoisePlan(plan.clip, plan.noise_multiplier / 10))
