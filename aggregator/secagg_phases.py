@@ -29,6 +29,7 @@ from fedledger.protocol.secagg_round import (
     build_setup,
     check_entries,
     compute_secure_round,
+    joins_plan,
     publish,
     secure_aggregation_rule,
 )
@@ -185,7 +186,7 @@ def build_secure_manifest(ctx: AggregatorContext, round_index: int, stop: thread
         {m: r for m, (r, _) in sr.reveals.items()},
     )
     updates = _updates(ctx, sr)
-    plan = secure_board(ctx).plan
+    plan = joins_plan({m: j for m, (_, j) in sr.joins.items()})  # what the members declared (and added)
     if plan is not None:  # the members' noise shares are in the sum; the record names what they imply
         rule = replace(rule, privacy=secure_round_privacy(sr.setup[1], plan, sr.survivors))
     computation, aggregate = compute_secure_round(
