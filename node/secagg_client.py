@@ -7,8 +7,8 @@ for it, and reveals for the one survivor set it is shown. The unmasked update ne
 node: the masked input is the only form of it that is stored or sent. On a ledger with a privacy
 budget the node clips its update to the announced plan's clip and adds its Skellam noise share
 before masking, after checking that the round's parameters fit the budget, so no one ever sees its
-update or the round's sum without noise. Round keys live in memory
-only; a node that restarts mid-round drops out of that round (the protocol tolerates it).
+update or the round's sum without noise. Round keys live in memory only; a node that restarts
+mid-round drops out of that round (the protocol tolerates it).
 """
 
 from __future__ import annotations

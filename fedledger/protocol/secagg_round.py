@@ -411,7 +411,8 @@ def compute_secure_round(
         late = "its masked input arrived after the survivor set was fixed"
         excluded.append(Exclusion(update.address, update.entry.cid, ReasonCode.NOT_IN_SECURE_ROUND, late))
     try:
-        check_record_privacy(None if dp is None else dp.privacy, messages.setup, joins_plan(messages.joins), valid)
+        claimed = None if dp is None else dp.privacy
+        check_record_privacy(claimed, messages.setup, joins_plan(messages.joins), sorted(valid))
     except NoisePlanError as exc:
         raise SecureRoundError(str(exc)) from None
     adverts = {m: j.keys for m, j in messages.joins.items()}
