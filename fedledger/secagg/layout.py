@@ -117,13 +117,10 @@ def row_blocks_within(blocks: list[RowBlock], start: int, stop: int) -> list[Row
     return out
 
 
-def add_rows(target: np.ndarray, blocks: list[RowBlock], values: np.ndarray | int) -> None:
-    """target[block's global entries] += values[block's sub entries] (or the integer), block by block."""
+def add_rows(target: np.ndarray, blocks: list[RowBlock], values: np.ndarray) -> None:
+    """target[block's global entries] += values[block's sub entries], block by block."""
     for g, step, s, n, rows in blocks:
-        if isinstance(values, int):
-            source = np.full((rows, n), values, target.dtype)
-        else:
-            source = values[s : s + n * rows].reshape(rows, n)
+        source = values[s : s + n * rows].reshape(rows, n)
         if rows == 1:
             target[g : g + n] += source[0]
             continue
@@ -131,18 +128,6 @@ def add_rows(target: np.ndarray, blocks: list[RowBlock], values: np.ndarray | in
         target[g : g + whole * step].reshape(whole, step)[:, :n] += source[:whole]
         if whole < rows:
             target[g + whole * step : g + whole * step + n] += source[whole]
-
-
-def scatter_add(target: np.ndarray, positions: np.ndarray, values: np.ndarray | int, blocks: Runs | None) -> None:
-    """target[positions] += values (positions distinct), by runs when given (see :func:`runs`).
-
-    Sub-models keep whole runs of every row (a window of units), so a few strided row blocks beat
-    one scattered fancy-index add of millions of entries.
-    """
-    if blocks is None:
-        target[positions] += values
-    else:
-        add_rows(target, row_blocks(blocks), values)
 
 
 @dataclass(frozen=True)

@@ -53,6 +53,12 @@ def test_pieces_of_row_blocks_add_up_to_the_whole(name):
         assert np.array_equal(total, expected), piece
 
 
+def test_runs_are_contiguous_stretches_and_none_when_too_short():
+    contiguous = np.concatenate([np.arange(10, 300), np.arange(500, 900)])
+    assert runs(contiguous) == ([10, 500], [0, 290], [290, 400])
+    assert runs(np.random.default_rng(1).permutation(1000)[:400]) is None  # fancy indexing is faster
+
+
 def test_rows_of_different_lengths_or_steps_are_not_merged():
     positions = np.concatenate([np.arange(0, 100), np.arange(200, 300), np.arange(400, 470), np.arange(480, 550)])
     assert row_blocks(runs(positions)) == [(0, 200, 0, 100, 2), (400, 80, 200, 70, 2)]
