@@ -22,7 +22,7 @@ from fedledger.secagg.ring import RingSpec
 BLOCK = 16
 _CHUNK = 1 << 20
 _ZEROS = memoryview(bytes(_CHUNK))
-PIECE_BYTES = 1 << 18  # a piece of stream plus what it is combined with stays in a core's L2 cache
+PIECE_BYTES = _CHUNK  # a piece of stream stays in a core's L2 cache; at most _CHUNK (the zeros it encrypts)
 
 
 def derive_key(secret: bytes, label: str, *context: int) -> bytes:

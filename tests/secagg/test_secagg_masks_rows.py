@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from fedledger.secagg import prg
 from fedledger.secagg.layout import add_rows, coverage_weights, row_blocks, row_blocks_within, runs
 from fedledger.secagg.masks import add_unmasked, self_mask
 from fedledger.secagg.prg import PIECE_BYTES
@@ -66,12 +67,13 @@ def test_rows_of_different_lengths_or_steps_are_not_merged():
     assert [b[4] for b in row_blocks(runs(backwards))] == [1, 1, 1]
 
 
+@pytest.mark.parametrize("piece_bytes", [4096, 1 << 16, PIECE_BYTES])
 @pytest.mark.parametrize("bits", [32, 64])
 @pytest.mark.parametrize("name", ["matrix window", "wrapped rows", "full", "rows to the end"])
-def test_add_unmasked_equals_subtracting_the_whole_self_mask(bits, name):
+def test_add_unmasked_equals_subtracting_the_whole_self_mask(bits, name, piece_bytes, monkeypatch):
+    monkeypatch.setattr(prg, "PIECE_BYTES", piece_bytes)  # pieces that cut rows anywhere
     ring, seed = RingSpec(bits, 16), bytes(range(7, 39))
     positions = LAYOUTS[name]
-    assert positions.size > PIECE_BYTES // (bits // 8)  # several pieces
     dtype = np.dtype(ring.dtype)
     masked = np.random.default_rng(5).integers(0, np.iinfo(dtype).max, positions.size, dtype=dtype, endpoint=True)
     start = np.random.default_rng(6).integers(0, np.iinfo(dtype).max, LENGTH, dtype=dtype, endpoint=True)

@@ -5,15 +5,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from fedledger.secagg import prg
 from fedledger.secagg.prg import PIECE_BYTES, stream, stream_pieces
 from fedledger.secagg.ring import RingSpec
 
 
+@pytest.mark.parametrize("piece_bytes", [4096, PIECE_BYTES])
 @pytest.mark.parametrize("bits", [32, 64])
 @pytest.mark.parametrize("extra", [0, 1, 3, 5])
-def test_pieces_concatenate_to_the_whole_stream(bits, extra):
+def test_pieces_concatenate_to_the_whole_stream(bits, extra, piece_bytes, monkeypatch):
+    monkeypatch.setattr(prg, "PIECE_BYTES", piece_bytes)
     ring, key = RingSpec(bits, 16), bytes(range(1, 33))
-    per_piece = PIECE_BYTES // (bits // 8)
+    per_piece = piece_bytes // (bits // 8)
     count = 2 * per_piece + extra  # a partial last piece (not even a whole AES block when extra is odd)
     starts, words = [], []
     for start, piece in stream_pieces(key, count, ring):
