@@ -80,6 +80,9 @@ class TrainConfig:
             raise ValueError("dp_max_grad_norm must be positive")
         if self.dp_sgd and (self.nested_rates or self.proximal_mu > 0):
             raise ValueError("DP-SGD clips per-record gradients: it cannot train nested widths or a proximal term")
+        if self.dp_sgd and (self.mask_absent_classes or self.logit_adjustment > 0):
+            # both read the local class counts, which no per-record clip bounds
+            raise ValueError("DP-SGD cannot use mask_absent_classes or logit_adjustment (they leak class counts)")
 
     @property
     def dp_sgd(self) -> bool:
