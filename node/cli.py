@@ -53,6 +53,16 @@ app = typer.Typer(no_args_is_help=True, help="Run an institution's node: keys, t
 ConfigOption = Annotated[
     Path, typer.Option("--config", "-c", help="The node's config file (or its folder).", show_default=True)
 ]
+LocalDPEpsilonOption = Annotated[
+    float | None,
+    typer.Option(
+        help="Train by local DP-SGD: this hospital's record-level epsilon over --local-dp-rounds rounds "
+        "(the node refuses a round that would spend more). Default: none (no local DP)."
+    ),
+]
+LocalDPRoundsOption = Annotated[
+    int | None, typer.Option(help="Rounds --local-dp-epsilon is planned over (config default: 50).")
+]
 
 
 def _context(  # type: ignore[no-untyped-def]
@@ -138,6 +148,10 @@ def init(
     tls_key_password_file: Annotated[
         Path | None, typer.Option(help="Transport password of --tls-key (default: <tls-key>.password).")
     ] = None,
+    local_dp_epsilon: LocalDPEpsilonOption = None,
+    local_dp_delta: Annotated[float, typer.Option(help="Local DP-SGD: delta (below 1 / training records).")] = 1e-5,
+    local_dp_clip: Annotated[float, typer.Option(help="Local DP-SGD: L2 bound on each record's gradient.")] = 1.0,
+    local_dp_rounds: Annotated[int, typer.Option(help="Local DP-SGD: rounds the epsilon is planned over.")] = 50,
 ) -> None:
     """Check and write the node's config and keys: KGC files are re-encrypted under the node's own password.
 
@@ -176,6 +190,10 @@ def init(
             aggregator_url=aggregator_url,
             store=store,
             data=DataConfig(source=data_source, partitions=partitions, index=index, scheme=scheme, alpha=alpha),  # type: ignore[arg-type]
+            local_dp_epsilon=local_dp_epsilon,
+            local_dp_delta=local_dp_delta,
+            local_dp_clip=local_dp_clip,
+            local_dp_rounds=local_dp_rounds,
         )
         if index >= partitions:
             fail(f"--index {index} is not one of the {partitions} partitions (0..{partitions - 1}): fix --index")
@@ -264,6 +282,11 @@ def status(config: ConfigOption = Path("node.toml"), password_file: PasswordFile
     )
     for event in ctx.ledger.updates_submitted(institution=ctx.account.address):
         typer.echo(f"  round {event.round}: {event.cid} ({event.num_samples} samples)")
+    if ctx.local_dp is not None:
+        from node.local_budget import local_dp_status
+
+        with errors_reported(BAD_INPUT):
+            typer.echo(local_dp_status(ctx.state_dir, ctx.local_dp))
 
 
 @app.command()
@@ -349,13 +372,20 @@ def run(
     verbose: VerboseOption = False,
     log_json: LogJsonOption = False,
     insecure_http: InsecureHttpOption = False,
+    local_dp_epsilon: LocalDPEpsilonOption = None,
+    local_dp_rounds: LocalDPRoundsOption = None,
 ) -> None:
-    """Follow rounds by itself: verify, train, submit and co-sign, until --rounds are posted."""
+    """Follow rounds by itself: verify, train, submit and co-sign, until --rounds are posted.
+
+    --local-dp-epsilon / --local-dp-rounds override node.toml's local_dp_epsilon / local_dp_rounds."""
+    from node.local_budget import override_policy
     from node.participant import run_node
 
     setup_logging(verbose, log_json)
     limit_torch_threads()
     ctx = _context(config, password_file, reach_aggregator=True, insecure_http=insecure_http)
+    with errors_reported(BAD_INPUT):
+        ctx.local_dp = override_policy(ctx.local_dp, local_dp_epsilon, local_dp_rounds)
     with errors_reported():  # NodeMisconfigured: wrong contract or not a member, said at once
         posted = run_node(ctx, rounds)
     typer.echo(f"node {ctx.name}: {posted} round(s) posted")

@@ -51,6 +51,7 @@ from fedledger.sm9.threshold import Signer, ThresholdPublic
 from fedledger.store import ContentStore, StoreError
 from node.config import HTTP_TIMEOUT_SECONDS, POLL_INTERVAL_SECONDS
 from node.http_client import aggregator_client
+from node.local_budget import LocalBudgetExhausted, LocalDPPolicy, LocalPrivacySpend
 from node.noise_commitment import NoiseCommitmentError, keep_noise_commitment, open_noise_secret
 from node.privacy_gate import privacy_refusal
 from node.secagg_check import recompute_secure_round
@@ -102,6 +103,7 @@ class NodeContext:
     verify_aggregation: bool = True
     rule: AggregationRule = field(default_factory=AggregationRule)  # what the consortium agreed to aggregate by
     dp_clip: float = 1.0  # secure rounds with DP: the L2 bound on this node's update, clipped before masking
+    local_dp: LocalDPPolicy | None = None  # local DP-SGD: this hospital's own record-level budget
     poll_interval: float = POLL_INTERVAL_SECONDS
     http_timeout_seconds: float = HTTP_TIMEOUT_SECONDS
     reader_keys: RecipientKeys | None = None  # SM9 decryption + ML-KEM keys: opens sealed model files
@@ -109,6 +111,7 @@ class NodeContext:
     refresh_data: Callable[[], Dataset] | None = None  # re-reads and re-checks the data before each round
     phases: PhaseTimes = field(default_factory=lambda: PhaseTimes("node"))  # train and submit, per round
     prefetched: PrefetchedFiles = field(default_factory=PrefetchedFiles)  # the round's updates, opened early
+    skipped_round: int | None = None  # the last round refused for the local DP budget (said once)
 
     @property
     def vault(self) -> ModelVault:
@@ -144,7 +147,8 @@ def train_for_round(ctx: NodeContext, round_index: int) -> TrainedUpdate:
     """Check the round's base model against the ledger, fetch it, train, and write the update file.
 
     For r > 0 the base must be round r-1's posted global model and its threshold signature must
-    verify. The retrieval is logged on the ledger (``recordAccess``), as EMR practice asks.
+    verify. The retrieval is logged on the ledger (``recordAccess``), as EMR practice asks. With
+    local DP-SGD the round is counted against the node's own budget first (LocalBudgetExhausted).
     """
     opened = ctx.ledger.rounds_opened(round=round_index)
     if not opened:
@@ -158,6 +162,10 @@ def train_for_round(ctx: NodeContext, round_index: int) -> TrainedUpdate:
         verify_posted_round(ctx, round_index - 1)
     if ctx.refresh_data is not None:
         ctx.train_data = ctx.refresh_data()
+    local_dp = None
+    if ctx.local_dp is not None:
+        planned = ctx.local_dp.round_for(len(ctx.train_data), ctx.train_config.batch_size, ctx.train_config.epochs)
+        local_dp = LocalPrivacySpend(ctx.state_dir, ctx.local_dp).reserve(round_index, planned)
     folder = round_dir(ctx, round_index)
     base_path = fetch_verified_model(ctx.vault, base.base_cid, base.base_digest, folder / "base.safetensors")
     ctx.ledger.record_access(ctx.account, base.base_cid, f"train round {round_index}")
@@ -177,6 +185,7 @@ def train_for_round(ctx: NodeContext, round_index: int) -> TrainedUpdate:
         ctx.train_data,
         config,
         folder / "update.safetensors",
+        local_dp,
     )
     trained.save_summary(folder / "trained.json", base.base_digest)
     log.info("%s: trained round %d (loss %.4f)", ctx.name, round_index, trained.loss)
@@ -208,6 +217,8 @@ def submit_entry(ctx: NodeContext, round_index: int, trained: TrainedUpdate, cid
     signature = sign(ctx.sm9_key, entry.message()).to_der()
     marker = json.dumps({"cid": cid, "digest": digest.hex()})
     atomic_write_text(round_dir(ctx, round_index) / "submitted.json", marker)
+    if trained.local_dp is not None:  # public, on the ledger, before the entry it speaks for
+        ctx.ledger.record_access(ctx.account, cid, trained.local_dp.statement())
     ctx.ledger.submit_update(
         ctx.account,
         round_index,
@@ -255,6 +266,18 @@ def train_and_submit(ctx: NodeContext, round_index: int, http: httpx.Client | No
         submit_trained(ctx, round_index, trained)
     ctx.phases.log_round(round_index)
     return True
+
+
+def _train_within_budget(ctx: NodeContext, round_index: int, http: httpx.Client) -> bool:
+    """``train_and_submit``, except that a round over the node's local DP budget is skipped (said
+    once): the node still checks and co-signs the round, it only sends no update."""
+    try:
+        return train_and_submit(ctx, round_index, http)
+    except LocalBudgetExhausted as exc:
+        if ctx.skipped_round != round_index:
+            log.error("%s: %s", ctx.name, exc)
+            ctx.skipped_round = round_index
+        return False
 
 
 def check_record(ctx: NodeContext, view: dict[str, Any]) -> RoundRecord:
@@ -560,7 +583,7 @@ def run_node(
                 if state.open and secure is not None:
                     secure.step(state.round)  # trains, then the secure phases; signing follows as usual
                     participant.step(state.round)
-                elif state.open and not train_and_submit(ctx, state.round, http):
+                elif state.open and not _train_within_budget(ctx, state.round, http):
                     participant.step(state.round)
             except NodeMisconfigured:
                 raise

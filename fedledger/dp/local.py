@@ -12,6 +12,7 @@ ledger's access-record purpose, so the audit recomputes epsilon without opening 
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Sequence
@@ -93,6 +94,7 @@ def local_epsilon(rounds: Sequence[LocalDPRound]) -> float:
     return epsilon(steps, max(r.delta for r in rounds))
 
 
+@functools.lru_cache(maxsize=64)  # a node asks every round with the same plan; each answer takes seconds
 def calibrate_noise(target_epsilon: float, rounds: int, sample_rate: float, steps: int, delta: float) -> float:
     """The smallest noise multiplier (to 1e-3) with which ``rounds`` rounds of ``steps`` steps at
     ``sample_rate`` spend at most ``target_epsilon`` at ``delta``."""
