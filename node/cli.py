@@ -282,11 +282,12 @@ def status(config: ConfigOption = Path("node.toml"), password_file: PasswordFile
     )
     for event in ctx.ledger.updates_submitted(institution=ctx.account.address):
         typer.echo(f"  round {event.round}: {event.cid} ({event.num_samples} samples)")
-    if ctx.local_dp is not None:
-        from node.local_budget import local_dp_status
+    from node.local_budget import local_dp_status
 
-        with errors_reported(BAD_INPUT):
-            typer.echo(local_dp_status(ctx.state_dir, ctx.local_dp))
+    with errors_reported(BAD_INPUT):
+        local_dp = local_dp_status(ctx.state_dir)
+    if local_dp is not None:
+        typer.echo(local_dp)
 
 
 @app.command()

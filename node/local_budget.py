@@ -33,6 +33,10 @@ class LocalSpendUnreadable(DPError):
     """The spend file exists but cannot be read: training stops rather than forget what was spent."""
 
 
+def _unreadable(path: Path, exc: Exception) -> LocalSpendUnreadable:
+    return LocalSpendUnreadable(f"{path}: the local DP spend cannot be read ({exc}); restore it")
+
+
 @dataclass(frozen=True)
 class LocalDPPolicy:
     """The hospital's record-level target: ``epsilon`` at ``delta`` over ``rounds`` rounds, clip ``clip``."""
@@ -71,8 +75,7 @@ class LocalPrivacySpend:
             data = json.loads(self.path.read_text(encoding="utf-8"))
             rounds = {str(int(r)): LocalDPRound.from_statement(s).statement() for r, s in data["rounds"].items()}
         except (OSError, ValueError, KeyError, TypeError, AttributeError, DPParameterError) as exc:
-            problem = f"{self.path}: the local DP spend cannot be read ({exc}); restore it"
-            raise LocalSpendUnreadable(problem) from None
+            raise _unreadable(self.path, exc) from None
         return {"rounds": rounds, "refused": data.get("refused")}
 
     def _save(self, data: dict[str, Any]) -> None:
@@ -121,13 +124,21 @@ def override_policy(policy: LocalDPPolicy | None, epsilon: float | None, rounds:
     return replace(base, epsilon=epsilon or base.epsilon, rounds=rounds or base.rounds)
 
 
-def local_dp_status(state_dir: Path, policy: LocalDPPolicy) -> str:
-    """What ``fedledger node status`` says about local DP-SGD: the spend, the budget, a refusal."""
+def local_dp_status(state_dir: Path) -> str | None:
+    """What ``fedledger node status`` says about local DP-SGD (None: this node never used it): the
+    spend, the budget it was counted against and the last refusal, from the spend file alone."""
+    path = state_dir / SPEND_FILE
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        policy = LocalDPPolicy(float(data["epsilon"]), float(data["delta"]))
+    except (OSError, ValueError, KeyError, TypeError, DPParameterError) as exc:
+        raise _unreadable(path, exc) from None
     spend = LocalPrivacySpend(state_dir, policy)
-    rounds = spend.rounds()
     line = (
-        f"local DP-SGD: record-level epsilon {spend.spent():.4g} spent of {policy.epsilon:g} (delta {policy.delta:g}, "
-        f"clip {policy.clip:g}, planned over {policy.rounds} rounds) in {len(rounds)} round(s)"
+        f"local DP-SGD: record-level epsilon {spend.spent():.4g} spent of {policy.epsilon:g} "
+        f"(delta {policy.delta:g}) in {len(spend.rounds())} round(s)"
     )
     refusal = spend.refusal()
     return f"{line}\n  {refusal}" if refusal else line

@@ -43,8 +43,10 @@ def test_planned_rounds_fit_the_next_is_refused_and_a_restart_remembers(tmp_path
     assert restarted.spent() == spend.spent() and set(restarted.rounds()) == {0, 1, 2}
     with pytest.raises(LocalBudgetExhausted):
         restarted.reserve(4, planned)
-    status = local_dp_status(tmp_path, POLICY)
-    assert "spent of 4 " in status and "in 3 round(s)" in status and "round 4 not trained" in status
+    status = local_dp_status(tmp_path)
+    assert status is not None and "spent of 4 (delta 1e-05) in 3 round(s)" in status
+    assert "round 4 not trained" in status
+    assert local_dp_status(tmp_path / "elsewhere") is None  # never used local DP: status says nothing
 
 
 def test_a_round_trained_again_after_a_crash_is_counted_once(tmp_path: Path) -> None:
