@@ -9,10 +9,13 @@ import stat
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from fedledger.dp.errors import DPParameterError
 from fedledger.dp.local import LocalDPRound, local_epsilon
 from fedledger.fl import ModelSpec, TrainConfig, initial_global_state, load_dataset, partition, save_global
+from node.config import DataConfig, NodeConfig, load_config, save_config
+from node.context import local_dp_policy
 from node.local_budget import (
     SPEND_FILE,
     LocalBudgetExhausted,
@@ -99,3 +102,22 @@ def test_the_trained_update_carries_its_counted_parameters_across_a_restart(tmp_
     wrong = LocalDPRound(params.noise_multiplier, params.clip, params.sample_rate, params.steps + 1, params.delta)
     with pytest.raises(DPParameterError, match="the budget counted"):
         train_update(base, digest, "0xabc", 0, 1.0, "static", data, train, tmp_path / "v.safetensors", wrong)
+
+
+def _node_config(**local_dp: object) -> NodeConfig:
+    return NodeConfig(
+        name="hospital-1", sm9_identity="inst:hospital-1", width_rate=1.0, aggregator_url="https://127.0.0.1:1",
+        store="local:store", rpc_url="http://127.0.0.1:1", contract="0x" + "11" * 20,
+        data=DataConfig(source="digits"), **local_dp,  # type: ignore[arg-type]
+    )  # fmt: skip
+
+
+def test_node_toml_carries_the_local_dp_policy_and_refuses_bad_values(tmp_path: Path) -> None:
+    assert local_dp_policy(_node_config()) is None  # no local_dp_epsilon: plain training
+    save_config(_node_config(local_dp_epsilon=8.0, local_dp_rounds=20, local_dp_clip=0.5), tmp_path)
+    assert "local_dp_epsilon = 8.0" in (tmp_path / "node.toml").read_text()
+    config, _ = load_config(tmp_path)
+    assert local_dp_policy(config) == LocalDPPolicy(8.0, 1e-5, 0.5, 20)
+    for bad in ({"local_dp_epsilon": -1.0}, {"local_dp_delta": 1.0}, {"local_dp_rounds": 0}, {"local_dp_clip": 0.0}):
+        with pytest.raises(ValidationError, match=next(iter(bad))):
+            _node_config(**bad)
