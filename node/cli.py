@@ -293,6 +293,7 @@ def status(config: ConfigOption = Path("node.toml"), password_file: PasswordFile
 @app.command()
 def train(config: ConfigOption = Path("node.toml"), password_file: PasswordFileOption = None) -> None:
     """Fetch and verify the open round's base model and train the update (not submitted yet)."""
+    from fedledger.dp.errors import DPError
     from node.participant import RecordRefused, train_for_round
 
     ctx = _context(config, password_file)
@@ -300,7 +301,7 @@ def train(config: ConfigOption = Path("node.toml"), password_file: PasswordFileO
     try:
         with spinner(f"round {round_index}: training at width {ctx.width_rate}"):
             trained = train_for_round(ctx, round_index)
-    except RecordRefused as exc:
+    except (RecordRefused, DPError) as exc:  # DPError: the node's local DP-SGD budget refuses the round
         fail(str(exc))
     typer.echo(f"trained round {round_index}: {trained.path} (SM3 {trained.digest.hex()}, loss {trained.loss:.4f})")
 
@@ -308,6 +309,7 @@ def train(config: ConfigOption = Path("node.toml"), password_file: PasswordFileO
 @app.command()
 def submit(config: ConfigOption = Path("node.toml"), password_file: PasswordFileOption = None) -> None:
     """Submit this round's update: the one `train` made, or train first if there is none."""
+    from fedledger.dp.errors import DPError
     from node.participant import RecordRefused, train_and_submit
 
     ctx = _context(config, password_file)
@@ -315,7 +317,7 @@ def submit(config: ConfigOption = Path("node.toml"), password_file: PasswordFile
     try:
         with spinner(f"round {round_index}: submitting"):
             done = train_and_submit(ctx, round_index)
-    except RecordRefused as exc:
+    except (RecordRefused, DPError) as exc:  # DPError: the node's local DP-SGD budget refuses the round
         fail(str(exc))
     typer.echo(f"submitted round {round_index}" if done else f"already submitted for round {round_index}")
 

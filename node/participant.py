@@ -32,6 +32,7 @@ from eth_account.signers.local import LocalAccount
 from fedledger.chain.approvals import GlobalModelRecord
 from fedledger.chain.client import LedgerClient, UpdateSubmitted
 from fedledger.digests import sm3
+from fedledger.dp.errors import DPError
 from fedledger.envelope import RecipientKeys
 from fedledger.errors import FedLedgerError
 from fedledger.fileio import atomic_write_text
@@ -51,7 +52,7 @@ from fedledger.sm9.threshold import Signer, ThresholdPublic
 from fedledger.store import ContentStore, StoreError
 from node.config import HTTP_TIMEOUT_SECONDS, POLL_INTERVAL_SECONDS
 from node.http_client import aggregator_client
-from node.local_budget import LocalBudgetExhausted, LocalDPPolicy, LocalPrivacySpend
+from node.local_budget import LocalDPPolicy, LocalPrivacySpend
 from node.noise_commitment import NoiseCommitmentError, keep_noise_commitment, open_noise_secret
 from node.privacy_gate import privacy_refusal
 from node.secagg_check import recompute_secure_round
@@ -269,11 +270,12 @@ def train_and_submit(ctx: NodeContext, round_index: int, http: httpx.Client | No
 
 
 def _train_within_budget(ctx: NodeContext, round_index: int, http: httpx.Client) -> bool:
-    """``train_and_submit``, except that a round over the node's local DP budget is skipped (said
-    once): the node still checks and co-signs the round, it only sends no update."""
+    """``train_and_submit``, except that a round its local DP cannot train (over the node's budget,
+    an unreadable spend file, a bad delta) is skipped, said once: the node still checks and
+    co-signs the round, it only sends no update."""
     try:
         return train_and_submit(ctx, round_index, http)
-    except LocalBudgetExhausted as exc:
+    except DPError as exc:
         if ctx.skipped_round != round_index:
             log.error("%s: %s", ctx.name, exc)
             ctx.skipped_round = round_index
