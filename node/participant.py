@@ -23,6 +23,7 @@ import ssl
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -269,12 +270,12 @@ def train_and_submit(ctx: NodeContext, round_index: int, http: httpx.Client | No
     return True
 
 
-def _train_within_budget(ctx: NodeContext, round_index: int, http: httpx.Client) -> bool:
-    """``train_and_submit``, except that a round its local DP cannot train (over the node's budget,
-    an unreadable spend file, a bad delta) is skipped, said once: the node still checks and
-    co-signs the round, it only sends no update."""
+def _within_local_budget(ctx: NodeContext, round_index: int, train: Callable[[], Any]) -> Any:
+    """``train()`` (this round's training step), except that a round its local DP cannot train (over
+    the node's budget, an unreadable spend file, a bad delta) is skipped, said once: the node
+    still checks and co-signs the round, it only sends no update. False when skipped."""
     try:
-        return train_and_submit(ctx, round_index, http)
+        return train()
     except DPError as exc:
         if ctx.skipped_round != round_index:
             log.error("%s: %s", ctx.name, exc)
@@ -582,11 +583,13 @@ def run_node(
                 seen_round = state.round
                 if rounds is not None and state.started and not state.open and state.round >= rounds - 1:
                     return state.round + 1
+                r = state.round
                 if state.open and secure is not None:
-                    secure.step(state.round)  # trains, then the secure phases; signing follows as usual
-                    participant.step(state.round)
-                elif state.open and not _train_within_budget(ctx, state.round, http):
-                    participant.step(state.round)
+                    # trains, then the secure phases; signing follows as usual
+                    _within_local_budget(ctx, r, partial(secure.step, r))
+                    participant.step(r)
+                elif state.open and not _within_local_budget(ctx, r, partial(train_and_submit, ctx, r, http)):
+                    participant.step(r)
             except NodeMisconfigured:
                 raise
             except RecordRefused as exc:
