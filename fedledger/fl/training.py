@@ -10,6 +10,7 @@ import math
 import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from functools import partial
 from typing import Any
 
 import torch
@@ -144,7 +145,7 @@ def train_local(
             optimiser,
             X,
             y,
-            lambda logits, labels: _loss(logits, labels, absent, shift, "sum"),
+            partial(torch.nn.functional.cross_entropy, reduction="sum"),  # no class masking with DP-SGD
             noise_multiplier=config.dp_noise_multiplier,
             max_grad_norm=config.dp_max_grad_norm,
             batch_size=config.batch_size,
@@ -185,15 +186,11 @@ def _state_of(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def _loss(
-    logits: torch.Tensor,
-    y: torch.Tensor,
-    absent: torch.Tensor | None,
-    shift: torch.Tensor | None,
-    reduction: str = "mean",
+    logits: torch.Tensor, y: torch.Tensor, absent: torch.Tensor | None, shift: torch.Tensor | None
 ) -> torch.Tensor:
     """Cross-entropy of one width's logits, with the configured class masking and logit adjustment."""
     if absent is not None:
         logits = logits.masked_fill(absent, float("-inf"))
     if shift is not None:
         logits = logits + shift
-    return torch.nn.functional.cross_entropy(logits, y, reduction=reduction)
+    return torch.nn.functional.cross_entropy(logits, y)
