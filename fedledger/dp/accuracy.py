@@ -87,11 +87,14 @@ class Run:
     dataset: str = "digits"
     selection: str = "rolling"
     local_epsilon: float | None = None
+    plain_loss: bool = False  # no logit adjustment (as DP-SGD must): the like-for-like plain row
 
     @property
     def method(self) -> str:
         if self.local_epsilon is not None:
             return f"local DP-SGD ε={self.local_epsilon:g} (record level, per hospital)"
+        if self.plain_loss:
+            return f"{PLAIN} without logit adjustment"
         return f"central DP ε={self.epsilon:g}" if self.epsilon is not None else SECURE if self.secure else PLAIN
 
 
@@ -125,8 +128,9 @@ def run_one(run: Run) -> dict[str, Any]:
     train = default_train(1)
     configure = None
     local: dict[int, LocalDPRound] = {}
-    if run.local_epsilon is not None:
+    if run.local_epsilon is not None or run.plain_loss:
         train = replace(train, logit_adjustment=0.0)
+    if run.local_epsilon is not None:
         local = local_dp_noise(run, shards, train)
 
         def configure(shard: Shard, config: TrainConfig) -> TrainConfig:
@@ -219,6 +223,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--local-epsilons", default="", help="local DP-SGD rows, record level per hospital")
     parser.add_argument("--plain", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--secure", action="store_true", help="also the secure-aggregation row")
+    parser.add_argument("--plain-loss", action="store_true", help="plain rows without logit adjustment")
     parser.add_argument("--institutions", type=int, default=5)
     parser.add_argument("--clip", type=float, default=1.0)
     parser.add_argument("--out", type=Path, required=True, help="JSON file; runs already in it are kept")
@@ -230,7 +235,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     done = {json.dumps(r["run"], sort_keys=True) for r in results}
     base = {"rounds": args.rounds, "institutions": args.institutions, "clip": args.clip}
-    runs = [Run(int(s), **base) for s in _floats(args.seeds)] if args.plain else []
+    runs = [Run(int(s), **base, plain_loss=args.plain_loss) for s in _floats(args.seeds)] if args.plain else []
     runs += [Run(int(s), **base, secure=True) for s in _floats(args.seeds)] if args.secure else []
     runs += [Run(int(s), **base, epsilon=e) for e in _floats(args.epsilons) for s in _floats(args.seeds)]
     runs += [Run(int(s), **base, local_epsilon=e) for e in _floats(args.local_epsilons) for s in _floats(args.seeds)]

@@ -24,3 +24,4 @@ def test_a_local_dp_run_differs_from_plain_and_reports_its_spend() -> None:
     assert local["method"].startswith("local DP-SGD ε=8")
     assert local["history"] != plain["history"]
     assert 7.9 < local["spent_epsilon"] <= 8.0
+    assert Run(seed=0, rounds=1, plain_loss=True).method == "plain alignment without logit adjustment"
