@@ -39,14 +39,21 @@ is within n_updates / total_weight * 2**(exponent - 30) of the exact mean.
 
 from __future__ import annotations
 
+import importlib
 import math
+import sys
 import threading
 from collections.abc import Callable, Iterator
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from fedledger.errors import FedLedgerError
+
+if TYPE_CHECKING:
+    from fedledger.fl.grid_kernels import BlockPlan
 
 WEIGHT_BITS = 32
 HEADROOM_BITS = 4
@@ -177,34 +184,47 @@ class ExactSum:
         """Add every deferred block into the full-size sums, piece by piece."""
         if not self._pending:
             return
-        total = self._sums()
+        total, plans = self._sums(), self._plans(_kernels(self._pending_entries()))
         for rows in _row_chunks(self._rows_shape):
-            self._fold_rows(total[rows], rows, fresh=False)
+            self._fold_rows(total[rows], rows, False, plans)
         self._pending.clear()
 
-    def _fold_rows(self, acc: np.ndarray, rows: slice, fresh: bool) -> None:
+    def _pending_entries(self) -> int:
+        return sum(values.size for values, _, _ in self._pending)
+
+    def _plans(self, kernels: ModuleType | None) -> list[list[BlockPlan | None]]:
+        """Per deferred block, how the compiled kernel folds it; None: numpy's loops (the same bits)."""
+        if kernels is None:
+            return [[None] * len(blocks) for _, _, blocks in self._pending]
+        return [
+            [kernels.plan_block(values, source[1:], self._rows_shape, target[1:]) for target, source in blocks]
+            for values, _, blocks in self._pending
+        ]
+
+    def _fold_rows(self, acc: np.ndarray, rows: slice, fresh: bool, plans: list[list[BlockPlan | None]]) -> None:
         """acc (rows ``rows`` of the sums) += every deferred block's part in those rows.
 
         ``fresh``: acc holds nothing yet; the first block covering all of it is written, not
         added, and acc is zeroed otherwise."""
         first, last = rows.start, rows.start + acc.shape[0]
-        for values, scale, blocks in self._pending:
-            for target, source in blocks:
+        for (values, scale, blocks), block_plans in zip(self._pending, plans, strict=True):
+            for (target, source), plan in zip(blocks, block_plans, strict=True):
                 low, high = max(first, target[0].start), min(last, target[0].stop)
                 if low >= high:
                     continue
-                shift = source[0].start - target[0].start
-                src = _cached(values[(slice(low + shift, high + shift), *source[1:])])
-                dest = acc[(slice(low - first, high - first), *target[1:])]
+                source_row = low + source[0].start - target[0].start
+                target_block = (slice(low - first, high - first), *target[1:])
+                write = False
                 if fresh:
                     fresh = False
-                    if dest.shape == acc.shape:
-                        _to_grid(src, scale, dest)
-                        continue
-                    acc.fill(0)
-                fixed = _scratch("fixed", src.shape, acc.dtype.type)
-                _to_grid(src, scale, fixed)
-                np.add(dest, fixed, out=dest)
+                    write = tuple(s.stop - s.start for s in target_block) == acc.shape
+                    if not write:
+                        acc.fill(0)
+                if plan is None:
+                    source_block = (slice(source_row, source_row + high - low), *source[1:])
+                    _fold_block(values[source_block], scale, acc[target_block], write)
+                else:
+                    plan.fold(values, source_row, scale, acc, low - first, high - low, write)
         if fresh:
             acc.fill(0)
 
@@ -240,19 +260,22 @@ class ExactSum:
             if self._total is not None
             else _scratch("piece", (_rows_per_piece(self._rows_shape), *self._rows_shape[1:]), self._dtype())
         )
+        kernels = _kernels(self._pending_entries())
+        plans = self._plans(kernels)
         with np.errstate(divide="ignore", invalid="ignore"):  # uncovered entries are replaced below
             for rows in _row_chunks(self._rows_shape):
                 piece = out[rows]
                 if own is None:
                     acc = self._sums()[rows]
-                    self._fold_rows(acc, rows, fresh=False)
+                    self._fold_rows(acc, rows, False, plans)
                 else:
                     acc = own[: piece.shape[0]]
-                    self._fold_rows(acc, rows, fresh=True)
+                    self._fold_rows(acc, rows, True, plans)
                 weights = weights_of(rows)
-                quotient = acc if acc.dtype == np.float64 else _scratch("quotient", acc.shape, np.float64)
-                np.divide(acc, weights, out=quotient)
-                _narrow(quotient, piece)
+                if kernels is None or not kernels.divide_into(acc, weights, piece):
+                    quotient = acc if acc.dtype == np.float64 else _scratch("quotient", acc.shape, np.float64)
+                    np.divide(acc, weights, out=quotient)
+                    _narrow(quotient, piece)
                 if covered:
                     continue
                 uncovered = weights == 0
@@ -310,6 +333,31 @@ def rows_of(weights: np.ndarray) -> WeightRows:
     if weights.ndim == 0 or weights.shape[0] == 1:
         return lambda rows: weights
     return lambda rows: weights[rows]
+
+
+def _fold_block(values: np.ndarray, scale: float, dest: np.ndarray, write: bool) -> None:
+    """dest (+)= trunc(values * scale) with numpy's elementwise loops: the reference the compiled
+    kernel must match bit for bit, and the path for what it does not cover."""
+    if write:
+        _to_grid(_cached(values), scale, dest)
+        return
+    fixed = _scratch("fixed", values.shape, dest.dtype.type)
+    _to_grid(_cached(values), scale, fixed)
+    np.add(dest, fixed, out=dest)
+
+
+KERNEL_MIN_ENTRIES = 1 << 20  # update entries of one tensor's fold from which loading the kernels pays
+_KERNEL_MODULE = "fedledger.fl.grid_kernels"
+
+
+def _kernels(entries: int) -> ModuleType | None:
+    """The compiled kernels (:mod:`fedledger.fl.grid_kernels`) once loaded in this process, loaded
+    by the first fold of at least KERNEL_MIN_ENTRIES entries; else None: numpy's loops (the same
+    bits). Why wait: loading numba costs about half a second once per process, which rounds of
+    small models (nodes recomputing a 20 k-parameter CNN in 2 ms) would never win back."""
+    if entries < KERNEL_MIN_ENTRIES and _KERNEL_MODULE not in sys.modules:
+        return None
+    return importlib.import_module(_KERNEL_MODULE)
 
 
 def _to_grid(values: np.ndarray, scale: float, out: np.ndarray) -> None:
