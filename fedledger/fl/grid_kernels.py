@@ -23,6 +23,7 @@ its own.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -251,21 +252,32 @@ def divide_into(sums: np.ndarray, weights: np.ndarray, out: np.ndarray) -> bool:
         return False
     if not (sums.flags.c_contiguous and out.flags.c_contiguous) or sums.shape != out.shape:
         return False
-    shape = out.shape
     weights = np.ascontiguousarray(weights)
-    lead = len(shape) - weights.ndim
-    if lead < 0 or any(n not in (1, shape[d + lead]) for d, n in enumerate(weights.shape)):
+    geometry = _broadcast_geometry(out.shape, weights.shape)
+    if geometry is None:
         return False
-    own = element_steps(weights.shape)
-    weight_steps = tuple(0 if d < lead or weights.shape[d - lead] == 1 else own[d - lead] for d in range(len(shape)))
+    block, steps = geometry
+    if not _divide(sums.reshape(-1), weights.reshape(-1), 0, steps, out.reshape(-1), block):
+        raise KernelBoundsError(f"weights {weights.shape} do not broadcast to {out.shape}")
+    return True
+
+
+@functools.lru_cache(maxsize=256)
+def _broadcast_geometry(shape: tuple[int, ...], weights_shape: tuple[int, ...]) -> tuple[Steps, Steps] | None:
+    """The three-dimensional block and the weights' element steps (inner step 0: one weight per
+    row) for contiguous weights of ``weights_shape`` broadcast to contiguous ``shape``; None when
+    they do not broadcast or need more dimensions. Cached: pieces repeat a few shapes."""
+    lead = len(shape) - len(weights_shape)
+    if lead < 0 or any(n not in (1, shape[d + lead]) for d, n in enumerate(weights_shape)):
+        return None
+    own = element_steps(weights_shape)
+    weight_steps = tuple(0 if d < lead or weights_shape[d - lead] == 1 else own[d - lead] for d in range(len(shape)))
     merged = collapse(shape, element_steps(shape), weight_steps)
     if merged is None:
-        return False
+        return None
     block, (sum_steps, steps) = merged
     if block[2] > 1 and (sum_steps[2] != 1 or steps[2] not in (0, 1)):
-        return False
+        return None
     if block[2] == 1:  # a single entry per row: read as broadcast
         steps = (steps[0], steps[1], 0)
-    if not _divide(sums.reshape(-1), weights.reshape(-1), 0, steps, out.reshape(-1), block):
-        raise KernelBoundsError(f"weights {weights.shape} do not broadcast to {shape}")
-    return True
+    return block, steps
