@@ -14,7 +14,7 @@ block of at most three dimensions whose innermost one is contiguous: a contiguou
 what the compiler vectorises (strided views would be gathered entry by entry). Every block is
 checked against its arrays' bounds before it is touched.
 
-Compiled on first use (about a second per dtype combination) and cached on disk by numba: in
+Compiled on first use (0.5-1 s per dtype combination) and cached on disk by numba: in
 ``__pycache__`` next to this file, or in the user's cache directory (``~/.cache/numba``,
 ``NUMBA_CACHE_DIR`` overrides) when that is read-only; keyed by the CPU, so a shared cache never
 serves code built for another one. Where no cache directory is writable, every process compiles
@@ -43,9 +43,10 @@ class KernelBoundsError(FedLedgerError, IndexError):
     """A block passed to a kernel reaches outside its array (a bug in the caller, caught before any write)."""
 
 
-def _grid_integer(product: float, sums: np.ndarray) -> float | int:
-    """trunc(product) in the dtype of ``sums`` (a placeholder: compiled code uses the overload below)."""
-    raise NotImplementedError("only callable from compiled code")
+def _grid_integer(product: float, sums: np.ndarray) -> Any:
+    """trunc(product) in the dtype of ``sums`` (what Python runs, e.g. under NUMBA_DISABLE_JIT;
+    compiled code uses the overload below, which gives the same)."""
+    return sums.dtype.type(np.trunc(product))
 
 
 @overload(_grid_integer, jit_options={"fastmath": False})
@@ -64,12 +65,14 @@ def _grid_integer_for(product: Any, sums: Any) -> Callable[[Any, Any], Any]:
 
 def _compiled(function: Callable[..., bool]) -> Any:
     """``function`` compiled (numba dispatcher), cached on disk where numba finds a writable place."""
-    for cache in (True, False):
-        try:
-            return njit(function, cache=cache, nogil=True, fastmath=False, boundscheck=False, error_model="numpy")
-        except RuntimeError:  # numba: "no locator available" (no writable cache directory)
-            continue
-    raise AssertionError("unreachable: compiling without a cache needs no directory")
+
+    def compile_with(cache: bool) -> Any:
+        return njit(function, cache=cache, nogil=True, fastmath=False, boundscheck=False, error_model="numpy")
+
+    try:
+        return compile_with(cache=True)
+    except RuntimeError:  # numba: "no locator available" (no writable cache directory)
+        return compile_with(cache=False)
 
 
 @_compiled
@@ -145,7 +148,7 @@ def _divide(
     return True
 
 
-def collapse(shape: tuple[int, ...], *steps: tuple[int, ...]) -> tuple[Steps, tuple[Steps, ...]] | None:
+def _collapse(shape: tuple[int, ...], *steps: tuple[int, ...]) -> tuple[Steps, tuple[Steps, ...]] | None:
     """``shape`` and per-array element ``steps`` merged into three dimensions (leading ones of size
     1 added), or None when they need more. Adjacent dimensions merge when every array steps over
     the outer one as over the whole inner one; dimensions of size 1 are dropped."""
@@ -166,7 +169,7 @@ def collapse(shape: tuple[int, ...], *steps: tuple[int, ...]) -> tuple[Steps, tu
     return new_shape, tuple((merged[0][1][a], merged[1][1][a], merged[2][1][a]) for a in range(len(steps)))
 
 
-def element_steps(shape: tuple[int, ...]) -> tuple[int, ...]:
+def _element_steps(shape: tuple[int, ...]) -> tuple[int, ...]:
     """The element steps of a contiguous (C-order) array of this shape."""
     steps = [1] * len(shape)
     for d in range(len(shape) - 2, -1, -1):
@@ -215,14 +218,21 @@ class BlockPlan:
 def plan_block(
     values: np.ndarray, source: tuple[slice, ...], sums_shape: tuple[int, ...], target: tuple[slice, ...]
 ) -> BlockPlan | None:
-    """The plan of the block values[:, *source] -> sums[:, *target] (slices of the non-leading axes,
-    unit steps; the sums contiguous of ``sums_shape``, or rows of them), or None when the kernel cannot fold it (not
-    contiguous, a dtype it is not compiled for, or rows that do not fit two dimensions)."""
+    """The plan of the block values[:, *source] -> sums[:, *target] (slices of the non-leading
+    axes, unit steps; the sums contiguous of ``sums_shape``, or rows of them), or None when the
+    kernel cannot fold it (not contiguous, a dtype it is not compiled for, or rows that do not fit
+    two dimensions)."""
     if values.dtype not in VALUE_DTYPES or not values.flags.c_contiguous or values.ndim != len(sums_shape):
         return None
-    values_steps, sums_steps = element_steps(values.shape), element_steps(sums_shape)
+    for block, shape in ((source, values.shape[1:]), (target, sums_shape[1:])):
+        if any(
+            s.start < 0 or s.stop > n or s.stop - s.start != t.stop - t.start
+            for s, t, n in zip(block, source, shape, strict=True)
+        ):
+            raise KernelBoundsError(f"block {source} -> {target} does not fit {values.shape} -> {sums_shape}")
+    values_steps, sums_steps = _element_steps(values.shape), _element_steps(sums_shape)
     shape = tuple(s.stop - s.start for s in source)
-    merged = collapse(shape, values_steps[1:], sums_steps[1:])
+    merged = _collapse(shape, values_steps[1:], sums_steps[1:])
     if merged is None or merged[0][0] != 1:
         return None
     (_, mid, inner), (value_tail, sum_tail) = merged
@@ -270,9 +280,9 @@ def _broadcast_geometry(shape: tuple[int, ...], weights_shape: tuple[int, ...]) 
     lead = len(shape) - len(weights_shape)
     if lead < 0 or any(n not in (1, shape[d + lead]) for d, n in enumerate(weights_shape)):
         return None
-    own = element_steps(weights_shape)
+    own = _element_steps(weights_shape)
     weight_steps = tuple(0 if d < lead or weights_shape[d - lead] == 1 else own[d - lead] for d in range(len(shape)))
-    merged = collapse(shape, element_steps(shape), weight_steps)
+    merged = _collapse(shape, _element_steps(shape), weight_steps)
     if merged is None:
         return None
     block, (sum_steps, steps) = merged

@@ -177,6 +177,9 @@ def test_kernel_refuses_a_block_outside_its_arrays_before_writing() -> None:
         with pytest.raises(KernelBoundsError, match="outside the arrays"):
             plan.fold(values, values_row, 2.0, sums, sums_row, rows, write=True)
     assert sums.sum() == 64.0  # nothing written
+    for source, target in (((slice(4, 9),), (slice(0, 5),)), ((slice(0, 4),), (slice(0, 5),))):
+        with pytest.raises(KernelBoundsError, match="does not fit"):
+            plan_block(values, source, (10, 8), target)
 
 
 def test_plan_leaves_what_the_kernel_does_not_cover_to_numpy() -> None:
