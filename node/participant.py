@@ -41,6 +41,7 @@ from fedledger.protocol import RoundRecord, UpdateEntry, width_to_ppm
 from fedledger.protocol.consortium import Consortium
 from fedledger.protocol.manifest import MAX_MANIFEST_BYTES, Decisions, ManifestError, RoundManifest
 from fedledger.protocol.model_files import ModelVault
+from fedledger.protocol.momentum_history import MomentumHistoryError, before_previous_model
 from fedledger.protocol.readers import readers_now, sealing_key_if_any
 from fedledger.protocol.round_check import AggregationRule, ledger_updates
 from fedledger.protocol.secagg_round import SecureRoundError
@@ -355,8 +356,11 @@ def _check_alignment(
         raise RecordRefused(str(exc)) from None
     try:
         base_path = fetch_verified_model(ctx.vault, base_cid, record.base_digest, folder / "base.safetensors")
+        history = before_previous_model(ctx.ledger, ctx.vault, record.round, folder, rule)
         if rule.secagg is not None:
-            computation, global_digest = recompute_secure_round(ctx, record.round, base_path, updates, manifest, secret)
+            computation, global_digest = recompute_secure_round(
+                ctx, record.round, base_path, updates, manifest, secret, before_previous=history
+            )
         else:
             computation, global_digest = recompute_round(
                 PrefetchedVault.over(ctx.vault, ctx.prefetched),
@@ -369,8 +373,16 @@ def _check_alignment(
                 folder / "recompute",
                 ctx.vault.round_readers(base_cid, readers_now(ctx.ledger, ctx.consortium)),
                 noise_secret=secret,
+                before_previous=history,
             )
-    except (ManifestError, ModelFileError, UnusableGlobalModel, SecureRoundError, ValueError) as exc:
+    except (
+        ManifestError,
+        ModelFileError,
+        UnusableGlobalModel,
+        SecureRoundError,
+        MomentumHistoryError,
+        ValueError,
+    ) as exc:
         raise RecordRefused(f"the round cannot be recomputed: {exc}") from None
     ledger = (record.chain_id, record.contract)
     own = computation.manifest(ledger, record.round, record.base_digest, record.global_cid, global_digest, rule)

@@ -10,8 +10,11 @@ cannot also get them to sign).
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+import torch
 
 from fedledger.fl import global_digest, load_global
 from fedledger.protocol.manifest import RoundManifest
@@ -32,6 +35,8 @@ def recompute_secure_round(
     updates: list[LedgerUpdate],
     manifest: RoundManifest,
     noise_secret: bytes | None = None,
+    *,
+    before_previous: Mapping[str, torch.Tensor] | None = None,
 ) -> tuple[RoundComputation, bytes]:
     """The secure round as the manifest's messages give it, and the global model digest that yields.
 
@@ -65,5 +70,6 @@ def recompute_secure_round(
         record,
         dp=rule,
         noise_secret=noise_secret,
+        before_previous=before_previous,
     )
     return computation, global_digest(computation.state, meta.spec, round_index + 1)

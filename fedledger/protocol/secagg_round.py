@@ -25,6 +25,7 @@ from fedledger.digests import sm3
 from fedledger.dp.central_aggregation import noise_aligned_state
 from fedledger.errors import FedLedgerError
 from fedledger.fl import IndexMap, ValidationPolicy
+from fedledger.fl.server_momentum import momentum_fraction, with_momentum
 from fedledger.protocol.consortium import Consortium
 from fedledger.protocol.manifest import Exclusion, ReasonCode
 from fedledger.protocol.round_check import (
@@ -33,6 +34,7 @@ from fedledger.protocol.round_check import (
     LedgerUpdate,
     RoundComputation,
     check_signature,
+    needs_history,
     noise_seed_source,
 )
 from fedledger.protocol.secagg_rule import SecAggRule, default_threshold
@@ -371,6 +373,7 @@ def compute_secure_round(
     *,
     dp: AggregationRule | None = None,
     noise_secret: bytes | None = None,
+    before_previous: Mapping[str, torch.Tensor] | None = None,
 ) -> tuple[RoundComputation, Aggregate]:
     """The secure round as the record publishes it: decisions, the unmasked aggregate, the decoded model.
 
@@ -378,6 +381,8 @@ def compute_secure_round(
     ``secagg`` section), so a node that compares sections refuses a record that hides or invents a liar.
     ``dp``: the round's rule when it has DP; the decoded mean then gets central DP's Gaussian noise
     seeded by ``noise_secret`` (members clipped their own updates before masking, docs/secagg.md).
+    A rule with server momentum takes its step last, on the unmasked (and noised) mean, from
+    ``before_previous``, the global model two rounds back (None in round 0).
     """
     shapes = {name: tuple(t.shape) for name, t in base_state.items()}
     messages = read_messages(store, mpk, roster, round_index, rule, shapes, record)
@@ -404,6 +409,8 @@ def compute_secure_round(
     included = sorted((u for u, _ in valid.values()), key=lambda u: u.address)
     if dp is not None and dp.privacy is not None:
         state = _with_noise(state, aggregate, shapes, dp, noise_secret, included)
+    if dp is not None and dp.server_momentum:
+        state = _with_momentum(state, aggregate, shapes, base_state, dp, round_index, before_previous)
     excluded.sort(key=lambda e: e.institution)
     checked = SecAggRecord(
         record.setup, record.joins, record.shares, record.survivors, record.reveals, dict(aggregate.cheaters)
@@ -430,7 +437,27 @@ def _with_noise(
     return noise_aligned_state(state, weights, privacy.clip, privacy.noise_multiplier, max_weight, seed_of())
 
 
-def secure_aggregation_rule(policy: ValidationPolicy, members: int) -> AggregationRule:
+def _with_momentum(
+    state: dict[str, torch.Tensor],
+    aggregate: Aggregate,
+    shapes: Mapping[str, tuple[int, ...]],
+    base_state: Mapping[str, torch.Tensor],
+    rule: AggregationRule,
+    round_index: int,
+    before_previous: Mapping[str, torch.Tensor] | None,
+) -> dict[str, torch.Tensor]:
+    """The server momentum step on the decoded mean, on the entries some survivor covered (public
+    coverage), exactly as a plain round takes it on the aligned mean."""
+    if needs_history(rule, round_index) and before_previous is None:
+        raise SecureRoundError("a round with server momentum after round 0 needs the global model two rounds back")
+    covered = {name: torch.from_numpy(np.array(w) > 0) for name, w in unflatten(aggregate.coverage, shapes).items()}
+    return with_momentum(state, base_state, before_previous, momentum_fraction(rule.server_momentum), covered)
+
+
+def secure_aggregation_rule(
+    policy: ValidationPolicy, members: int, selection: str | None = None, server_momentum: float = 0.0
+) -> AggregationRule:
     """The rule of a secure round, as the aggregator writes it and every node expects it:
     alignment of masked inputs with t = floor(n/2) + 1 of the roster's n members."""
-    return AggregationRule("alignment", policy, secagg=SecAggRule(default_threshold(members)))
+    secagg = SecAggRule(default_threshold(members))
+    return AggregationRule("alignment", policy, secagg=secagg, selection=selection, server_momentum=server_momentum)
