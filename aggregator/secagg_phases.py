@@ -54,7 +54,12 @@ def secure_board(ctx: AggregatorContext) -> SecureBoard:
     if ctx.board.secure is None:
         ledger = ctx.ledger
         ctx.board.secure = SecureBoard(
-            ctx.store, ctx.master_public_key, ctx.consortium, lambda a: ledger.institution(a).active, ctx.state_dir
+            ctx.store,
+            ctx.master_public_key,
+            ctx.consortium,
+            lambda a: ledger.institution(a).active,
+            ctx.state_dir,
+            (ctx.spec, secure_rule(ctx)),
         )
     return ctx.board.secure
 
@@ -201,6 +206,7 @@ def build_secure_manifest(ctx: AggregatorContext, round_index: int, stop: thread
         dp=rule,
         noise_secret=secret,
         before_previous=before_previous_model(ctx.ledger, ctx.vault, round_index, workdir, rule),
+        spec=ctx.spec,
     )
     for member, why in aggregate.cheaters.items():
         log.warning("round %d: %s lied in the reveal phase: %s", round_index, ctx.consortium.by_share(member).name, why)

@@ -71,5 +71,6 @@ def recompute_secure_round(
         dp=rule,
         noise_secret=noise_secret,
         before_previous=before_previous,
+        spec=meta.spec,
     )
     return computation, global_digest(computation.state, meta.spec, round_index + 1)

@@ -24,7 +24,7 @@ import torch
 from fedledger.digests import sm3
 from fedledger.dp.central_aggregation import noise_aligned_state
 from fedledger.errors import FedLedgerError
-from fedledger.fl import IndexMap, ValidationPolicy
+from fedledger.fl import IndexMap, ModelSpec, ValidationPolicy
 from fedledger.fl.server_momentum import momentum_fraction, with_momentum
 from fedledger.protocol.consortium import Consortium
 from fedledger.protocol.manifest import Exclusion, ReasonCode
@@ -240,6 +240,18 @@ class SecAggRecord:
         )
 
 
+def check_join_window(join: Join, spec: ModelSpec, rule: AggregationRule, round_index: int) -> None:
+    """SecureRoundError unless the join's index map is the window the rule's selection gives its
+    width in this round (the aggregator refuses such a join; a co-signer, a record resting on one)."""
+    index_map = join.parsed_index_map()
+    expected = rule.expected_map(spec, index_map.width_rate, round_index)
+    if expected is not None and expected.digest() != index_map.digest():
+        raise SecureRoundError(
+            f"member {join.member}: its index map is not the {rule.selection} window of width "
+            f"{index_map.width_rate:g} in round {round_index}"
+        )
+
+
 def build_setup(
     round_index: int, rule: SecAggRule, joins: Mapping[int, Join], global_shapes: Mapping[str, tuple[int, ...]]
 ) -> RoundSetup:
@@ -374,6 +386,7 @@ def compute_secure_round(
     dp: AggregationRule | None = None,
     noise_secret: bytes | None = None,
     before_previous: Mapping[str, torch.Tensor] | None = None,
+    spec: ModelSpec | None = None,
 ) -> tuple[RoundComputation, Aggregate]:
     """The secure round as the record publishes it: decisions, the unmasked aggregate, the decoded model.
 
@@ -382,10 +395,14 @@ def compute_secure_round(
     ``dp``: the round's rule when it has DP; the decoded mean then gets central DP's Gaussian noise
     seeded by ``noise_secret`` (members clipped their own updates before masking, docs/secagg.md).
     A rule with server momentum takes its step last, on the unmasked (and noised) mean, from
-    ``before_previous``, the global model two rounds back (None in round 0).
+    ``before_previous``, the global model two rounds back (None in round 0). With ``spec``, every
+    join's index map must be the window the rule's selection gives its width.
     """
     shapes = {name: tuple(t.shape) for name, t in base_state.items()}
     messages = read_messages(store, mpk, roster, round_index, rule, shapes, record)
+    if spec is not None and dp is not None:
+        for join in messages.joins.values():
+            check_join_window(join, spec, dp, round_index)
     valid, excluded = check_entries(store, mpk, roster, messages, updates)
     survivors = set(record.survivors)
     missing = survivors - set(valid)
