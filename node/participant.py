@@ -356,11 +356,8 @@ def _check_alignment(
         raise RecordRefused(str(exc)) from None
     try:
         base_path = fetch_verified_model(ctx.vault, base_cid, record.base_digest, folder / "base.safetensors")
-        history = before_previous_model(ctx.ledger, ctx.vault, record.round, folder, rule)
         if rule.secagg is not None:
-            computation, global_digest = recompute_secure_round(
-                ctx, record.round, base_path, updates, manifest, secret, before_previous=history
-            )
+            computation, global_digest = recompute_secure_round(ctx, record.round, base_path, updates, manifest, secret)
         else:
             computation, global_digest = recompute_round(
                 PrefetchedVault.over(ctx.vault, ctx.prefetched),
@@ -373,7 +370,7 @@ def _check_alignment(
                 folder / "recompute",
                 ctx.vault.round_readers(base_cid, readers_now(ctx.ledger, ctx.consortium)),
                 noise_secret=secret,
-                before_previous=history,
+                before_previous=before_previous_model(ctx.ledger, ctx.vault, record.round, folder, rule),
             )
     except (
         ManifestError,

@@ -10,14 +10,12 @@ cannot also get them to sign).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import torch
-
 from fedledger.fl import global_digest, load_global
 from fedledger.protocol.manifest import RoundManifest
+from fedledger.protocol.momentum_history import before_previous_model
 from fedledger.protocol.round_check import AggregationRule, LedgerUpdate, RoundComputation
 from fedledger.protocol.secagg_round import SecAggRecord, SecureRoundError, compute_secure_round
 from node.training_step import UnusableGlobalModel
@@ -35,8 +33,6 @@ def recompute_secure_round(
     updates: list[LedgerUpdate],
     manifest: RoundManifest,
     noise_secret: bytes | None = None,
-    *,
-    before_previous: Mapping[str, torch.Tensor] | None = None,
 ) -> tuple[RoundComputation, bytes]:
     """The secure round as the manifest's messages give it, and the global model digest that yields.
 
@@ -70,7 +66,7 @@ def recompute_secure_round(
         record,
         dp=rule,
         noise_secret=noise_secret,
-        before_previous=before_previous,
+        before_previous=before_previous_model(ctx.ledger, ctx.vault, round_index, base_path.parent, rule),
         spec=meta.spec,
     )
     return computation, global_digest(computation.state, meta.spec, round_index + 1)
