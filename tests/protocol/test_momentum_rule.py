@@ -135,3 +135,18 @@ def test_init_takes_the_terms_by_name_and_refuses_a_beta_no_round_can_use(tmp_pa
     assert "Traceback" not in refused.output and not (tmp_path / "agg" / "aggregator.toml").exists()
     wrong = CliRunner().invoke(app, [*args, "--selection", "widest"])
     assert wrong.exit_code == 2 and "selection" in wrong.output
+
+
+def test_a_secure_join_must_carry_its_widths_window_for_the_round() -> None:
+    from fedledger.protocol.secagg_round import Join, SecureRoundError, check_join_window
+    from fedledger.secagg.member import RoundKeys
+
+    def join(selection: str) -> Join:
+        index_map = make_index_map(SPEC, 0.5, selection, 3).to_dict()
+        return Join(3, 2, "0x" + "ab" * 20, RoundKeys().advert(3, 2), index_map, 10)
+
+    rolling = AggregationRule("alignment", selection="rolling", server_momentum=0.5)
+    check_join_window(join("rolling"), SPEC, rolling, 3)
+    with pytest.raises(SecureRoundError, match=r"member 2: its index map is not the rolling window of width 0\.5"):
+        check_join_window(join("static"), SPEC, rolling, 3)
+    check_join_window(join("static"), SPEC, AggregationRule(), 3)  # an old rule names no selection
