@@ -419,7 +419,10 @@ def _validate(
 def _check_window(update: ClientUpdate, spec: ModelSpec, rule: AggregationRule, round_index: int) -> None:
     """The update's index map is the one the consortium's selection gives its width in this round,
     so no member picks which units it trains (e.g. always the same ones, to steer them)."""
-    expected = rule.expected_map(spec, update.width_rate, round_index)
+    try:
+        expected = rule.expected_map(spec, update.width_rate, round_index)
+    except ValueError as exc:  # untrusted width: a reason, never a crashed round
+        raise EntryExcluded(ReasonCode.WRONG_WINDOW, f"no window for this width: {exc}") from None
     if expected is not None and expected.digest() != update.index_map.digest():
         raise EntryExcluded(
             ReasonCode.WRONG_WINDOW,

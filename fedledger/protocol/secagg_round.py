@@ -253,7 +253,10 @@ def check_join_window(join: Join, spec: ModelSpec, rule: AggregationRule, round_
     """SecureRoundError unless the join's index map is the window the rule's selection gives its
     width in this round (the aggregator refuses such a join; a co-signer, a record resting on one)."""
     index_map = join.parsed_index_map()
-    expected = rule.expected_map(spec, index_map.width_rate, round_index)
+    try:
+        expected = rule.expected_map(spec, index_map.width_rate, round_index)
+    except ValueError as exc:
+        raise SecureRoundError(f"member {join.member}: no window for its width: {exc}") from None
     if expected is not None and expected.digest() != index_map.digest():
         raise SecureRoundError(
             f"member {join.member}: its index map is not the {rule.selection} window of width "
