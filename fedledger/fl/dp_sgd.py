@@ -20,8 +20,14 @@ import torch
 from opacus import GradSampleModule
 from opacus.optimizers import DPOptimizer
 
+from fedledger.errors import FedLedgerError
+
 # The loss of a batch of logits against its labels, summed over the records (an empty batch gives 0).
 BatchLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+class TrainingSettingError(FedLedgerError, ValueError):
+    """A training setting that cannot run (DP-SGD's or ``TrainConfig``'s): bad input, not a bug."""
 
 
 @dataclass(frozen=True)
@@ -35,13 +41,13 @@ class DPSGDPlan:
 def dp_sgd_plan(records: int, batch_size: int, epochs: int) -> DPSGDPlan:
     """Sampling rate batch/records (at most 1) and round(1/q) steps per epoch, as Opacus's loader."""
     if records < 1 or batch_size < 1 or epochs < 1:
-        raise ValueError("DP-SGD needs at least one record, a positive batch size and epochs")
+        raise TrainingSettingError("DP-SGD needs at least one record, a positive batch size and epochs")
     sample_rate = min(1.0, batch_size / records)
     return DPSGDPlan(sample_rate, epochs * max(1, round(1 / sample_rate)))
 
 
 def _generator(seed: int | None, stream: int) -> torch.Generator:
-    """A private generator: seeded (reproducible) or from 64 fresh OS-random bits per stream."""
+    """A private generator: seeded (reproducible) or from 63 fresh OS-random bits per stream."""
     value = secrets.randbits(63) if seed is None else (seed * 2 + stream) % 2**63
     return torch.Generator().manual_seed(value)
 
@@ -61,9 +67,9 @@ def train_dp_sgd(
 ) -> tuple[float, DPSGDPlan]:
     """Train ``model`` in place by DP-SGD; returns the mean per-record loss of the last epoch and the plan."""
     if not (math.isfinite(noise_multiplier) and noise_multiplier > 0):
-        raise ValueError(f"DP-SGD noise multiplier must be positive, got {noise_multiplier!r}")
+        raise TrainingSettingError(f"DP-SGD noise multiplier must be positive, got {noise_multiplier!r}")
     if not (math.isfinite(max_grad_norm) and max_grad_norm > 0):
-        raise ValueError(f"DP-SGD clip (max grad norm) must be positive, got {max_grad_norm!r}")
+        raise TrainingSettingError(f"DP-SGD clip (max grad norm) must be positive, got {max_grad_norm!r}")
     plan = dp_sgd_plan(len(y), batch_size, epochs)
     sampler, noise = _generator(seed, 0), _generator(seed, 1)
     wrapped = GradSampleModule(model, loss_reduction="sum")  # summed loss: each record's own gradient

@@ -13,7 +13,7 @@ from typing import Final
 
 import torch
 
-from fedledger.fl.aggregation import AlignmentAggregation, UpdateCheck
+from fedledger.fl.aggregation import AggregationError, AlignmentAggregation, UpdateCheck
 from fedledger.fl.robust import DEFAULT_TRIM_FRACTION, ROBUST_RULES, CoordinateRobustAggregation
 from fedledger.fl.server_momentum import ServerMomentumAlignment, momentum_fraction
 
@@ -28,14 +28,16 @@ DEFAULT_SERVER_MOMENTUM = 0.5
 def server_momentum_for(aggregation_rule: str, server_momentum: float | None) -> float:
     """The beta a consortium using ``aggregation_rule`` runs with: ``server_momentum`` as set, or
     when unset the recommended 0.5 for alignment and 0 for the robust rules (momentum is defined on
-    the aligned mean only). ValueError for a beta outside [0, 1), not a fraction p/q with q <= 1000,
-    or set with a robust rule."""
+    the aligned mean only). AggregationError (a ValueError) for a beta outside [0, 1), not a
+    fraction p/q with q <= 1000, or set with a robust rule."""
     if server_momentum is None:
         return DEFAULT_SERVER_MOMENTUM if aggregation_rule == DEFAULT_RULE else 0.0
     if float(momentum_fraction(server_momentum)) != server_momentum:
-        raise ValueError(f"server momentum must be a fraction p/q with q <= 1000 (0.5, 0.9), got {server_momentum!r}")
+        raise AggregationError(
+            f"server momentum must be a fraction p/q with q <= 1000 (0.5, 0.9), got {server_momentum!r}"
+        )
     if server_momentum and aggregation_rule != DEFAULT_RULE:
-        raise ValueError(
+        raise AggregationError(
             f"server momentum applies to {DEFAULT_RULE!r} only: with {aggregation_rule!r} set server_momentum = 0"
         )
     return float(server_momentum)
@@ -54,11 +56,11 @@ def aggregation_for(
     ``server_momentum`` > 0 (alignment only): :class:`ServerMomentumAlignment` with
     ``before_previous``, the global model two rounds back (None in the first round)."""
     if server_momentum and aggregation_rule != DEFAULT_RULE:
-        raise ValueError(f"server momentum applies to {DEFAULT_RULE!r} only, not {aggregation_rule!r}")
+        raise AggregationError(f"server momentum applies to {DEFAULT_RULE!r} only, not {aggregation_rule!r}")
     if aggregation_rule == DEFAULT_RULE:
         if server_momentum:
             return ServerMomentumAlignment(server_momentum, before_previous, check)
         return AlignmentAggregation(check)
     if aggregation_rule in ROBUST_RULES:
         return CoordinateRobustAggregation(aggregation_rule, trim_fraction, check)
-    raise ValueError(f"aggregation rule must be one of {AGGREGATION_RULES}, got {aggregation_rule!r}")
+    raise AggregationError(f"aggregation rule must be one of {AGGREGATION_RULES}, got {aggregation_rule!r}")

@@ -36,7 +36,7 @@ MAX_DENOMINATOR = 1000  # beta is taken as the nearest fraction p/q with q <= 10
 def momentum_fraction(beta: float) -> Fraction:
     """beta as the exact fraction every node uses; refuses values outside [0, 1)."""
     if not 0.0 <= beta < 1.0:
-        raise ValueError(f"server momentum must be in [0, 1), got {beta!r}")
+        raise AggregationError(f"server momentum must be in [0, 1), got {beta!r}")
     return Fraction(beta).limit_denominator(MAX_DENOMINATOR)
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from fedledger.fl.data import Dataset
-from fedledger.fl.dp_sgd import train_dp_sgd
+from fedledger.fl.dp_sgd import TrainingSettingError, train_dp_sgd
 from fedledger.fl.models import ModelSpec, build_model
 from fedledger.fl.ordered_dropout import NestedWidths
 
@@ -66,24 +66,28 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+            raise TrainingSettingError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if self.epochs < 1 or self.batch_size < 1:
-            raise ValueError("epochs and batch_size must be at least 1")
+            raise TrainingSettingError("epochs and batch_size must be at least 1")
         if not self.lr > 0:
-            raise ValueError("lr must be positive")
+            raise TrainingSettingError("lr must be positive")
         if not self.logit_adjustment >= 0:
-            raise ValueError("logit_adjustment must be >= 0")
+            raise TrainingSettingError("logit_adjustment must be >= 0")
         if not self.proximal_mu >= 0:
-            raise ValueError("proximal_mu must be >= 0")
+            raise TrainingSettingError("proximal_mu must be >= 0")
         if not (math.isfinite(self.dp_noise_multiplier) and self.dp_noise_multiplier >= 0):
-            raise ValueError("dp_noise_multiplier must be >= 0 (0: no DP-SGD)")
+            raise TrainingSettingError("dp_noise_multiplier must be >= 0 (0: no DP-SGD)")
         if not (math.isfinite(self.dp_max_grad_norm) and self.dp_max_grad_norm > 0):
-            raise ValueError("dp_max_grad_norm must be positive")
+            raise TrainingSettingError("dp_max_grad_norm must be positive")
         if self.dp_sgd and (self.nested_rates or self.proximal_mu > 0):
-            raise ValueError("DP-SGD clips per-record gradients: it cannot train nested widths or a proximal term")
+            raise TrainingSettingError(
+                "DP-SGD clips per-record gradients: it cannot train nested widths or a proximal term"
+            )
         if self.dp_sgd and (self.mask_absent_classes or self.logit_adjustment > 0):
             # both read the local class counts, which no per-record clip bounds
-            raise ValueError("DP-SGD cannot use mask_absent_classes or logit_adjustment (they leak class counts)")
+            raise TrainingSettingError(
+                "DP-SGD cannot use mask_absent_classes or logit_adjustment (they leak class counts)"
+            )
 
     @property
     def dp_sgd(self) -> bool:
