@@ -42,17 +42,21 @@ DpEpsilonOption = Annotated[
     typer.Option(
         "--dp-epsilon",
         min=0.001,
-        help="Central DP: the epsilon all --rounds rounds spend together (the noise is calibrated per round). "
-        "Overrides the config's dp_epsilon; the ledger's privacy budget must allow it.",
+        help="DP: the epsilon all --rounds rounds spend together (central noise, or the members' shares with "
+        "--secure-aggregation); overrides dp_epsilon; the ledger's privacy budget must allow it.",
     ),
 ]
 DpClipOption = Annotated[
     float | None,
-    typer.Option("--dp-clip", min=1e-9, help="Central DP: L2 bound on each update (config: dp_clip, 1)."),
+    typer.Option(
+        "--dp-clip",
+        min=1e-9,
+        help="DP: L2 bound on each update's change (config: dp_clip, 1); secure rounds: the nodes' dp_clip.",
+    ),
 ]
 DpDeltaOption = Annotated[
     float | None,
-    typer.Option("--dp-delta", min=1e-12, max=0.5, help="Central DP: delta (config: dp_delta, 1e-5)."),
+    typer.Option("--dp-delta", min=1e-12, max=0.5, help="DP: delta (config: dp_delta, 1e-5)."),
 ]
 
 app = typer.Typer(no_args_is_help=True, help="Run the aggregator: open rounds, align sub-models, coordinate signing.")
@@ -162,8 +166,8 @@ def init(
 ) -> None:
     """Check and write the aggregator's config and key (the key must hold the contract's aggregator role).
 
-    Everything is checked before anything is written: the chain answers, the contract is the ledger,
-    the public files are this ledger's, the key is the ledger's aggregator, the data set opens.
+    Nothing is written until all is checked: the chain, the contract (the ledger),
+    the public files (this ledger's), the key (its aggregator) and the data set.
     """
     from aggregator.config import CONFIG_NAME, AggregatorConfig, save_config
     from fedledger.fl import default_spec, load_dataset

@@ -160,8 +160,8 @@ def init(
 ) -> None:
     """Check and write the node's config and keys: KGC files are re-encrypted under the node's own password.
 
-    Everything is checked before anything is written: the chain answers, the contract is the ledger,
-    the SM9 key, the share and the Ethereum key are this institution's, the data is there.
+    Nothing is written until all is checked: the chain, the contract (the ledger),
+    the SM9 key, share and Ethereum key (this institution's) and the data.
     """
     from fedledger.fl import load_dataset
     from fedledger.protocol.consortium import Consortium, PublicMaterial

@@ -41,7 +41,10 @@ NewEthKeyOption = Annotated[
 
 SelectionOption = Annotated[
     Literal["rolling", "static", "random"],
-    typer.Option(help="Which units each width trains (config: selection); every party must say the same."),
+    typer.Option(
+        help="Units each width trains: rolling (FedRolex), static (HeteroFL) or random (config: selection); "
+        "every party must say the same."
+    ),
 ]
 ServerMomentumOption = Annotated[
     float | None,
@@ -49,8 +52,8 @@ ServerMomentumOption = Annotated[
         "--server-momentum",
         min=0.0,
         max=0.999,
-        help="Beta of the server momentum step on each round's result (config: server_momentum; default 0.5 "
-        "with alignment, 0 = off); every party must say the same.",
+        help="Server momentum beta, 0 = off (config: server_momentum; default 0.5 with alignment, "
+        "0 with a robust rule); every party must say the same.",
     ),
 ]
 

@@ -6,7 +6,7 @@ shares, masked inputs, reveals, unmasking) every round; DP rounds use :class:`Ce
 the round pipeline's own noise, with the noise multiplier calibrated so that all rounds together
 spend exactly the target epsilon (full participation, delta 1e-5). Local DP-SGD rows train each
 hospital by Opacus DP-SGD (``fedledger.fl.dp_sgd``, per-record clip C, no logit adjustment: it reads
-class counts), z calibrated per hospital so its own 50 rounds spend the target record-level epsilon
+class counts), z calibrated per hospital so its own --rounds rounds spend the target record-level epsilon
 (``fedledger.dp.local``), and align the updates plainly. Each run records test and
 validation accuracy per round, so settings (the clip) are chosen on validation, never on test.
 A secure run also records, per round, the largest deviation of its model from plain alignment of
