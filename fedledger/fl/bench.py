@@ -27,11 +27,7 @@ BENCH_SPEC = ModelSpec("mlp", (1024,), 10, (2048, 2048, 2048))
 RATES = (1.0, 0.5, 0.5, 0.25, 0.125) * 2
 
 
-def _median_seconds(fn: Callable[[], object], repeats: int) -> float:
-    return _interleaved_medians([fn], repeats)[0]
-
-
-def _interleaved_medians(fns: list[Callable[[], object]], repeats: int) -> list[float]:
+def interleaved_medians(fns: list[Callable[[], object]], repeats: int) -> list[float]:
     """Median wall time of each function, the functions timed in turn within every repeat: on a
     shared machine the load drifts, and interleaving exposes every function to the same drift."""
     for fn in fns:
@@ -74,7 +70,7 @@ def run_benchmark(repeats: int = 5) -> dict[str, Any]:
     strategy.aggregate(global_state, updates)
     first_call = time.perf_counter() - start
     load_before = os.getloadavg()[0]
-    baseline, aligned, aligned_full = _interleaved_medians(
+    baseline, aligned, aligned_full = interleaved_medians(
         [
             plain_weighted_sum,
             lambda: strategy.aggregate(global_state, updates),

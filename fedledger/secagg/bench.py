@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from fedledger.fl import AlignmentAggregation, ClientUpdate, ModelSpec, extract_submodel, initial_global_state
-from fedledger.fl.bench import _interleaved_medians
+from fedledger.fl.bench import interleaved_medians
 from fedledger.secagg.aggregate import recompute_aggregate
 from fedledger.secagg.layout import flat_positions, flatten_state
 from fedledger.secagg.member import Member
@@ -69,7 +69,7 @@ def _one_size(n: int, spec: ModelSpec, global_state: dict[str, torch.Tensor], re
     def secure_round() -> object:
         return recompute_aggregate(published).mean(previous)
 
-    plain, secure = _interleaved_medians([plain_round, secure_round], repeats)
+    plain, secure = interleaved_medians([plain_round, secure_round], repeats)
     upload = {m: len(masked[m].to_bytes()) / (4 * positions[m].size) for m in survivors}
     return {
         "members": n,
