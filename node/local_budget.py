@@ -87,6 +87,7 @@ class LocalPrivacySpend:
         return {int(r): LocalDPRound.from_statement(s) for r, s in self._load()["rounds"].items()}
 
     def spent(self) -> float:
+        """The record-level epsilon of every round counted so far, as the audit recomputes it."""
         return local_epsilon(list(self.rounds().values()))
 
     def refusal(self) -> str | None:

@@ -29,6 +29,8 @@ class MomentumHistoryError(ProtocolError):
 
 
 class OpenedRound(Protocol):
+    """A ``RoundOpened`` entry as far as this needs it: the base model's CID and ledger digest."""
+
     @property
     def base_cid(self) -> str: ...
 

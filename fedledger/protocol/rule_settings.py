@@ -40,10 +40,11 @@ class RuleSettings(BaseModel):
 
     @model_validator(mode="after")
     def _momentum_fits_the_rule(self) -> RuleSettings:
-        server_momentum_for(self.aggregation_rule, self.server_momentum)  # ValueError names the conflict
+        server_momentum_for(self.aggregation_rule, self.server_momentum)  # a ValueError naming the conflict
         return self
 
     def effective_server_momentum(self) -> float:
+        """The beta rounds run with: as set, or when unset the default for the aggregation rule."""
         return server_momentum_for(self.aggregation_rule, self.server_momentum)
 
     def aggregation_terms(self, policy: ValidationPolicy) -> AggregationRule:
