@@ -254,7 +254,8 @@ def test_members_must_all_declare_the_round_s_noise_plan(consortium: InProcessCo
     # the aggregator's board takes only joins with the plan it announces
     board = SecureBoard(node.store, node.master_public_key, node.consortium, lambda a: True, None, plan)
     sr = SecureRound(7, None, plan)
-    join = Join(7, 1, node.account.address.lower(), RoundKeys().advert(7, 1), joins[1].index_map, 10, dp=smaller)
+    keys = RoundKeys().advert(7, 1)
+    join = Join(7, 1, node.account.address.lower(), keys, joins[1].index_map, 10, dp=smaller, value_bound=8.0)
     data = join.signed(node.sm9_key).to_bytes()
     with pytest.raises(SecureRoundError, match="is not the round's"):
         board._keep(sr, "join", 1, publish(node.store, data), data)
