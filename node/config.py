@@ -94,6 +94,12 @@ class NodeConfig(LedgerSettings, TLSSettings):
         description="secure rounds with DP: the L2 bound this node clips its update to before masking "
         "(the aggregator's dp_clip; a manifest naming another is refused)",
     )
+    # Local DP-SGD (docs/secagg.md): the hospital's record-level epsilon over local_dp_rounds rounds
+    # (none: off); the node refuses a round that would spend more.
+    local_dp_epsilon: float | None = Field(None, gt=0, description="local DP-SGD: record-level epsilon")
+    local_dp_rounds: int = Field(50, ge=1, description="local DP-SGD: rounds local_dp_epsilon is planned over")
+    local_dp_delta: float = Field(1e-5, gt=0, lt=1, description="local DP-SGD: delta (below 1 / records)")
+    local_dp_clip: float = Field(1.0, gt=0, description="local DP-SGD: L2 bound on each record's gradient")
     data: DataConfig
     training: TrainingConfig = TrainingConfig()
 

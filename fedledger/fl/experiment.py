@@ -214,12 +214,14 @@ def _round_updates(
     offsets: tuple[float, ...] | None = None,
     poison_scale: float | None = None,
     nested: bool = False,
+    configure: Callable[[Shard, TrainConfig], TrainConfig] | None = None,
 ) -> Iterator[ClientUpdate]:
     """A generator: each institution's update is trained, aggregated and dropped in turn.
 
     With ``poison_scale``, the widest institution (the first, on ties) turns attacker and sends
     base + poison_scale * (trained - base): scaled, and sign-flipped when negative. With ``nested``
-    each institution also trains every narrower width of the federation (FjORD)."""
+    each institution also trains every narrower width of the federation (FjORD). ``configure``
+    adapts the round's config to one institution (e.g. its own DP-SGD noise)."""
     attacker = rates.index(max(rates)) if poison_scale is not None else -1
     homogeneous = all(r == 1.0 for r in rates)
     for position, (shard, rate) in enumerate(zip(shards, rates, strict=True)):
@@ -234,6 +236,8 @@ def _round_updates(
             salt=_seed(seed, "units", shard.institution),
         )
         config = replace(train, seed=_seed(seed, round_index, shard.institution), nested_rates=rates if nested else ())
+        if configure is not None:
+            config = configure(shard, config)
         new_state, samples, _ = train_local(spec, sub, rate, shard.train, config)
         if position == attacker and poison_scale is not None:
             base = extract_with_map(global_state, index_map)
