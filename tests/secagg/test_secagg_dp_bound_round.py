@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,10 +26,11 @@ from fedledger.audit.secure_round import secure_round_check
 from fedledger.chain.localchain import LocalChain
 from fedledger.fl import ModelSpec, initial_global_state, load_client_update
 from fedledger.protocol.manifest import RoundManifest
+from fedledger.protocol.round_check import LedgerUpdate
 from fedledger.protocol.secagg_round import Join, SecAggRecord, SecureRoundError, publish
 from fedledger.protocol.secagg_rule import DEFAULT_VALUE_BOUND
 from fedledger.secagg.layout import flatten_state
-from node.participant import round_dir
+from node.participant import NodeContext, round_dir
 from node.secagg_check import recompute_secure_round
 from tests.secagg.test_secagg_round_mode import _manifest, _models, _record
 from tests.support.manual_aggregator import round_updates
@@ -73,6 +75,12 @@ def _with_bound(c: InProcessConsortium, manifest: RoundManifest, bound: float) -
     return dataclasses.replace(manifest, secagg=dataclasses.replace(record, joins=refs).to_dict())
 
 
+def _cosigner(c: InProcessConsortium) -> tuple[NodeContext, Path, list[LedgerUpdate]]:
+    """A co-signer of round 0, its base model file, and the round's ledger entries."""
+    node = c.nodes[1]
+    return node, round_dir(node, 0) / "base.safetensors", round_updates(node.ledger, 0)
+
+
 def test_every_honest_member_is_included_when_the_base_leaves_the_default_bound(
     consortium: InProcessConsortium,
 ) -> None:
@@ -90,9 +98,8 @@ def test_every_honest_member_is_included_when_the_base_leaves_the_default_bound(
     own = load_client_update(round_dir(c.nodes[0], 0) / "update.safetensors")
     assert float(own.state[first][-1, 0]) > DEFAULT_VALUE_BOUND
 
-    node = c.nodes[1]
-    base_path = round_dir(node, 0) / "base.safetensors"
-    computation, _ = recompute_secure_round(node, 0, base_path, round_updates(node.ledger, 0), manifest)
+    node, base_path, updates = _cosigner(c)
+    computation, _ = recompute_secure_round(node, 0, base_path, updates, manifest)
     assert np.array_equal(flatten_state(computation.state).view(np.uint32), flatten_state(posted).view(np.uint32))
 
 
@@ -100,10 +107,8 @@ def test_a_record_stating_another_bound_is_refused_by_cosigners_and_the_audit(
     consortium: InProcessConsortium,
 ) -> None:
     c = consortium
-    node = c.nodes[1]
     manifest = _manifest(c, 0)
-    base_path = round_dir(node, 0) / "base.safetensors"
-    updates = round_updates(node.ledger, 0)
+    node, base_path, updates = _cosigner(c)
     for bound in (DEFAULT_VALUE_BOUND, 32.0):  # the rule's stale bound, a looser one: the same 64-bit ring
         with pytest.raises(SecureRoundError, match=f"value bound {bound:g}, the base model and clip 1 give 16"):
             recompute_secure_round(node, 0, base_path, updates, _with_bound(c, manifest, bound))
