@@ -25,7 +25,10 @@ from fedledger.cli.role_init import (
     ChosenAccount,
     EthKeyPasswordFileOption,
     NewEthKeyOption,
+    SelectionOption,
+    ServerMomentumOption,
     choose_eth_account,
+    consortium_terms,
     require_writable_home,
     transport_password,
     write_home,
@@ -112,6 +115,8 @@ def init(
     index: Annotated[int, typer.Option(help="This institution's partition (0-based).")] = 0,
     scheme: Annotated[str, typer.Option(help="Partition scheme: iid or dirichlet.")] = "iid",
     alpha: Annotated[float, typer.Option(help="Dirichlet alpha (label skew; smaller = more skewed).")] = 0.5,
+    selection: SelectionOption = "rolling",
+    server_momentum: ServerMomentumOption = None,
     eth_key: Annotated[
         Path | None,
         typer.Option(help="Ethereum keystore JSON (registered for this institution); else the home's key, else new."),
@@ -194,6 +199,7 @@ def init(
             local_dp_delta=local_dp_delta,
             local_dp_clip=local_dp_clip,
             local_dp_rounds=local_dp_rounds,
+            **consortium_terms(selection, server_momentum),
         )
         if index >= partitions:
             fail(f"--index {index} is not one of the {partitions} partitions (0..{partitions - 1}): fix --index")

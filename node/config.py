@@ -9,9 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from fedledger.chain.settings import LedgerSettings
 from fedledger.config_files import ConfigError, load_toml, save_toml
-from fedledger.fl.rules import AGGREGATION_RULES, DEFAULT_RULE
 from fedledger.protocol.consortium import PublicMaterial
 from fedledger.protocol.readers import READER_KEYS_FILE
+from fedledger.protocol.rule_settings import RuleSettings
 from fedledger.tls.settings import TLSSettings
 
 _MPK, _THRESHOLD, _ROSTER = PublicMaterial.NAMES  # where `init` installs the public files
@@ -45,7 +45,7 @@ class TrainingConfig(BaseModel):
     seed: int = 0
 
 
-class NodeConfig(LedgerSettings, TLSSettings):
+class NodeConfig(LedgerSettings, TLSSettings, RuleSettings):
     """Everything a node needs to take part; paths are relative to the config file's folder."""
 
     model_config = ConfigDict(extra="forbid")
@@ -61,7 +61,6 @@ class NodeConfig(LedgerSettings, TLSSettings):
     threshold_public_file: str = f"keys/{_THRESHOLD}"
     consortium_file: str = f"keys/{_ROSTER}"
     reader_keys_file: str = f"keys/{READER_KEYS_FILE}"
-    selection: Literal["static", "rolling"] = "static"
     state_dir: str = "state"
     poll_interval: float = Field(
         POLL_INTERVAL_SECONDS, gt=0, le=60, description="seconds between looks at the ledger and the aggregator"
@@ -79,12 +78,6 @@ class NodeConfig(LedgerSettings, TLSSettings):
         "manifest naming another validation policy is refused",
     )
     norm_policy: str = Field("reject", pattern="^(reject|clip)$")
-    aggregation_rule: str = Field(
-        DEFAULT_RULE,
-        pattern=f"^({'|'.join(AGGREGATION_RULES)})$",
-        description="the aggregation rule the consortium agreed (as the aggregator's); a round manifest "
-        "naming another rule is refused",
-    )
     secure_aggregation: bool = Field(
         False, description="take part in rounds by secure aggregation (docs/secagg.md), as the aggregator's config"
     )

@@ -27,8 +27,8 @@ def _rule(config: NodeConfig, members: int) -> AggregationRule:
     """The rule the consortium agreed, as this node's config states it."""
     policy = ValidationPolicy(config.max_update_norm, config.norm_policy)
     if config.secure_aggregation:
-        return secure_aggregation_rule(policy, members)
-    return AggregationRule(config.aggregation_rule, policy)
+        return secure_aggregation_rule(policy, members, config.selection, config.effective_server_momentum())
+    return config.aggregation_terms(policy)
 
 
 def local_dp_policy(config: NodeConfig) -> LocalDPPolicy | None:

@@ -43,6 +43,7 @@ from fedledger.protocol import RoundRecord, UpdateEntry, width_to_ppm
 from fedledger.protocol.consortium import Consortium
 from fedledger.protocol.manifest import MAX_MANIFEST_BYTES, Decisions, ManifestError, RoundManifest
 from fedledger.protocol.model_files import ModelVault
+from fedledger.protocol.momentum_history import MomentumHistoryError, before_previous_model
 from fedledger.protocol.readers import readers_now, sealing_key_if_any
 from fedledger.protocol.round_check import AggregationRule, ledger_updates
 from fedledger.protocol.secagg_round import SecureRoundError
@@ -395,8 +396,16 @@ def _check_alignment(
                 folder / "recompute",
                 ctx.vault.round_readers(base_cid, readers_now(ctx.ledger, ctx.consortium)),
                 noise_secret=secret,
+                before_previous=before_previous_model(ctx.ledger, ctx.vault, record.round, folder, rule),
             )
-    except (ManifestError, ModelFileError, UnusableGlobalModel, SecureRoundError, ValueError) as exc:
+    except (
+        ManifestError,
+        ModelFileError,
+        UnusableGlobalModel,
+        SecureRoundError,
+        MomentumHistoryError,
+        ValueError,
+    ) as exc:
         raise RecordRefused(f"the round cannot be recomputed: {exc}") from None
     ledger = (record.chain_id, record.contract)
     own = computation.manifest(ledger, record.round, record.base_digest, record.global_cid, global_digest, rule)

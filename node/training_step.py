@@ -7,9 +7,11 @@ digest the ledger recorded, and gets back the update's file, digest and mapping.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+
+import torch
 
 from fedledger.digests import sm3_file
 from fedledger.dp.errors import DPParameterError
@@ -150,6 +152,7 @@ def recompute_round(
     readers: Sequence[Recipient] = (),
     *,
     noise_secret: bytes | None = None,
+    before_previous: Mapping[str, torch.Tensor] | None = None,
 ) -> tuple[RoundComputation, bytes]:
     """The round as the aggregator must have computed it, and the global model digest that gives.
 
@@ -160,6 +163,16 @@ def recompute_round(
     if meta.spec is None:
         raise UnusableGlobalModel(f"{base_path}: global model carries no model spec")
     computation = compute_round(
-        vault, mpk, meta.spec, state, base_digest, updates, rule, workdir, readers, noise_secret=noise_secret
+        vault,
+        mpk,
+        meta.spec,
+        state,
+        base_digest,
+        updates,
+        rule,
+        workdir,
+        readers,
+        noise_secret=noise_secret,
+        before_previous=before_previous,
     )
     return computation, global_digest(computation.state, meta.spec, round_index + 1)

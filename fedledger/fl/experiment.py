@@ -35,7 +35,7 @@ from fedledger.fl.data import Dataset, Shard, load_dataset, partition, pooled
 from fedledger.fl.evaluation import evaluate
 from fedledger.fl.exact_sum import out_of_range, range_exponent
 from fedledger.fl.models import ModelSpec, default_spec, initial_global_state
-from fedledger.fl.rules import DEFAULT_RULE, aggregation_for
+from fedledger.fl.rules import DEFAULT_RULE, DEFAULT_SERVER_MOMENTUM, aggregation_for
 from fedledger.fl.submodel import extract_submodel, extract_with_map, tiled_offsets
 from fedledger.fl.training import TrainConfig, train_local
 
@@ -58,7 +58,6 @@ METHOD_LABELS = {
 # the recommended method, chosen on validation accuracy (docs/fl.md, "Methods tried"): rolling
 # windows (FedRolex) with server momentum 0.5 (FedAvgM on the aligned model)
 DEFAULT_METHOD = "alignment_rolling_momentum"
-DEFAULT_SERVER_MOMENTUM = 0.5
 DEFAULT_RATES = (1.0, 0.5, 0.5, 0.25, 0.125)
 HETEROFL_TIERS = (1.0, 0.5, 0.25, 0.125, 0.0625)  # HeteroFL's computation levels a..e
 ASSIGNMENTS = ("by_volume", "random", "against_volume")
