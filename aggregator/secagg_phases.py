@@ -34,7 +34,7 @@ from fedledger.protocol.secagg_round import (
     publish,
     secure_aggregation_rule,
 )
-from fedledger.protocol.secagg_rule import SecAggRule
+from fedledger.protocol.secagg_rule import SecAggRule, dp_value_bound
 
 if TYPE_CHECKING:
     from aggregator.driver import AggregatorContext
@@ -121,12 +121,32 @@ def _messages(sr: SecureRound) -> SecureMessages:
     )
 
 
-def run_phases(ctx: AggregatorContext, sr: SecureRound, rule: SecAggRule, shapes: dict, stop: threading.Event) -> None:
-    """Drive the round's phases to ``done`` (a phase already passed is not redone)."""
+def _drop_other_bounds(sr: SecureRound, value_bound: float | None) -> None:
+    """Leave out joins that declare another value bound than the base model gives (with DP): one member's
+    wrong bound must not spoil the setup for the others."""
+    with sr.lock:
+        for m, (_, join) in sorted(sr.joins.items()):
+            if value_bound is not None and join.value_bound != value_bound:
+                log.warning("round %d: member %d's join declares value bound %s, the base gives %g: left out",
+                            sr.round_index, m, join.value_bound, value_bound)  # fmt: skip
+                del sr.joins[m]
+
+
+def run_phases(
+    ctx: AggregatorContext,
+    sr: SecureRound,
+    rule: SecAggRule,
+    shapes: dict,
+    stop: threading.Event,
+    value_bound: float | None = None,
+) -> None:
+    """Drive the round's phases to ``done`` (a phase already passed is not redone); ``value_bound``: with DP,
+    the round's bound as the base model gives it (``dp_value_bound``)."""
     t = rule.threshold
     if sr.phase == "join":
         active = _member_ids(ctx)
         _wait(ctx, lambda: active <= set(sr.joins), lambda: len(sr.joins) >= t, ctx.round_deadline_seconds, stop)
+        _drop_other_bounds(sr, value_bound)
         with sr.lock:
             joins = {m: j for m, (_, j) in sr.joins.items()}
         setup = build_setup(sr.round_index, rule, joins, shapes)
@@ -177,8 +197,10 @@ def build_secure_manifest(ctx: AggregatorContext, round_index: int, stop: thread
     assert secagg is not None
     sr = secure_board(ctx).round(round_index)
     shapes = {name: tuple(t.shape) for name, t in base_state.items()}
+    announced = secure_board(ctx).plan
+    bound = None if announced is None else dp_value_bound(secagg, base_state, announced.clip)
     with ctx.phases.measure(round_index, "wait"):
-        run_phases(ctx, sr, secagg, shapes, stop)
+        run_phases(ctx, sr, secagg, shapes, stop, bound)
     started = time.perf_counter()
     assert sr.setup is not None
     record = SecAggRecord(

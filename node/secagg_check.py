@@ -37,7 +37,8 @@ def recompute_secure_round(
 
     With DP the noise is calibrated to the rule's clip, which only the members enforce (before
     masking): a rule naming another clip than this node clipped to is refused, and
-    ``compute_secure_round`` refuses DP parameters the members' joins and the setup do not imply."""
+    ``compute_secure_round`` refuses DP parameters the members' joins and the setup do not imply, and
+    joins whose value bound is not the one this node's base model and the clip give (``dp_value_bound``)."""
     if ctx.rule.secagg is None or manifest.secagg is None:
         raise SecureRoundError("the manifest of a secure round must carry its secagg record")
     rule = AggregationRule.from_dict(manifest.rule)

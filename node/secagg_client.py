@@ -29,6 +29,7 @@ from fedledger.fl import ClientUpdate, load_client_update, load_global
 from fedledger.protocol.privacy import ledger_budget
 from fedledger.protocol.secagg_noise import NoisePlan, NoisePlanError, noise_share, secure_round_privacy
 from fedledger.protocol.secagg_round import Join, Ref, SecureRoundError, build_setup, publish
+from fedledger.protocol.secagg_rule import SecAggRuleError, dp_value_bound
 from fedledger.protocol.session_auth import sign_payload
 from fedledger.secagg.errors import SecAggError
 from fedledger.secagg.layout import flatten_state
@@ -58,6 +59,7 @@ class _Round:
     keys: RoundKeys = field(default_factory=RoundKeys)
     trained: TrainedUpdate | None = None
     plan: NoisePlan | None = None  # with DP: the clip and noise multiplier this node applies
+    value_bound: float | None = None  # with DP: the round's bound, derived from the base and the clip
     values: np.ndarray | None = None
     member: Member | None = None
     done: set[str] = field(default_factory=set)  # phases whose message the aggregator accepted
@@ -139,7 +141,7 @@ class SecureClient:
             )
             with ctx.phases.measure(round_index, "train"):
                 state.trained = reuse or train_for_round(ctx, round_index)
-            update = self._clipped(round_index, load_client_update(state.trained.path), state.plan)
+            update = self._clipped(round_index, load_client_update(state.trained.path), state)
             state.values = flatten_state(update.state)
             join = Join(
                 round_index,
@@ -149,6 +151,7 @@ class SecureClient:
                 update.index_map.to_dict(),
                 state.trained.num_samples,
                 dp=state.plan,
+                value_bound=state.value_bound,
             ).signed(ctx.sm9_key)
             state.sent["join"] = join.to_bytes()
         self._post(round_index, "join", state.sent["join"], state)
@@ -167,12 +170,12 @@ class SecureClient:
             raise SecureRoundError(f"the round's DP clip {plan.clip:g} is not this node's {self.ctx.dp_clip:g}")
         return plan
 
-    def _clipped(self, round_index: int, update: ClientUpdate, plan: NoisePlan | None) -> ClientUpdate:
+    def _clipped(self, round_index: int, update: ClientUpdate, state: _Round) -> ClientUpdate:
         """With DP, the update with its change from the base clipped (central DP's own clipping) before it
         is encoded and masked: nobody else can clip what they cannot see. The bound leaves room for the
         fixed-point rounding (up to 2**-f per entry), so the encoded change stays within the plan's clip
-        and the noise's calibration holds."""
-        if plan is None:
+        and the noise's calibration holds; the round's value bound follows from the same base and clip."""
+        if state.plan is None:
             return update
         size = sum(t.numel() for t in update.state.values())
         bound = self.ctx.dp_clip - math.sqrt(size) * 2.0**-self.rule.frac_bits
@@ -181,6 +184,10 @@ class SecureClient:
                 f"DP clip {self.ctx.dp_clip:g} is below the fixed-point rounding of a {size}-entry update"
             )
         base, _ = load_global(round_dir(self.ctx, round_index) / "base.safetensors")
+        try:
+            state.value_bound = dp_value_bound(self.rule, base, state.plan.clip)
+        except SecAggRuleError as exc:
+            raise SecureRoundError(str(exc)) from None
         return clip_update(update, base, bound)
 
     def _setup(self, round_index: int, view: dict[str, Any]) -> tuple[RoundSetup, dict[int, Join]]:
@@ -228,7 +235,8 @@ class SecureClient:
         shares = {m: ShareKeys.from_bytes(ref.read(self.ctx.store)) for m, ref in _refs(view, "shares").items()}
         state.member.receive_shares(shares)
         noise = None if state.plan is None else budgeted_noise_share(self.ctx, state.member.setup, self.me, state.plan)
-        return state.member.masked_input(state.values, self.rule.value_bound, noise).to_bytes()
+        bound = self.rule.value_bound if state.value_bound is None else state.value_bound
+        return state.member.masked_input(state.values, bound, noise).to_bytes()
 
     def _reveal(self, round_index: int, state: _Round, view: dict[str, Any]) -> None:
         survivors = view.get("survivors")

@@ -6,9 +6,11 @@ institution's ledger identity, the setup the joins give, and the unmasking itsel
 (``recompute_aggregate``): the survivors' masked inputs are the included ledger entries, the
 revealed shares rebuild every secret, and the members the manifest names as liars are exactly
 the ones the reveals convict; with DP, the rule's parameters are the ones the joins' noise plan and
-the setup imply (the same check co-signers make). What it cannot check: a masked input's values (hidden by design),
-and the decoded model against the posted one, which needs the sealed base model; the co-signing
-members recompute that bit for bit before they sign. The verdicts say so in words.
+the setup imply (the same check co-signers make), and every join declares the same value bound, one a base
+model can give (the rule's, or a power of two above it). What it cannot check: a masked input's values
+(hidden by design), and what needs the sealed base model: the decoded model against the posted one, and
+the value bound against the base's largest entry; the co-signing members check both before they sign.
+The verdicts say so in words.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from fedledger.audit.models import Check
 from fedledger.errors import FedLedgerError
 from fedledger.protocol.privacy import round_privacy_of
 from fedledger.protocol.secagg_noise import check_record_privacy
-from fedledger.protocol.secagg_round import Join, SecAggRecord, build_setup, joins_plan
+from fedledger.protocol.secagg_round import Join, SecAggRecord, build_setup, joins_plan, joins_value_bound
 from fedledger.protocol.secagg_rule import SECAGG_RULE_KEY, SecAggRule
 from fedledger.secagg.aggregate import recompute_aggregate
 from fedledger.secagg.messages import MaskedInput, Published, Reveal, RoundSetup, ShareKeys
@@ -34,6 +36,9 @@ MASKED_NOTE = (
 NOT_CHECKED = (
     "not checked here: the decoded model against the posted one (it needs the sealed base model; "
     "the co-signing members recompute it bit for bit before signing)"
+)
+BOUND_NOT_CHECKED = (
+    "; with DP, the value bound against the base model's largest entry and the clip (co-signers check it)"
 )
 
 
@@ -98,7 +103,7 @@ def secure_round_check(
     dropped = f"; dropped after sharing keys: {aggregate.dropped}" if aggregate.dropped else ""
     noise = (
         f"; the rule's DP parameters are what the joins' noise plan (z = {plan.noise_multiplier:g}, clip "
-        f"{plan.clip:g}) and the setup imply"
+        f"{plan.clip:g}) and the setup imply; every join declares value bound {joins_value_bound(rule, joins):g}"
         if plan is not None
         else ""
     )
@@ -106,6 +111,5 @@ def secure_round_check(
         ok=True,
         detail=f"checked: {len(joins)} signed joins, the setup they give, and the unmasking of the "
         f"{len(aggregate.survivors)} included masked inputs from the published shares (t = {setup.threshold})"
-        f"{dropped}{liars}{noise}; {NOT_CHECKED}",
+        f"{dropped}{liars}{noise}; {NOT_CHECKED}{BOUND_NOT_CHECKED if plan is not None else ''}",
     )
-

@@ -14,6 +14,7 @@ ever sees one member's unmasked update.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,7 +43,13 @@ from fedledger.protocol.secagg_noise import (
     common_plan,
     ring_noise_tail,
 )
-from fedledger.protocol.secagg_rule import SecAggRule, default_threshold
+from fedledger.protocol.secagg_rule import (
+    SecAggRule,
+    SecAggRuleError,
+    default_threshold,
+    dp_value_bound,
+    is_dp_value_bound,
+)
 from fedledger.secagg.aggregate import Aggregate, recompute_aggregate
 from fedledger.secagg.errors import SecAggError
 from fedledger.secagg.layout import flat_positions, flatten_state, global_offsets, unflatten
@@ -57,6 +64,7 @@ MASKED_HEADER_BYTES = 64  # the MaskedInput framing around its ring words
 _JOIN_TAG = b"fedledger/secagg-join/v1:"
 _JOIN_FIELDS = {"round", "member", "institution", "keys", "index_map", "num_samples", "signature"}
 _DP_JOIN_FIELD = "dp"  # only in rounds with distributed noise: the member's NoisePlan
+_BOUND_JOIN_FIELD = "value_bound"  # with the plan: the round's value bound the member derived and encodes with
 
 
 class SecureRoundError(FedLedgerError):
@@ -80,6 +88,7 @@ class Join:
     num_samples: int
     signature: bytes = b""
     dp: NoisePlan | None = None  # with DP: the clip this member applied and the z it sizes its noise share with
+    value_bound: float | None = None  # with DP: the bound it derived from the base and the clip (dp_value_bound)
 
     def _body(self) -> dict[str, Any]:
         body = {
@@ -90,7 +99,9 @@ class Join:
             "index_map": self.index_map,
             "num_samples": self.num_samples,
         }
-        return body if self.dp is None else {**body, _DP_JOIN_FIELD: self.dp.to_dict()}
+        if self.dp is None:
+            return body
+        return {**body, _DP_JOIN_FIELD: self.dp.to_dict(), _BOUND_JOIN_FIELD: self.value_bound}
 
     def message(self) -> bytes:
         """What the member's SM9 signature covers."""
@@ -113,8 +124,12 @@ class Join:
         """Strict parse of untrusted bytes (only the canonical encoding is accepted)."""
         try:
             raw = json.loads(data.decode("utf-8"))
-            if not isinstance(raw, dict) or set(raw) - {_DP_JOIN_FIELD} != _JOIN_FIELDS:
-                raise ValueError(f"fields must be {sorted(_JOIN_FIELDS)} (and {_DP_JOIN_FIELD} with DP)")
+            dp_fields = {_DP_JOIN_FIELD, _BOUND_JOIN_FIELD}
+            if not isinstance(raw, dict) or set(raw) - dp_fields != _JOIN_FIELDS or len(set(raw) & dp_fields) == 1:
+                raise ValueError(f"fields must be {sorted(_JOIN_FIELDS)} (and {sorted(dp_fields)} with DP)")
+            bound = raw.get(_BOUND_JOIN_FIELD)
+            if _BOUND_JOIN_FIELD in raw and not (isinstance(bound, float) and math.isfinite(bound) and bound > 0):
+                raise ValueError(f"{_BOUND_JOIN_FIELD} must be a positive JSON number with a fraction")
             for name in ("round", "member", "num_samples"):
                 if isinstance(raw[name], bool) or not isinstance(raw[name], int) or raw[name] < 0:
                     raise ValueError(f"{name} must be a non-negative integer")
@@ -129,6 +144,7 @@ class Join:
                 raw["num_samples"],
                 bytes.fromhex(raw["signature"]),
                 NoisePlan.from_dict(raw[_DP_JOIN_FIELD]) if _DP_JOIN_FIELD in raw else None,
+                bound,
             )
         except (UnicodeDecodeError, ValueError, TypeError, SecAggError) as exc:
             raise SecureRoundError(f"malformed join message: {exc}") from None
@@ -282,7 +298,7 @@ def build_setup(
     _, length = global_offsets(global_shapes)
     tail = 0 if plan is None else ring_noise_tail(plan, rule.frac_bits, weights, positions, length, rule.threshold)
     try:
-        ring = choose_ring(len(joins), max(weights.values()), rule.value_bound, rule.frac_bits, tail)
+        ring = choose_ring(len(joins), max(weights.values()), joins_value_bound(rule, joins), rule.frac_bits, tail)
         return RoundSetup(round_index, rule.threshold, ring, length, weights, positions)
     except SecAggError as exc:
         raise SecureRoundError(f"no secure round for these members: {exc}") from None
@@ -294,6 +310,39 @@ def joins_plan(joins: Mapping[int, Join]) -> NoisePlan | None:
         return common_plan(j.dp for j in joins.values())
     except NoisePlanError as exc:
         raise SecureRoundError(str(exc)) from None
+
+
+def joins_value_bound(rule: SecAggRule, joins: Mapping[int, Join]) -> float:
+    """The round's value bound: the rule's without DP, else the one every join declares (SecureRoundError when
+    they differ). That it is the one the base model gives is checked where the base is held: ``check_value_bound``."""
+    if joins_plan(joins) is None:
+        return rule.value_bound
+    declared = {j.value_bound for j in joins.values()}
+    if len(declared) > 1:
+        raise SecureRoundError(f"the members' joins declare different value bounds: {sorted(map(str, declared))}")
+    bound = declared.pop()
+    if bound is None or not is_dp_value_bound(rule, bound):
+        raise SecureRoundError(
+            f"the joins' value bound {bound} is none a base model gives: the rule's {rule.value_bound:g} or a power "
+            "of two above it"
+        )
+    return bound
+
+
+def check_value_bound(rule: SecAggRule, joins: Mapping[int, Join], base_state: Mapping[str, torch.Tensor]) -> None:
+    """SecureRoundError unless the joins' value bound is the one the base model and the plan's clip give."""
+    plan = joins_plan(joins)
+    if plan is None:
+        return
+    declared = joins_value_bound(rule, joins)
+    try:
+        expected = dp_value_bound(rule, base_state, plan.clip)
+    except SecAggRuleError as exc:
+        raise SecureRoundError(str(exc)) from None
+    if declared != expected:
+        raise SecureRoundError(
+            f"the joins declare value bound {declared:g}, the base model and clip {plan.clip:g} give {expected:g}"
+        )
 
 
 @dataclass
@@ -423,6 +472,7 @@ def compute_secure_round(
     """
     shapes = {name: tuple(t.shape) for name, t in base_state.items()}
     messages = read_messages(store, mpk, roster, round_index, rule, shapes, record)
+    check_value_bound(rule, messages.joins, base_state)
     if spec is not None and dp is not None:
         for join in messages.joins.values():
             check_join_window(join, spec, dp, round_index)

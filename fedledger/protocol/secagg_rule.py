@@ -5,7 +5,9 @@ rule to the consortium's agreed one), while the round pipeline of the secure mod
 (``secagg_round``) builds on ``round_check``; keeping the rule here avoids an import cycle.
 The ring's width (32 or 64 bits) is not a rule parameter: it is chosen from the round's public
 setup (participants, largest weight, value bound) and recorded in the setup, whose digest the
-manifest carries.
+manifest carries. In a round with DP the value bound is the round's own (:func:`dp_value_bound`):
+the noised global model drifts past any fixed bound, while a member's value there is base + a change
+clipped to the plan's clip, so the base every party holds bounds it.
 """
 
 from __future__ import annotations
@@ -15,13 +17,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+
 from fedledger.errors import FedLedgerError
-from fedledger.secagg.ring import DEFAULT_FRAC_BITS
+from fedledger.secagg.ring import DEFAULT_FRAC_BITS, FLOAT32_EXACT_BITS
 
 SECAGG_RULE_KEY = "secagg"
 SECAGG_MODE = "secagg"
 DEFAULT_VALUE_BOUND = 8.0  # |weight| of a trained sub-model entry; wider values are refused by the member
 _FIELDS = {"mode", "threshold", "frac_bits", "value_bound"}
+_SUM_ROUNDING = 1 + 2.0**-20  # base + clipped change in float32: far above its rounding (2**-24 relative)
 
 
 class SecAggRuleError(FedLedgerError, ValueError):
@@ -69,3 +74,34 @@ class SecAggRule:
 def default_threshold(members: int) -> int:
     """t = floor(n/2) + 1 (at least 2): two disjoint halves can never both unmask (docs/secagg.md)."""
     return max(2, members // 2 + 1)
+
+
+def is_dp_value_bound(rule: SecAggRule, bound: float) -> bool:
+    """Whether ``bound`` is one :func:`dp_value_bound` can give under ``rule``: the rule's own, or a power of
+    two above it (what the audit, which cannot open the base model, holds a declared bound to)."""
+    if bound == rule.value_bound:
+        return True
+    return bound > rule.value_bound and math.frexp(bound)[0] == 0.5
+
+
+def dp_value_bound(rule: SecAggRule, base_state: Mapping[str, torch.Tensor], clip: float) -> float:
+    """The value bound of a secure round with DP: the rule's, or if the base model and the clip need more,
+    the smallest power of two >= (max|base| + clip), with room for float32 rounding.
+
+    Why this bounds every honest value: a member encodes base + its change clipped to L2 norm ``clip``, so
+    no entry leaves max|base| + clip. Aggregator, members and co-signers all compute it from the base they
+    hold and the plan's clip; none takes another party's number for it."""
+    peak = max((float(t.abs().max()) for t in base_state.values() if t.numel()), default=0.0)
+    if not (math.isfinite(peak) and math.isfinite(clip) and clip > 0):
+        raise SecAggRuleError(f"no value bound from a base model with largest entry {peak!r} and clip {clip!r}")
+    need = (peak + clip) * _SUM_ROUNDING
+    if need <= rule.value_bound:
+        return rule.value_bound
+    bound = 2.0 ** math.ceil(math.log2(need))
+    limit = 2.0 ** (FLOAT32_EXACT_BITS - rule.frac_bits)
+    if bound >= limit:
+        raise SecAggRuleError(
+            f"the base model's largest entry {peak:.6g} plus the clip {clip:g} needs value bound {bound:g}, "
+            f"past what {rule.frac_bits} fractional bits encode exactly (below {limit:g})"
+        )
+    return bound
