@@ -36,8 +36,8 @@ from fedledger.fl import (
     load_client_update,
     validate_update,
 )
-from fedledger.fl.rules import AGGREGATION_RULES, DEFAULT_RULE, aggregation_for
-from fedledger.fl.server_momentum import MomentumAfter, momentum_fraction
+from fedledger.fl.rules import AGGREGATION_RULES, DEFAULT_RULE, aggregation_for, server_momentum_for
+from fedledger.fl.server_momentum import MomentumAfter
 from fedledger.fl.submodel import SELECTIONS, make_index_map
 from fedledger.protocol.entries import SubmittedEvent, UpdateEntry
 from fedledger.protocol.errors import ModelDigestMismatch, SealedModelError
@@ -155,16 +155,14 @@ class AggregationRule:
         beta = self.server_momentum
         if isinstance(beta, bool) or not isinstance(beta, int | float):
             raise ManifestError(f"server_momentum must be a number, got {beta!r}")
-        try:
-            exact = float(momentum_fraction(beta)) == beta
-        except ValueError as exc:
-            raise ManifestError(str(exc)) from None
-        if not exact:
-            raise ManifestError(f"server_momentum must be a fraction p/q with q <= 1000 (0.5, 0.9), got {beta!r}")
         if beta and self.name != DEFAULT_RULE:
             raise ManifestError(
                 f"server_momentum applies to {DEFAULT_RULE} only: the robust rule {self.name} keeps it at 0"
             )
+        try:
+            server_momentum_for(self.name, beta)  # in [0, 1), a fraction p/q with q <= 1000
+        except ValueError as exc:
+            raise ManifestError(str(exc)) from None
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> AggregationRule:
