@@ -51,7 +51,7 @@ DpClipOption = Annotated[
     typer.Option(
         "--dp-clip",
         min=1e-9,
-        help="DP: L2 bound on each update's change (config: dp_clip, 1); secure rounds: the nodes' dp_clip.",
+        help="DP: L2 bound on each update's change (config: dp_clip, 1); secure rounds: every node's dp_clip.",
     ),
 ]
 DpDeltaOption = Annotated[
