@@ -44,6 +44,7 @@ from fedledger.protocol.manifest import RoundManifest
 from fedledger.protocol.model_files import ModelVault
 from fedledger.protocol.readers import readers_now, sealing_key_if_any
 from fedledger.protocol.round_check import AggregationRule, RoundComputation, compute_round, ledger_updates
+from fedledger.protocol.signature_cache import VerifiedSignatures
 from fedledger.protocol.update_prefetch import PrefetchedFiles, PrefetchedVault, UpdatePrefetcher
 from fedledger.sm9 import SignMasterPublicKey
 from fedledger.sm9.threshold import ThresholdPublic
@@ -96,6 +97,7 @@ class AggregatorContext:
     events: LedgerEventSource | None = None  # started on first use, closed by run_aggregator
     prefetched: PrefetchedFiles = field(default_factory=PrefetchedFiles)  # updates opened as they land
     prefetcher: UpdatePrefetcher | None = None  # fed by ``events``; started and closed with it
+    verified: VerifiedSignatures = field(default_factory=VerifiedSignatures)  # entries' SM9 signatures, checked once
     phases: PhaseTimes = field(default_factory=lambda: PhaseTimes("aggregator"))
     dp_epsilon: float | None = None  # central DP: the run's target epsilon (None: no DP)
     dp_delta: float = 1e-5
@@ -156,7 +158,11 @@ def ledger_events(ctx: AggregatorContext) -> LedgerEventSource | None:
         )
         if ctx.events is not None:
             ctx.prefetcher = UpdatePrefetcher(
-                ctx.ledger, lambda: ctx.vault, lambda r: ctx.state_dir / f"round-{r}" / "prefetch", ctx.prefetched
+                ctx.ledger,
+                lambda: ctx.vault,
+                lambda r: ctx.state_dir / f"round-{r}" / "prefetch",
+                ctx.prefetched,
+                (ctx.master_public_key, ctx.verified),
             ).__enter__()
             ctx.events.on_log(ctx.prefetcher.on_log)
             ctx.events.start()
@@ -370,6 +376,7 @@ def build_manifest(ctx: AggregatorContext, round_index: int, stop: threading.Eve
         workdir,
         readers,
         noise_secret=secret,
+        verified=ctx.verified,
     )
     if not computation.included:
         reasons = {e.institution: e.code.value for e in computation.excluded}

@@ -45,8 +45,9 @@ from fedledger.protocol.readers import readers_now, sealing_key_if_any
 from fedledger.protocol.round_check import AggregationRule, ledger_updates
 from fedledger.protocol.secagg_round import SecureRoundError
 from fedledger.protocol.session_auth import sign_payload
+from fedledger.protocol.signature_cache import VerifiedSignatures
 from fedledger.protocol.update_prefetch import PrefetchedFiles, PrefetchedVault, UpdatePrefetcher
-from fedledger.sm9 import Signature, SignMasterPublicKey, SignPrivateKey, sign, verify
+from fedledger.sm9 import SignMasterPublicKey, SignPrivateKey, sign
 from fedledger.sm9.threshold import Signer, ThresholdPublic
 from fedledger.store import ContentStore, StoreError
 from node.config import HTTP_TIMEOUT_SECONDS, POLL_INTERVAL_SECONDS
@@ -109,6 +110,7 @@ class NodeContext:
     refresh_data: Callable[[], Dataset] | None = None  # re-reads and re-checks the data before each round
     phases: PhaseTimes = field(default_factory=lambda: PhaseTimes("node"))  # train and submit, per round
     prefetched: PrefetchedFiles = field(default_factory=PrefetchedFiles)  # the round's updates, opened early
+    verified: VerifiedSignatures = field(default_factory=VerifiedSignatures)  # SM9 signatures checked once
 
     @property
     def vault(self) -> ModelVault:
@@ -131,8 +133,9 @@ def verify_posted_round(ctx: NodeContext, round_index: int) -> None:
         raise RecordRefused(f"round {round_index} has no posted global model on the ledger")
     event = posted[0]
     record = RoundRecord.from_posted(ctx.ledger.chain_id, ctx.ledger.address, opened[0].base_digest, event)
-    signature = Signature.from_der(event.sm9_threshold_signature)
-    if not verify(ctx.master_public_key, ctx.threshold_public.identity, record.message(), signature):
+    # Verified already if this node approved that record: the cache knows the very bytes.
+    signature = bytes(event.sm9_threshold_signature)
+    if not ctx.verified.verify(ctx.master_public_key, ctx.threshold_public.identity, record.message(), signature):
         raise RecordRefused(f"round {round_index}: the consortium's threshold signature is invalid")
 
 
@@ -369,6 +372,7 @@ def _check_alignment(
                 folder / "recompute",
                 ctx.vault.round_readers(base_cid, readers_now(ctx.ledger, ctx.consortium)),
                 noise_secret=secret,
+                verified=ctx.verified,
             )
     except (ManifestError, ModelFileError, UnusableGlobalModel, SecureRoundError, ValueError) as exc:
         raise RecordRefused(f"the round cannot be recomputed: {exc}") from None
@@ -482,14 +486,14 @@ class SessionParticipant:
                 self._post_signed(f"{base}/partials", payload)
                 log.info("%s: round %d partial signature sent", self.ctx.name, round_index)
         elif phase in ("approve", "ready"):
-            signature_der, signature = threshold_signature(view)
+            signature_der, _ = threshold_signature(view)
             record = self._checked.get(sid) or self._check(sid, view)
             self._checked[sid] = record
-            if not verify(
+            if not self.ctx.verified.verify(
                 self.ctx.master_public_key,
                 self.ctx.threshold_public.identity,
                 record.message(),
-                signature,
+                signature_der,
             ):
                 raise RecordRefused("the aggregated threshold signature does not verify")
             approval = self.ctx.ledger.approve_global_model(
@@ -531,7 +535,11 @@ def run_node(
     poll_interval = ctx.poll_interval if poll_interval is None else poll_interval
     ctx.phases.who = ctx.name
     prefetcher = UpdatePrefetcher(
-        ctx.ledger, lambda: ctx.vault, lambda r: round_dir(ctx, r) / "prefetch", ctx.prefetched
+        ctx.ledger,
+        lambda: ctx.vault,
+        lambda r: round_dir(ctx, r) / "prefetch",
+        ctx.prefetched,
+        (ctx.master_public_key, ctx.verified),
     )
     with (
         aggregator_client(ctx.aggregator_tls, ctx.http_timeout_seconds) as http,

@@ -29,6 +29,7 @@ from fedledger.fl import (
 from fedledger.protocol.errors import SealedModelError
 from fedledger.protocol.model_files import ModelVault
 from fedledger.protocol.round_check import AggregationRule, LedgerUpdate, RoundComputation, compute_round
+from fedledger.protocol.signature_cache import VerifiedSignatures
 from fedledger.sm9 import SignMasterPublicKey
 
 
@@ -136,6 +137,7 @@ def recompute_round(
     readers: Sequence[Recipient] = (),
     *,
     noise_secret: bytes | None = None,
+    verified: VerifiedSignatures | None = None,
 ) -> tuple[RoundComputation, bytes]:
     """The round as the aggregator must have computed it, and the global model digest that gives.
 
@@ -146,6 +148,16 @@ def recompute_round(
     if meta.spec is None:
         raise UnusableGlobalModel(f"{base_path}: global model carries no model spec")
     computation = compute_round(
-        vault, mpk, meta.spec, state, base_digest, updates, rule, workdir, readers, noise_secret=noise_secret
+        vault,
+        mpk,
+        meta.spec,
+        state,
+        base_digest,
+        updates,
+        rule,
+        workdir,
+        readers,
+        noise_secret=noise_secret,
+        verified=verified,
     )
     return computation, global_digest(computation.state, meta.spec, round_index + 1)
