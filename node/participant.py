@@ -22,6 +22,7 @@ import logging
 import ssl
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -162,25 +163,30 @@ def train_for_round(ctx: NodeContext, round_index: int) -> TrainedUpdate:
     if ctx.refresh_data is not None:
         ctx.train_data = ctx.refresh_data()
     folder = round_dir(ctx, round_index)
-    base_path = fetch_verified_model(ctx.vault, base.base_cid, base.base_digest, folder / "base.safetensors")
-    ctx.ledger.record_access(ctx.account, base.base_cid, f"train round {round_index}")
+    # The base is the global model this node checked as round r-1's candidate: opened already.
+    vault = PrefetchedVault.over(ctx.vault, ctx.prefetched)
+    base_path = fetch_verified_model(vault, base.base_cid, base.base_digest, folder / "base.safetensors")
     config = TrainConfig(
         epochs=ctx.train_config.epochs,
         batch_size=ctx.train_config.batch_size,
         lr=ctx.train_config.lr,
         seed=ctx.train_config.seed + round_index,
     )
-    trained, _spec = train_update(
-        base_path,
-        base.base_digest,
-        ctx.account.address.lower(),  # the file names its submitter (round_check holds it to the entry)
-        round_index,
-        ctx.width_rate,
-        ctx.selection,
-        ctx.train_data,
-        config,
-        folder / "update.safetensors",
-    )
+    # The access record is mined while the node trains (it is on the ledger before the update is).
+    with ThreadPoolExecutor(1, thread_name_prefix=f"{ctx.name}-access") as background:
+        access = background.submit(ctx.ledger.record_access, ctx.account, base.base_cid, f"train round {round_index}")
+        trained, _spec = train_update(
+            base_path,
+            base.base_digest,
+            ctx.account.address.lower(),  # the file names its submitter (round_check holds it to the entry)
+            round_index,
+            ctx.width_rate,
+            ctx.selection,
+            ctx.train_data,
+            config,
+            folder / "update.safetensors",
+        )
+        access.result()
     trained.save_summary(folder / "trained.json", base.base_digest)
     log.info("%s: trained round %d (loss %.4f)", ctx.name, round_index, trained.loss)
     return trained
@@ -293,6 +299,7 @@ def check_record(ctx: NodeContext, view: dict[str, Any]) -> RoundRecord:
         fetch_verified_model(ctx.vault, record.global_cid, record.global_digest, global_path)
     except UnusableGlobalModel as exc:
         raise RecordRefused(f"the global model cannot be checked against the record: {exc}") from None
+    ctx.prefetched.add(round_index + 1, record.global_cid, record.global_digest, global_path)  # next round's base
     if ctx.verify_aggregation:
         _check_alignment(ctx, record, opened[0].base_cid, manifest, events)
     return record

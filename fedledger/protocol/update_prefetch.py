@@ -106,7 +106,7 @@ class UpdatePrefetcher:
         self.signatures = signatures
         self._identities: dict[str, str] = {}  # address (lower case) -> SM9 id, read from the roster
         self._tried: set[tuple[int, str, bytes]] = set()  # (round, address, signature) verified once, good or bad
-        self.topic = "0x" + bytes.fromhex(str(ledger.contract.events.UpdateSubmitted.topic).removeprefix("0x")).hex()
+        self.topic = ledger.event_topic("UpdateSubmitted")
         self._rounds: queue.SimpleQueue[int | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="update-prefetch", daemon=True)
 
