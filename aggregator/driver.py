@@ -353,17 +353,18 @@ def build_manifest(ctx: AggregatorContext, round_index: int, stop: threading.Eve
     with ctx.phases.measure(round_index, "wait"):
         events = wait_for_updates(ctx, round_index, stop)
     align_started = time.perf_counter()
-    identities = {m.address.lower(): m.sm9_id for m in ctx.ledger.roster()}
-    updates = ledger_updates(ctx.ledger.chain_id, ctx.ledger.address, events, identities)
+    roster = ctx.ledger.roster_view()  # identities and readers from one read
+    readers_then = readers_now(roster, ctx.consortium)
+    updates = ledger_updates(ctx.ledger.chain_id, ctx.ledger.address, events, roster.identities())
     ctx.board.status = {"state": "aggregating", "round": round_index, "updates": len(events)}
     rule = AggregationRule(ctx.aggregation_rule, ctx.policy or ValidationPolicy())
     secret = None
     if ctx.privacy is not None:  # the secret sealed to this round's readers: the co-signers
         noise, secret = publish_secret(
-            ctx.vault, ctx.readers(), ctx.state_dir, ctx.ledger.chain_id, ctx.ledger.address, round_index
+            ctx.vault, readers_then, ctx.state_dir, ctx.ledger.chain_id, ctx.ledger.address, round_index
         )
         rule = AggregationRule(rule.name, rule.policy, ctx.privacy, noise=noise)
-    readers = ctx.vault.round_readers(opened.base_cid, ctx.readers())
+    readers = ctx.vault.round_readers(opened.base_cid, readers_then)
     vault = PrefetchedVault.over(ctx.vault, ctx.prefetched)  # updates opened while the others trained
     computation = compute_round(
         vault,

@@ -356,8 +356,8 @@ def _check_alignment(
     """Recompute the round with the shared pipeline: same entries in, same decisions (included, and
     excluded with the same codes) and the same global model out, or the node refuses."""
     folder = round_dir(ctx, record.round)
-    identities = {m.address.lower(): m.sm9_id for m in ctx.ledger.roster()}
-    updates = ledger_updates(ctx.ledger.chain_id, ctx.ledger.address, events, identities)
+    roster = ctx.ledger.roster_view()  # identities and readers from one read
+    updates = ledger_updates(ctx.ledger.chain_id, ctx.ledger.address, events, roster.identities())
     rule = AggregationRule.from_dict(manifest.rule)  # the consortium's terms, DP within the budget (checked above)
     try:
         secret = open_noise_secret(ctx.vault, ctx.state_dir, record.round, rule.noise) if rule.noise else None
@@ -377,7 +377,7 @@ def _check_alignment(
                 updates,
                 rule,
                 folder / "recompute",
-                ctx.vault.round_readers(base_cid, readers_now(ctx.ledger, ctx.consortium)),
+                ctx.vault.round_readers(base_cid, readers_now(roster, ctx.consortium)),
                 noise_secret=secret,
                 verified=ctx.verified,
             )

@@ -92,6 +92,21 @@ class RosterEntry:
 
 
 @dataclass(frozen=True)
+class RosterView:
+    """The roster as read once: a step that needs both the members' identities and the active set
+    (who reads a sealed file) asks the chain one time, not once for each."""
+
+    members: tuple[RosterEntry, ...]
+
+    def active_institutions(self) -> list[RosterEntry]:
+        return [m for m in self.members if m.active]
+
+    def identities(self) -> dict[str, str]:
+        """Lower-case address -> SM9 identity, for every member ever registered."""
+        return {m.address.lower(): m.sm9_id for m in self.members}
+
+
+@dataclass(frozen=True)
 class EventMeta:
     block_number: int
     tx_hash: str
@@ -475,6 +490,9 @@ class LedgerClient:
 
     def active_institutions(self) -> list[RosterEntry]:
         return [m for m in self.roster() if m.active]
+
+    def roster_view(self) -> RosterView:
+        return RosterView(tuple(self.roster()))
 
     def has_submitted(self, round: int, account: str) -> bool:
         """Whether ``account`` submitted to ``round``, valid for the current round (past rounds:

@@ -32,6 +32,7 @@ from fedledger.sm9 import SignMasterPublicKey
 log = logging.getLogger(__name__)
 
 Key = tuple[str, bytes]  # (ciphertext CID, plaintext SM3) as the ledger entry names them
+PENDING_WAIT_SECONDS = 120.0  # a safety bound only: a fetch under way always ends (done or failed)
 
 
 class PrefetchedFiles:
@@ -40,6 +41,22 @@ class PrefetchedFiles:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._rounds: dict[int, dict[Key, Path]] = {}
+        self._pending: dict[Key, threading.Event] = {}  # being fetched now: asking again waits for it
+
+    def begin(self, cid: str, digest: bytes) -> bool:
+        """Mark (cid, digest) as being fetched; False if it already is."""
+        with self._lock:
+            if (cid, digest) in self._pending:
+                return False
+            self._pending[(cid, digest)] = threading.Event()
+            return True
+
+    def end(self, cid: str, digest: bytes) -> None:
+        """The fetch begun for (cid, digest) is over (done or failed): whoever waits on it looks now."""
+        with self._lock:
+            done = self._pending.pop((cid, digest), None)
+        if done is not None:
+            done.set()
 
     def add(self, round_index: int, cid: str, digest: bytes, path: Path) -> None:
         with self._lock:
@@ -48,6 +65,11 @@ class PrefetchedFiles:
             self._rounds.setdefault(round_index, {})[(cid, digest)] = path
 
     def find(self, cid: str, digest: bytes) -> Path | None:
+        """The prefetched file, waiting for a fetch of it under way (rather than fetching it twice)."""
+        with self._lock:
+            pending = self._pending.get((cid, digest))
+        if pending is not None:
+            pending.wait(PENDING_WAIT_SECONDS)
         with self._lock:
             for files in self._rounds.values():
                 if (cid, digest) in files:
@@ -134,17 +156,22 @@ class UpdatePrefetcher:
     def prefetch(self, round_index: int) -> None:
         """Fetch and open every entry of ``round_index`` not prefetched yet (and verify its signature)."""
         for event in self.ledger.updates_submitted(round=round_index):
+            if not self.files.has(round_index, event.cid, event.digest) and self.files.begin(event.cid, event.digest):
+                try:
+                    self._fetch(round_index, event)
+                finally:
+                    self.files.end(event.cid, event.digest)
             self._verify(event)
-            if self.files.has(round_index, event.cid, event.digest):
-                continue
-            name = f"{event.institution.lower()}-{event.digest.hex()[:16]}.safetensors"  # never the CID: untrusted text
-            path = self.folder(round_index) / name
-            try:
-                self.vault().get(event.cid, event.digest, path)
-            except Exception as exc:  # unavailable, not sealed to us, wrong digest: the recomputation says so
-                log.debug("prefetch of %s for round %d failed: %s", event.cid, round_index, exc)
-                continue
-            self.files.add(round_index, event.cid, event.digest, path)
+
+    def _fetch(self, round_index: int, event: UpdateSubmitted) -> None:
+        name = f"{event.institution.lower()}-{event.digest.hex()[:16]}.safetensors"  # never the CID: untrusted text
+        path = self.folder(round_index) / name
+        try:
+            self.vault().get(event.cid, event.digest, path)
+        except Exception as exc:  # unavailable, not sealed to us, wrong digest: the recomputation says so
+            log.debug("prefetch of %s for round %d failed: %s", event.cid, round_index, exc)
+            return
+        self.files.add(round_index, event.cid, event.digest, path)
 
     def _verify(self, event: UpdateSubmitted) -> None:
         """Verify the entry's signature into the cache; anything amiss is the pipeline's to judge."""
