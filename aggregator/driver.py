@@ -269,11 +269,30 @@ def new_session(
     )
 
 
-def _check_entry_count(ctx: AggregatorContext, record: RoundRecord) -> None:
-    """Honest signers refuse a record that misses an entry: stop signing it as soon as one lands."""
-    count = ctx.ledger.round_state().update_count
-    if count != record.entry_count:
-        raise EntriesChanged(f"the round now has {count} entries, the manifest accounts for {record.entry_count}")
+class EntryCountWatch:
+    """Honest signers refuse a record that misses an entry: stop signing it as soon as one lands.
+
+    The count is read from the chain at the first look and again only after a new ledger log was
+    pushed (an entry that lands is one), not at every arrival of a node's post; without a live event
+    stream it is read at every look. A late entry that slips between the two still makes the post
+    revert (EntryCountMismatch), which redoes the manifest as well."""
+
+    def __init__(self, ctx: AggregatorContext, record: RoundRecord) -> None:
+        self.ctx = ctx
+        self.record = record
+        self._seen: int | None = None  # logs delivered at the last read
+
+    def check(self) -> None:
+        source = self.ctx.events
+        seen = source.seen if source is not None and source.streaming else None
+        if seen is not None and seen == self._seen:
+            return
+        count = self.ctx.ledger.round_state().update_count
+        if count != self.record.entry_count:
+            raise EntriesChanged(
+                f"the round now has {count} entries, the manifest accounts for {self.record.entry_count}"
+            )
+        self._seen = seen
 
 
 def authorize(
@@ -287,8 +306,9 @@ def authorize(
         ctx.board.status = {"state": "signing", "round": record.round, "session": session.session_id}
         started = time.monotonic()
         clock = SessionClock(ctx.board, session, ctx.phases, ctx.poll_interval)
+        entries = EntryCountWatch(ctx, record)
         while not stop.is_set() and time.monotonic() - started < ctx.session_timeout_seconds:
-            _check_entry_count(ctx, record)
+            entries.check()
             phase = clock.tick()
             if phase == "ready" and post_would_pass(ctx, session) and session.signature_der is not None:
                 return session.signature_der, [approval for _, approval in session.approval_list()]
