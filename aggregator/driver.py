@@ -129,8 +129,9 @@ def open_first_round(ctx: AggregatorContext) -> None:
 
 
 def publish_noise_commitment(ctx: AggregatorContext, round_index: int) -> None:
-    """A DP round's commitment to its noise secret, shown to the nodes before they submit."""
-    if ctx.privacy is not None:
+    """A central-DP round's commitment to its noise secret, shown to the nodes before they submit (secure
+    rounds have none: their noise is the members' shares)."""
+    if ctx.privacy is not None and not ctx.secure_aggregation:
         commitment = round_commitment(ctx.state_dir, ctx.ledger.chain_id, ctx.ledger.address, round_index)
         ctx.board.noise_commitments[round_index] = commitment
 
@@ -489,7 +490,10 @@ def run_aggregator(ctx: AggregatorContext, rounds: int, stop: threading.Event | 
     """
     if ctx.privacy is None:
         members = len(ctx.consortium.members)
-        ctx.privacy = planned_privacy(ctx.dp_epsilon, ctx.dp_delta, ctx.dp_clip, rounds, members)
+        from aggregator.secagg_phases import secure_rule  # it builds on this module
+
+        secagg = secure_rule(ctx).secagg if ctx.secure_aggregation else None
+        ctx.privacy = planned_privacy(ctx.dp_epsilon, ctx.dp_delta, ctx.dp_clip, rounds, members, secagg)
     try:
         return drive_rounds(ctx, rounds, stop or threading.Event())
     finally:

@@ -11,10 +11,14 @@ them to the ledger's budget, never to the aggregator's word.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from fedledger.chain.client import LedgerClient
 from fedledger.dp.accountant import RoundPrivacy, noise_multiplier_for
+from fedledger.dp.distributed import skellam_upper_bound
 from fedledger.dp.errors import BudgetExceeded
 from fedledger.protocol.privacy import PrivacyRuleError, check_round_on_ledger
+from fedledger.protocol.secagg_rule import SecAggRule
 from fedledger.store import ContentStore
 
 
@@ -30,10 +34,16 @@ def check_can_open(
 
 
 def planned_privacy(
-    epsilon: float | None, delta: float, clip: float, rounds: int, members: int
+    epsilon: float | None, delta: float, clip: float, rounds: int, members: int, secagg: SecAggRule | None = None
 ) -> RoundPrivacy | None:
-    """Central DP parameters of every round of a run whose ``rounds`` rounds together spend ``epsilon``
-    (Gaussian, every member's update, no subsampling); None when the aggregator runs without DP."""
+    """DP parameters of every round of a run whose ``rounds`` rounds together spend ``epsilon`` (every
+    member's update, no subsampling); None when the aggregator runs without DP. Plain rounds add central
+    Gaussian noise; secure rounds (``secagg``) the members' Skellam shares, planned here with the
+    parameters that bound any such round's epsilon before its setup is known (the record then names the
+    round's own sensitivity and dimension, which spend less)."""
     if epsilon is None:
         return None
-    return RoundPrivacy(clip, noise_multiplier_for(epsilon, rounds, delta), 1.0, max(members, 1))
+    if secagg is None:
+        return RoundPrivacy(clip, noise_multiplier_for(epsilon, rounds, delta), 1.0, max(members, 1))
+    bound = skellam_upper_bound(clip, 1.0, secagg.frac_bits, members)
+    return replace(bound, noise_multiplier=noise_multiplier_for(epsilon, rounds, delta, like=bound))

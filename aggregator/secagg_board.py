@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 
 from fedledger.fileio import atomic_write_bytes
 from fedledger.protocol.consortium import Consortium
+from fedledger.protocol.secagg_noise import NoisePlan
 from fedledger.protocol.secagg_round import Join, Ref, SecureRoundError
 from fedledger.protocol.session_auth import payload_signer
 from fedledger.secagg.errors import SecAggError
@@ -44,9 +45,10 @@ class SecureRound:
     their round keys in memory and go on.
     """
 
-    def __init__(self, round_index: int, path: Path | None = None) -> None:
+    def __init__(self, round_index: int, path: Path | None = None, plan: NoisePlan | None = None) -> None:
         self.round_index = round_index
         self.path = path
+        self.plan = plan  # with DP: the noise plan every join must declare (announced in the view)
         self.phase = "join"
         self.problem = ""
         self.joins: dict[int, tuple[Ref, Join]] = {}
@@ -74,11 +76,11 @@ class SecureRound:
         atomic_write_bytes(self.path, json.dumps(state, sort_keys=True).encode())
 
     @classmethod
-    def restore(cls, path: Path, store: ContentStore) -> SecureRound:
+    def restore(cls, path: Path, store: ContentStore, plan: NoisePlan | None = None) -> SecureRound:
         """The round as saved at ``path``, its messages read back from the store and parsed again."""
         try:
             raw = json.loads(path.read_text(encoding="utf-8"))
-            sr = cls(int(raw["round"]), path)
+            sr = cls(int(raw["round"]), path, plan)
             sr.phase, sr.problem = str(raw["phase"]), str(raw["problem"])
             if sr.phase not in PHASES:
                 raise ValueError(f"unknown phase {sr.phase!r}")
@@ -105,6 +107,8 @@ class SecureRound:
                 "phase": self.phase,
                 "joins": {str(m): r.to_dict() for m, (r, _) in sorted(self.joins.items())},
             }
+            if self.plan is not None:
+                view["dp"] = self.plan.to_dict()
             if self.setup is not None:
                 view["setup"] = self.setup[0].to_dict()
             if self.phase in ("masked", "reveal", "done"):
@@ -126,8 +130,10 @@ class SecureBoard:
         roster: Consortium,
         is_active: Callable[[str], bool],
         state_dir: Path | None = None,
+        plan: NoisePlan | None = None,
     ) -> None:
         self.store = store
+        self.plan = plan  # the run's noise plan (None: no DP), the same for every round
         self.mpk = mpk
         self.roster = roster
         self.is_active = is_active
@@ -141,9 +147,9 @@ class SecureBoard:
             if round_index not in self._rounds:
                 path = None if self.state_dir is None else self.state_dir / f"secagg-round-{round_index}.json"
                 if path is not None and path.exists():
-                    self._rounds[round_index] = SecureRound.restore(path, self.store)
+                    self._rounds[round_index] = SecureRound.restore(path, self.store, self.plan)
                 else:
-                    self._rounds[round_index] = SecureRound(round_index, path)
+                    self._rounds[round_index] = SecureRound(round_index, path, self.plan)
             return self._rounds[round_index]
 
     def find(self, round_index: int) -> SecureRound:
@@ -181,6 +187,8 @@ class SecureBoard:
             join.check(self.mpk, self.roster, sr.round_index)
             if join.member != member:
                 raise SecureRoundError("a join must carry the sender's own member id")
+            if join.dp != sr.plan:
+                raise SecureRoundError(f"the join's noise plan {join.dp} is not the round's {sr.plan}")
             message: Any = join
         elif phase == "share":
             message = ShareKeys.from_bytes(data)

@@ -17,11 +17,11 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from aggregator.noise_secret import publish_secret
 from aggregator.secagg_board import SecureBoard, SecureRound
 from fedledger.fl import ValidationPolicy
 from fedledger.protocol.manifest import RoundManifest
 from fedledger.protocol.round_check import AggregationRule, ledger_updates
+from fedledger.protocol.secagg_noise import NoisePlan, secure_round_privacy
 from fedledger.protocol.secagg_round import (
     SecAggRecord,
     SecureMessages,
@@ -29,6 +29,7 @@ from fedledger.protocol.secagg_round import (
     build_setup,
     check_entries,
     compute_secure_round,
+    joins_plan,
     publish,
     secure_aggregation_rule,
 )
@@ -52,7 +53,12 @@ def secure_board(ctx: AggregatorContext) -> SecureBoard:
     if ctx.board.secure is None:
         ledger = ctx.ledger
         ctx.board.secure = SecureBoard(
-            ctx.store, ctx.master_public_key, ctx.consortium, lambda a: ledger.institution(a).active, ctx.state_dir
+            ctx.store,
+            ctx.master_public_key,
+            ctx.consortium,
+            lambda a: ledger.institution(a).active,
+            ctx.state_dir,
+            NoisePlan.of(ctx.privacy),
         )
     return ctx.board.secure
 
@@ -160,10 +166,9 @@ def _updates(ctx: AggregatorContext, sr: SecureRound) -> list:
 
 def build_secure_manifest(ctx: AggregatorContext, round_index: int, stop: threading.Event) -> RoundManifest:
     """Run the secure round's phases, compute the aggregate as every node will, store model and manifest."""
-    from aggregator.driver import publish_noise_commitment, round_base, seal_global
+    from aggregator.driver import round_base, seal_global
 
     opened, workdir, base_state = round_base(ctx, round_index)
-    publish_noise_commitment(ctx, round_index)  # again after a restart: the board starts empty
     rule = secure_rule(ctx)
     secagg = rule.secagg
     assert secagg is not None
@@ -181,12 +186,9 @@ def build_secure_manifest(ctx: AggregatorContext, round_index: int, stop: thread
         {m: r for m, (r, _) in sr.reveals.items()},
     )
     updates = _updates(ctx, sr)
-    secret = None
-    if ctx.privacy is not None:  # central DP's committed secret, sealed to the co-signers, noises the aggregate
-        noise, secret = publish_secret(
-            ctx.vault, ctx.readers(), ctx.state_dir, ctx.ledger.chain_id, ctx.ledger.address, round_index
-        )
-        rule = replace(rule, privacy=ctx.privacy, noise=noise)
+    plan = joins_plan({m: j for m, (_, j) in sr.joins.items()})  # what the members declared (and added)
+    if plan is not None:  # the members' noise shares are in the sum; the record names what they imply
+        rule = replace(rule, privacy=secure_round_privacy(sr.setup[1], plan, sr.survivors))
     computation, aggregate = compute_secure_round(
         ctx.store,
         ctx.master_public_key,
@@ -197,7 +199,6 @@ def build_secure_manifest(ctx: AggregatorContext, round_index: int, stop: thread
         secagg,
         record,
         dp=rule,
-        noise_secret=secret,
     )
     for member, why in aggregate.cheaters.items():
         log.warning("round %d: %s lied in the reveal phase: %s", round_index, ctx.consortium.by_share(member).name, why)

@@ -100,8 +100,9 @@ def run_demo(
 
     With ``adversary`` (a ``demo.adversary`` kind), hospital-5 runs as that misbehaving member; with
     ``secure_aggregation`` every round sums masked inputs (every party's config says so). With
-    ``dp_epsilon`` the ledger's privacy budget is that epsilon (delta 1e-5) and the aggregator adds
-    central DP noise calibrated so the ``rounds`` rounds spend it; the summary adds the audit's account.
+    ``dp_epsilon`` the ledger's privacy budget is that epsilon (delta 1e-5) and the noise (central, or
+    the members' shares in secure rounds) is calibrated so the ``rounds`` rounds spend it; the summary
+    adds the audit's account.
     """
     import httpx
     from rich.progress import Progress
@@ -265,9 +266,9 @@ def demo(
         typer.Option(
             "--dp-epsilon",
             min=0.001,
-            help="Central DP: the ledger's privacy budget (delta 1e-5), spent by the --rounds rounds together; "
+            help="DP: the ledger's privacy budget (delta 1e-5), spent by the --rounds rounds together; "
             "the audit's epsilon per round and in total is shown at the end. With --secure-aggregation the "
-            "members clip before masking and the noise goes on the unmasked aggregate (docs/secagg.md).",
+            "members clip and add their shares of the noise before masking (docs/secagg.md).",
         ),
     ] = None,
 ) -> None:

@@ -370,7 +370,7 @@ def _check_alignment(
     try:
         base_path = fetch_verified_model(ctx.vault, base_cid, record.base_digest, folder / "base.safetensors")
         if rule.secagg is not None:
-            computation, global_digest = recompute_secure_round(ctx, record.round, base_path, updates, manifest, secret)
+            computation, global_digest = recompute_secure_round(ctx, record.round, base_path, updates, manifest)
         else:
             computation, global_digest = recompute_round(
                 PrefetchedVault.over(ctx.vault, ctx.prefetched),

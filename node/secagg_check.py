@@ -31,12 +31,12 @@ def recompute_secure_round(
     base_path: Path,
     updates: list[LedgerUpdate],
     manifest: RoundManifest,
-    noise_secret: bytes | None = None,
 ) -> tuple[RoundComputation, bytes]:
     """The secure round as the manifest's messages give it, and the global model digest that yields.
 
     With DP the noise is calibrated to the rule's clip, which only the members enforce (before
-    masking): a rule naming another clip than this node clipped to is refused."""
+    masking): a rule naming another clip than this node clipped to is refused, and
+    ``compute_secure_round`` refuses DP parameters the members' joins and the setup do not imply."""
     if ctx.rule.secagg is None or manifest.secagg is None:
         raise SecureRoundError("the manifest of a secure round must carry its secagg record")
     rule = AggregationRule.from_dict(manifest.rule)
@@ -64,6 +64,5 @@ def recompute_secure_round(
         ctx.rule.secagg,
         record,
         dp=rule,
-        noise_secret=noise_secret,
     )
     return computation, global_digest(computation.state, meta.spec, round_index + 1)

@@ -4,8 +4,11 @@ The node trains as usual, then follows the aggregator's secure phases: it joins 
 keys, checks every other member's join (SM9 signature, and that the published setup is what the
 joins give) before it deals its shares, sends its masked input to the store with its ledger entry
 for it, and reveals for the one survivor set it is shown. The unmasked update never leaves the
-node: the masked input is the only form of it that is stored or sent. Round keys live in memory
-only; a node that restarts mid-round drops out of that round (the protocol tolerates it).
+node: the masked input is the only form of it that is stored or sent. On a ledger with a privacy
+budget the node clips its update to the announced plan's clip and adds its Skellam noise share
+before masking, after checking that the round's parameters fit the budget, so no one ever sees its
+update or the round's sum without noise. Round keys live in memory only; a node that restarts
+mid-round drops out of that round (the protocol tolerates it).
 """
 
 from __future__ import annotations
@@ -24,13 +27,13 @@ from fedledger.errors import FedLedgerError
 from fedledger.fileio import atomic_write_text
 from fedledger.fl import ClientUpdate, load_client_update, load_global
 from fedledger.protocol.privacy import ledger_budget
+from fedledger.protocol.secagg_noise import NoisePlan, NoisePlanError, noise_share, secure_round_privacy
 from fedledger.protocol.secagg_round import Join, Ref, SecureRoundError, build_setup, publish
 from fedledger.protocol.session_auth import sign_payload
 from fedledger.secagg.errors import SecAggError
 from fedledger.secagg.layout import flatten_state
 from fedledger.secagg.member import Member, RoundKeys
 from fedledger.secagg.messages import RoundSetup, ShareKeys
-from node.noise_commitment import keep_noise_commitment
 from node.participant import (
     AggregatorUnavailable,
     NodeContext,
@@ -39,6 +42,7 @@ from node.participant import (
     submit_entry,
     train_for_round,
 )
+from node.privacy_gate import privacy_refusal
 from node.secagg_check import REVEALED_FOR
 from node.training_step import TrainedUpdate
 
@@ -53,6 +57,7 @@ class _Round:
 
     keys: RoundKeys = field(default_factory=RoundKeys)
     trained: TrainedUpdate | None = None
+    plan: NoisePlan | None = None  # with DP: the clip and noise multiplier this node applies
     values: np.ndarray | None = None
     member: Member | None = None
     done: set[str] = field(default_factory=set)  # phases whose message the aggregator accepted
@@ -111,7 +116,7 @@ class SecureClient:
         if self._behind(state, phase):
             raise SecureRoundError(f"the round reached phase {phase} before this node took its earlier steps")
         if phase == "join":
-            self._join(round_index, state)
+            self._join(round_index, state, view)
         elif phase == "share":
             self._share(round_index, state, view)
         elif phase == "masked":
@@ -119,9 +124,10 @@ class SecureClient:
         elif phase == "reveal":
             self._reveal(round_index, state, view)
 
-    def _join(self, round_index: int, state: _Round) -> None:
+    def _join(self, round_index: int, state: _Round, view: dict[str, Any]) -> None:
         ctx = self.ctx
         if state.trained is None:
+            state.plan = self._plan(view)
             folder = round_dir(ctx, round_index)
             opened = ctx.ledger.rounds_opened(round=round_index)
             reuse = (
@@ -133,7 +139,7 @@ class SecureClient:
             )
             with ctx.phases.measure(round_index, "train"):
                 state.trained = reuse or train_for_round(ctx, round_index)
-            update = self._clipped(round_index, load_client_update(state.trained.path))
+            update = self._clipped(round_index, load_client_update(state.trained.path), state.plan)
             state.values = flatten_state(update.state)
             join = Join(
                 round_index,
@@ -142,17 +148,31 @@ class SecureClient:
                 state.keys.advert(round_index, self.me),
                 update.index_map.to_dict(),
                 state.trained.num_samples,
+                dp=state.plan,
             ).signed(ctx.sm9_key)
             state.sent["join"] = join.to_bytes()
         self._post(round_index, "join", state.sent["join"], state)
 
-    def _clipped(self, round_index: int, update: ClientUpdate) -> ClientUpdate:
-        """On a ledger with a privacy budget, the update with its change from the base clipped (central
-        DP's own clipping) before it is encoded and masked: nobody else can clip what they cannot see.
-        The bound leaves room for the fixed-point rounding (up to 2**-f per entry), so the encoded
-        change stays within the rule's clip and the noise's calibration holds."""
+    def _plan(self, view: dict[str, Any]) -> NoisePlan | None:
+        """On a ledger with a privacy budget, the round's noise plan as the aggregator announces it, if its
+        clip is this node's (a consortium term); the multiplier is held to the budget before masking."""
         setting = self.ctx.ledger.privacy_budget()
         if ledger_budget(setting.epsilon, setting.delta) is None:
+            return None
+        try:
+            plan = NoisePlan.from_dict(view.get("dp"))
+        except NoisePlanError as exc:
+            raise SecureRoundError(f"a round under the privacy budget without a usable noise plan: {exc}") from None
+        if plan.clip != self.ctx.dp_clip:
+            raise SecureRoundError(f"the round's DP clip {plan.clip:g} is not this node's {self.ctx.dp_clip:g}")
+        return plan
+
+    def _clipped(self, round_index: int, update: ClientUpdate, plan: NoisePlan | None) -> ClientUpdate:
+        """With DP, the update with its change from the base clipped (central DP's own clipping) before it
+        is encoded and masked: nobody else can clip what they cannot see. The bound leaves room for the
+        fixed-point rounding (up to 2**-f per entry), so the encoded change stays within the plan's clip
+        and the noise's calibration holds."""
+        if plan is None:
             return update
         size = sum(t.numel() for t in update.state.values())
         bound = self.ctx.dp_clip - math.sqrt(size) * 2.0**-self.rule.frac_bits
@@ -196,18 +216,19 @@ class SecureClient:
         if ctx.ledger.has_submitted(round_index, ctx.account.address):
             state.done.add("masked")
             return
-        keep_noise_commitment(ctx, self.http, round_index)  # with DP: the noise is fixed before this input exists
         with ctx.phases.measure(round_index, "submit"):
             ref = publish(ctx.store, self.masked_input(state, view))  # public: uniform words, the sub-model's size
             submit_entry(ctx, round_index, state.trained, ref.cid, ref.digest)
         state.done.add("masked")
 
     def masked_input(self, state: _Round, view: dict[str, Any]) -> bytes:
-        """Open this member's shares from the listed dealers, agree the pair keys, mask the update."""
+        """Open this member's shares from the listed dealers, agree the pair keys, mask the update (with
+        DP: plus this member's noise share, once the round's parameters are held to the budget)."""
         assert state.member is not None and state.values is not None
         shares = {m: ShareKeys.from_bytes(ref.read(self.ctx.store)) for m, ref in _refs(view, "shares").items()}
         state.member.receive_shares(shares)
-        return state.member.masked_input(state.values, self.rule.value_bound).to_bytes()
+        noise = None if state.plan is None else budgeted_noise_share(self.ctx, state.member.setup, self.me, state.plan)
+        return state.member.masked_input(state.values, self.rule.value_bound, noise).to_bytes()
 
     def _reveal(self, round_index: int, state: _Round, view: dict[str, Any]) -> None:
         survivors = view.get("survivors")
@@ -234,3 +255,17 @@ class SecureClient:
             raise FedLedgerError(f"aggregator refused the {phase} message: {response.text[:300]}")
         state.done.add(phase)
         log.info("%s: secure round %d: %s message accepted", self.ctx.name, round_index, phase)
+
+
+def budgeted_noise_share(ctx: NodeContext, setup: RoundSetup, member: int, plan: NoisePlan) -> np.ndarray:
+    """``member``'s noise share, once the round's DP parameters (from the public setup and the plan) are
+    held to the ledger's budget: the sum is released at the reveal whether or not a record is ever signed,
+    so the check comes before any noise is added (SecureRoundError: this node leaves the round)."""
+    try:
+        planned = secure_round_privacy(setup, plan, setup.members)
+        refusal = privacy_refusal(ctx.ledger, ctx.store, setup.round_index, planned)
+        if refusal is not None:
+            raise SecureRoundError(refusal)
+        return noise_share(setup, member, plan)
+    except NoisePlanError as exc:
+        raise SecureRoundError(f"no noise share for this round: {exc}") from None

@@ -5,7 +5,8 @@ each by CID and SM3), so the audit re-reads them all: each join's SM9 signature 
 institution's ledger identity, the setup the joins give, and the unmasking itself
 (``recompute_aggregate``): the survivors' masked inputs are the included ledger entries, the
 revealed shares rebuild every secret, and the members the manifest names as liars are exactly
-the ones the reveals convict. What it cannot check: a masked input's values (hidden by design),
+the ones the reveals convict; with DP, the rule's parameters are the ones the joins' noise plan and
+the setup imply (the same check co-signers make). What it cannot check: a masked input's values (hidden by design),
 and the decoded model against the posted one, which needs the sealed base model; the co-signing
 members recompute that bit for bit before they sign. The verdicts say so in words.
 """
@@ -17,7 +18,9 @@ from typing import Any
 
 from fedledger.audit.models import Check
 from fedledger.errors import FedLedgerError
-from fedledger.protocol.secagg_round import Join, SecAggRecord, build_setup
+from fedledger.protocol.privacy import round_privacy_of
+from fedledger.protocol.secagg_noise import check_record_privacy
+from fedledger.protocol.secagg_round import Join, SecAggRecord, build_setup, joins_plan
 from fedledger.protocol.secagg_rule import SECAGG_RULE_KEY, SecAggRule
 from fedledger.secagg.aggregate import recompute_aggregate
 from fedledger.secagg.messages import MaskedInput, Published, Reveal, RoundSetup, ShareKeys
@@ -77,6 +80,8 @@ def secure_round_check(
         member_of = {j.institution: m for m, j in joins.items()}
         if sorted(member_of.get(a, -1) for a in included) != sorted(record.survivors):
             raise _Refused("the survivor set is not the set of included entries")
+        plan = joins_plan(joins)
+        check_record_privacy(round_privacy_of(manifest_rule), setup, plan, record.survivors)
         masked = {}
         for address, cid in included.items():
             masked[member_of[address]] = MaskedInput.from_bytes(store.read_bytes(cid, max_size=64 << 20))
@@ -91,10 +96,16 @@ def secure_round_check(
                                       f"{aggregate.cheaters}")  # fmt: skip
     liars = f"; members caught lying in the reveal phase: {sorted(aggregate.cheaters)}" if aggregate.cheaters else ""
     dropped = f"; dropped after sharing keys: {aggregate.dropped}" if aggregate.dropped else ""
+    noise = (
+        f"; the rule's DP parameters are what the joins' noise plan (z = {plan.noise_multiplier:g}, clip "
+        f"{plan.clip:g}) and the setup imply"
+        if plan is not None
+        else ""
+    )
     return Check(
         ok=True,
         detail=f"checked: {len(joins)} signed joins, the setup they give, and the unmasking of the "
         f"{len(aggregate.survivors)} included masked inputs from the published shares (t = {setup.threshold})"
-        f"{dropped}{liars}; {NOT_CHECKED}",
+        f"{dropped}{liars}{noise}; {NOT_CHECKED}",
     )
 

@@ -20,7 +20,7 @@ import math
 import warnings
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -192,16 +192,23 @@ class PrivacyAccount:
         return after
 
 
-def noise_multiplier_for(target_epsilon: float, rounds: int, delta: float, sample_rate: float = 1.0) -> float:
-    """The smallest z (to 1e-3) whose ``rounds`` Gaussian rounds together spend at most ``target_epsilon``
-    at ``delta``: how a target for a whole run becomes the per-round noise (bisection; epsilon falls as z grows)."""
+def noise_multiplier_for(
+    target_epsilon: float, rounds: int, delta: float, sample_rate: float = 1.0, like: RoundPrivacy | None = None
+) -> float:
+    """The smallest z (to 1e-3) whose ``rounds`` rounds together spend at most ``target_epsilon`` at ``delta``:
+    how a target for a whole run becomes the per-round noise (bisection; epsilon falls as z grows). Rounds are
+    Gaussian over every member's update unless ``like`` gives the other parameters (e.g. a Skellam round)."""
     if not (math.isfinite(target_epsilon) and target_epsilon > 0) or rounds < 1:
         raise DPParameterError(f"need a positive target epsilon and rounds, got {target_epsilon!r} and {rounds}")
+    template = like or RoundPrivacy(1.0, 1.0, sample_rate, 1)
+
+    def spent(z: float) -> float:
+        return epsilon([replace(template, noise_multiplier=z)] * rounds, delta)
+
     low, high = 0.05, 1000.0
-    if epsilon([RoundPrivacy(1.0, high, sample_rate, 1)] * rounds, delta) > target_epsilon:
+    if spent(high) > target_epsilon:
         raise DPParameterError(f"epsilon {target_epsilon:g} over {rounds} rounds needs a multiplier above {high:g}")
     while high - low > 1e-3:
         mid = (low + high) / 2
-        spent = epsilon([RoundPrivacy(1.0, mid, sample_rate, 1)] * rounds, delta)
-        low, high = (mid, high) if spent > target_epsilon else (low, mid)
+        low, high = (mid, high) if spent(mid) > target_epsilon else (low, mid)
     return high

@@ -8,8 +8,8 @@ the aggregate gets N(0, (z * w_max * C)**2) per entry, divided by the entry's pu
 (``fedledger.protocol.noise_seed``), over the float tensors in name order. The seed may be given as
 a function, called once the updates are in: the round pipeline binds it to the included entries.
 
-A secure-aggregation mode calls :func:`clip_update` on each member's side and leaves the noise
-to the members' shares (``fedledger.dp.distributed``) instead of :func:`noise_aligned_state`.
+The secure-aggregation mode calls :func:`clip_update` on each member's side and leaves the noise
+to the members' shares (``fedledger.protocol.secagg_noise``) instead of :func:`noise_aligned_state`.
 """
 
 from __future__ import annotations

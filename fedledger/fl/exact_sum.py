@@ -23,13 +23,19 @@ order. For each CHUNK_ELEMENTS piece of the sums (rows of the leading axis) ever
 part is converted and added while the piece sits in the CPU cache, and the piece's mean is taken
 right there, so memory sees each update once and the sums not at all: no full-size accumulator
 exists unless a batch had to be folded early. The first block that covers a whole piece is
-written, not added (no zeroing). Updates' values are first copied into a cached float32 scratch
-(a plain copy streams from memory faster than numpy's converting multiply); float64 -> float32
-conversion of the mean goes through torch (vectorised; numpy's is not). Full-size sums and
-scratch are reused between aggregations (BufferPool, per-thread scratch): fresh memory costs a
-page fault and a kernel zeroing per page. Per entry only IEEE elementwise operations are used (a
-multiplication, a truncation, additions, one division, one conversion): each is correctly rounded
-and none is fused or reassociated by any SIMD kernel, so every CPU computes the same bits.
+written, not added (no zeroing). Once a fold is large (KERNEL_MIN_ENTRIES), each block of a piece
+is folded by one compiled loop (:mod:`fedledger.fl.grid_kernels`: convert, multiply, truncate,
+add in one pass over the update) and each piece's mean by another (divide, round to the dtype);
+pieces are then large (CHUNK_ELEMENTS: the sums overflow L2 into L3, but fewer pieces mean fewer
+Python steps, which cost more). Below that threshold, and for what the kernels do not cover, numpy's
+loops do the same operations, a pass each: updates' values are first copied into a cached
+scratch (a plain copy streams from memory faster than numpy's converting multiply); float64 ->
+float32 conversion of the mean goes through torch (vectorised; numpy's is not). Full-size sums
+and scratch are reused between aggregations (BufferPool, per-thread scratch): fresh memory costs
+a page fault and a kernel zeroing per page. Per entry only IEEE elementwise operations are used
+(a multiplication, a truncation, additions, one division, one conversion): each is correctly
+rounded and none is fused or reassociated by any SIMD kernel or by the compiled loops (no
+fast-math), so every CPU computes the same bits on either path.
 
 Range: values must lie strictly inside +-2**exponent, where exponent is HEADROOM_BITS above the
 previous global tensor's largest magnitude, and at least MIN_EXPONENT; weights (sample counts)
@@ -39,14 +45,21 @@ is within n_updates / total_weight * 2**(exponent - 30) of the exact mean.
 
 from __future__ import annotations
 
+import importlib
 import math
+import sys
 import threading
 from collections.abc import Callable, Iterator
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from fedledger.errors import FedLedgerError
+
+if TYPE_CHECKING:
+    from fedledger.fl.grid_kernels import BlockPlan
 
 WEIGHT_BITS = 32
 HEADROOM_BITS = 4
@@ -58,7 +71,10 @@ FLOAT_EXACT_WEIGHT = 2 ** (53 - _GRID_BITS)  # total weight up to which float64 
 Rows = slice  # a piece of a tensor: rows of its leading axis
 WeightRows = Callable[[Rows], np.ndarray]
 Block = tuple[tuple[slice, ...], tuple[slice, ...]]  # (global slices, sub slices) of one contiguous block
-CHUNK_ELEMENTS = 1 << 16  # a piece of sums (512 KiB) stays in the cache while every update is added
+# a deferred block, flat: values, scale, its global rows (start, stop), sub row - global row, the
+# other axes' global and sub slices, and the compiled kernel's plan for it (None: numpy's loops)
+_PendingBlock = tuple[np.ndarray, float, int, int, int, tuple[slice, ...], tuple[slice, ...], "BlockPlan | None"]
+CHUNK_ELEMENTS = 1 << 18  # a piece of sums (2 MiB of float64) stays in L2/L3 while every update is added
 BATCH_BYTES = 1 << 28  # updates kept by reference before they are folded into full-size sums
 POOL_BYTES = 1 << 28  # sum buffers kept between aggregations (a 64M-parameter model's float64 sums)
 
@@ -177,34 +193,48 @@ class ExactSum:
         """Add every deferred block into the full-size sums, piece by piece."""
         if not self._pending:
             return
-        total = self._sums()
+        total, blocks = self._sums(), self._pending_blocks(_kernels(self._pending_entries()))
         for rows in _row_chunks(self._rows_shape):
-            self._fold_rows(total[rows], rows, fresh=False)
+            self._fold_rows(total[rows], rows, False, blocks)
         self._pending.clear()
 
-    def _fold_rows(self, acc: np.ndarray, rows: slice, fresh: bool) -> None:
+    def _pending_entries(self) -> int:
+        return sum(values.size for values, _, _ in self._pending)
+
+    def _pending_blocks(self, kernels: ModuleType | None) -> list[_PendingBlock]:
+        """Every deferred block, flat, with how the compiled kernel folds it (None: numpy's loops,
+        the same bits)."""
+        out = []
+        for values, scale, blocks in self._pending:
+            for target, source in blocks:
+                plan = None if kernels is None else kernels.plan_block(values, source[1:], self._rows_shape, target[1:])
+                shift = source[0].start - target[0].start
+                out.append((values, scale, target[0].start, target[0].stop, shift, target[1:], source[1:], plan))
+        return out
+
+    def _fold_rows(self, acc: np.ndarray, rows: slice, fresh: bool, blocks: list[_PendingBlock]) -> None:
         """acc (rows ``rows`` of the sums) += every deferred block's part in those rows.
 
         ``fresh``: acc holds nothing yet; the first block covering all of it is written, not
         added, and acc is zeroed otherwise."""
         first, last = rows.start, rows.start + acc.shape[0]
-        for values, scale, blocks in self._pending:
-            for target, source in blocks:
-                low, high = max(first, target[0].start), min(last, target[0].stop)
-                if low >= high:
-                    continue
-                shift = source[0].start - target[0].start
-                src = _cached(values[(slice(low + shift, high + shift), *source[1:])])
-                dest = acc[(slice(low - first, high - first), *target[1:])]
-                if fresh:
-                    fresh = False
-                    if dest.shape == acc.shape:
-                        _to_grid(src, scale, dest)
-                        continue
+        for values, scale, start, stop, shift, target_tail, source_tail, plan in blocks:
+            low, high = (start if start > first else first), (stop if stop < last else last)
+            if low >= high:
+                continue
+            write = False
+            if fresh:
+                fresh = False
+                write = high - low == acc.shape[0] and all(
+                    s.stop - s.start == n for s, n in zip(target_tail, acc.shape[1:], strict=True)
+                )
+                if not write:
                     acc.fill(0)
-                fixed = _scratch("fixed", src.shape, acc.dtype.type)
-                _to_grid(src, scale, fixed)
-                np.add(dest, fixed, out=dest)
+            if plan is None:
+                source_block = (slice(low + shift, high + shift), *source_tail)
+                _fold_block(values[source_block], scale, acc[(slice(low - first, high - first), *target_tail)], write)
+            else:
+                plan.fold(values, low + shift, scale, acc, low - first, high - low, write)
         if fresh:
             acc.fill(0)
 
@@ -240,19 +270,22 @@ class ExactSum:
             if self._total is not None
             else _scratch("piece", (_rows_per_piece(self._rows_shape), *self._rows_shape[1:]), self._dtype())
         )
+        kernels = _kernels(self._pending_entries())
+        blocks = self._pending_blocks(kernels)
         with np.errstate(divide="ignore", invalid="ignore"):  # uncovered entries are replaced below
             for rows in _row_chunks(self._rows_shape):
                 piece = out[rows]
                 if own is None:
                     acc = self._sums()[rows]
-                    self._fold_rows(acc, rows, fresh=False)
+                    self._fold_rows(acc, rows, False, blocks)
                 else:
                     acc = own[: piece.shape[0]]
-                    self._fold_rows(acc, rows, fresh=True)
+                    self._fold_rows(acc, rows, True, blocks)
                 weights = weights_of(rows)
-                quotient = acc if acc.dtype == np.float64 else _scratch("quotient", acc.shape, np.float64)
-                np.divide(acc, weights, out=quotient)
-                _narrow(quotient, piece)
+                if kernels is None or not kernels.divide_into(acc, weights, piece):
+                    quotient = acc if acc.dtype == np.float64 else _scratch("quotient", acc.shape, np.float64)
+                    np.divide(acc, weights, out=quotient)
+                    _narrow(quotient, piece)
                 if covered:
                     continue
                 uncovered = weights == 0
@@ -310,6 +343,32 @@ def rows_of(weights: np.ndarray) -> WeightRows:
     if weights.ndim == 0 or weights.shape[0] == 1:
         return lambda rows: weights
     return lambda rows: weights[rows]
+
+
+def _fold_block(values: np.ndarray, scale: float, dest: np.ndarray, write: bool) -> None:
+    """dest (+)= trunc(values * scale) with numpy's elementwise loops: the reference the compiled
+    kernel must match bit for bit, and the path for what it does not cover."""
+    if write:
+        _to_grid(_cached(values), scale, dest)
+        return
+    fixed = _scratch("fixed", values.shape, dest.dtype.type)
+    _to_grid(_cached(values), scale, fixed)
+    np.add(dest, fixed, out=dest)
+
+
+KERNEL_MIN_ENTRIES = 1 << 20  # update entries of one tensor's fold from which loading the kernels pays
+_KERNEL_MODULE = "fedledger.fl.grid_kernels"
+
+
+def _kernels(entries: int) -> ModuleType | None:
+    """The compiled kernels (:mod:`fedledger.fl.grid_kernels`) once loaded in this process, loaded
+    by the first fold of at least KERNEL_MIN_ENTRIES entries; else None: numpy's loops (the same
+    bits). Why wait: loading numba costs about half a second once per process, which rounds of
+    small models (nodes recomputing a 20 k-parameter CNN in 2 ms) would never win back."""
+    loaded = sys.modules.get(_KERNEL_MODULE)
+    if loaded is not None or entries < KERNEL_MIN_ENTRIES:
+        return loaded
+    return importlib.import_module(_KERNEL_MODULE)
 
 
 def _to_grid(values: np.ndarray, scale: float, out: np.ndarray) -> None:

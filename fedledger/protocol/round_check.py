@@ -117,8 +117,8 @@ class AggregationRule:
                 "on a masked input (the secagg value bound limits each entry instead)"
             )
         if self.secagg is not None and self.privacy is not None:  # never claim noise the round does not add
-            self.gaussian_privacy()  # added to the unmasked aggregate by compute_secure_round (docs/secagg.md)
-        if (self.privacy is None) != (self.noise is None):
+            self.distributed_privacy()  # the members' Skellam shares, inside their masked inputs (docs/secagg.md)
+        elif (self.privacy is None) != (self.noise is None):
             raise ManifestError(f"a rule with DP names both {DP_RULE_KEY} and {NOISE_RULE_KEY}, one without neither")
 
     def to_dict(self) -> dict[str, Any]:
@@ -126,8 +126,10 @@ class AggregationRule:
         out: dict[str, Any] = {"name": self.name, "max_norm": policy.max_norm, "norm_policy": policy.norm_policy}
         if self.secagg is not None:
             out[SECAGG_RULE_KEY] = self.secagg.to_dict()
-        if self.privacy is not None and self.noise is not None:
-            out |= {DP_RULE_KEY: dp_rule(self.privacy), NOISE_RULE_KEY: self.noise.to_dict()}
+        if self.privacy is not None:
+            out[DP_RULE_KEY] = dp_rule(self.privacy)
+        if self.noise is not None:
+            out[NOISE_RULE_KEY] = self.noise.to_dict()
         return out
 
     @classmethod
@@ -164,9 +166,23 @@ class AggregationRule:
             return self
         return replace(self, privacy=replace(self.privacy, participants=max(participants, 1)))
 
+    def distributed_privacy(self) -> RoundPrivacy:
+        """The DP parameters of a secure round: Skellam shares every member adds inside its masked input,
+        so no central noise and no noise secret; ManifestError for a rule that claims anything else."""
+        p = self.privacy
+        if p is None:
+            raise ManifestError("the rule names no DP parameters")
+        if p.mechanism != "skellam" or p.sample_rate != 1.0 or self.noise is not None:
+            raise ManifestError(
+                "a secure round's noise is the members' Skellam shares over every member (mechanism skellam, "
+                f"sample rate 1, no {NOISE_RULE_KEY} secret), the rule says {p.mechanism} at {p.sample_rate:g}"
+                + (" with a noise secret" if self.noise is not None else "")
+            )
+        return p
+
     def gaussian_privacy(self) -> RoundPrivacy:
-        """The DP parameters of a round with the committed-secret Gaussian noise (central DP, or added
-        to a secure round's unmasked aggregate); ManifestError for a rule that cannot add it."""
+        """The DP parameters of a round with the committed-secret Gaussian noise (central DP); ManifestError
+        for a rule that cannot add it."""
         p = self.privacy
         if p is None:
             raise ManifestError("the rule names no DP parameters")

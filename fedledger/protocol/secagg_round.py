@@ -22,7 +22,6 @@ import numpy as np
 import torch
 
 from fedledger.digests import sm3
-from fedledger.dp.central_aggregation import noise_aligned_state
 from fedledger.errors import FedLedgerError
 from fedledger.fl import IndexMap, ValidationPolicy
 from fedledger.protocol.consortium import Consortium
@@ -33,7 +32,13 @@ from fedledger.protocol.round_check import (
     LedgerUpdate,
     RoundComputation,
     check_signature,
-    noise_seed_source,
+)
+from fedledger.protocol.secagg_noise import (
+    NoisePlan,
+    NoisePlanError,
+    check_record_privacy,
+    common_plan,
+    ring_noise_tail,
 )
 from fedledger.protocol.secagg_rule import SecAggRule, default_threshold
 from fedledger.secagg.aggregate import Aggregate, recompute_aggregate
@@ -49,6 +54,7 @@ MAX_MESSAGE_BYTES = 4 << 20  # a join, share or reveal message: kilobytes for te
 MASKED_HEADER_BYTES = 64  # the MaskedInput framing around its ring words
 _JOIN_TAG = b"fedledger/secagg-join/v1:"
 _JOIN_FIELDS = {"round", "member", "institution", "keys", "index_map", "num_samples", "signature"}
+_DP_JOIN_FIELD = "dp"  # only in rounds with distributed noise: the member's NoisePlan
 
 
 class SecureRoundError(FedLedgerError):
@@ -71,9 +77,10 @@ class Join:
     index_map: dict[str, Any]
     num_samples: int
     signature: bytes = b""
+    dp: NoisePlan | None = None  # with DP: the clip this member applied and the z it sizes its noise share with
 
     def _body(self) -> dict[str, Any]:
-        return {
+        body = {
             "round": self.round_index,
             "member": self.member,
             "institution": self.institution,
@@ -81,6 +88,7 @@ class Join:
             "index_map": self.index_map,
             "num_samples": self.num_samples,
         }
+        return body if self.dp is None else {**body, _DP_JOIN_FIELD: self.dp.to_dict()}
 
     def message(self) -> bytes:
         """What the member's SM9 signature covers."""
@@ -103,8 +111,8 @@ class Join:
         """Strict parse of untrusted bytes (only the canonical encoding is accepted)."""
         try:
             raw = json.loads(data.decode("utf-8"))
-            if not isinstance(raw, dict) or set(raw) != _JOIN_FIELDS:
-                raise ValueError(f"fields must be {sorted(_JOIN_FIELDS)}")
+            if not isinstance(raw, dict) or set(raw) - {_DP_JOIN_FIELD} != _JOIN_FIELDS:
+                raise ValueError(f"fields must be {sorted(_JOIN_FIELDS)} (and {_DP_JOIN_FIELD} with DP)")
             for name in ("round", "member", "num_samples"):
                 if isinstance(raw[name], bool) or not isinstance(raw[name], int) or raw[name] < 0:
                     raise ValueError(f"{name} must be a non-negative integer")
@@ -118,6 +126,7 @@ class Join:
                 raw["index_map"],
                 raw["num_samples"],
                 bytes.fromhex(raw["signature"]),
+                NoisePlan.from_dict(raw[_DP_JOIN_FIELD]) if _DP_JOIN_FIELD in raw else None,
             )
         except (UnicodeDecodeError, ValueError, TypeError, SecAggError) as exc:
             raise SecureRoundError(f"malformed join message: {exc}") from None
@@ -241,9 +250,11 @@ class SecAggRecord:
 def build_setup(
     round_index: int, rule: SecAggRule, joins: Mapping[int, Join], global_shapes: Mapping[str, tuple[int, ...]]
 ) -> RoundSetup:
-    """The round's public setup from the members' joins: weights, positions, and the smallest exact ring."""
+    """The round's public setup from the members' joins: weights, positions, and the smallest exact ring
+    (with room for the members' summed noise shares when their joins declare a noise plan)."""
     if len(joins) < rule.threshold:
         raise SecureRoundError(f"only {len(joins)} members joined, threshold is {rule.threshold}")
+    plan = joins_plan(joins)
     positions = {}
     for m, join in joins.items():
         index_map = join.parsed_index_map()
@@ -251,12 +262,21 @@ def build_setup(
             raise SecureRoundError(f"member {m}: index map for another global model")
         positions[m] = flat_positions(index_map.global_shapes, index_map.indices)
     weights = {m: j.num_samples for m, j in joins.items()}
+    _, length = global_offsets(global_shapes)
+    tail = 0 if plan is None else ring_noise_tail(plan, rule.frac_bits, weights, positions, length, rule.threshold)
     try:
-        ring = choose_ring(len(joins), max(weights.values()), rule.value_bound, rule.frac_bits)
-        _, length = global_offsets(global_shapes)
+        ring = choose_ring(len(joins), max(weights.values()), rule.value_bound, rule.frac_bits, tail)
         return RoundSetup(round_index, rule.threshold, ring, length, weights, positions)
     except SecAggError as exc:
         raise SecureRoundError(f"no secure round for these members: {exc}") from None
+
+
+def joins_plan(joins: Mapping[int, Join]) -> NoisePlan | None:
+    """The noise plan every join declares (None: a round without DP); SecureRoundError when they differ."""
+    try:
+        return common_plan(j.dp for j in joins.values())
+    except NoisePlanError as exc:
+        raise SecureRoundError(str(exc)) from None
 
 
 @dataclass
@@ -370,14 +390,14 @@ def compute_secure_round(
     record: SecAggRecord,
     *,
     dp: AggregationRule | None = None,
-    noise_secret: bytes | None = None,
 ) -> tuple[RoundComputation, Aggregate]:
     """The secure round as the record publishes it: decisions, the unmasked aggregate, the decoded model.
 
     The record's ``cheaters`` are not an input: they are recomputed (and written into the result's
     ``secagg`` section), so a node that compares sections refuses a record that hides or invents a liar.
-    ``dp``: the round's rule when it has DP; the decoded mean then gets central DP's Gaussian noise
-    seeded by ``noise_secret`` (members clipped their own updates before masking, docs/secagg.md).
+    ``dp``: the round's rule; its DP parameters must be exactly what the members' noise plan (in their
+    joins), the setup and the survivors imply (members clipped their updates and added their Skellam
+    shares before masking, so the noise is inside the sum and no noise is added here, docs/secagg.md).
     """
     shapes = {name: tuple(t.shape) for name, t in base_state.items()}
     messages = read_messages(store, mpk, roster, round_index, rule, shapes, record)
@@ -390,6 +410,11 @@ def compute_secure_round(
         update = valid.pop(member)[0]
         late = "its masked input arrived after the survivor set was fixed"
         excluded.append(Exclusion(update.address, update.entry.cid, ReasonCode.NOT_IN_SECURE_ROUND, late))
+    try:
+        claimed = None if dp is None else dp.privacy
+        check_record_privacy(claimed, messages.setup, joins_plan(messages.joins), sorted(valid))
+    except NoisePlanError as exc:
+        raise SecureRoundError(str(exc)) from None
     adverts = {m: j.keys for m, j in messages.joins.items()}
     published = Published(
         messages.setup, adverts, messages.shares, {m: masked for m, (_, masked) in valid.items()}, messages.reveals
@@ -402,32 +427,11 @@ def compute_secure_round(
     flat = aggregate.mean(previous)
     state = {name: torch.from_numpy(np.array(v, dtype=np.float32)) for name, v in unflatten(flat, shapes).items()}
     included = sorted((u for u, _ in valid.values()), key=lambda u: u.address)
-    if dp is not None and dp.privacy is not None:
-        state = _with_noise(state, aggregate, shapes, dp, noise_secret, included)
     excluded.sort(key=lambda e: e.institution)
     checked = SecAggRecord(
         record.setup, record.joins, record.shares, record.survivors, record.reveals, dict(aggregate.cheaters)
     )
     return RoundComputation(included, excluded, state, checked.to_dict()), aggregate
-
-
-def _with_noise(
-    state: dict[str, torch.Tensor],
-    aggregate: Aggregate,
-    shapes: Mapping[str, tuple[int, ...]],
-    dp: AggregationRule,
-    noise_secret: bytes | None,
-    included: list[LedgerUpdate],
-) -> dict[str, torch.Tensor]:
-    """The decoded mean plus central DP's noise: the same committed secret, seed and sampler as a
-    plain round's, on each entry divided by its public weight, so co-signers recompute it bit for bit."""
-    privacy = dp.gaussian_privacy()
-    seed_of = noise_seed_source(dp, noise_secret, included)
-    if seed_of is None or not included:
-        raise SecureRoundError("a secure round with DP needs its noise secret and at least one included update")
-    weights = {name: torch.from_numpy(np.array(w)) for name, w in unflatten(aggregate.coverage, shapes).items()}
-    max_weight = max(u.entry.num_samples for u in included)
-    return noise_aligned_state(state, weights, privacy.clip, privacy.noise_multiplier, max_weight, seed_of())
 
 
 def secure_aggregation_rule(policy: ValidationPolicy, members: int) -> AggregationRule:

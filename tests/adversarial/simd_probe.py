@@ -2,14 +2,18 @@
 
 Sub-models of widths 1 .. 1/8 with random weights and uneven sample counts, aligned into a wide
 MLP; the digest is what a node compares with the aggregator's. Finding 4 of issue #10: honest
-nodes on CPUs with other SIMD kernels must get the same bytes.
+nodes on CPUs with other SIMD kernels must get the same bytes. Argument ``kernel`` or ``numpy``:
+the exact sums on the compiled kernels (fedledger.fl.grid_kernels) or on numpy's loops alone.
 """
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import torch
 
+import fedledger.fl.exact_sum as exact_sum
 from fedledger.fl import AlignmentAggregation, ClientUpdate, ModelSpec, extract_submodel, global_digest
 from fedledger.fl.models import initial_global_state
 
@@ -34,4 +38,7 @@ def alignment_digest() -> str:
 
 if __name__ == "__main__":
     torch.set_num_threads(1)
+    kernel = sys.argv[1] == "kernel"
+    exact_sum.KERNEL_MIN_ENTRIES = 0 if kernel else 2**62
     print(alignment_digest())
+    assert kernel == ("fedledger.fl.grid_kernels" in sys.modules), "kernels used or not as asked"

@@ -101,3 +101,25 @@ def test_budget_and_delta_are_checked():
         PrivacyBudget(0.0, 1e-5)
     with pytest.raises(DPParameterError):
         epsilon([_gaussian(1.0)], 0.0)
+
+
+def test_a_secure_run_is_planned_on_a_skellam_bound_that_its_real_rounds_never_exceed() -> None:
+    from dataclasses import replace
+
+    import numpy as np
+
+    from aggregator.privacy_gate import planned_privacy
+    from fedledger.dp.distributed import distributed_round_privacy
+    from fedledger.protocol.secagg_rule import SecAggRule
+
+    planned = planned_privacy(8.0, 1e-5, 1.0, 2, 5, SecAggRule(3))
+    assert planned is not None and planned.mechanism == "skellam"
+    assert epsilon([planned] * 2, 1e-5) <= 8.0  # the run's two rounds fit the target ...
+    smaller = replace(planned, noise_multiplier=planned.noise_multiplier - 2e-3)
+    assert epsilon([smaller] * 2, 1e-5) > 8.0  # ... and z is the smallest that does
+    positions = {m: np.arange(100 // m) for m in range(1, 6)}
+    real = distributed_round_privacy(1.0, planned.noise_multiplier, 16, dict.fromkeys(positions, 3), positions,
+                                     [1, 2, 3], 100, 3)  # fmt: skip
+    assert epsilon([real], 1e-5) <= epsilon([planned], 1e-5)
+    central = planned_privacy(8.0, 1e-5, 1.0, 2, 5)
+    assert central is not None and central.mechanism == "gaussian"

@@ -20,6 +20,7 @@ import pytest
 import torch
 
 import fedledger.fl.aggregation as aggregation_module
+import fedledger.fl.exact_sum as exact_sum_module
 from fedledger.fl import AlignmentAggregation, ClientUpdate, ModelSpec, extract_submodel, initial_global_state
 from fedledger.fl.exact_sum import FLOAT_EXACT_WEIGHT, ExactSum, range_exponent
 from fedledger.fl.submodel import advanced_index
@@ -31,10 +32,20 @@ PLAN = [(1.0, "static", 1201), (0.5, "static", 389), (0.5, "rolling", 977), (0.2
 _SCRIPT = """
 import sys, torch
 torch.set_num_threads(1)
+import fedledger.fl.exact_sum as exact_sum
 from tests.fl.test_fl_determinism import case_digests, central_dp_digest, legacy_float32_digest
-modes = {"exact": case_digests, "dp": central_dp_digest, "legacy": legacy_float32_digest}
+# "kernel": the compiled kernels for every fold, however small; otherwise numpy's loops for all
+exact_sum.KERNEL_MIN_ENTRIES = 0 if sys.argv[1] == "kernel" else 2**62
+modes = {"exact": case_digests, "kernel": case_digests, "dp": central_dp_digest, "legacy": legacy_float32_digest}
 print(modes[sys.argv[1]]())
+assert (sys.argv[1] == "kernel") == ("fedledger.fl.grid_kernels" in sys.modules), "kernels used or not as asked"
 """
+# numba compiles for the CPU and features it is told: the kernel at the matching vector level
+# (generic x86-64: SSE2, no SSE4.1 rounding; haswell: AVX2 and FMA, AVX-512 off; else this host)
+NUMBA_CPUS = {
+    "default": {"NUMBA_CPU_NAME": "generic"},
+    "avx2": {"NUMBA_CPU_NAME": "haswell", "NUMBA_CPU_FEATURES": "-avx512f"},
+}
 
 
 def _portable_values(shape: tuple[int, ...], rng: random.Random, spread: float) -> torch.Tensor:
@@ -74,6 +85,8 @@ def central_dp_digest() -> str:
     global_state = portable_global_state()
     noised = CentralDPAggregation(0.05, 1.3, bytes(range(32))).aggregate(global_state, realistic_updates(global_state))
     return global_digest(noised, SPEC, 1).hex()
+
+
 def _near_the_edge(updates: list[ClientUpdate], global_state: dict[str, torch.Tensor]) -> None:
     """Scale every update so its largest value sits just inside the exact sum's range (+-2**e)."""
     for u in updates:
@@ -160,6 +173,7 @@ def _digest_in_process(level: str, mode: str) -> str:
     env = dict(os.environ, ATEN_CPU_CAPABILITY=level)
     if level == "default":  # numpy too: no AVX dispatch at all
         env["NPY_DISABLE_CPU_FEATURES"] = "X86_V3 X86_V4 AVX512_ICL AVX512_SPR"
+    env.update(NUMBA_CPUS.get(level, {}))
     root = Path(__file__).resolve().parents[2]
     env["PYTHONPATH"] = os.pathsep.join([str(root), env.get("PYTHONPATH", "")])
     done = subprocess.run(
@@ -183,6 +197,17 @@ def test_global_digest_is_the_same_on_every_simd_level(levels: list[str]) -> Non
         per_level = {level: digests[level][case] for level in levels}
         assert len(set(per_level.values())) == 1, (case, per_level)
     assert digests["default"] == json.loads(case_digests())
+
+
+def test_compiled_kernel_gives_the_same_digests_on_every_simd_level(
+    levels: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # fedledger.fl.grid_kernels compiled for each level (NUMBA_CPUS): the same digests as numpy's loops
+    digests = {level: json.loads(_digest_in_process(level, "kernel")) for level in levels}
+    monkeypatch.setattr(exact_sum_module, "_kernels", lambda entries: None)
+    reference = json.loads(case_digests())
+    for level, found in digests.items():
+        assert found == reference, level
 
 
 def test_central_dp_model_is_the_same_on_every_simd_level(levels: list[str]) -> None:

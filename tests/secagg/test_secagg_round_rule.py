@@ -3,6 +3,7 @@ own configuration must mean one thing only."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -54,16 +55,19 @@ def test_a_secure_rule_claims_nothing_it_cannot_do() -> None:
         AggregationRule("alignment", ValidationPolicy(5.0), secagg=SecAggRule(3))
     with pytest.raises(ManifestError, match="its rule is alignment"):
         AggregationRule("median", secagg=SecAggRule(3))
-    # secure + DP adds the committed Gaussian noise to the unmasked aggregate; no other mechanism is claimed
+    # secure + DP: the members' Skellam shares are the noise; no central noise, secret or other mechanism
     skellam = RoundPrivacy(1.0, 2.0, 1.0, 5, "skellam", ring_sensitivity=2.0, dimension=10)
-    with pytest.raises(ManifestError, match="mechanism gaussian, sample rate 1"):
+    with pytest.raises(ManifestError, match=r"mechanism skellam, sample rate 1, no noise secret.*with a noise secret"):
         AggregationRule(privacy=skellam, secagg=SecAggRule(3), noise=NOISE)
-    with pytest.raises(ManifestError, match="mechanism gaussian, sample rate 1"):
-        AggregationRule(privacy=RoundPrivacy(1.0, 2.0, 0.5, 5), secagg=SecAggRule(3), noise=NOISE)
-    with pytest.raises(ManifestError, match="names both dp and noise"):
+    with pytest.raises(ManifestError, match="the rule says gaussian at 1"):
         AggregationRule(privacy=RoundPrivacy(1.0, 2.0, 1.0, 5), secagg=SecAggRule(3))
-    both = AggregationRule(privacy=RoundPrivacy(1.0, 2.0, 1.0, 5), secagg=SecAggRule(3), noise=NOISE)
-    assert AggregationRule.from_dict(both.to_dict()) == both and {"secagg", "dp", "noise"} <= set(both.to_dict())
+    with pytest.raises(ManifestError, match=r"the rule says skellam at 0\.5"):
+        AggregationRule(privacy=dataclasses.replace(skellam, sample_rate=0.5), secagg=SecAggRule(3))
+    with pytest.raises(ManifestError, match="names both dp and noise"):
+        AggregationRule(privacy=RoundPrivacy(1.0, 2.0, 1.0, 5))
+    secure = AggregationRule(privacy=skellam, secagg=SecAggRule(3))
+    assert AggregationRule.from_dict(secure.to_dict()) == secure and {"secagg", "dp"} <= set(secure.to_dict())
+    assert "noise" not in secure.to_dict()
     with pytest.raises(ManifestError, match="computed by compute_secure_round"):
         RULE.aggregation()
 
