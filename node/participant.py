@@ -112,7 +112,6 @@ class NodeContext:
     phases: PhaseTimes = field(default_factory=lambda: PhaseTimes("node"))  # train and submit, per round
     prefetched: PrefetchedFiles = field(default_factory=PrefetchedFiles)  # the round's updates, opened early
     verified: VerifiedSignatures = field(default_factory=VerifiedSignatures)  # SM9 signatures checked once
-    submitted: set[int] = field(default_factory=set)  # rounds the ledger shows this node's entry in (final)
 
     @property
     def vault(self) -> ModelVault:
@@ -246,10 +245,7 @@ def train_and_submit(ctx: NodeContext, round_index: int, http: httpx.Client | No
     """Train (or reuse this round's already trained update) and submit; False if already submitted.
 
     With ``http`` (the aggregator's API) the node first keeps a DP round's noise commitment."""
-    if round_index in ctx.submitted:  # an entry, once on the ledger, stays: no need to ask at every wake
-        return False
-    if ctx.ledger.has_submitted(round_index, ctx.account.address):
-        ctx.submitted.add(round_index)
+    if ctx.ledger.has_submitted(round_index, ctx.account.address):  # asked every time: a chain can roll back
         return False
     opened = ctx.ledger.rounds_opened(round=round_index)
     folder = round_dir(ctx, round_index)

@@ -254,8 +254,7 @@ class LogRangeCache:
         else:
             found = cached[2] + (fetch(cached[1] + 1, end) if end > cached[1] else [])
         with self._lock:
-            if self._read is None or self._read[0] != start or self._read[1] < end:  # never step back
-                self._read = (start, end, found)
+            self._read = (start, end, found)  # after a rollback (head below the last read) the full read replaces it
         return found
 
 

@@ -69,3 +69,21 @@ def test_a_repeated_read_scans_only_new_blocks_and_misses_nothing(
     ranges.clear()
     assert len(ledger.updates_submitted(round=0, from_block=ledger.from_block)) == 2
     assert ranges and ranges[0][0] == ledger.from_block
+
+
+def test_after_a_rollback_the_rolled_back_entries_are_gone_from_every_later_read(
+    ledger_deployment: Deployment, dev_accounts: DevRoles
+) -> None:
+    provider = RecordingProvider(ledger_deployment.rpc_url)
+    ledger = ledger_deployment.client(Web3(provider))
+    ledger.open_round(dev_accounts.aggregator, 0, CID0, sm3(b"base"))
+    snapshot = ledger.w3.provider.make_request("evm_snapshot", [])["result"]  # type: ignore[arg-type]
+    _submit(ledger, dev_accounts, 0)
+    assert len(ledger.updates_submitted(round=0)) == 1
+    ledger.w3.provider.make_request("evm_revert", [snapshot])  # type: ignore[arg-type]
+    assert ledger.updates_submitted(round=0) == []
+    for i in (1, 2):  # the chain grows past where the rolled-back read had reached
+        _submit(ledger, dev_accounts, i)
+    assert [e.institution for e in ledger.updates_submitted(round=0)] == [
+        dev_accounts.institutions[i].address for i in (1, 2)
+    ]
