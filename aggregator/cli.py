@@ -141,6 +141,8 @@ def init(
     eth_key_password_file: role_init.EthKeyPasswordFileOption = None,
     new_eth_key: role_init.NewEthKeyOption = False,
     port: Annotated[int, typer.Option(help="Port of the signing-session HTTP API.")] = 8700,
+    selection: role_init.SelectionOption = "rolling",
+    server_momentum: role_init.ServerMomentumOption = None,
     encrypt_key: Annotated[
         Path | None,
         typer.Option(help="SM9 decryption key from `kgc extract-encrypt`, or an existing reader-keys.json."),
@@ -185,6 +187,7 @@ def init(
             store=store,
             port=port,
             model=default_spec(data.input_shape, data.num_classes).to_dict(),
+            **role_init.consortium_terms(selection, server_momentum),
         )
         material = PublicMaterial(master_public_key, threshold_public, consortium)
         material.check()

@@ -11,9 +11,9 @@ from aggregator.request_limits import MAX_BODY_BYTES, RATE_BURST, RATE_PER_SECON
 from fedledger.chain.settings import LedgerSettings
 from fedledger.config_files import ConfigError as AggregatorConfigError
 from fedledger.config_files import load_toml, save_toml
-from fedledger.fl.rules import AGGREGATION_RULES, DEFAULT_RULE
 from fedledger.protocol.consortium import PublicMaterial
 from fedledger.protocol.readers import READER_KEYS_FILE
+from fedledger.protocol.rule_settings import RuleSettings
 from fedledger.tls.settings import TLSSettings
 
 _MPK, _THRESHOLD, _ROSTER = PublicMaterial.NAMES  # where `init` installs the public files
@@ -23,7 +23,7 @@ PARTIAL_TIMEOUT_SECONDS = 20.0  # how long a committed signer may take to send i
 __all__ = ["CONFIG_NAME", "AggregatorConfig", "AggregatorConfigError", "load_config", "save_config"]
 
 
-class AggregatorConfig(LedgerSettings, TLSSettings):
+class AggregatorConfig(LedgerSettings, TLSSettings, RuleSettings):
     """How the aggregator runs rounds; paths are relative to the config file's folder."""
 
     model_config = ConfigDict(extra="forbid")
@@ -57,11 +57,6 @@ class AggregatorConfig(LedgerSettings, TLSSettings):
     )
     max_update_norm: float | None = Field(None, gt=0)
     norm_policy: str = Field("reject", pattern="^(reject|clip)$")
-    aggregation_rule: str = Field(
-        DEFAULT_RULE,
-        pattern=f"^({'|'.join(AGGREGATION_RULES)})$",
-        description="alignment (weighted mean), trimmed_mean or median; the round manifest names it",
-    )
     dp_epsilon: float | None = Field(
         None,
         gt=0,

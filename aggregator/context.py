@@ -42,6 +42,8 @@ def build_context(config: AggregatorConfig, base: Path, password: str, board: Se
         partial_timeout_seconds=config.partial_timeout_seconds,
         policy=ValidationPolicy(config.max_update_norm, config.norm_policy),
         aggregation_rule=config.aggregation_rule,
+        selection=config.selection,
+        server_momentum=config.effective_server_momentum(),
         poll_interval=config.poll_interval,
         reader_keys=load_reader_keys(base / config.reader_keys_file, password),
         dp_epsilon=config.dp_epsilon,

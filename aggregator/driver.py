@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -36,12 +36,13 @@ from fedledger.dp.accountant import RoundPrivacy
 from fedledger.envelope import Recipient, RecipientKeys
 from fedledger.errors import FedLedgerError
 from fedledger.fl import ModelSpec, ValidationPolicy, initial_global_state, load_global, save_global
-from fedledger.fl.rules import DEFAULT_RULE
+from fedledger.fl.rules import DEFAULT_RULE, DEFAULT_SELECTION, DEFAULT_SERVER_MOMENTUM
 from fedledger.phases import PhaseTimes
 from fedledger.protocol import RoundRecord
 from fedledger.protocol.consortium import Consortium
 from fedledger.protocol.manifest import RoundManifest
 from fedledger.protocol.model_files import ModelVault
+from fedledger.protocol.momentum_history import before_previous_model
 from fedledger.protocol.readers import readers_now, sealing_key_if_any
 from fedledger.protocol.round_check import AggregationRule, RoundComputation, compute_round, ledger_updates
 from fedledger.protocol.signature_cache import VerifiedSignatures
@@ -89,6 +90,8 @@ class AggregatorContext:
     partial_timeout_seconds: float = PARTIAL_TIMEOUT_SECONDS
     policy: ValidationPolicy | None = None
     aggregation_rule: str = DEFAULT_RULE
+    selection: str = DEFAULT_SELECTION  # the units each width trains; every update's index map is held to it
+    server_momentum: float = DEFAULT_SERVER_MOMENTUM  # beta of the momentum step on each round's result, 0: off
     poll_interval: float = 0.25
     reader_keys: RecipientKeys | None = None  # the aggregator's SM9 decryption + ML-KEM keys
     use_websocket: bool = True  # ledger events pushed over the RPC port's WebSocket; False: polled
@@ -378,13 +381,18 @@ def build_manifest(ctx: AggregatorContext, round_index: int, stop: threading.Eve
     readers_then = readers_now(roster, ctx.consortium)
     updates = ledger_updates(ctx.ledger.chain_id, ctx.ledger.address, events, roster.identities())
     ctx.board.status = {"state": "aggregating", "round": round_index, "updates": len(events)}
-    rule = AggregationRule(ctx.aggregation_rule, ctx.policy or ValidationPolicy())
+    rule = AggregationRule(
+        ctx.aggregation_rule,
+        ctx.policy or ValidationPolicy(),
+        selection=ctx.selection,
+        server_momentum=ctx.server_momentum,
+    )
     secret = None
     if ctx.privacy is not None:  # the secret sealed to this round's readers: the co-signers
         noise, secret = publish_secret(
             ctx.vault, readers_then, ctx.state_dir, ctx.ledger.chain_id, ctx.ledger.address, round_index
         )
-        rule = AggregationRule(rule.name, rule.policy, ctx.privacy, noise=noise)
+        rule = replace(rule, privacy=ctx.privacy, noise=noise)
     readers = ctx.vault.round_readers(opened.base_cid, readers_then)
     vault = PrefetchedVault.over(ctx.vault, ctx.prefetched)  # updates opened while the others trained
     computation = compute_round(
@@ -399,6 +407,7 @@ def build_manifest(ctx: AggregatorContext, round_index: int, stop: threading.Eve
         readers,
         noise_secret=secret,
         verified=ctx.verified,
+        before_previous=before_previous_model(ctx.ledger, ctx.vault, round_index, workdir, rule),
     )
     if not computation.included:
         reasons = {e.institution: e.code.value for e in computation.excluded}

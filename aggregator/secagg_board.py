@@ -19,9 +19,11 @@ from fastapi import FastAPI, HTTPException, Request
 from pydantic import BaseModel, Field
 
 from fedledger.fileio import atomic_write_bytes
+from fedledger.fl import ModelSpec
 from fedledger.protocol.consortium import Consortium
+from fedledger.protocol.round_check import AggregationRule
 from fedledger.protocol.secagg_noise import NoisePlan
-from fedledger.protocol.secagg_round import Join, Ref, SecureRoundError
+from fedledger.protocol.secagg_round import Join, Ref, SecureRoundError, check_join_window
 from fedledger.protocol.session_auth import payload_signer
 from fedledger.secagg.errors import SecAggError
 from fedledger.secagg.messages import Reveal, RoundSetup, ShareKeys
@@ -131,13 +133,16 @@ class SecureBoard:
         is_active: Callable[[str], bool],
         state_dir: Path | None = None,
         plan: NoisePlan | None = None,
+        window: tuple[ModelSpec, AggregationRule] | None = None,
     ) -> None:
+        """``window``: the model and the rule whose selection each join's index map must follow."""
         self.store = store
         self.plan = plan  # the run's noise plan (None: no DP), the same for every round
         self.mpk = mpk
         self.roster = roster
         self.is_active = is_active
         self.state_dir = state_dir
+        self.window = window
         self._rounds: dict[int, SecureRound] = {}
         self._lock = threading.Lock()
 
@@ -189,6 +194,8 @@ class SecureBoard:
                 raise SecureRoundError("a join must carry the sender's own member id")
             if join.dp != sr.plan:
                 raise SecureRoundError(f"the join's noise plan {join.dp} is not the round's {sr.plan}")
+            if self.window is not None:
+                check_join_window(join, *self.window, sr.round_index)
             message: Any = join
         elif phase == "share":
             message = ShareKeys.from_bytes(data)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from aggregator.secagg_board import SecureBoard, SecureRound
 from fedledger.fl import ValidationPolicy
 from fedledger.protocol.manifest import RoundManifest
+from fedledger.protocol.momentum_history import before_previous_model
 from fedledger.protocol.round_check import AggregationRule, ledger_updates
 from fedledger.protocol.secagg_noise import NoisePlan, secure_round_privacy
 from fedledger.protocol.secagg_round import (
@@ -45,7 +46,8 @@ RECHECK_SECONDS = 1.0
 
 def secure_rule(ctx: AggregatorContext) -> AggregationRule:
     """The manifest rule of a secure round (see ``secure_aggregation_rule``)."""
-    return secure_aggregation_rule(ctx.policy or ValidationPolicy(), len(ctx.consortium.members))
+    policy = ctx.policy or ValidationPolicy()
+    return secure_aggregation_rule(policy, len(ctx.consortium.members), ctx.selection, ctx.server_momentum)
 
 
 def secure_board(ctx: AggregatorContext) -> SecureBoard:
@@ -59,6 +61,7 @@ def secure_board(ctx: AggregatorContext) -> SecureBoard:
             lambda a: ledger.institution(a).active,
             ctx.state_dir,
             NoisePlan.of(ctx.privacy),
+            window=(ctx.spec, secure_rule(ctx)),
         )
     return ctx.board.secure
 
@@ -199,6 +202,8 @@ def build_secure_manifest(ctx: AggregatorContext, round_index: int, stop: thread
         secagg,
         record,
         dp=rule,
+        before_previous=before_previous_model(ctx.ledger, ctx.vault, round_index, workdir, rule),
+        spec=ctx.spec,
     )
     for member, why in aggregate.cheaters.items():
         log.warning("round %d: %s lied in the reveal phase: %s", round_index, ctx.consortium.by_share(member).name, why)

@@ -25,7 +25,10 @@ from fedledger.cli.role_init import (
     ChosenAccount,
     EthKeyPasswordFileOption,
     NewEthKeyOption,
+    SelectionOption,
+    ServerMomentumOption,
     choose_eth_account,
+    consortium_terms,
     require_writable_home,
     transport_password,
     write_home,
@@ -52,6 +55,16 @@ app = typer.Typer(no_args_is_help=True, help="Run an institution's node: keys, t
 
 ConfigOption = Annotated[
     Path, typer.Option("--config", "-c", help="The node's config file (or its folder).", show_default=True)
+]
+LocalDPEpsilonOption = Annotated[
+    float | None,
+    typer.Option(
+        help="Train by local DP-SGD: this hospital's record-level epsilon over --local-dp-rounds rounds "
+        "(the node refuses a round that would spend more). Default: none (no local DP)."
+    ),
+]
+LocalDPRoundsOption = Annotated[
+    int | None, typer.Option(help="Rounds --local-dp-epsilon is planned over (config default: 50).")
 ]
 
 
@@ -102,6 +115,8 @@ def init(
     index: Annotated[int, typer.Option(help="This institution's partition (0-based).")] = 0,
     scheme: Annotated[str, typer.Option(help="Partition scheme: iid or dirichlet.")] = "iid",
     alpha: Annotated[float, typer.Option(help="Dirichlet alpha (label skew; smaller = more skewed).")] = 0.5,
+    selection: SelectionOption = "rolling",
+    server_momentum: ServerMomentumOption = None,
     eth_key: Annotated[
         Path | None,
         typer.Option(help="Ethereum keystore JSON (registered for this institution); else the home's key, else new."),
@@ -138,6 +153,10 @@ def init(
     tls_key_password_file: Annotated[
         Path | None, typer.Option(help="Transport password of --tls-key (default: <tls-key>.password).")
     ] = None,
+    local_dp_epsilon: LocalDPEpsilonOption = None,
+    local_dp_delta: Annotated[float, typer.Option(help="Local DP-SGD: delta (below 1 / training records).")] = 1e-5,
+    local_dp_clip: Annotated[float, typer.Option(help="Local DP-SGD: L2 bound on each record's gradient.")] = 1.0,
+    local_dp_rounds: Annotated[int, typer.Option(help="Local DP-SGD: rounds the epsilon is planned over.")] = 50,
 ) -> None:
     """Check and write the node's config and keys: KGC files are re-encrypted under the node's own password.
 
@@ -176,6 +195,11 @@ def init(
             aggregator_url=aggregator_url,
             store=store,
             data=DataConfig(source=data_source, partitions=partitions, index=index, scheme=scheme, alpha=alpha),  # type: ignore[arg-type]
+            local_dp_epsilon=local_dp_epsilon,
+            local_dp_delta=local_dp_delta,
+            local_dp_clip=local_dp_clip,
+            local_dp_rounds=local_dp_rounds,
+            **consortium_terms(selection, server_momentum),
         )
         if index >= partitions:
             fail(f"--index {index} is not one of the {partitions} partitions (0..{partitions - 1}): fix --index")
@@ -264,11 +288,18 @@ def status(config: ConfigOption = Path("node.toml"), password_file: PasswordFile
     )
     for event in ctx.ledger.updates_submitted(institution=ctx.account.address):
         typer.echo(f"  round {event.round}: {event.cid} ({event.num_samples} samples)")
+    from node.local_budget import local_dp_status
+
+    with errors_reported(BAD_INPUT):
+        local_dp = local_dp_status(ctx.state_dir)
+    if local_dp is not None:
+        typer.echo(local_dp)
 
 
 @app.command()
 def train(config: ConfigOption = Path("node.toml"), password_file: PasswordFileOption = None) -> None:
     """Fetch and verify the open round's base model and train the update (not submitted yet)."""
+    from fedledger.dp.errors import DPError
     from node.participant import RecordRefused, train_for_round
 
     ctx = _context(config, password_file)
@@ -276,7 +307,7 @@ def train(config: ConfigOption = Path("node.toml"), password_file: PasswordFileO
     try:
         with spinner(f"round {round_index}: training at width {ctx.width_rate}"):
             trained = train_for_round(ctx, round_index)
-    except RecordRefused as exc:
+    except (RecordRefused, DPError) as exc:  # DPError: the node's local DP-SGD budget refuses the round
         fail(str(exc))
     typer.echo(f"trained round {round_index}: {trained.path} (SM3 {trained.digest.hex()}, loss {trained.loss:.4f})")
 
@@ -284,6 +315,7 @@ def train(config: ConfigOption = Path("node.toml"), password_file: PasswordFileO
 @app.command()
 def submit(config: ConfigOption = Path("node.toml"), password_file: PasswordFileOption = None) -> None:
     """Submit this round's update: the one `train` made, or train first if there is none."""
+    from fedledger.dp.errors import DPError
     from node.participant import RecordRefused, train_and_submit
 
     ctx = _context(config, password_file)
@@ -291,7 +323,7 @@ def submit(config: ConfigOption = Path("node.toml"), password_file: PasswordFile
     try:
         with spinner(f"round {round_index}: submitting"):
             done = train_and_submit(ctx, round_index)
-    except RecordRefused as exc:
+    except (RecordRefused, DPError) as exc:  # DPError: the node's local DP-SGD budget refuses the round
         fail(str(exc))
     typer.echo(f"submitted round {round_index}" if done else f"already submitted for round {round_index}")
 
@@ -349,13 +381,20 @@ def run(
     verbose: VerboseOption = False,
     log_json: LogJsonOption = False,
     insecure_http: InsecureHttpOption = False,
+    local_dp_epsilon: LocalDPEpsilonOption = None,
+    local_dp_rounds: LocalDPRoundsOption = None,
 ) -> None:
-    """Follow rounds by itself: verify, train, submit and co-sign, until --rounds are posted."""
+    """Follow rounds by itself: verify, train, submit and co-sign, until --rounds are posted.
+
+    --local-dp-epsilon / --local-dp-rounds override node.toml's local_dp_epsilon / local_dp_rounds."""
+    from node.local_budget import override_policy
     from node.participant import run_node
 
     setup_logging(verbose, log_json)
     limit_torch_threads()
     ctx = _context(config, password_file, reach_aggregator=True, insecure_http=insecure_http)
+    with errors_reported(BAD_INPUT):
+        ctx.local_dp = override_policy(ctx.local_dp, local_dp_epsilon, local_dp_rounds)
     with errors_reported():  # NodeMisconfigured: wrong contract or not a member, said at once
         posted = run_node(ctx, rounds)
     typer.echo(f"node {ctx.name}: {posted} round(s) posted")

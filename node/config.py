@@ -9,9 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from fedledger.chain.settings import LedgerSettings
 from fedledger.config_files import ConfigError, load_toml, save_toml
-from fedledger.fl.rules import AGGREGATION_RULES, DEFAULT_RULE
 from fedledger.protocol.consortium import PublicMaterial
 from fedledger.protocol.readers import READER_KEYS_FILE
+from fedledger.protocol.rule_settings import RuleSettings
 from fedledger.tls.settings import TLSSettings
 
 _MPK, _THRESHOLD, _ROSTER = PublicMaterial.NAMES  # where `init` installs the public files
@@ -45,7 +45,7 @@ class TrainingConfig(BaseModel):
     seed: int = 0
 
 
-class NodeConfig(LedgerSettings, TLSSettings):
+class NodeConfig(LedgerSettings, TLSSettings, RuleSettings):
     """Everything a node needs to take part; paths are relative to the config file's folder."""
 
     model_config = ConfigDict(extra="forbid")
@@ -61,7 +61,6 @@ class NodeConfig(LedgerSettings, TLSSettings):
     threshold_public_file: str = f"keys/{_THRESHOLD}"
     consortium_file: str = f"keys/{_ROSTER}"
     reader_keys_file: str = f"keys/{READER_KEYS_FILE}"
-    selection: Literal["static", "rolling"] = "static"
     state_dir: str = "state"
     poll_interval: float = Field(
         POLL_INTERVAL_SECONDS, gt=0, le=60, description="seconds between looks at the ledger and the aggregator"
@@ -79,12 +78,6 @@ class NodeConfig(LedgerSettings, TLSSettings):
         "manifest naming another validation policy is refused",
     )
     norm_policy: str = Field("reject", pattern="^(reject|clip)$")
-    aggregation_rule: str = Field(
-        DEFAULT_RULE,
-        pattern=f"^({'|'.join(AGGREGATION_RULES)})$",
-        description="the aggregation rule the consortium agreed (as the aggregator's); a round manifest "
-        "naming another rule is refused",
-    )
     secure_aggregation: bool = Field(
         False, description="take part in rounds by secure aggregation (docs/secagg.md), as the aggregator's config"
     )
@@ -94,6 +87,12 @@ class NodeConfig(LedgerSettings, TLSSettings):
         description="secure rounds with DP: the L2 bound this node clips its update to before masking "
         "(the aggregator's dp_clip; a manifest naming another is refused)",
     )
+    # Local DP-SGD (docs/secagg.md): the hospital's record-level epsilon over local_dp_rounds rounds
+    # (none: off); the node refuses a round that would spend more.
+    local_dp_epsilon: float | None = Field(None, gt=0, description="local DP-SGD: record-level epsilon")
+    local_dp_rounds: int = Field(50, ge=1, description="local DP-SGD: rounds local_dp_epsilon is planned over")
+    local_dp_delta: float = Field(1e-5, gt=0, lt=1, description="local DP-SGD: delta (below 1 / records)")
+    local_dp_clip: float = Field(1.0, gt=0, description="local DP-SGD: L2 bound on each record's gradient")
     data: DataConfig
     training: TrainingConfig = TrainingConfig()
 

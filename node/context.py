@@ -19,6 +19,7 @@ from fedledger.sm9.threshold import KeyShare, Signer, ThresholdPublic
 from fedledger.store import open_store
 from node.config import NodeConfig
 from node.http_client import aggregator_transport
+from node.local_budget import LocalDPPolicy
 from node.participant import NodeContext
 
 
@@ -26,8 +27,15 @@ def _rule(config: NodeConfig, members: int) -> AggregationRule:
     """The rule the consortium agreed, as this node's config states it."""
     policy = ValidationPolicy(config.max_update_norm, config.norm_policy)
     if config.secure_aggregation:
-        return secure_aggregation_rule(policy, members)
-    return AggregationRule(config.aggregation_rule, policy)
+        return secure_aggregation_rule(policy, members, config.selection, config.effective_server_momentum())
+    return config.aggregation_terms(policy)
+
+
+def local_dp_policy(config: NodeConfig) -> LocalDPPolicy | None:
+    """The hospital's local DP-SGD target, None when it trains without it."""
+    if config.local_dp_epsilon is None:
+        return None
+    return LocalDPPolicy(config.local_dp_epsilon, config.local_dp_delta, config.local_dp_clip, config.local_dp_rounds)
 
 
 def build_context(
@@ -98,6 +106,7 @@ def build_context(
         verify_aggregation=config.verify_aggregation,
         rule=_rule(config, len(consortium.members)),
         dp_clip=config.dp_clip,
+        local_dp=local_dp_policy(config),
         poll_interval=config.poll_interval,
         http_timeout_seconds=config.http_timeout_seconds,
         reader_keys=reader_keys,

@@ -24,6 +24,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ from eth_account.signers.local import LocalAccount
 from fedledger.chain.approvals import GlobalModelRecord
 from fedledger.chain.client import LedgerClient, UpdateSubmitted
 from fedledger.digests import sm3
+from fedledger.dp.errors import DPError
 from fedledger.envelope import RecipientKeys
 from fedledger.errors import FedLedgerError
 from fedledger.fileio import atomic_write_text
@@ -42,6 +44,7 @@ from fedledger.protocol import RoundRecord, UpdateEntry, width_to_ppm
 from fedledger.protocol.consortium import Consortium
 from fedledger.protocol.manifest import MAX_MANIFEST_BYTES, Decisions, ManifestError, RoundManifest
 from fedledger.protocol.model_files import ModelVault
+from fedledger.protocol.momentum_history import MomentumHistoryError, before_previous_model
 from fedledger.protocol.readers import readers_now, sealing_key_if_any
 from fedledger.protocol.round_check import AggregationRule, ledger_updates
 from fedledger.protocol.secagg_round import SecureRoundError
@@ -53,6 +56,7 @@ from fedledger.sm9.threshold import Signer, ThresholdPublic
 from fedledger.store import ContentStore, StoreError
 from node.config import HTTP_TIMEOUT_SECONDS, POLL_INTERVAL_SECONDS
 from node.http_client import aggregator_client
+from node.local_budget import LocalDPPolicy, LocalPrivacySpend
 from node.noise_commitment import NoiseCommitmentError, keep_noise_commitment, open_noise_secret
 from node.privacy_gate import privacy_refusal
 from node.secagg_check import recompute_secure_round
@@ -104,6 +108,7 @@ class NodeContext:
     verify_aggregation: bool = True
     rule: AggregationRule = field(default_factory=AggregationRule)  # what the consortium agreed to aggregate by
     dp_clip: float = 1.0  # secure rounds with DP: the L2 bound on this node's update, clipped before masking
+    local_dp: LocalDPPolicy | None = None  # local DP-SGD: this hospital's own record-level budget
     poll_interval: float = POLL_INTERVAL_SECONDS
     http_timeout_seconds: float = HTTP_TIMEOUT_SECONDS
     reader_keys: RecipientKeys | None = None  # SM9 decryption + ML-KEM keys: opens sealed model files
@@ -112,6 +117,7 @@ class NodeContext:
     phases: PhaseTimes = field(default_factory=lambda: PhaseTimes("node"))  # train and submit, per round
     prefetched: PrefetchedFiles = field(default_factory=PrefetchedFiles)  # the round's updates, opened early
     verified: VerifiedSignatures = field(default_factory=VerifiedSignatures)  # SM9 signatures checked once
+    skipped_round: int | None = None  # the last round refused for the local DP budget (said once)
 
     @property
     def vault(self) -> ModelVault:
@@ -148,7 +154,8 @@ def train_for_round(ctx: NodeContext, round_index: int) -> TrainedUpdate:
     """Check the round's base model against the ledger, fetch it, train, and write the update file.
 
     For r > 0 the base must be round r-1's posted global model and its threshold signature must
-    verify. The retrieval is logged on the ledger (``recordAccess``), as EMR practice asks.
+    verify. The retrieval is logged on the ledger (``recordAccess``), as EMR practice asks. With
+    local DP-SGD the round is counted against the node's own budget first (LocalBudgetExhausted).
     """
     opened = ctx.ledger.rounds_opened(round=round_index)
     if not opened:
@@ -162,6 +169,10 @@ def train_for_round(ctx: NodeContext, round_index: int) -> TrainedUpdate:
         verify_posted_round(ctx, round_index - 1)
     if ctx.refresh_data is not None:
         ctx.train_data = ctx.refresh_data()
+    local_dp = None
+    if ctx.local_dp is not None:
+        planned = ctx.local_dp.round_for(len(ctx.train_data), ctx.train_config.batch_size, ctx.train_config.epochs)
+        local_dp = LocalPrivacySpend(ctx.state_dir, ctx.local_dp).reserve(round_index, planned)
     folder = round_dir(ctx, round_index)
     # The base is the global model this node checked as round r-1's candidate: opened already.
     vault = PrefetchedVault.over(ctx.vault, ctx.prefetched)
@@ -185,6 +196,7 @@ def train_for_round(ctx: NodeContext, round_index: int) -> TrainedUpdate:
             ctx.train_data,
             config,
             folder / "update.safetensors",
+            local_dp,
         )
         access.result()
     trained.save_summary(folder / "trained.json", base.base_digest)
@@ -217,6 +229,8 @@ def submit_entry(ctx: NodeContext, round_index: int, trained: TrainedUpdate, cid
     signature = sign(ctx.sm9_key, entry.message()).to_der()
     marker = json.dumps({"cid": cid, "digest": digest.hex()})
     atomic_write_text(round_dir(ctx, round_index) / "submitted.json", marker)
+    if trained.local_dp is not None:  # public, on the ledger, before the entry it speaks for
+        ctx.ledger.record_access(ctx.account, cid, trained.local_dp.statement())
     ctx.ledger.submit_update(
         ctx.account,
         round_index,
@@ -264,6 +278,19 @@ def train_and_submit(ctx: NodeContext, round_index: int, http: httpx.Client | No
         submit_trained(ctx, round_index, trained)
     ctx.phases.log_round(round_index)
     return True
+
+
+def _within_local_budget(ctx: NodeContext, round_index: int, train: Callable[[], Any]) -> Any:
+    """``train()`` (this round's training step), except that a round its local DP cannot train (over
+    the node's budget, an unreadable spend file, a bad delta) is skipped, said once: the node
+    still checks and co-signs the round, it only sends no update. False when skipped."""
+    try:
+        return train()
+    except DPError as exc:
+        if ctx.skipped_round != round_index:
+            log.error("%s: %s", ctx.name, exc)
+            ctx.skipped_round = round_index
+        return False
 
 
 def check_record(ctx: NodeContext, view: dict[str, Any]) -> RoundRecord:
@@ -380,8 +407,16 @@ def _check_alignment(
                 ctx.vault.round_readers(base_cid, readers_now(roster, ctx.consortium)),
                 noise_secret=secret,
                 verified=ctx.verified,
+                before_previous=before_previous_model(ctx.ledger, ctx.vault, record.round, folder, rule),
             )
-    except (ManifestError, ModelFileError, UnusableGlobalModel, SecureRoundError, ValueError) as exc:
+    except (
+        ManifestError,
+        ModelFileError,
+        UnusableGlobalModel,
+        SecureRoundError,
+        MomentumHistoryError,
+        ValueError,
+    ) as exc:
         raise RecordRefused(f"the round cannot be recomputed: {exc}") from None
     ledger = (record.chain_id, record.contract)
     own = computation.manifest(ledger, record.round, record.base_digest, record.global_cid, global_digest, rule)
@@ -572,11 +607,13 @@ def run_node(
                 seen_round = state.round
                 if rounds is not None and state.started and not state.open and state.round >= rounds - 1:
                     return state.round + 1
+                r = state.round
                 if state.open and secure is not None:
-                    secure.step(state.round)  # trains, then the secure phases; signing follows as usual
-                    participant.step(state.round)
-                elif state.open and not train_and_submit(ctx, state.round, http):
-                    participant.step(state.round)
+                    # trains, then the secure phases; signing follows as usual
+                    _within_local_budget(ctx, r, partial(secure.step, r))
+                    participant.step(r)
+                elif state.open and not _within_local_budget(ctx, r, partial(train_and_submit, ctx, r, http)):
+                    participant.step(r)
             except NodeMisconfigured:
                 raise
             except RecordRefused as exc:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from fedledger.fl import global_digest, load_global
 from fedledger.protocol.manifest import RoundManifest
+from fedledger.protocol.momentum_history import before_previous_model
 from fedledger.protocol.round_check import AggregationRule, LedgerUpdate, RoundComputation
 from fedledger.protocol.secagg_round import SecAggRecord, SecureRoundError, compute_secure_round
 from node.training_step import UnusableGlobalModel
@@ -64,5 +65,7 @@ def recompute_secure_round(
         ctx.rule.secagg,
         record,
         dp=rule,
+        before_previous=before_previous_model(ctx.ledger, ctx.vault, round_index, base_path.parent, rule),
+        spec=meta.spec,
     )
     return computation, global_digest(computation.state, meta.spec, round_index + 1)

@@ -7,11 +7,15 @@ digest the ledger recorded, and gets back the update's file, digest and mapping.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+import torch
+
 from fedledger.digests import sm3_file
+from fedledger.dp.errors import DPParameterError
+from fedledger.dp.local import LocalDPRound
 from fedledger.envelope import EnvelopeError, Recipient
 from fedledger.errors import FedLedgerError
 from fedledger.fileio import atomic_write_text
@@ -43,7 +47,7 @@ class UnusableGlobalModel(FedLedgerError):
 
 @dataclass(frozen=True)
 class TrainedUpdate:
-    """A trained update file and what its ledger entry will say."""
+    """A trained update file and what its ledger entry will say (and its local DP-SGD, if any)."""
 
     path: Path
     digest: bytes
@@ -51,6 +55,7 @@ class TrainedUpdate:
     num_samples: int
     width_rate: float
     loss: float
+    local_dp: LocalDPRound | None = None
 
     def save_summary(self, path: Path, base_digest: bytes) -> None:
         """Remember the trained update, so `submit` after `train` (or a restart) reuses it."""
@@ -61,6 +66,7 @@ class TrainedUpdate:
             "width_rate": self.width_rate,
             "loss": self.loss,
             "base_digest": base_digest.hex(),
+            "local_dp": self.local_dp.statement() if self.local_dp else None,
         }
         atomic_write_text(path, json.dumps(summary))
 
@@ -78,8 +84,9 @@ class TrainedUpdate:
                 int(data["num_samples"]),
                 float(data["width_rate"]),
                 float(data["loss"]),
+                LocalDPRound.from_statement(data["local_dp"]) if data.get("local_dp") else None,
             )
-        except (OSError, ValueError, KeyError, json.JSONDecodeError):
+        except (OSError, ValueError, KeyError, json.JSONDecodeError, DPParameterError):
             return None
 
 
@@ -104,13 +111,22 @@ def train_update(
     data: Dataset,
     train: TrainConfig,
     out: Path,
+    local_dp: LocalDPRound | None = None,
 ) -> tuple[TrainedUpdate, ModelSpec]:
-    """Cut the sub-model out of the base, train it locally and write the update file."""
+    """Cut the sub-model out of the base, train it locally (by DP-SGD with ``local_dp``'s noise
+    multiplier and clip) and write the update file."""
     state, meta = load_global(base_path)
     if meta.spec is None:
         raise UnusableGlobalModel(f"{base_path}: global model carries no model spec")
     sub_state, index_map = extract_submodel(state, meta.spec, width_rate, selection, round_index)
+    if local_dp is not None:
+        train = replace(train, dp_noise_multiplier=local_dp.noise_multiplier, dp_max_grad_norm=local_dp.clip)
     new_state, num_samples, metrics = train_local(meta.spec, sub_state, width_rate, data, train)
+    if local_dp is not None and (metrics["sample_rate"], metrics["steps"]) != (local_dp.sample_rate, local_dp.steps):
+        raise DPParameterError(  # the accounted round must be the trained one
+            f"DP-SGD ran at q={metrics['sample_rate']}, {metrics['steps']:g} steps; the budget counted "
+            f"q={local_dp.sample_rate}, {local_dp.steps} steps"
+        )
     metadata = UpdateMetadata(
         institution=institution,
         round_index=round_index,
@@ -121,7 +137,7 @@ def train_update(
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     digest = save_update(out, new_state, metadata)
-    trained = TrainedUpdate(out, digest, index_map.digest(), num_samples, width_rate, metrics["loss"])
+    trained = TrainedUpdate(out, digest, index_map.digest(), num_samples, width_rate, metrics["loss"], local_dp)
     return trained, meta.spec
 
 
@@ -138,6 +154,7 @@ def recompute_round(
     *,
     noise_secret: bytes | None = None,
     verified: VerifiedSignatures | None = None,
+    before_previous: Mapping[str, torch.Tensor] | None = None,
 ) -> tuple[RoundComputation, bytes]:
     """The round as the aggregator must have computed it, and the global model digest that gives.
 
@@ -159,5 +176,6 @@ def recompute_round(
         readers,
         noise_secret=noise_secret,
         verified=verified,
+        before_previous=before_previous,
     )
     return computation, global_digest(computation.state, meta.spec, round_index + 1)

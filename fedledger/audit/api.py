@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fedledger import __version__
 from fedledger.audit.errors import AuditError, NotFound
+from fedledger.audit.local_privacy import LocalPrivacyModel
 from fedledger.audit.models import (
     AccessRecordModel,
     AuditSummary,
@@ -177,6 +178,12 @@ def create_app(service: AuditService, aggregator_url: str | None = None) -> Fast
         """Epsilon per posted round and cumulatively, recomputed from the rounds' recorded DP
         parameters alone, next to the consortium's privacy budget on the ledger."""
         return service.privacy()
+
+    @app.get("/privacy/local", response_model=LocalPrivacyModel, tags=["summary"], responses=_ERRORS)
+    def local_privacy() -> LocalPrivacyModel:
+        """Each member's record-level epsilon from local DP-SGD, per round and cumulatively, recomputed
+        from the parameters it declared on the ledger ("no local DP" for members without)."""
+        return service.local_privacy()
 
     @app.get("/rounds", response_model=Page[RoundListItem], tags=["rounds"], responses=_ERRORS)
     def rounds(offset: Offset = 0, limit: Limit = DEFAULT_LIMIT) -> Page[RoundListItem]:

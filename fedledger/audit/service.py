@@ -23,6 +23,7 @@ from eth_utils import to_checksum_address
 from fedledger.audit.content import DEFAULT_CACHE_ENTRIES, ContentChecker
 from fedledger.audit.errors import Conflict, NotFound
 from fedledger.audit.index import DeploymentFacts, LedgerIndex, LedgerSnapshot
+from fedledger.audit.local_privacy import LocalPrivacyModel, local_privacy
 from fedledger.audit.lookup import opened_round, round_leaves, update_of
 from fedledger.audit.models import (
     AccessRecordModel,
@@ -361,6 +362,10 @@ class AuditService:
         """Epsilon per posted round and cumulatively, next to the on-chain privacy budget."""
         snap = self.snapshot()
         return privacy_account(snap, round_privacy_records(snap, self.store))
+
+    def local_privacy(self) -> LocalPrivacyModel:
+        """Each member's record-level epsilon from local DP-SGD, per round and cumulatively."""
+        return local_privacy(self.snapshot())
 
     def summary(self) -> AuditSummary:
         """Every entry on the ledger checked now: counts and the list of what failed."""

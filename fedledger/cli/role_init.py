@@ -39,6 +39,31 @@ NewEthKeyOption = Annotated[
     ),
 ]
 
+SelectionOption = Annotated[
+    Literal["rolling", "static", "random"],
+    typer.Option(help="Which units each width trains (config: selection); every party must say the same."),
+]
+ServerMomentumOption = Annotated[
+    float | None,
+    typer.Option(
+        "--server-momentum",
+        min=0.0,
+        max=0.999,
+        help="Beta of the server momentum step on each round's result (config: server_momentum; default 0.5 "
+        "with alignment, 0 = off); every party must say the same.",
+    ),
+]
+
+
+def consortium_terms(selection: str, server_momentum: float | None) -> dict[str, Any]:
+    """The --selection and --server-momentum options as config fields; a beta no round can use
+    (not a fraction p/q with q <= 1000) ends the command with one line."""
+    from fedledger.fl.rules import DEFAULT_RULE, server_momentum_for
+
+    with errors_reported(BAD_INPUT, (ValueError,)):
+        server_momentum_for(DEFAULT_RULE, server_momentum)
+    return {"selection": selection, "server_momentum": server_momentum}
+
 
 def password_source(password_file: Path | None) -> str:
     """Where ``read_password`` took a password from, to name it when it opens nothing."""

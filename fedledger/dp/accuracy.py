@@ -4,7 +4,10 @@ optionally, secure aggregation), on the alignment experiment's data, partitions,
 Secure aggregation runs the real masked protocol in process (``fedledger.secagg.simulation``: keys,
 shares, masked inputs, reveals, unmasking) every round; DP rounds use :class:`CentralDPAggregation`,
 the round pipeline's own noise, with the noise multiplier calibrated so that all rounds together
-spend exactly the target epsilon (full participation, delta 1e-5). Each run records test and
+spend exactly the target epsilon (full participation, delta 1e-5). Local DP-SGD rows train each
+hospital by Opacus DP-SGD (``fedledger.fl.dp_sgd``, per-record clip C, no logit adjustment: it reads
+class counts), z calibrated per hospital so its own 50 rounds spend the target record-level epsilon
+(``fedledger.dp.local``), and align the updates plainly. Each run records test and
 validation accuracy per round, so settings (the clip) are chosen on validation, never on test.
 
 ``python -m fedledger.dp.accuracy --rounds 50 --seeds 0,1,2 --out runs.json`` (one JSON file,
@@ -27,11 +30,14 @@ import torch
 
 from fedledger.dp.accountant import RoundPrivacy, epsilon, noise_multiplier_for
 from fedledger.dp.central_aggregation import CentralDPAggregation
+from fedledger.dp.local import LocalDPRound, calibrate_noise, local_epsilon
 from fedledger.fileio import atomic_write_text
 from fedledger.fl.aggregation import AlignmentAggregation, ClientUpdate
-from fedledger.fl.data import load_dataset, partition, pooled
+from fedledger.fl.data import Shard, load_dataset, partition, pooled
+from fedledger.fl.dp_sgd import dp_sgd_plan
 from fedledger.fl.experiment import VAL_FRACTION, _metrics, _round_updates, _spec_for, assign_rates, rates_for
 from fedledger.fl.models import initial_global_state
+from fedledger.fl.training import TrainConfig
 from fedledger.secagg.layout import flat_positions, flatten_state, unflatten
 from fedledger.secagg.messages import RoundSetup
 from fedledger.secagg.ring import choose_ring
@@ -67,8 +73,9 @@ class SecureAggregationSimulation:
 
 @dataclass(frozen=True)
 class Run:
-    """One trajectory: a method (``plain alignment``, ``secure aggregation`` or central DP at
-    ``epsilon``) on one seed, among ``institutions`` hospitals (Dirichlet ``alpha``)."""
+    """One trajectory: a method (``plain alignment``, ``secure aggregation``, central DP at
+    ``epsilon`` or local DP-SGD at ``local_epsilon`` per hospital) on one seed, among
+    ``institutions`` hospitals (Dirichlet ``alpha``)."""
 
     seed: int
     rounds: int
@@ -79,10 +86,27 @@ class Run:
     clip: float = 1.0
     dataset: str = "digits"
     selection: str = "rolling"
+    local_epsilon: float | None = None
+    plain_loss: bool = False  # no logit adjustment (as DP-SGD must): the like-for-like plain row
 
     @property
     def method(self) -> str:
+        if self.local_epsilon is not None:
+            return f"local DP-SGD ε={self.local_epsilon:g} (record level, per hospital)"
+        if self.plain_loss:
+            return f"{PLAIN} without logit adjustment"
         return f"central DP ε={self.epsilon:g}" if self.epsilon is not None else SECURE if self.secure else PLAIN
+
+
+def local_dp_noise(run: Run, shards: list[Shard], train: TrainConfig) -> dict[int, LocalDPRound]:
+    """Each hospital's DP-SGD round, z calibrated so its ``run.rounds`` rounds spend ``run.local_epsilon``."""
+    assert run.local_epsilon is not None
+    out = {}
+    for shard in shards:
+        plan = dp_sgd_plan(len(shard.train), train.batch_size, train.epochs)
+        z = calibrate_noise(run.local_epsilon, run.rounds, plan.sample_rate, plan.steps, DELTA)
+        out[shard.institution] = LocalDPRound(z, run.clip, plan.sample_rate, plan.steps, DELTA)
+    return out
 
 
 def _round_seed(run: Run, round_index: int) -> bytes:
@@ -102,11 +126,25 @@ def run_one(run: Run) -> dict[str, Any]:
     spec = _spec_for(data)
     rates = assign_rates(shards, rates_for(run.institutions), "by_volume", run.seed)
     train = default_train(1)
+    configure = None
+    local: dict[int, LocalDPRound] = {}
+    if run.local_epsilon is not None or run.plain_loss:
+        train = replace(train, logit_adjustment=0.0)
+    if run.local_epsilon is not None:
+        local = local_dp_noise(run, shards, train)
+
+        def configure(shard: Shard, config: TrainConfig) -> TrainConfig:
+            own = local[shard.institution]
+            return replace(config, dp_noise_multiplier=own.noise_multiplier, dp_max_grad_norm=own.clip,
+                           dp_seed=config.seed)  # fmt: skip
+
     z = noise_multiplier_for(run.epsilon, run.rounds, DELTA) if run.epsilon else None
     state = initial_global_state(spec, run.seed)
     test_history, val_history = [], []
     for r in range(run.rounds):
-        updates = _round_updates(state, spec, shards, rates, run.selection, r, replace(train), run.seed)
+        updates = _round_updates(
+            state, spec, shards, rates, run.selection, r, replace(train), run.seed, configure=configure
+        )
         strategy: Any
         if z is not None:
             strategy = CentralDPAggregation(run.clip, z, _round_seed(run, r))
@@ -124,6 +162,9 @@ def run_one(run: Run) -> dict[str, Any]:
         "history": test_history,
         "val_history": val_history,
     }
+    if local:
+        out["noise_multiplier"] = statistics.fmean(p.noise_multiplier for p in local.values())
+        out["spent_epsilon"] = max(local_epsilon([p] * run.rounds) for p in local.values())
     if z is not None:
         out["noise_multiplier"] = z
         out["spent_epsilon"] = epsilon([RoundPrivacy(run.clip, z, 1.0, run.institutions)] * run.rounds, DELTA)
@@ -179,8 +220,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=50)
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--epsilons", default="1,4,8", help="central DP rows (empty: none)")
+    parser.add_argument("--local-epsilons", default="", help="local DP-SGD rows, record level per hospital")
     parser.add_argument("--plain", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--secure", action="store_true", help="also the secure-aggregation row")
+    parser.add_argument("--plain-loss", action="store_true", help="plain rows without logit adjustment")
     parser.add_argument("--institutions", type=int, default=5)
     parser.add_argument("--clip", type=float, default=1.0)
     parser.add_argument("--out", type=Path, required=True, help="JSON file; runs already in it are kept")
@@ -192,9 +235,10 @@ def main(argv: list[str] | None = None) -> None:
         return
     done = {json.dumps(r["run"], sort_keys=True) for r in results}
     base = {"rounds": args.rounds, "institutions": args.institutions, "clip": args.clip}
-    runs = [Run(int(s), **base) for s in _floats(args.seeds)] if args.plain else []
+    runs = [Run(int(s), **base, plain_loss=args.plain_loss) for s in _floats(args.seeds)] if args.plain else []
     runs += [Run(int(s), **base, secure=True) for s in _floats(args.seeds)] if args.secure else []
     runs += [Run(int(s), **base, epsilon=e) for e in _floats(args.epsilons) for s in _floats(args.seeds)]
+    runs += [Run(int(s), **base, local_epsilon=e) for e in _floats(args.local_epsilons) for s in _floats(args.seeds)]
     for run in runs:
         if json.dumps(run.__dict__, sort_keys=True) in done:
             continue

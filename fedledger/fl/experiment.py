@@ -35,7 +35,7 @@ from fedledger.fl.data import Dataset, Shard, load_dataset, partition, pooled
 from fedledger.fl.evaluation import evaluate
 from fedledger.fl.exact_sum import out_of_range, range_exponent
 from fedledger.fl.models import ModelSpec, default_spec, initial_global_state
-from fedledger.fl.rules import DEFAULT_RULE, aggregation_for
+from fedledger.fl.rules import DEFAULT_RULE, DEFAULT_SERVER_MOMENTUM, aggregation_for
 from fedledger.fl.submodel import extract_submodel, extract_with_map, tiled_offsets
 from fedledger.fl.training import TrainConfig, train_local
 
@@ -58,7 +58,6 @@ METHOD_LABELS = {
 # the recommended method, chosen on validation accuracy (docs/fl.md, "Methods tried"): rolling
 # windows (FedRolex) with server momentum 0.5 (FedAvgM on the aligned model)
 DEFAULT_METHOD = "alignment_rolling_momentum"
-DEFAULT_SERVER_MOMENTUM = 0.5
 DEFAULT_RATES = (1.0, 0.5, 0.5, 0.25, 0.125)
 HETEROFL_TIERS = (1.0, 0.5, 0.25, 0.125, 0.0625)  # HeteroFL's computation levels a..e
 ASSIGNMENTS = ("by_volume", "random", "against_volume")
@@ -214,12 +213,14 @@ def _round_updates(
     offsets: tuple[float, ...] | None = None,
     poison_scale: float | None = None,
     nested: bool = False,
+    configure: Callable[[Shard, TrainConfig], TrainConfig] | None = None,
 ) -> Iterator[ClientUpdate]:
     """A generator: each institution's update is trained, aggregated and dropped in turn.
 
     With ``poison_scale``, the widest institution (the first, on ties) turns attacker and sends
     base + poison_scale * (trained - base): scaled, and sign-flipped when negative. With ``nested``
-    each institution also trains every narrower width of the federation (FjORD)."""
+    each institution also trains every narrower width of the federation (FjORD). ``configure``
+    adapts the round's config to one institution (e.g. its own DP-SGD noise)."""
     attacker = rates.index(max(rates)) if poison_scale is not None else -1
     homogeneous = all(r == 1.0 for r in rates)
     for position, (shard, rate) in enumerate(zip(shards, rates, strict=True)):
@@ -234,6 +235,8 @@ def _round_updates(
             salt=_seed(seed, "units", shard.institution),
         )
         config = replace(train, seed=_seed(seed, round_index, shard.institution), nested_rates=rates if nested else ())
+        if configure is not None:
+            config = configure(shard, config)
         new_state, samples, _ = train_local(spec, sub, rate, shard.train, config)
         if position == attacker and poison_scale is not None:
             base = extract_with_map(global_state, index_map)

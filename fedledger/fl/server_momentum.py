@@ -14,7 +14,7 @@ on every CPU: G(t) = (q·A + p·G(t-1) - p·G(t-2)) / q per covered entry, one r
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from fractions import Fraction
 
 import numpy as np
@@ -23,10 +23,12 @@ import torch
 from fedledger.fl.aggregation import (
     AggregationError,
     AlignmentAggregation,
+    ClientUpdate,
     StreamingAccumulator,
     UpdateCheck,
 )
 from fedledger.fl.exact_sum import ExactSum, FixedPointRangeError, range_exponent, rows_of
+from fedledger.fl.submodel import advanced_index
 
 MAX_DENOMINATOR = 1000  # beta is taken as the nearest fraction p/q with q <= 1000 (0.9 -> 9/10)
 
@@ -53,13 +55,56 @@ class ServerMomentumAlignment(AlignmentAggregation):
 
     def _finish(self, global_state: Mapping[str, torch.Tensor], acc: StreamingAccumulator) -> dict[str, torch.Tensor]:
         covered = {name: acc.entry_weights(name) > 0 for name in global_state}
-        aligned = acc.result()
-        if self.before_previous is None or self.fraction == 0:
-            return aligned
-        return {
-            name: momentum_step(aligned[name], previous, self.before_previous[name], self.fraction, covered[name])
-            for name, previous in global_state.items()
-        }
+        return with_momentum(acc.result(), global_state, self.before_previous, self.fraction, covered)
+
+
+class MomentumAfter(AlignmentAggregation):
+    """Another aligning strategy (central DP's noised alignment), then the momentum step on what it
+    released: momentum is post-processing, so it spends no privacy. Coverage is read from the index
+    maps of the updates the strategy took, the entries :class:`ServerMomentumAlignment` finds covered."""
+
+    def __init__(
+        self, inner: AlignmentAggregation, beta: float, before_previous: Mapping[str, torch.Tensor] | None
+    ) -> None:
+        super().__init__()
+        self.inner = inner
+        self.fraction = momentum_fraction(beta)
+        self.before_previous = before_previous
+
+    def aggregate(
+        self, global_state: Mapping[str, torch.Tensor], updates: Iterable[ClientUpdate]
+    ) -> dict[str, torch.Tensor]:
+        covered = {name: torch.zeros(tuple(t.shape), dtype=torch.bool) for name, t in global_state.items()}
+
+        def marking() -> Iterator[ClientUpdate]:
+            for update in updates:
+                yield update
+                for name, dims in update.index_map.indices.items():
+                    covered[name][advanced_index(dims, tuple(covered[name].shape))] = True
+
+        state = self.inner.aggregate(global_state, marking())
+        return with_momentum(state, global_state, self.before_previous, self.fraction, covered)
+
+
+def with_momentum(
+    new_state: Mapping[str, torch.Tensor],
+    previous: Mapping[str, torch.Tensor],
+    before_previous: Mapping[str, torch.Tensor] | None,
+    fraction: Fraction,
+    covered: Mapping[str, torch.Tensor],
+) -> dict[str, torch.Tensor]:
+    """The momentum step on a round's result (aligned, or noised, or unmasked: any post-processing
+    comes first), ``covered`` per tensor a boolean mask of the entries the round's updates covered.
+    Unchanged when there is no history yet (``before_previous`` None) or beta is 0."""
+    if before_previous is None or fraction == 0:
+        return dict(new_state)
+    missing = sorted(set(previous) - set(before_previous))
+    if missing:
+        raise AggregationError(f"server momentum: the model two rounds back lacks tensor {missing[0]}")
+    return {
+        name: momentum_step(new_state[name], value, before_previous[name], fraction, covered[name])
+        for name, value in previous.items()
+    }
 
 
 def momentum_step(

@@ -6,14 +6,17 @@ no dropout; the model's own initialisation never matters because the sub-state i
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from functools import partial
 from typing import Any
 
 import torch
 
 from fedledger.fl.data import Dataset
+from fedledger.fl.dp_sgd import train_dp_sgd
 from fedledger.fl.models import ModelSpec, build_model
 from fedledger.fl.ordered_dropout import NestedWidths
 
@@ -39,6 +42,11 @@ class TrainConfig:
     ``nested_rates``: FjORD's ordered dropout. Every width in this list that is narrower than the
     client's own is trained too, on the same batch, as the prefix of the client's layers
     (:mod:`fedledger.fl.ordered_dropout`); the loss is the sum over the widths. Empty: off.
+
+    ``dp_noise_multiplier`` > 0 trains by local DP-SGD (:mod:`fedledger.fl.dp_sgd`): Poisson
+    sampling at batch_size / records, per-record clipping to ``dp_max_grad_norm``, Gaussian
+    noise. ``dp_seed`` None draws the sampling and the noise from fresh OS randomness (what the
+    guarantee needs); a seed makes the run reproducible (tests, experiments). 0: off.
     """
 
     epochs: int = 1
@@ -52,6 +60,9 @@ class TrainConfig:
     proximal_mu: float = 0.0
     logit_adjustment: float = 0.0
     nested_rates: tuple[float, ...] = ()
+    dp_noise_multiplier: float = 0.0
+    dp_max_grad_norm: float = 1.0
+    dp_seed: int | None = None
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -64,6 +75,19 @@ class TrainConfig:
             raise ValueError("logit_adjustment must be >= 0")
         if not self.proximal_mu >= 0:
             raise ValueError("proximal_mu must be >= 0")
+        if not (math.isfinite(self.dp_noise_multiplier) and self.dp_noise_multiplier >= 0):
+            raise ValueError("dp_noise_multiplier must be >= 0 (0: no DP-SGD)")
+        if not (math.isfinite(self.dp_max_grad_norm) and self.dp_max_grad_norm > 0):
+            raise ValueError("dp_max_grad_norm must be positive")
+        if self.dp_sgd and (self.nested_rates or self.proximal_mu > 0):
+            raise ValueError("DP-SGD clips per-record gradients: it cannot train nested widths or a proximal term")
+        if self.dp_sgd and (self.mask_absent_classes or self.logit_adjustment > 0):
+            # both read the local class counts, which no per-record clip bounds
+            raise ValueError("DP-SGD cannot use mask_absent_classes or logit_adjustment (they leak class counts)")
+
+    @property
+    def dp_sgd(self) -> bool:
+        return self.dp_noise_multiplier > 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -96,7 +120,8 @@ def train_local(
     """Train the sub-model at ``width_rate`` from ``sub_state`` on ``dataset``.
 
     Returns the new sub-state (same names, shapes, dtypes), the number of training samples (the
-    aggregation weight) and metrics (mean loss of the last epoch, steps taken).
+    aggregation weight) and metrics (mean loss of the last epoch, steps taken; with DP-SGD also
+    its Poisson ``sample_rate``).
     """
     if len(dataset) == 0:
         raise ValueError(f"{dataset.name}: no training samples")
@@ -114,6 +139,21 @@ def train_local(
     if config.logit_adjustment > 0:
         counts = torch.bincount(y, minlength=spec.num_classes).to(torch.float32) + 1.0
         shift = config.logit_adjustment * torch.log(counts / counts.sum())
+    if config.dp_sgd:
+        dp_loss, plan = train_dp_sgd(
+            model,
+            optimiser,
+            X,
+            y,
+            partial(torch.nn.functional.cross_entropy, reduction="sum"),  # no class masking with DP-SGD
+            noise_multiplier=config.dp_noise_multiplier,
+            max_grad_norm=config.dp_max_grad_norm,
+            batch_size=config.batch_size,
+            epochs=config.epochs,
+            seed=config.dp_seed,
+        )
+        metrics = {"loss": dp_loss, "steps": float(plan.steps), "sample_rate": plan.sample_rate}
+        return _state_of(model), len(dataset), metrics
     nested = NestedWidths(spec, width_rate, config.nested_rates) if config.nested_rates else None
     params = dict(model.named_parameters())
     anchor = [p.detach().clone() for p in model.parameters()] if config.proximal_mu > 0 else None
@@ -138,8 +178,11 @@ def train_local(
             seen += len(batch)
             steps += 1
         last_loss = total / seen
-    new_state = {name: t.detach().clone().contiguous() for name, t in model.state_dict().items()}
-    return new_state, len(dataset), {"loss": last_loss, "steps": float(steps)}
+    return _state_of(model), len(dataset), {"loss": last_loss, "steps": float(steps)}
+
+
+def _state_of(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {name: t.detach().clone().contiguous() for name, t in model.state_dict().items()}
 
 
 def _loss(

@@ -64,6 +64,7 @@ class ReasonCode(StrEnum):
     MALFORMED_FILE = "malformed_file"
     FIELDS_MISMATCH = "fields_mismatch"  # file's sample count, width or index map differ from the ledger
     WRONG_SHAPE = "wrong_shape"
+    WRONG_WINDOW = "wrong_window"  # the index map is not the one the consortium's selection gives
     NON_FINITE = "non_finite"
     NORM_BOUND = "norm_bound"
     WRONG_BASE = "wrong_base"

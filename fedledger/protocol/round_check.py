@@ -28,6 +28,7 @@ from fedledger.errors import FedLedgerError
 from fedledger.fl import (
     AlignmentAggregation,
     ClientUpdate,
+    IndexMap,
     ModelFileError,
     ModelSpec,
     UpdateRejected,
@@ -36,6 +37,8 @@ from fedledger.fl import (
     validate_update,
 )
 from fedledger.fl.rules import AGGREGATION_RULES, DEFAULT_RULE, aggregation_for
+from fedledger.fl.server_momentum import MomentumAfter, momentum_fraction
+from fedledger.fl.submodel import SELECTIONS, make_index_map
 from fedledger.protocol.entries import SubmittedEvent, UpdateEntry
 from fedledger.protocol.errors import ModelDigestMismatch, SealedModelError
 from fedledger.protocol.manifest import (
@@ -60,6 +63,9 @@ log = logging.getLogger(__name__)
 
 RULES = AGGREGATION_RULES
 NOISE_RULE_KEY = "noise"
+SELECTION_RULE_KEY = "selection"  # absent: any well-formed index map (manifests before the key existed)
+MOMENTUM_RULE_KEY = "server_momentum"  # absent: 0, no server momentum (manifests before the key existed)
+_OPTIONAL_RULE_KEYS = {DP_RULE_KEY, NOISE_RULE_KEY, SECAGG_RULE_KEY, SELECTION_RULE_KEY, MOMENTUM_RULE_KEY}
 
 
 @dataclass(frozen=True)
@@ -100,15 +106,23 @@ def ledger_updates(
 @dataclass(frozen=True)
 class AggregationRule:
     """The aggregation rule and the validation policy, as the manifest publishes them; a round with
-    central DP also names its parameters (``dp``) and its published noise secret (``noise``)."""
+    central DP also names its parameters (``dp``) and its published noise secret (``noise``).
+
+    ``selection``: which units a member of each width trains (``rolling``, ``static``, ``random``;
+    every update's index map must be the one it gives), None: any well-formed map.
+    ``server_momentum``: beta of the momentum step on the round's result (0: none), with the
+    global model two rounds back (:func:`fedledger.protocol.momentum_history.before_previous_model`)."""
 
     name: str = "alignment"
     policy: ValidationPolicy = field(default_factory=ValidationPolicy)
     privacy: RoundPrivacy | None = None  # the round's DP parameters (``dp`` in the manifest), None: no DP
     secagg: SecAggRule | None = None  # secure aggregation (``secagg`` in the manifest), None: plain updates
     noise: PublishedNoise | None = None  # central DP's committed noise secret, with ``privacy``
+    selection: str | None = None
+    server_momentum: float = 0.0
 
     def __post_init__(self) -> None:
+        self._check_selection_and_momentum()
         if self.name not in RULES:
             raise ManifestError(f"unknown aggregation rule {self.name!r} (known: {', '.join(RULES)})")
         if self.secagg is not None and (self.name != "alignment" or self.policy.max_norm is not None):
@@ -130,15 +144,37 @@ class AggregationRule:
             out[DP_RULE_KEY] = dp_rule(self.privacy)
         if self.noise is not None:
             out[NOISE_RULE_KEY] = self.noise.to_dict()
+        if self.selection is not None:
+            out[SELECTION_RULE_KEY] = self.selection
+        if self.server_momentum:
+            out[MOMENTUM_RULE_KEY] = float(self.server_momentum)
         return out
+
+    def _check_selection_and_momentum(self) -> None:
+        if self.selection is not None and self.selection not in SELECTIONS:
+            raise ManifestError(f"unknown selection {self.selection!r} (known: {', '.join(SELECTIONS)})")
+        beta = self.server_momentum
+        if isinstance(beta, bool) or not isinstance(beta, int | float):
+            raise ManifestError(f"server_momentum must be a number, got {beta!r}")
+        try:
+            exact = float(momentum_fraction(beta)) == beta
+        except ValueError as exc:
+            raise ManifestError(str(exc)) from None
+        if not exact:
+            raise ManifestError(f"server_momentum must be a fraction p/q with q <= 1000 (0.5, 0.9), got {beta!r}")
+        if beta and self.name != DEFAULT_RULE:
+            raise ManifestError(
+                f"server_momentum applies to {DEFAULT_RULE} only: the robust rule {self.name} keeps it at 0"
+            )
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> AggregationRule:
         """The rule a manifest names; ManifestError for anything this code cannot recompute."""
-        if set(raw) - {DP_RULE_KEY, NOISE_RULE_KEY, SECAGG_RULE_KEY} != {"name", "max_norm", "norm_policy"}:
+        if set(raw) - _OPTIONAL_RULE_KEYS != {"name", "max_norm", "norm_policy"}:
             raise ManifestError(
                 f"manifest rule must have name, max_norm and norm_policy (and {DP_RULE_KEY}, {NOISE_RULE_KEY} "
-                f"for DP, {SECAGG_RULE_KEY} for secure aggregation), got {sorted(raw)}"
+                f"for DP, {SECAGG_RULE_KEY} for secure aggregation, {SELECTION_RULE_KEY}, {MOMENTUM_RULE_KEY}), "
+                f"got {sorted(raw)}"
             )
         try:
             privacy = round_privacy_of(raw)
@@ -153,7 +189,13 @@ class AggregationRule:
             policy = ValidationPolicy(None if max_norm is None else float(max_norm), str(raw["norm_policy"]))
         except ValueError as exc:
             raise ManifestError(f"manifest rule: {exc}") from None
-        return cls(str(raw["name"]), policy, privacy, secagg, noise)
+        selection = raw.get(SELECTION_RULE_KEY)
+        if selection is not None and not isinstance(selection, str):
+            raise ManifestError("manifest rule selection must be a string")
+        beta = raw.get(MOMENTUM_RULE_KEY, 0.0)
+        if MOMENTUM_RULE_KEY in raw and (not isinstance(beta, float) or beta == 0):
+            raise ManifestError("manifest rule server_momentum must be a number in (0, 1); 0 is written by omission")
+        return cls(str(raw["name"]), policy, privacy, secagg, noise, selection, beta)
 
     def consortium_terms(self) -> AggregationRule:
         """The part of the rule members agree on in their configs; DP parameters are held to the
@@ -195,17 +237,30 @@ class AggregationRule:
             )
         return p
 
-    def aggregation(self, noise_seed_of: Callable[[], bytes] | None = None) -> AlignmentAggregation:
+    def aggregation(
+        self,
+        noise_seed_of: Callable[[], bytes] | None = None,
+        before_previous: Mapping[str, torch.Tensor] | None = None,
+    ) -> AlignmentAggregation:
         """The strategy; with DP, alignment of clipped updates plus the noise seeded by ``noise_seed_of``
-        (called once the updates are in)."""
+        (called once the updates are in); with server momentum, its step on that result, from
+        ``before_previous`` (the global model two rounds back; None in round 0)."""
         if self.secagg is not None:  # masked inputs are summed by secagg_round, never aligned in the clear
             raise ManifestError("a secure-aggregation round is computed by compute_secure_round, not aligned")
         if self.privacy is None:
-            return aggregation_for(self.name)
+            return aggregation_for(self.name, server_momentum=self.server_momentum, before_previous=before_previous)
         p = self.gaussian_privacy()
         if noise_seed_of is None:
             raise ManifestError("a round with DP needs its noise secret to aggregate")
-        return CentralDPAggregation(p.clip, p.noise_multiplier, noise_seed_of)
+        noised = CentralDPAggregation(p.clip, p.noise_multiplier, noise_seed_of)
+        return MomentumAfter(noised, self.server_momentum, before_previous) if self.server_momentum else noised
+
+    def expected_map(self, spec: ModelSpec, width_rate: float, round_index: int) -> IndexMap | None:
+        """The index map the rule's selection gives a member of ``width_rate`` in ``round_index``
+        (what the node's training cuts out); None when the rule names no selection."""
+        if self.selection is None:
+            return None
+        return make_index_map(spec, width_rate, self.selection, round_index)
 
 
 class EntryExcluded(FedLedgerError):
@@ -368,6 +423,25 @@ def _validate(
         raise EntryExcluded(ReasonCode.NORM_BOUND, str(exc)) from None
 
 
+def _check_window(update: ClientUpdate, spec: ModelSpec, rule: AggregationRule, round_index: int) -> None:
+    """The update's index map is the one the consortium's selection gives its width in this round,
+    so no member picks which units it trains (e.g. always the same ones, to steer them)."""
+    try:
+        expected = rule.expected_map(spec, update.width_rate, round_index)
+    except ValueError as exc:  # untrusted width: a reason, never a crashed round
+        raise EntryExcluded(ReasonCode.WRONG_WINDOW, f"no window for this width: {exc}") from None
+    if expected is not None and expected.digest() != update.index_map.digest():
+        raise EntryExcluded(
+            ReasonCode.WRONG_WINDOW,
+            f"the index map is not the {rule.selection} window of width {update.width_rate:g} in round {round_index}",
+        )
+
+
+def needs_history(rule: AggregationRule, round_index: int) -> bool:
+    """Whether the round's aggregation needs the global model two rounds back (server momentum past round 0)."""
+    return bool(rule.server_momentum) and round_index > 0
+
+
 def compute_round(
     vault: ModelVault,
     mpk: SignMasterPublicKey,
@@ -381,16 +455,20 @@ def compute_round(
     *,
     noise_secret: bytes | None = None,
     verified: VerifiedSignatures | None = None,
+    before_previous: Mapping[str, torch.Tensor] | None = None,
 ) -> RoundComputation:
     """Check every entry (in address order) and aggregate the accepted ones into the new state.
 
     ``readers``: who every sealed update must name (``ModelVault.round_readers``); empty: no such check.
     A rule with DP needs ``noise_secret``, the round's committed secret: the noise seed binds it to
-    the Merkle root of the included entries (``fedledger.protocol.noise_seed``). ``verified``: the
-    signatures this party already checked (``fedledger.protocol.signature_cache``), not checked again.
+    the Merkle root of the included entries (``fedledger.protocol.noise_seed``). A rule with server
+    momentum needs ``before_previous`` past round 0 (``fedledger.protocol.momentum_history``).
+    ``verified``: the signatures this party already checked (``fedledger.protocol.signature_cache``).
     """
     workdir.mkdir(parents=True, exist_ok=True)
     ordered = sorted(updates, key=lambda u: u.address)
+    if ordered and needs_history(rule, ordered[0].entry.round) and before_previous is None:
+        raise ManifestError("a round with server momentum after round 0 needs the global model two rounds back")
     included: list[LedgerUpdate] = []
     excluded: list[Exclusion] = []
 
@@ -402,6 +480,7 @@ def compute_round(
                 path = _fetch(vault, update, workdir)
                 try:
                     checked = _validate(_load(path, update), spec, base_state, base_digest, rule.policy)
+                    _check_window(checked, spec, rule, update.entry.round)
                 except EntryExcluded:
                     path.unlink(missing_ok=True)
                     raise
@@ -412,7 +491,8 @@ def compute_round(
             included.append(update)
             yield checked
 
-    state = rule.aggregation(noise_seed_source(rule, noise_secret, included)).aggregate(base_state, accepted())
+    strategy = rule.aggregation(noise_seed_source(rule, noise_secret, included), before_previous)
+    state = strategy.aggregate(base_state, accepted())
     return RoundComputation(included, excluded, state)
 
 

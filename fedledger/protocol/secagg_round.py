@@ -23,7 +23,8 @@ import torch
 
 from fedledger.digests import sm3
 from fedledger.errors import FedLedgerError
-from fedledger.fl import IndexMap, ValidationPolicy
+from fedledger.fl import IndexMap, ModelSpec, ValidationPolicy
+from fedledger.fl.server_momentum import momentum_fraction, with_momentum
 from fedledger.protocol.consortium import Consortium
 from fedledger.protocol.manifest import Exclusion, ReasonCode
 from fedledger.protocol.round_check import (
@@ -32,6 +33,7 @@ from fedledger.protocol.round_check import (
     LedgerUpdate,
     RoundComputation,
     check_signature,
+    needs_history,
 )
 from fedledger.protocol.secagg_noise import (
     NoisePlan,
@@ -247,6 +249,21 @@ class SecAggRecord:
         )
 
 
+def check_join_window(join: Join, spec: ModelSpec, rule: AggregationRule, round_index: int) -> None:
+    """SecureRoundError unless the join's index map is the window the rule's selection gives its
+    width in this round (the aggregator refuses such a join; a co-signer, a record resting on one)."""
+    index_map = join.parsed_index_map()
+    try:
+        expected = rule.expected_map(spec, index_map.width_rate, round_index)
+    except ValueError as exc:
+        raise SecureRoundError(f"member {join.member}: no window for its width: {exc}") from None
+    if expected is not None and expected.digest() != index_map.digest():
+        raise SecureRoundError(
+            f"member {join.member}: its index map is not the {rule.selection} window of width "
+            f"{index_map.width_rate:g} in round {round_index}"
+        )
+
+
 def build_setup(
     round_index: int, rule: SecAggRule, joins: Mapping[int, Join], global_shapes: Mapping[str, tuple[int, ...]]
 ) -> RoundSetup:
@@ -390,6 +407,8 @@ def compute_secure_round(
     record: SecAggRecord,
     *,
     dp: AggregationRule | None = None,
+    before_previous: Mapping[str, torch.Tensor] | None = None,
+    spec: ModelSpec | None = None,
 ) -> tuple[RoundComputation, Aggregate]:
     """The secure round as the record publishes it: decisions, the unmasked aggregate, the decoded model.
 
@@ -398,9 +417,15 @@ def compute_secure_round(
     ``dp``: the round's rule; its DP parameters must be exactly what the members' noise plan (in their
     joins), the setup and the survivors imply (members clipped their updates and added their Skellam
     shares before masking, so the noise is inside the sum and no noise is added here, docs/secagg.md).
+    A rule with server momentum takes its step last, on the unmasked (noised) mean, from
+    ``before_previous``, the global model two rounds back (None in round 0). With ``spec``, every
+    join's index map must be the window the rule's selection gives its width.
     """
     shapes = {name: tuple(t.shape) for name, t in base_state.items()}
     messages = read_messages(store, mpk, roster, round_index, rule, shapes, record)
+    if spec is not None and dp is not None:
+        for join in messages.joins.values():
+            check_join_window(join, spec, dp, round_index)
     valid, excluded = check_entries(store, mpk, roster, messages, updates)
     survivors = set(record.survivors)
     missing = survivors - set(valid)
@@ -427,6 +452,8 @@ def compute_secure_round(
     flat = aggregate.mean(previous)
     state = {name: torch.from_numpy(np.array(v, dtype=np.float32)) for name, v in unflatten(flat, shapes).items()}
     included = sorted((u for u, _ in valid.values()), key=lambda u: u.address)
+    if dp is not None and dp.server_momentum:
+        state = _with_momentum(state, aggregate, shapes, base_state, dp, round_index, before_previous)
     excluded.sort(key=lambda e: e.institution)
     checked = SecAggRecord(
         record.setup, record.joins, record.shares, record.survivors, record.reveals, dict(aggregate.cheaters)
@@ -434,7 +461,27 @@ def compute_secure_round(
     return RoundComputation(included, excluded, state, checked.to_dict()), aggregate
 
 
-def secure_aggregation_rule(policy: ValidationPolicy, members: int) -> AggregationRule:
+def _with_momentum(
+    state: dict[str, torch.Tensor],
+    aggregate: Aggregate,
+    shapes: Mapping[str, tuple[int, ...]],
+    base_state: Mapping[str, torch.Tensor],
+    rule: AggregationRule,
+    round_index: int,
+    before_previous: Mapping[str, torch.Tensor] | None,
+) -> dict[str, torch.Tensor]:
+    """The server momentum step on the decoded mean, on the entries some survivor covered (public
+    coverage), exactly as a plain round takes it on the aligned mean."""
+    if needs_history(rule, round_index) and before_previous is None:
+        raise SecureRoundError("a round with server momentum after round 0 needs the global model two rounds back")
+    covered = {name: torch.from_numpy(np.array(w) > 0) for name, w in unflatten(aggregate.coverage, shapes).items()}
+    return with_momentum(state, base_state, before_previous, momentum_fraction(rule.server_momentum), covered)
+
+
+def secure_aggregation_rule(
+    policy: ValidationPolicy, members: int, selection: str | None = None, server_momentum: float = 0.0
+) -> AggregationRule:
     """The rule of a secure round, as the aggregator writes it and every node expects it:
     alignment of masked inputs with t = floor(n/2) + 1 of the roster's n members."""
-    return AggregationRule("alignment", policy, secagg=SecAggRule(default_threshold(members)))
+    secagg = SecAggRule(default_threshold(members))
+    return AggregationRule("alignment", policy, secagg=secagg, selection=selection, server_momentum=server_momentum)

@@ -44,6 +44,7 @@ from fedledger.fl import (
     load_update,
     save_update,
 )
+from fedledger.fl.rules import DEFAULT_SELECTION, DEFAULT_SERVER_MOMENTUM
 from fedledger.protocol import UpdateEntry
 from fedledger.protocol.consortium import consortium_identity
 from fedledger.protocol.manifest import Exclusion, ReasonCode, RoundManifest
@@ -67,7 +68,10 @@ from tests.support.manual_aggregator import open_next_round as open_next
 from tests.support.manual_aggregator import round_base, round_updates
 
 MAX_NORM = 1000.0  # the agreed norm bound: far above an honest update, far below a boosted one
-RULE = AggregationRule(policy=ValidationPolicy(max_norm=MAX_NORM))
+# the consortium's default terms (rolling windows, server momentum) with the agreed norm bound
+RULE = AggregationRule(
+    policy=ValidationPolicy(max_norm=MAX_NORM), selection=DEFAULT_SELECTION, server_momentum=DEFAULT_SERVER_MOMENTUM
+)
 honest_view = functools.partial(manual_aggregator.honest_view, rule=RULE)
 publish = functools.partial(manual_aggregator.publish, rule=RULE)
 HONEST = (0, 1, 2)
@@ -318,7 +322,9 @@ def test_a_valid_update_left_out_or_excluded_for_a_false_reason_is_refused(c: Co
     ):
         check_record(checker, recoded)
     # Dropping the agreed norm bound from the rule (so a boosted update would pass) is refused.
-    unbounded, _ = honest_view(party, mpk_of(c), ledger, r, tmp_path / "unbounded", rule=AggregationRule())
+    unbounded, _ = honest_view(
+        party, mpk_of(c), ledger, r, tmp_path / "unbounded", rule=dataclasses.replace(RULE, policy=ValidationPolicy())
+    )
     with pytest.raises(RecordRefused, match=r"rule .* is not the consortium's"):
         check_record(checker, unbounded)
 

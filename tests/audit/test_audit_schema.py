@@ -89,7 +89,7 @@ def test_schemathesis_finds_nothing(odd_cids: Scenario) -> None:
     schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(odd_cids.service()))
     checks = [not_a_server_error, status_code_conformance, unsupported_method, positive_data_acceptance]
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 14  # 12 + /metrics (consortium) + /privacy
+    assert len(operations) == 15  # 12 + /metrics (consortium) + /privacy + /privacy/local
 
     for operation in operations:
 

@@ -5,6 +5,7 @@ a node refuses to sign a third round that a malicious aggregator opened and nois
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
 
@@ -17,10 +18,8 @@ from demo.in_process import InProcessConsortium as Consortium
 from fedledger.audit.service import AuditService
 from fedledger.chain.localchain import LocalChain
 from fedledger.dp.accountant import epsilon
-from fedledger.fl import ValidationPolicy
 from fedledger.protocol.manifest import read_posted_manifest
 from fedledger.protocol.readers import readers_now
-from fedledger.protocol.round_check import AggregationRule
 from fedledger.sm9 import SignMasterPublicKey
 from fedledger.store import open_store
 from node.participant import RecordRefused, check_record, train_and_submit
@@ -89,7 +88,7 @@ def test_a_node_refuses_to_sign_an_over_budget_round_forged_by_the_aggregator(co
     noise, secret = publish_secret(
         node.vault, readers_now(ledger, node.consortium), workdir, ledger.chain_id, ledger.address, round_index
     )
-    rule = AggregationRule(policy=ValidationPolicy(), privacy=privacy, noise=noise)
+    rule = dataclasses.replace(node.rule, privacy=privacy, noise=noise)
     mpk = SignMasterPublicKey.load(consortium.layout.master_public_key)
     view, manifest = manual_aggregator.honest_view(node, mpk, ledger, round_index, workdir, rule, secret)
     assert manifest.rule["dp"]["participants"] == 1  # an honestly noised round, only over the budget

@@ -87,7 +87,8 @@ def _secure_round(c: InProcessConsortium, round_index: int, manifest: RoundManif
     updates = round_updates(node.ledger, round_index)
     rule = AggregationRule.from_dict(manifest.rule)
     args = (node.store, node.master_public_key, node.consortium, round_index, base, updates, node.rule.secagg, record)
-    computation, aggregate = compute_secure_round(*args, dp=rule)
+    history = _models(c, round_index - 1)[0] if round_index else None  # G(t-2) for the server momentum step
+    computation, aggregate = compute_secure_round(*args, dp=rule, before_previous=history)
     return computation.state, aggregate
 
 

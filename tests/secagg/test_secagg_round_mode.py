@@ -27,7 +27,8 @@ from demo.in_process import InProcessConsortium
 from fedledger.audit.service import AuditService
 from fedledger.chain.localchain import LocalChain
 from fedledger.digests import sm3
-from fedledger.fl import ClientUpdate, load_client_update, load_global
+from fedledger.fl import ClientUpdate, load_client_update, load_global, make_index_map
+from fedledger.fl.server_momentum import ServerMomentumAlignment
 from fedledger.protocol.manifest import ReasonCode, RoundManifest, read_posted_manifest
 from fedledger.protocol.secagg_round import Join, SecAggRecord, SecureRoundError, compute_secure_round, publish
 from fedledger.protocol.session_auth import sign_payload
@@ -41,7 +42,6 @@ from node.http_client import aggregator_client
 from node.participant import NodeContext, round_dir, submit_entry
 from node.secagg_check import REVEALED_FOR, recompute_secure_round
 from node.secagg_client import SecureClient, _Round
-from tests.secagg.secagg_cases import exact_alignment
 from tests.support.manual_aggregator import round_updates
 
 PHASE_SECONDS = 6.0  # how long the aggregator waits for a member missing from a phase
@@ -83,15 +83,17 @@ def _models(c: InProcessConsortium, round_index: int) -> tuple[dict[str, torch.T
 
 
 def _plain_alignment(c: InProcessConsortium, round_index: int, members: list[int], setup: RoundSetup) -> np.ndarray:
-    """Plain alignment of the members' own (local, unmasked) updates, quantised to the round's ring."""
+    """Plain alignment of the members' own (local, unmasked) updates, quantised to the round's ring,
+    with the consortium's server momentum (0.5, from the model two rounds back) after round 0."""
     base, _ = _models(c, round_index)
+    before = _models(c, round_index - 1)[0] if round_index > 0 else None
     updates = []
     for m in members:
         node = c.nodes[m - 1]
         update = load_client_update(round_dir(node, round_index) / "update.safetensors")
         state = {n: torch.from_numpy(dequantise(t.numpy(), setup.ring, 8.0)) for n, t in update.state.items()}
         updates.append(ClientUpdate(node.name, state, update.index_map, update.num_samples))
-    return flatten_state(exact_alignment().aggregate(base, updates))
+    return flatten_state(ServerMomentumAlignment(0.5, before).aggregate(base, updates))
 
 
 Goal = Callable[[SecureClient, _Round, str], bool]
@@ -366,6 +368,14 @@ def test_the_secure_board_refuses_forged_misrouted_and_out_of_phase_messages(con
     assert board.secure.find(7).view()["phase"] == "join" and list(board.secure.find(7).view()["joins"]) == ["2"]
     assert post(two, "join", join_of(two, 2, two)) == 409  # a second, different join
     assert client.get("/rounds/8/secagg").status_code == 404
+    # a board held to the consortium's selection refuses a join whose window is not the round's
+    spec = c.aggregator_context().spec
+    board.secure = SecureBoard(store, one.master_public_key, one.consortium, lambda a: True, window=(spec, two.rule))
+    board.secure.round(7)
+    assert post(two, "join", join_of(two, 2, two)) == 422  # round 0's rolling window, not round 7's
+    rolling = make_index_map(spec, two.width_rate, "rolling", 7).to_dict()
+    right = Join(7, 2, two.account.address.lower(), RoundKeys().advert(7, 2), rolling, 10).signed(two.sm9_key)
+    assert post(two, "join", right.to_bytes()) == 200
 
 
 def test_a_node_refuses_a_setup_that_is_not_what_the_signed_joins_give(consortium: InProcessConsortium) -> None:

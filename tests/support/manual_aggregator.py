@@ -21,6 +21,7 @@ from fedledger.fl import ModelSpec, load_global, save_global
 from fedledger.protocol.consortium import Consortium
 from fedledger.protocol.manifest import Exclusion, RoundManifest
 from fedledger.protocol.model_files import ModelVault
+from fedledger.protocol.momentum_history import before_previous_model
 from fedledger.protocol.readers import readers_now
 from fedledger.protocol.round_check import (
     AggregationRule,
@@ -41,6 +42,9 @@ class Party(Protocol):
 
     @property
     def consortium(self) -> Consortium: ...
+
+    @property
+    def rule(self) -> AggregationRule: ...
 
 
 def open_next_round(ledger: LedgerClient, aggregator: LocalAccount) -> int:
@@ -90,7 +94,7 @@ def publish(
         sorted(included, key=lambda u: u.address), sorted(excluded, key=lambda e: e.institution), dict(state)
     )
     ledger_id = (ledger.chain_id, ledger.address)
-    rule = rule or AggregationRule()
+    rule = rule or party.rule
     manifest = computation.manifest(ledger_id, round_index, base_digest, global_cid, global_digest, rule)
     record = store_manifest(party.vault.store, manifest)
     return {"record": record.to_dict(), "included": [r.institution for r in manifest.included]}, manifest
@@ -106,8 +110,9 @@ def honest_view(
     noise_secret: bytes | None = None,
 ) -> tuple[dict[str, Any], RoundManifest]:
     """What an honest aggregator would put before the nodes for the round as the ledger has it now
-    (``noise_secret``: the committed secret of a round whose rule has DP)."""
-    rule = rule or AggregationRule()
+    (``noise_secret``: the committed secret of a round whose rule has DP); ``rule`` defaults to the
+    party's, the consortium's terms."""
+    rule = rule or party.rule
     workdir.mkdir(parents=True, exist_ok=True)
     state, spec, base_digest = round_base(party, ledger, round_index, workdir)
     computation = compute_round(
@@ -120,6 +125,7 @@ def honest_view(
         rule,
         workdir / "check",
         noise_secret=noise_secret,
+        before_previous=before_previous_model(ledger, party.vault, round_index, workdir, rule),
     )
     return publish(
         party,
