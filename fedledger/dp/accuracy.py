@@ -9,6 +9,8 @@ hospital by Opacus DP-SGD (``fedledger.fl.dp_sgd``, per-record clip C, no logit 
 class counts), z calibrated per hospital so its own 50 rounds spend the target record-level epsilon
 (``fedledger.dp.local``), and align the updates plainly. Each run records test and
 validation accuracy per round, so settings (the clip) are chosen on validation, never on test.
+A secure run also records, per round, the largest deviation of its model from plain alignment of
+the same updates (the quantisation the ring adds, which the table reports).
 
 ``python -m fedledger.dp.accuracy --rounds 50 --seeds 0,1,2 --out runs.json`` (one JSON file,
 rewritten after every run, so a long sweep can be stopped and read at any time).
@@ -140,17 +142,20 @@ def run_one(run: Run) -> dict[str, Any]:
 
     z = noise_multiplier_for(run.epsilon, run.rounds, DELTA) if run.epsilon else None
     state = initial_global_state(spec, run.seed)
-    test_history, val_history = [], []
+    test_history, val_history, deviations = [], [], []
     for r in range(run.rounds):
         updates = _round_updates(
             state, spec, shards, rates, run.selection, r, replace(train), run.seed, configure=configure
         )
-        strategy: Any
-        if z is not None:
-            strategy = CentralDPAggregation(run.clip, z, _round_seed(run, r))
+        if run.secure:
+            members = list(updates)
+            plain = flatten_state(AlignmentAggregation().aggregate(state, members))
+            state = SecureAggregationSimulation().aggregate(state, members)
+            deviations.append(float(np.abs(flatten_state(state).astype(np.float64) - plain).max()))
+        elif z is not None:
+            state = CentralDPAggregation(run.clip, z, _round_seed(run, r)).aggregate(state, updates)
         else:
-            strategy = SecureAggregationSimulation() if run.secure else AlignmentAggregation()
-        state = strategy.aggregate(state, updates)
+            state = AlignmentAggregation().aggregate(state, updates)
         metrics = _metrics(spec, state, test, val)
         test_history.append(metrics["accuracy"])
         val_history.append(metrics["val_accuracy"])
@@ -162,6 +167,8 @@ def run_one(run: Run) -> dict[str, Any]:
         "history": test_history,
         "val_history": val_history,
     }
+    if run.secure:
+        out["max_deviation_from_plain"] = deviations
     if local:
         out["noise_multiplier"] = statistics.fmean(p.noise_multiplier for p in local.values())
         out["spent_epsilon"] = max(local_epsilon([p] * run.rounds) for p in local.values())
@@ -190,6 +197,7 @@ def summary(results: Iterable[Mapping[str, Any]]) -> dict[tuple[Any, ...], dict[
             "last5_std": statistics.stdev(last5) if len(last5) > 1 else 0.0,
             "val_mean": statistics.fmean([row["final_val_accuracy"] for row in rows]),
             "noise_multiplier": rows[0].get("noise_multiplier"),
+            "max_deviation": max((max(row.get("max_deviation_from_plain") or [0.0]) for row in rows), default=0.0),
         }
     return out
 

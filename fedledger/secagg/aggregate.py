@@ -10,14 +10,15 @@ committed secret name the dealer.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from fedledger.secagg.errors import CheatingMember, InsufficientShares, SecAggError, SecAggInputError
 from fedledger.secagg.hybrid import SECRET_BYTES, HybridKeyPair, pair_secret
-from fedledger.secagg.layout import coverage_weights, scatter_add
-from fedledger.secagg.masks import apply_pair_mask, self_mask
+from fedledger.secagg.layout import EntryWeights, coverage_weights, entry_weights
+from fedledger.secagg.masks import add_unmasked, apply_pair_mask
 from fedledger.secagg.messages import Published, RoundSetup, secret_commitment, share_commitment, survivors_digest
 from fedledger.secagg.ring import RingSpec, decode
 from fedledger.secagg.shamir import combine
@@ -35,14 +36,19 @@ class Aggregate:
 
     ring: RingSpec
     ring_sum: np.ndarray
-    coverage: np.ndarray
+    weights: EntryWeights
     survivors: list[int]
     dropped: list[int]
     cheaters: dict[int, str] = field(default_factory=dict)
 
+    @functools.cached_property
+    def coverage(self) -> np.ndarray:
+        """The public weight W of every global entry (int64), made on first use (DP noise needs it)."""
+        return self.weights.dense()
+
     def mean(self, previous: np.ndarray) -> np.ndarray:
         """The decoded aligned model (float32): S / (W * 2**f), ``previous`` where nobody covers."""
-        return decode(self.ring_sum, self.coverage, previous, self.ring)
+        return decode(self.ring_sum, self.weights, previous, self.ring)
 
 
 def _honest_reveals(published: Published, u2: set[int], u3: set[int]) -> tuple[dict[int, dict], dict[int, str]]:
@@ -113,13 +119,11 @@ def recompute_aggregate(published: Published) -> Aggregate:
     u2, u3 = _check_inputs(published)
     good, cheaters = _honest_reveals(published, u2, u3)
     total = np.zeros(length, dtype=ring.dtype)
-    coverage = coverage_weights(length, [(setup.positions[s], setup.runs[s], setup.weights[s]) for s in sorted(u3)])
+    weights = entry_weights(length, [(setup.positions[s], setup.runs[s], setup.weights[s]) for s in sorted(u3)])
     for s in sorted(u3):
-        positions, blocks = setup.positions[s], setup.runs[s]
         seed = _rebuild(published, good, s, "seed")
-        unmasked = self_mask(seed, rnd, s, positions.size, ring)
-        np.subtract(published.masked[s].values, unmasked, out=unmasked)
-        scatter_add(total, positions, unmasked, blocks)
+        masked = published.masked[s].values
+        add_unmasked(total, masked, seed, rnd, s, setup.positions[s], setup.row_blocks[s], ring)
     for d in sorted(u2 - u3):
         material = _rebuild(published, good, d, "key")
         ciphertexts = published.shares[d].pair_ciphertexts
@@ -145,7 +149,7 @@ def recompute_aggregate(published: Published) -> Aggregate:
             # survivor s added +P if s < d, -P otherwise: take it out again
             own, other = (setup.positions[s], setup.runs[s]), (setup.positions[d], setup.runs[d])
             apply_pair_mask(total, secret, rnd, ring, -1 if s < d else +1, own, other, length, by_global=True)
-    return Aggregate(ring, total, coverage, sorted(u3), sorted(u2 - u3), cheaters)
+    return Aggregate(ring, total, weights, sorted(u3), sorted(u2 - u3), cheaters)
 
 
 def sole_coverage(setup: RoundSetup, members: list[int] | None = None) -> dict[int, int]:

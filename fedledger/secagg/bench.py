@@ -3,12 +3,14 @@
 For n in {5, 10, 20} members at width rates cycling (1, 1/2, 1/2, 1/4, 1/8) over one model:
 the aggregator's unmasking and decoding time vs plain alignment's aggregation time (goal: <= 2x
 at n = 10), one full-width member's masking time, and bytes per member: the masked upload vs
-the sub-model's float32 size (goal: <= 1.1x), plus the key, share and reveal messages.
+the sub-model's float32 size (goal: <= 1.1x), plus the key, share and reveal messages. The two
+times are taken in turn within every repeat, so load drifting on a shared machine hits both.
 Only this benchmark imports ``fedledger.fl`` (the baseline it measures against).
 """
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from typing import Any
@@ -16,7 +18,7 @@ from typing import Any
 import torch
 
 from fedledger.fl import AlignmentAggregation, ClientUpdate, ModelSpec, extract_submodel, initial_global_state
-from fedledger.fl.bench import _median_seconds
+from fedledger.fl.bench import _interleaved_medians
 from fedledger.secagg.aggregate import recompute_aggregate
 from fedledger.secagg.layout import flat_positions, flatten_state
 from fedledger.secagg.member import Member
@@ -61,8 +63,13 @@ def _one_size(n: int, spec: ModelSpec, global_state: dict[str, torch.Tensor], re
     published = Published(setup, keys, shares, masked, reveals)
     previous = flatten_state(global_state)
 
-    plain = _median_seconds(lambda: AlignmentAggregation().aggregate(global_state, updates), repeats)
-    secure = _median_seconds(lambda: recompute_aggregate(published).mean(previous), repeats)
+    def plain_round() -> object:
+        return AlignmentAggregation().aggregate(global_state, updates)
+
+    def secure_round() -> object:
+        return recompute_aggregate(published).mean(previous)
+
+    plain, secure = _interleaved_medians([plain_round, secure_round], repeats)
     upload = {m: len(masked[m].to_bytes()) / (4 * positions[m].size) for m in survivors}
     return {
         "members": n,
@@ -89,9 +96,11 @@ def run_benchmark(
 ) -> dict[str, Any]:
     """The figures as a JSON-ready dict; ratios against plain alignment measured in this run."""
     global_state = initial_global_state(spec, 0)
+    load_before = os.getloadavg()[0]
     results = {str(n): _one_size(n, spec, global_state, repeats) for n in sizes}
     at_ten = results.get("10")
     return {
+        "load_average_1m": [load_before, os.getloadavg()[0]],  # before and after: the machine is shared
         "parameters": int(sum(t.numel() for t in global_state.values())),
         "rates": list(RATES),
         "threads": torch.get_num_threads(),

@@ -11,6 +11,7 @@ index maps arrive as ``{name: (index vector or None per dimension)}`` plus globa
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -71,43 +72,121 @@ def runs(positions: np.ndarray) -> Runs | None:
     return positions[sub_starts].tolist(), sub_starts.tolist(), lengths.tolist()
 
 
-def scatter_add(target: np.ndarray, positions: np.ndarray, values: np.ndarray | int, blocks: Runs | None) -> None:
-    """target[positions] += values (positions distinct), by runs when given (see :func:`runs`).
+RowBlock = tuple[int, int, int, int, int]  # (global start, global step, sub start, length, rows)
 
-    Sub-models keep whole runs of every row (a window of units), so a few hundred slices beat
-    one scattered fancy-index add of millions of entries.
+
+def row_blocks(blocks: Runs) -> list[RowBlock]:
+    """Consecutive runs of one length at one global step, merged into one block each.
+
+    Why: a sub-model keeps a window of every row of a matrix, so its runs repeat at the row
+    length; each block is one 2-D strided view, one numpy operation instead of one per row.
     """
-    if blocks is None:
-        target[positions] += values
-        return
-    if isinstance(values, int):
-        for g, _, n in zip(*blocks, strict=True):
-            target[g : g + n] += values
-        return
+    out: list[list[int]] = []
     for g, s, n in zip(*blocks, strict=True):
-        target[g : g + n] += values[s : s + n]
+        if out:
+            last = out[-1]
+            step = g - last[0] if last[4] == 1 else last[1]
+            if n == last[3] and step >= n and g == last[0] + step * last[4]:
+                last[1], last[4] = step, last[4] + 1
+                continue
+        out.append([g, n, s, n, 1])
+    return [(g, step, s, n, rows) for g, step, s, n, rows in out]
 
 
-def coverage_weights(length: int, members: list[tuple[np.ndarray, Runs | None, int]]) -> np.ndarray:
-    """Sum of the weights of the members covering each entry (int64), from (positions, runs, weight).
+def row_blocks_within(blocks: list[RowBlock], start: int, stop: int) -> list[RowBlock]:
+    """The parts of ``blocks`` over sub-vector entries [start, stop), sub starts counted from ``start``.
 
-    By runs this is a difference array and one cumulative sum: O(runs + length), not O(entries).
+    Why: unmasking takes a member's vector one cache-sized piece at a time.
     """
-    edges: list[np.ndarray] = []
-    steps: list[np.ndarray] = []
-    scattered = np.zeros(length, dtype=np.int64)
+    out: list[RowBlock] = []
+    for g, step, s, n, rows in blocks:
+        low, high = max(s, start) - s, min(s + n * rows, stop) - s  # offsets into this block
+        if low >= high:
+            continue
+        first, last = low // n, high // n
+        if first == last:  # inside one row
+            out.append((g + first * step + low % n, step, s + low - start, high - low, 1))
+            continue
+        if low % n:  # the rest of a partial first row
+            out.append((g + first * step + low % n, step, s + low - start, n - low % n, 1))
+            first += 1
+        if last > first:
+            out.append((g + first * step, step, s + first * n - start, n, last - first))
+        if high % n:  # the start of a partial last row
+            out.append((g + last * step, step, s + last * n - start, high % n, 1))
+    return out
+
+
+def add_rows(target: np.ndarray, blocks: list[RowBlock], values: np.ndarray) -> None:
+    """target[block's global entries] += values[block's sub entries], block by block."""
+    for g, step, s, n, rows in blocks:
+        source = values[s : s + n * rows].reshape(rows, n)
+        if rows == 1:
+            target[g : g + n] += source[0]
+            continue
+        whole = rows if g + rows * step <= target.size else rows - 1  # the last row may end the vector
+        target[g : g + whole * step].reshape(whole, step)[:, :n] += source[:whole]
+        if whole < rows:
+            target[g + whole * step : g + whole * step + n] += source[whole]
+
+
+@dataclass(frozen=True)
+class EntryWeights:
+    """The public weight (sum of the covering members' weights) of every global entry, held as
+    constant segments between run edges plus the entries of members without runs.
+
+    Why not one int64 per entry: decoding needs only each piece's divisors, built from a few
+    segments in cache; the full array (``dense``) is made only when someone asks for it.
+    """
+
+    length: int
+    starts: np.ndarray  # increasing segment starts, the first 0
+    levels: np.ndarray  # int64 weight of each segment
+    scattered: np.ndarray | None  # int64 per entry: members given entry by entry (no runs)
+
+    def dense(self) -> np.ndarray:
+        """The weight of every entry (int64)."""
+        return self.piece(0, self.length)
+
+    def piece(self, start: int, stop: int) -> np.ndarray:
+        """The weights of entries [start, stop) (int64)."""
+        levels, lengths = self.segments(start, stop)
+        out = np.repeat(levels, lengths)
+        return out if self.scattered is None else out + self.scattered[start:stop]
+
+    def segments(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        """(level, length) of the segments over [start, stop), the runs' part only."""
+        first = int(np.searchsorted(self.starts, start, side="right")) - 1
+        end = int(np.searchsorted(self.starts, stop, side="left"))
+        bounds = np.concatenate(([start], self.starts[first + 1 : end], [stop]))
+        return self.levels[first:end], np.diff(bounds)
+
+
+def entry_weights(length: int, members: list[tuple[np.ndarray, Runs | None, int]]) -> EntryWeights:
+    """The weights of the entries covered by (positions, runs, weight) members.
+
+    By runs the weight is constant between run edges: the level after each sorted edge is a
+    cumulative sum over the edges alone. O(runs log runs), not O(entries).
+    """
+    edges: list[np.ndarray] = [np.zeros(1, dtype=np.int64)]
+    steps: list[np.ndarray] = [np.zeros(1, dtype=np.int64)]
+    scattered: np.ndarray | None = None
     for positions, blocks, weight in members:
         if blocks is None:
+            scattered = np.zeros(length, dtype=np.int64) if scattered is None else scattered
             scattered[positions] += weight
             continue
         starts, lengths = np.asarray(blocks[0], dtype=np.int64), np.asarray(blocks[2], dtype=np.int64)
         edges += [starts, starts + lengths]
         steps += [np.full(starts.size, weight, dtype=np.int64), np.full(starts.size, -weight, dtype=np.int64)]
-    if not edges:
-        return scattered
-    diff = np.zeros(length + 1, dtype=np.int64)
-    np.add.at(diff, np.concatenate(edges), np.concatenate(steps))
-    return np.cumsum(diff[:-1]) + scattered
+    at = np.concatenate(edges)
+    order = np.argsort(at, kind="stable")
+    return EntryWeights(length, at[order], np.cumsum(np.concatenate(steps)[order]), scattered)
+
+
+def coverage_weights(length: int, members: list[tuple[np.ndarray, Runs | None, int]]) -> np.ndarray:
+    """Sum of the weights of the members covering each entry (int64), from (positions, runs, weight)."""
+    return entry_weights(length, members).dense()
 
 
 def flatten_state(state: Mapping[str, object]) -> np.ndarray:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from fedledger.secagg.layout import Runs
-from fedledger.secagg.prg import derive_key, mask_at, stream
+from fedledger.secagg.layout import RowBlock, Runs, add_rows, row_blocks_within
+from fedledger.secagg.prg import derive_key, mask_at, stream, stream_pieces
 from fedledger.secagg.ring import RingSpec
 
 Coverage = tuple[np.ndarray, Runs | None]  # a member's positions and their runs
@@ -19,6 +19,33 @@ Coverage = tuple[np.ndarray, Runs | None]  # a member's positions and their runs
 def self_mask(seed: bytes, round_index: int, member: int, count: int, ring: RingSpec) -> np.ndarray:
     """B_i over the member's own ``count`` entries (only it and the unmasker use it: no global index)."""
     return stream(derive_key(seed, "self", round_index, member), count, ring)
+
+
+def add_unmasked(
+    total: np.ndarray,
+    masked: np.ndarray,
+    seed: bytes,
+    round_index: int,
+    member: int,
+    positions: np.ndarray,
+    blocks: list[RowBlock] | None,
+    ring: RingSpec,
+) -> None:
+    """total[positions] += masked - B_i in the ring, one piece at a time (``blocks``: the positions'
+    row blocks, or None to add entry by entry).
+
+    Why: the unmasker needs only the difference at the member's global positions; taking it one
+    cache-sized piece of B_i at a time never writes B_i or the difference to memory. Equal, word
+    for word, to subtracting :func:`self_mask` and scattering.
+    """
+    key = derive_key(seed, "self", round_index, member)
+    for start, words in stream_pieces(key, masked.size, ring):
+        stop = start + words.size
+        piece = np.subtract(masked[start:stop], words, out=words)
+        if blocks is None:
+            total[positions[start:stop]] += piece
+        else:
+            add_rows(total, row_blocks_within(blocks, start, stop), piece)
 
 
 def shared_selection(own: np.ndarray, other: np.ndarray, global_length: int) -> np.ndarray:

@@ -17,7 +17,7 @@ import numpy as np
 from fedledger.digests import sm3
 from fedledger.secagg.errors import SecAggInputError
 from fedledger.secagg.hybrid import HybridPublic
-from fedledger.secagg.layout import Runs, runs
+from fedledger.secagg.layout import RowBlock, Runs, row_blocks, runs
 from fedledger.secagg.ring import RingSpec
 
 MAGIC = b"FLSA1"
@@ -135,6 +135,11 @@ class RoundSetup(_Message):
     def runs(self) -> dict[int, Runs | None]:
         """Each member's contiguous runs, derived once per round (unmasking adds run by run)."""
         return {m: runs(p) for m, p in self.positions.items()}
+
+    @functools.cached_property
+    def row_blocks(self) -> dict[int, list[RowBlock] | None]:
+        """Each member's runs merged into strided row blocks, once per round (unmasking adds by block)."""
+        return {m: None if r is None else row_blocks(r) for m, r in self.runs.items()}
 
     def to_bytes(self) -> bytes:
         w = _Writer(b"setup").i64(self.round_index).i64(self.threshold).i64(self.ring.bits).i64(self.ring.frac_bits)

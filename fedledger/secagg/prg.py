@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import sys
+from collections.abc import Iterator
 
 import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -21,6 +22,7 @@ from fedledger.secagg.ring import RingSpec
 BLOCK = 16
 _CHUNK = 1 << 20
 _ZEROS = memoryview(bytes(_CHUNK))
+PIECE_BYTES = _CHUNK  # a piece of stream stays in a core's L2 cache; at most _CHUNK (the zeros it encrypts)
 
 
 def derive_key(secret: bytes, label: str, *context: int) -> bytes:
@@ -50,6 +52,25 @@ def stream(key: bytes, count: int, spec: RingSpec, first_block: int = 0) -> np.n
         encryptor.update_into(_ZEROS[:size], view[start : start + size + BLOCK])
     words = out[:n_bytes].view(np.dtype(spec.dtype).newbyteorder("<"))[:count]
     return words if sys.byteorder == "little" else words.astype(spec.dtype)
+
+
+def stream_pieces(key: bytes, count: int, spec: RingSpec) -> Iterator[tuple[int, np.ndarray]]:
+    """The words of ``stream(key, count, spec)`` as consecutive (start, words) pieces.
+
+    Why: a consumer that combines each piece at once (unmasking) never holds the whole stream;
+    one buffer is refilled, so ``words`` is valid (and writable) only until the next piece.
+    """
+    word = spec.bits // 8
+    piece_words = PIECE_BYTES // word
+    buffer = np.empty(PIECE_BYTES + BLOCK, dtype=np.uint8)  # update_into wants block - 1 spare bytes
+    view = memoryview(buffer.data)
+    words = buffer[:PIECE_BYTES].view(np.dtype(spec.dtype).newbyteorder("<"))
+    encryptor = Cipher(algorithms.AES(key), modes.CTR(bytes(BLOCK))).encryptor()
+    for start in range(0, count, piece_words):
+        size = min(piece_words, count - start)
+        n_bytes = -(-(size * word) // BLOCK) * BLOCK
+        encryptor.update_into(_ZEROS[:n_bytes], view[: n_bytes + BLOCK])
+        yield start, words[:size] if sys.byteorder == "little" else words[:size].astype(spec.dtype)
 
 
 def mask_at(key: bytes, positions: np.ndarray, spec: RingSpec) -> np.ndarray:

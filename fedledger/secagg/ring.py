@@ -18,10 +18,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from fedledger.secagg.errors import SecAggInputError
+from fedledger.secagg.layout import EntryWeights
 
 FLOAT32_EXACT_BITS = 24  # |q| < 2**24: q / 2**f is exactly a float32
 FLOAT64_EXACT_BITS = 53  # |S| < 2**53: S is exactly a float64
 DEFAULT_FRAC_BITS = 16
+DECODE_PIECE = 1 << 15  # entries per decoding piece: its float64 temporaries fit a core's L2 cache
 
 
 @dataclass(frozen=True)
@@ -113,17 +115,50 @@ def to_ring(values: np.ndarray, spec: RingSpec) -> np.ndarray:
     return np.asarray(values, dtype=np.int64).view(np.uint64).astype(spec.dtype)
 
 
-def decode(ring_sum: np.ndarray, coverage: np.ndarray, previous: np.ndarray, spec: RingSpec) -> np.ndarray:
-    """float32 mean S / (W * 2**f) where W > 0, ``previous`` where W == 0."""
-    if not (ring_sum.shape == coverage.shape == previous.shape):
+def decode(
+    ring_sum: np.ndarray, coverage: np.ndarray | EntryWeights, previous: np.ndarray, spec: RingSpec
+) -> np.ndarray:
+    """float32 mean S / (W * 2**f) where W > 0, ``previous`` where W == 0 (W: ``coverage``, the
+    weight per entry as int64 or as :class:`EntryWeights`).
+
+    Piece by piece (each piece's float64 temporaries stay in cache); every entry is still one
+    exact conversion, one correctly rounded division and one rounding to float32.
+    """
+    length = coverage.length if isinstance(coverage, EntryWeights) else coverage.size
+    if not (ring_sum.shape == previous.shape == (length,)):
         raise SecAggInputError("sum, coverage and previous values differ in length")
     signed = ring_sum.astype(spec.dtype, copy=False).view(spec.signed)
-    uncovered = coverage <= 0
-    divisor = coverage.astype(np.float64)
-    divisor *= spec.scale  # power-of-two scaling: exact
-    divisor[uncovered] = 1.0
-    quotient = signed.astype(np.float64)  # exact: |S| < 2**53
-    quotient /= divisor  # correctly rounded
-    out = quotient.astype(np.float32)
-    np.copyto(out, np.asarray(previous, dtype=np.float32), where=uncovered)
+    out = np.empty(ring_sum.shape, dtype=np.float32)
+    quotient = np.empty(min(DECODE_PIECE, length), dtype=np.float64)
+    for start in range(0, length, DECODE_PIECE):
+        stop = min(start + DECODE_PIECE, length)
+        divisor, uncovered = _divisors(coverage, start, stop, spec.scale)
+        q = quotient[: stop - start]
+        np.copyto(q, signed[start:stop])  # exact: |S| < 2**53
+        np.divide(q, divisor, out=q)  # correctly rounded
+        out[start:stop] = q
+        if uncovered is not None:
+            np.copyto(out[start:stop], np.asarray(previous[start:stop], dtype=np.float32), where=uncovered)
     return out
+
+
+def _divisors(
+    coverage: np.ndarray | EntryWeights, start: int, stop: int, scale: float
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """W * 2**f of entries [start, stop) as float64 (1 where W == 0), and where W == 0 (None: nowhere).
+
+    Exact: an integer weight below 2**53 times a power of two. From segments when the weights
+    have no entry-by-entry part: one repeat of a few values, no per-entry integer conversion.
+    """
+    if isinstance(coverage, EntryWeights) and coverage.scattered is None:
+        levels, lengths = coverage.segments(start, stop)
+        empty = levels <= 0
+        divisor = np.repeat(np.where(empty, 1.0, levels * scale), lengths)
+        return divisor, np.repeat(empty, lengths) if empty.any() else None
+    weight = coverage.piece(start, stop) if isinstance(coverage, EntryWeights) else coverage[start:stop]
+    divisor = weight * scale
+    uncovered = weight <= 0
+    if not uncovered.any():
+        return divisor, None
+    divisor[uncovered] = 1.0
+    return divisor, uncovered

@@ -35,3 +35,13 @@ def test_secure_strategy_equals_plain_alignment_within_quantisation() -> None:
     plain = flatten_state(AlignmentAggregation().aggregate(g, updates))
     assert not np.array_equal(secure, flatten_state(g))
     assert np.abs(secure - plain).max() <= 2.0**-15  # rounding to the ring's 2^-16 grid, averaged
+
+
+def test_secure_run_records_its_deviation_from_plain_alignment_each_round() -> None:
+    from fedledger.dp.accuracy import Run, run_one, summary
+
+    result = run_one(Run(0, rounds=2, secure=True))
+    deviations = result["max_deviation_from_plain"]
+    assert len(deviations) == 2 and all(0 < d <= 2.0**-15 for d in deviations)  # the ring's 2^-16 grid
+    assert next(iter(summary([result]).values()))["max_deviation"] == max(deviations)
+    assert "max_deviation_from_plain" not in run_one(Run(0, rounds=1))

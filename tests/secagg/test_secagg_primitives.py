@@ -120,22 +120,6 @@ def test_to_ring_wraps_two_complement():
     assert to_ring(np.array([-1]), RingSpec(32, 0)).tolist() == [2**32 - 1]
 
 
-def test_scatter_add_by_runs_and_by_scattered_positions_agree():
-    from fedledger.secagg.layout import runs, scatter_add
-
-    contiguous = np.concatenate([np.arange(10, 300), np.arange(500, 900)])
-    scattered = np.random.default_rng(1).permutation(1000)[:400]
-    assert runs(contiguous) == ([10, 500], [0, 290], [290, 400]) and runs(scattered) is None
-    for positions in (contiguous, scattered):
-        values = np.arange(positions.size, dtype=np.uint32) * np.uint32(2_654_435_761)
-        fast, slow = np.zeros(1000, np.uint32), np.zeros(1000, np.uint32)
-        scatter_add(fast, positions, values, runs(positions))
-        np.add.at(slow, positions, values)
-        assert np.array_equal(fast, slow)
-        scatter_add(fast, positions, 3, runs(positions))
-        assert np.array_equal(fast[positions], slow[positions] + np.uint32(3))
-
-
 @pytest.mark.parametrize("by_global", [False, True])
 def test_pair_masks_by_runs_equal_pair_masks_entry_by_entry(by_global):
     from fedledger.secagg.layout import runs
