@@ -45,6 +45,7 @@ from fedledger.protocol.model_files import ModelVault
 from fedledger.protocol.momentum_history import before_previous_model
 from fedledger.protocol.readers import readers_now, sealing_key_if_any
 from fedledger.protocol.round_check import AggregationRule, RoundComputation, compute_round, ledger_updates
+from fedledger.protocol.signature_cache import VerifiedSignatures
 from fedledger.protocol.update_prefetch import PrefetchedFiles, PrefetchedVault, UpdatePrefetcher
 from fedledger.sm9 import SignMasterPublicKey
 from fedledger.sm9.threshold import ThresholdPublic
@@ -99,6 +100,7 @@ class AggregatorContext:
     events: LedgerEventSource | None = None  # started on first use, closed by run_aggregator
     prefetched: PrefetchedFiles = field(default_factory=PrefetchedFiles)  # updates opened as they land
     prefetcher: UpdatePrefetcher | None = None  # fed by ``events``; started and closed with it
+    verified: VerifiedSignatures = field(default_factory=VerifiedSignatures)  # entries' SM9 signatures, checked once
     phases: PhaseTimes = field(default_factory=lambda: PhaseTimes("aggregator"))
     dp_epsilon: float | None = None  # central DP: the run's target epsilon (None: no DP)
     dp_delta: float = 1e-5
@@ -160,7 +162,11 @@ def ledger_events(ctx: AggregatorContext) -> LedgerEventSource | None:
         )
         if ctx.events is not None:
             ctx.prefetcher = UpdatePrefetcher(
-                ctx.ledger, lambda: ctx.vault, lambda r: ctx.state_dir / f"round-{r}" / "prefetch", ctx.prefetched
+                ctx.ledger,
+                lambda: ctx.vault,
+                lambda r: ctx.state_dir / f"round-{r}" / "prefetch",
+                ctx.prefetched,
+                (ctx.master_public_key, ctx.verified),
             ).__enter__()
             ctx.events.on_log(ctx.prefetcher.on_log)
             ctx.events.start()
@@ -267,11 +273,30 @@ def new_session(
     )
 
 
-def _check_entry_count(ctx: AggregatorContext, record: RoundRecord) -> None:
-    """Honest signers refuse a record that misses an entry: stop signing it as soon as one lands."""
-    count = ctx.ledger.round_state().update_count
-    if count != record.entry_count:
-        raise EntriesChanged(f"the round now has {count} entries, the manifest accounts for {record.entry_count}")
+class EntryCountWatch:
+    """Honest signers refuse a record that misses an entry: stop signing it as soon as one lands.
+
+    The count is read from the chain at the first look and again only after a new ledger log was
+    pushed (an entry that lands is one), not at every arrival of a node's post; without a live event
+    stream it is read at every look. A late entry that slips between the two still makes the post
+    revert (EntryCountMismatch), which redoes the manifest as well."""
+
+    def __init__(self, ctx: AggregatorContext, record: RoundRecord) -> None:
+        self.ctx = ctx
+        self.record = record
+        self._seen: int | None = None  # logs delivered at the last read
+
+    def check(self) -> None:
+        source = self.ctx.events
+        seen = source.seen if source is not None and source.streaming else None
+        if seen is not None and seen == self._seen:
+            return
+        count = self.ctx.ledger.round_state().update_count
+        if count != self.record.entry_count:
+            raise EntriesChanged(
+                f"the round now has {count} entries, the manifest accounts for {self.record.entry_count}"
+            )
+        self._seen = seen
 
 
 def authorize(
@@ -285,8 +310,9 @@ def authorize(
         ctx.board.status = {"state": "signing", "round": record.round, "session": session.session_id}
         started = time.monotonic()
         clock = SessionClock(ctx.board, session, ctx.phases, ctx.poll_interval)
+        entries = EntryCountWatch(ctx, record)
         while not stop.is_set() and time.monotonic() - started < ctx.session_timeout_seconds:
-            _check_entry_count(ctx, record)
+            entries.check()
             phase = clock.tick()
             if phase == "ready" and post_would_pass(ctx, session) and session.signature_der is not None:
                 return session.signature_der, [approval for _, approval in session.approval_list()]
@@ -351,8 +377,9 @@ def build_manifest(ctx: AggregatorContext, round_index: int, stop: threading.Eve
     with ctx.phases.measure(round_index, "wait"):
         events = wait_for_updates(ctx, round_index, stop)
     align_started = time.perf_counter()
-    identities = {m.address.lower(): m.sm9_id for m in ctx.ledger.roster()}
-    updates = ledger_updates(ctx.ledger.chain_id, ctx.ledger.address, events, identities)
+    roster = ctx.ledger.roster_view()  # identities and readers from one read
+    readers_then = readers_now(roster, ctx.consortium)
+    updates = ledger_updates(ctx.ledger.chain_id, ctx.ledger.address, events, roster.identities())
     ctx.board.status = {"state": "aggregating", "round": round_index, "updates": len(events)}
     rule = AggregationRule(
         ctx.aggregation_rule,
@@ -363,10 +390,10 @@ def build_manifest(ctx: AggregatorContext, round_index: int, stop: threading.Eve
     secret = None
     if ctx.privacy is not None:  # the secret sealed to this round's readers: the co-signers
         noise, secret = publish_secret(
-            ctx.vault, ctx.readers(), ctx.state_dir, ctx.ledger.chain_id, ctx.ledger.address, round_index
+            ctx.vault, readers_then, ctx.state_dir, ctx.ledger.chain_id, ctx.ledger.address, round_index
         )
         rule = replace(rule, privacy=ctx.privacy, noise=noise)
-    readers = ctx.vault.round_readers(opened.base_cid, ctx.readers())
+    readers = ctx.vault.round_readers(opened.base_cid, readers_then)
     vault = PrefetchedVault.over(ctx.vault, ctx.prefetched)  # updates opened while the others trained
     computation = compute_round(
         vault,
@@ -379,6 +406,7 @@ def build_manifest(ctx: AggregatorContext, round_index: int, stop: threading.Eve
         workdir,
         readers,
         noise_secret=secret,
+        verified=ctx.verified,
         before_previous=before_previous_model(ctx.ledger, ctx.vault, round_index, workdir, rule),
     )
     if not computation.included:

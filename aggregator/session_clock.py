@@ -46,7 +46,8 @@ class SessionClock:
         elif before in _TIMED:
             self.phases.add(round_index, _TIMED[before], now - self._since)
         self._since = now
-        self.board.feed.bump()
+        if phase != "ready":  # ready: the post follows at once; waking every node for it costs n requests
+            self.board.feed.bump()
         return phase
 
     def wait(self) -> None:

@@ -355,12 +355,13 @@ def _print_adversary(judged: dict[str, Any]) -> None:
 @bench_app.command("round")
 def bench_round(
     epochs: Annotated[int, typer.Option(min=1, help="Local epochs per institution (more = more FL work).")] = 5,
+    runs: Annotated[int, typer.Option(min=1, help="Measure this many times; the median run is the headline.")] = 1,
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
 ) -> None:
     """Wall time of one round with ledger, store and SM9 against the same FL round without them."""
     from demo.bench_round import run
 
-    emit("round", run(epochs), as_json)
+    emit("round", run(epochs, runs), as_json)
 
 
 @bench_app.command("secure-round")

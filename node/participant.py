@@ -22,6 +22,7 @@ import logging
 import ssl
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -48,8 +49,9 @@ from fedledger.protocol.readers import readers_now, sealing_key_if_any
 from fedledger.protocol.round_check import AggregationRule, ledger_updates
 from fedledger.protocol.secagg_round import SecureRoundError
 from fedledger.protocol.session_auth import sign_payload
+from fedledger.protocol.signature_cache import VerifiedSignatures
 from fedledger.protocol.update_prefetch import PrefetchedFiles, PrefetchedVault, UpdatePrefetcher
-from fedledger.sm9 import Signature, SignMasterPublicKey, SignPrivateKey, sign, verify
+from fedledger.sm9 import SignMasterPublicKey, SignPrivateKey, sign
 from fedledger.sm9.threshold import Signer, ThresholdPublic
 from fedledger.store import ContentStore, StoreError
 from node.config import HTTP_TIMEOUT_SECONDS, POLL_INTERVAL_SECONDS
@@ -114,6 +116,7 @@ class NodeContext:
     refresh_data: Callable[[], Dataset] | None = None  # re-reads and re-checks the data before each round
     phases: PhaseTimes = field(default_factory=lambda: PhaseTimes("node"))  # train and submit, per round
     prefetched: PrefetchedFiles = field(default_factory=PrefetchedFiles)  # the round's updates, opened early
+    verified: VerifiedSignatures = field(default_factory=VerifiedSignatures)  # SM9 signatures checked once
     skipped_round: int | None = None  # the last round refused for the local DP budget (said once)
 
     @property
@@ -137,8 +140,9 @@ def verify_posted_round(ctx: NodeContext, round_index: int) -> None:
         raise RecordRefused(f"round {round_index} has no posted global model on the ledger")
     event = posted[0]
     record = RoundRecord.from_posted(ctx.ledger.chain_id, ctx.ledger.address, opened[0].base_digest, event)
-    signature = Signature.from_der(event.sm9_threshold_signature)
-    if not verify(ctx.master_public_key, ctx.threshold_public.identity, record.message(), signature):
+    # Verified already if this node approved that record: the cache knows the very bytes.
+    signature = bytes(event.sm9_threshold_signature)
+    if not ctx.verified.verify(ctx.master_public_key, ctx.threshold_public.identity, record.message(), signature):
         raise RecordRefused(f"round {round_index}: the consortium's threshold signature is invalid")
 
 
@@ -170,26 +174,31 @@ def train_for_round(ctx: NodeContext, round_index: int) -> TrainedUpdate:
         planned = ctx.local_dp.round_for(len(ctx.train_data), ctx.train_config.batch_size, ctx.train_config.epochs)
         local_dp = LocalPrivacySpend(ctx.state_dir, ctx.local_dp).reserve(round_index, planned)
     folder = round_dir(ctx, round_index)
-    base_path = fetch_verified_model(ctx.vault, base.base_cid, base.base_digest, folder / "base.safetensors")
-    ctx.ledger.record_access(ctx.account, base.base_cid, f"train round {round_index}")
+    # The base is the global model this node checked as round r-1's candidate: opened already.
+    vault = PrefetchedVault.over(ctx.vault, ctx.prefetched)
+    base_path = fetch_verified_model(vault, base.base_cid, base.base_digest, folder / "base.safetensors")
     config = TrainConfig(
         epochs=ctx.train_config.epochs,
         batch_size=ctx.train_config.batch_size,
         lr=ctx.train_config.lr,
         seed=ctx.train_config.seed + round_index,
     )
-    trained, _spec = train_update(
-        base_path,
-        base.base_digest,
-        ctx.account.address.lower(),  # the file names its submitter (round_check holds it to the entry)
-        round_index,
-        ctx.width_rate,
-        ctx.selection,
-        ctx.train_data,
-        config,
-        folder / "update.safetensors",
-        local_dp,
-    )
+    # The access record is mined while the node trains (it is on the ledger before the update is).
+    with ThreadPoolExecutor(1, thread_name_prefix=f"{ctx.name}-access") as background:
+        access = background.submit(ctx.ledger.record_access, ctx.account, base.base_cid, f"train round {round_index}")
+        trained, _spec = train_update(
+            base_path,
+            base.base_digest,
+            ctx.account.address.lower(),  # the file names its submitter (round_check holds it to the entry)
+            round_index,
+            ctx.width_rate,
+            ctx.selection,
+            ctx.train_data,
+            config,
+            folder / "update.safetensors",
+            local_dp,
+        )
+        access.result()
     trained.save_summary(folder / "trained.json", base.base_digest)
     log.info("%s: trained round %d (loss %.4f)", ctx.name, round_index, trained.loss)
     return trained
@@ -250,7 +259,7 @@ def train_and_submit(ctx: NodeContext, round_index: int, http: httpx.Client | No
     """Train (or reuse this round's already trained update) and submit; False if already submitted.
 
     With ``http`` (the aggregator's API) the node first keeps a DP round's noise commitment."""
-    if ctx.ledger.has_submitted(round_index, ctx.account.address):
+    if ctx.ledger.has_submitted(round_index, ctx.account.address):  # asked every time: a chain can roll back
         return False
     opened = ctx.ledger.rounds_opened(round=round_index)
     folder = round_dir(ctx, round_index)
@@ -317,6 +326,7 @@ def check_record(ctx: NodeContext, view: dict[str, Any]) -> RoundRecord:
         fetch_verified_model(ctx.vault, record.global_cid, record.global_digest, global_path)
     except UnusableGlobalModel as exc:
         raise RecordRefused(f"the global model cannot be checked against the record: {exc}") from None
+    ctx.prefetched.add(round_index + 1, record.global_cid, record.global_digest, global_path)  # next round's base
     if ctx.verify_aggregation:
         _check_alignment(ctx, record, opened[0].base_cid, manifest, events)
     return record
@@ -373,8 +383,8 @@ def _check_alignment(
     """Recompute the round with the shared pipeline: same entries in, same decisions (included, and
     excluded with the same codes) and the same global model out, or the node refuses."""
     folder = round_dir(ctx, record.round)
-    identities = {m.address.lower(): m.sm9_id for m in ctx.ledger.roster()}
-    updates = ledger_updates(ctx.ledger.chain_id, ctx.ledger.address, events, identities)
+    roster = ctx.ledger.roster_view()  # identities and readers from one read
+    updates = ledger_updates(ctx.ledger.chain_id, ctx.ledger.address, events, roster.identities())
     rule = AggregationRule.from_dict(manifest.rule)  # the consortium's terms, DP within the budget (checked above)
     try:
         secret = open_noise_secret(ctx.vault, ctx.state_dir, record.round, rule.noise) if rule.noise else None
@@ -394,8 +404,9 @@ def _check_alignment(
                 updates,
                 rule,
                 folder / "recompute",
-                ctx.vault.round_readers(base_cid, readers_now(ctx.ledger, ctx.consortium)),
+                ctx.vault.round_readers(base_cid, readers_now(roster, ctx.consortium)),
                 noise_secret=secret,
+                verified=ctx.verified,
                 before_previous=before_previous_model(ctx.ledger, ctx.vault, record.round, folder, rule),
             )
     except (
@@ -517,14 +528,14 @@ class SessionParticipant:
                 self._post_signed(f"{base}/partials", payload)
                 log.info("%s: round %d partial signature sent", self.ctx.name, round_index)
         elif phase in ("approve", "ready"):
-            signature_der, signature = threshold_signature(view)
+            signature_der, _ = threshold_signature(view)
             record = self._checked.get(sid) or self._check(sid, view)
             self._checked[sid] = record
-            if not verify(
+            if not self.ctx.verified.verify(
                 self.ctx.master_public_key,
                 self.ctx.threshold_public.identity,
                 record.message(),
-                signature,
+                signature_der,
             ):
                 raise RecordRefused("the aggregated threshold signature does not verify")
             approval = self.ctx.ledger.approve_global_model(
@@ -566,7 +577,11 @@ def run_node(
     poll_interval = ctx.poll_interval if poll_interval is None else poll_interval
     ctx.phases.who = ctx.name
     prefetcher = UpdatePrefetcher(
-        ctx.ledger, lambda: ctx.vault, lambda r: round_dir(ctx, r) / "prefetch", ctx.prefetched
+        ctx.ledger,
+        lambda: ctx.vault,
+        lambda r: round_dir(ctx, r) / "prefetch",
+        ctx.prefetched,
+        (ctx.master_public_key, ctx.verified),
     )
     with (
         aggregator_client(ctx.aggregator_tls, ctx.http_timeout_seconds) as http,

@@ -33,6 +33,7 @@ from fedledger.fl import (
 from fedledger.protocol.errors import SealedModelError
 from fedledger.protocol.model_files import ModelVault
 from fedledger.protocol.round_check import AggregationRule, LedgerUpdate, RoundComputation, compute_round
+from fedledger.protocol.signature_cache import VerifiedSignatures
 from fedledger.sm9 import SignMasterPublicKey
 
 
@@ -152,6 +153,7 @@ def recompute_round(
     readers: Sequence[Recipient] = (),
     *,
     noise_secret: bytes | None = None,
+    verified: VerifiedSignatures | None = None,
     before_previous: Mapping[str, torch.Tensor] | None = None,
 ) -> tuple[RoundComputation, bytes]:
     """The round as the aggregator must have computed it, and the global model digest that gives.
@@ -173,6 +175,7 @@ def recompute_round(
         workdir,
         readers,
         noise_secret=noise_secret,
+        verified=verified,
         before_previous=before_previous,
     )
     return computation, global_digest(computation.state, meta.spec, round_index + 1)

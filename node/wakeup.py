@@ -45,7 +45,7 @@ class NodeWakeup:
 
     def __enter__(self) -> NodeWakeup:
         if self.ledger_events is not None:
-            quiet = {_topic(self.ctx.ledger, name) for name in QUIET_EVENTS}
+            quiet = {self.ctx.ledger.event_topic(name) for name in QUIET_EVENTS}
             self.ledger_events.on_log(lambda entry: None if _first_topic(entry) in quiet else self._flag.set())
             self.ledger_events.start()
         self._watcher.start()
@@ -104,11 +104,6 @@ class NodeWakeup:
                 self.sessions_live = feed_open
                 if not feed_open:  # the aggregator is shutting down: ask again later, not in a loop
                     self._closed.wait(RETRY_SECONDS)
-
-
-def _topic(ledger: Any, event_name: str) -> str:
-    """The event's signature hash (topic 0), lower-case hex with 0x."""
-    return "0x" + bytes.fromhex(str(getattr(ledger.contract.events, event_name).topic).removeprefix("0x")).hex()
 
 
 def _first_topic(entry: dict[str, Any]) -> str:

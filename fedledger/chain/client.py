@@ -29,6 +29,7 @@ from fedledger.chain.approvals import (
 )
 from fedledger.chain.errors import ErrorDecoder, LedgerError, LedgerRevert, revert_data_of
 from fedledger.chain.settings import RECEIPT_TIMEOUT_SECONDS, RPC_TIMEOUT_SECONDS
+from fedledger.chain.tx_fields import RECEIPT_POLL_SECONDS, bare_receipt, batched_fields
 from fedledger.digests import as_bytes32
 from fedledger.widths import PPM
 
@@ -91,6 +92,21 @@ class RosterEntry:
 
 
 @dataclass(frozen=True)
+class RosterView:
+    """The roster as read once: a step that needs both the members' identities and the active set
+    (who reads a sealed file) asks the chain one time, not once for each."""
+
+    members: tuple[RosterEntry, ...]
+
+    def active_institutions(self) -> list[RosterEntry]:
+        return [m for m in self.members if m.active]
+
+    def identities(self) -> dict[str, str]:
+        """Lower-case address -> SM9 identity, for every member ever registered."""
+        return {m.address.lower(): m.sm9_id for m in self.members}
+
+
+@dataclass(frozen=True)
 class EventMeta:
     block_number: int
     tx_hash: str
@@ -136,6 +152,10 @@ class GlobalModelPosted:
     nonce: int
     approvers: tuple[str, ...]
     meta: EventMeta
+
+
+def _meta_of(log: Mapping[str, Any]) -> EventMeta:
+    return EventMeta(int(log["blockNumber"]), "0x" + bytes(log["transactionHash"]).hex(), int(log["logIndex"]))
 
 
 def _global_model_posted(args: dict[str, Any], meta: EventMeta) -> GlobalModelPosted:
@@ -214,31 +234,43 @@ def web3_over_http(rpc_url: str, timeout: float, **provider_options: Any) -> Web
     return Web3(provider)
 
 
+Logged = tuple[str, dict[str, Any], EventMeta]  # (event name, decoded arguments, where it was logged)
+
+
 class LogRangeCache:
-    """Decoded logs per (event, filters) for the block range already read, so a repeated query of
-    the same round from the deploy block reads only the blocks mined since (one ``eth_getLogs``
-    scan per new range, not per call). Blocks are taken as final, as on the chains this runs on."""
+    """Every decoded log of the contract for the block range already read, so the ledger's many event
+    queries (each round from the deploy block, by event and filter) share one ``eth_getLogs`` scan per
+    newly mined range instead of one per query. Blocks are taken as final, as on the chains this runs on."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._ranges: dict[tuple[Any, ...], tuple[int, int, list[tuple[dict[str, Any], EventMeta]]]] = {}
+        self._read: tuple[int, int, list[Logged]] | None = None  # (first block, last block, logs)
 
-    def read(
-        self,
-        key: tuple[Any, ...],
-        start: int,
-        end: int,
-        fetch: Callable[[int, int], list[tuple[dict[str, Any], EventMeta]]],
-    ) -> list[tuple[dict[str, Any], EventMeta]]:
+    def read(self, start: int, end: int, fetch: Callable[[int, int], list[Logged]]) -> list[Logged]:
         with self._lock:
-            cached = self._ranges.get(key)
+            cached = self._read
         if cached is None or cached[0] != start or cached[1] > end:
             found = fetch(start, end)
         else:
             found = cached[2] + (fetch(cached[1] + 1, end) if end > cached[1] else [])
         with self._lock:
-            self._ranges[key] = (start, end, found)
-        return list(found)
+            self._read = (start, end, found)  # after a rollback (head below the last read) the full read replaces it
+        return found
+
+
+def _matches(args: Mapping[str, Any], filters: Mapping[str, Any]) -> bool:
+    """Whether decoded event arguments hold every filter value (addresses compared case-insensitively)."""
+    for name, wanted in filters.items():
+        value = args.get(name)
+        if isinstance(wanted, str) and isinstance(value, str):
+            if value.lower() != wanted.lower():
+                return False
+        elif isinstance(wanted, bytes | bytearray):
+            if not isinstance(value, bytes | bytearray) or bytes(value) != bytes(wanted):
+                return False
+        elif value != wanted:
+            return False
+    return True
 
 
 class LedgerClient:
@@ -263,6 +295,7 @@ class LedgerClient:
         self._decoder = ErrorDecoder(abi)
         self._chain_id: int | None = None
         self._log_cache = LogRangeCache()
+        self._topics: dict[str, str] | None = None  # topic 0 (hex) -> event name, from the ABI
 
     @classmethod
     def connect(
@@ -457,6 +490,9 @@ class LedgerClient:
     def active_institutions(self) -> list[RosterEntry]:
         return [m for m in self.roster() if m.active]
 
+    def roster_view(self) -> RosterView:
+        return RosterView(tuple(self.roster()))
+
     def has_submitted(self, round: int, account: str) -> bool:
         """Whether ``account`` submitted to ``round``, valid for the current round (past rounds:
         read ``updates_submitted``)."""
@@ -580,25 +616,43 @@ class LedgerClient:
     ) -> Iterator[tuple[dict[str, Any], EventMeta]]:
         if page_size < 1:
             raise ValueError("page_size must be at least 1 block")
-        event = getattr(self.contract.events, name)
         argument_filters = {k: v for k, v in filters.items() if v is not None}
         start = self.from_block if from_block is None else from_block
         end = self._head() if to_block is None else to_block
-
-        def read(first: int, last: int) -> list[tuple[dict[str, Any], EventMeta]]:
-            found = []
-            for page_start in range(first, last + 1, page_size):
-                page_end = min(page_start + page_size - 1, last)
+        if from_block is not None or to_block is not None:  # an explicit range: read it as asked
+            event = getattr(self.contract.events, name)
+            for page_start in range(start, end + 1, page_size):
+                page_end = min(page_start + page_size - 1, end)
                 logs = event().get_logs(from_block=page_start, to_block=page_end, argument_filters=argument_filters)
                 for log in sorted(logs, key=lambda entry: (entry["blockNumber"], entry["logIndex"])):
-                    tx_hash = "0x" + bytes(log["transactionHash"]).hex()
-                    found.append((dict(log["args"]), EventMeta(int(log["blockNumber"]), tx_hash, int(log["logIndex"]))))
-            return found
-
-        if from_block is not None or to_block is not None:  # an explicit range: read it as asked
-            yield from read(start, end)
+                    yield dict(log["args"]), _meta_of(log)
             return
-        yield from self._log_cache.read((name, *sorted(argument_filters.items())), start, end, read)
+        logged = self._log_cache.read(start, end, lambda first, last: self._all_logs(first, last, page_size))
+        for event_name, args, meta in logged:
+            if event_name == name and _matches(args, argument_filters):
+                yield args, meta
+
+    def event_topic(self, name: str) -> str:
+        """Event ``name``'s signature hash (a log's topic 0) as lower-case hex with 0x."""
+        return "0x" + bytes.fromhex(str(getattr(self.contract.events, name).topic).removeprefix("0x")).hex()
+
+    def _all_logs(self, first: int, last: int, page_size: int) -> list[Logged]:
+        """Every log of the contract in blocks ``first``..``last``, decoded, in chain order."""
+        if self._topics is None:
+            events = [e["name"] for e in self.abi if e.get("type") == "event" and not e.get("anonymous")]
+            self._topics = {self.event_topic(name): name for name in events}
+        found: list[Logged] = []
+        for page_start in range(first, last + 1, page_size):
+            page_end = min(page_start + page_size - 1, last)
+            logs = self.w3.eth.get_logs({"address": self.address, "fromBlock": page_start, "toBlock": page_end})
+            for log in sorted(logs, key=lambda entry: (entry["blockNumber"], entry["logIndex"])):
+                topics = log.get("topics") or []
+                name = self._topics.get("0x" + bytes(topics[0]).hex()) if topics else None
+                if name is None:
+                    continue  # not one of this contract's events
+                decoded = getattr(self.contract.events, name)().process_log(log)
+                found.append((name, dict(decoded["args"]), _meta_of(log)))
+        return found
 
     # ------------------------------------------------------------------ plumbing
 
@@ -648,23 +702,31 @@ class LedgerClient:
             raise self._decoder.decode(data, call=what) from None
 
     def _transact(self, sender: LocalAccount, what: str, fn: Any) -> TxResult:
-        tx = self._guard(
-            what,
-            lambda: fn.build_transaction(
-                {
-                    "from": sender.address,
-                    "chainId": self.chain_id,
-                    "nonce": self.w3.eth.get_transaction_count(sender.address, "pending"),
-                }
-            ),
-        )
+        tx = batched_fields(self.w3, self.chain_id, sender.address, self.address, fn._encode_transaction_data())
+        if tx is None:  # a revert while estimating, or an endpoint that batches nothing: web3 says what and how
+            tx = self._guard(
+                what,
+                lambda: fn.build_transaction(
+                    {
+                        "from": sender.address,
+                        "chainId": self.chain_id,
+                        "nonce": self.w3.eth.get_transaction_count(sender.address, "pending"),
+                    }
+                ),
+            )
         tx["gas"] = int(tx["gas"] * GAS_MARGIN)
         signed = sender.sign_transaction(tx)
         tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
-        receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=self.receipt_timeout_seconds)
-        if receipt["status"] != 1:
-            raise self._replay_failure(what, tx, int(receipt["blockNumber"]))
-        return TxResult("0x" + bytes(tx_hash).hex(), int(receipt["blockNumber"]), int(receipt["gasUsed"]))
+        mined = bare_receipt(self.w3, tx_hash)  # local chains mine as they accept: there at once
+        if mined is None:
+            receipt = self.w3.eth.wait_for_transaction_receipt(
+                tx_hash, timeout=self.receipt_timeout_seconds, poll_latency=RECEIPT_POLL_SECONDS
+            )
+            mined = (int(receipt["status"]), int(receipt["blockNumber"]), int(receipt["gasUsed"]))
+        status, block, gas_used = mined
+        if status != 1:
+            raise self._replay_failure(what, tx, block)
+        return TxResult("0x" + bytes(tx_hash).hex(), block, gas_used)
 
     def _replay_failure(self, what: str, tx: Any, block: int) -> LedgerError:
         """Re-run a failed transaction as a call to learn its revert reason."""

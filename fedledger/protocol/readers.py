@@ -10,6 +10,7 @@ identity, and the KGC's SM9 encryption master public key.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -32,9 +33,16 @@ def sealing_master_key(consortium: Consortium) -> EncryptMasterPublicKey:
     if not consortium.encrypt_master_public:
         raise SealedModelError("the consortium roster has no SM9 encryption master public key (kgc setup issues one)")
     try:
-        return EncryptMasterPublicKey.from_der(bytes.fromhex(consortium.encrypt_master_public))
+        return _master_key(consortium.encrypt_master_public)
     except (SM9Error, ValueError) as exc:
         raise SealedModelError(f"the roster's SM9 encryption master public key is malformed: {exc}") from None
+
+
+@functools.lru_cache(maxsize=8)
+def _master_key(der_hex: str) -> EncryptMasterPublicKey:
+    """One key object per published key: its fixed-base tables (g^r for every sealing) are built once
+    per process, not at every vault a role makes (a sealing used to rebuild them: ~10 ms each)."""
+    return EncryptMasterPublicKey.from_der(bytes.fromhex(der_hex))
 
 
 def sealing_key_if_any(consortium: Consortium) -> EncryptMasterPublicKey | None:

@@ -54,6 +54,7 @@ from fedledger.protocol.model_files import ModelVault, sealed_to
 from fedledger.protocol.noise_seed import NoiseSeedError, PublishedNoise, noise_seed
 from fedledger.protocol.privacy import DP_RULE_KEY, PrivacyRuleError, dp_rule, round_privacy_of
 from fedledger.protocol.secagg_rule import SECAGG_RULE_KEY, SecAggRule, SecAggRuleError
+from fedledger.protocol.signature_cache import VerifiedSignatures
 from fedledger.sm9 import Signature, SignMasterPublicKey, SM9Error, verify
 from fedledger.store import StoreError
 from fedledger.widths import width_to_ppm
@@ -305,14 +306,20 @@ class RoundComputation:
         )
 
 
-def check_signature(mpk: SignMasterPublicKey, update: LedgerUpdate) -> None:
+def check_signature(mpk: SignMasterPublicKey, update: LedgerUpdate, verified: VerifiedSignatures | None = None) -> None:
+    """The entry's SM9 signature under its submitter's identity; ``verified`` skips one already checked."""
     if update.sm9_identity is None:
         raise EntryExcluded(ReasonCode.NOT_MEMBER, f"{update.entry.institution} holds no SM9 identity on the ledger")
     try:
         signature = Signature.from_der(update.signature_der)
     except SM9Error as exc:
         raise EntryExcluded(ReasonCode.SIGNATURE_INVALID, f"malformed SM9 signature: {exc}") from None
-    if not verify(mpk, update.sm9_identity, update.entry.message(), signature):
+    message = update.entry.message()
+    if verified is not None:
+        good = verified.verify(mpk, update.sm9_identity, message, update.signature_der)
+    else:
+        good = verify(mpk, update.sm9_identity, message, signature)
+    if not good:
         raise EntryExcluded(ReasonCode.SIGNATURE_INVALID, f"SM9 signature of {update.sm9_identity} is invalid")
 
 
@@ -445,6 +452,7 @@ def compute_round(
     readers: Sequence[Recipient] = (),
     *,
     noise_secret: bytes | None = None,
+    verified: VerifiedSignatures | None = None,
     before_previous: Mapping[str, torch.Tensor] | None = None,
 ) -> RoundComputation:
     """Check every entry (in address order) and aggregate the accepted ones into the new state.
@@ -453,6 +461,7 @@ def compute_round(
     A rule with DP needs ``noise_secret``, the round's committed secret: the noise seed binds it to
     the Merkle root of the included entries (``fedledger.protocol.noise_seed``). A rule with server
     momentum needs ``before_previous`` past round 0 (``fedledger.protocol.momentum_history``).
+    ``verified``: the signatures this party already checked (``fedledger.protocol.signature_cache``).
     """
     workdir.mkdir(parents=True, exist_ok=True)
     ordered = sorted(updates, key=lambda u: u.address)
@@ -464,7 +473,7 @@ def compute_round(
     def accepted() -> Iterator[ClientUpdate]:
         for update in ordered:  # one file opened at a time; the aggregation holds at most BATCH_BYTES
             try:
-                check_signature(mpk, update)
+                check_signature(mpk, update, verified)
                 _check_readers(vault, update, readers)
                 path = _fetch(vault, update, workdir)
                 try:

@@ -4,6 +4,8 @@ file only while it is exactly the plaintext the entry names; otherwise it fetche
 from __future__ import annotations
 
 import os
+import threading
+import time
 from pathlib import Path
 
 from fedledger.chain.client import LedgerClient
@@ -69,3 +71,29 @@ def test_updates_are_fetched_as_their_entries_land(
         assert found is not None and sm3_file(found) == digest
         assert found.parent == tmp_path / "round-0"
     assert files.find(missing, sm3(b"gone")) is None  # left to the recomputation, which names the reason
+
+
+def test_a_file_being_prefetched_is_waited_for_not_fetched_twice(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "store")
+    cid, digest = _stored(store, tmp_path, "update.bin", b"the real update")
+    files = PrefetchedFiles()
+    vault = _plain_vault(store, files)
+    assert files.begin(cid, digest) and not files.begin(cid, digest)  # one fetch at a time per file
+    prefetched = tmp_path / "prefetched.bin"
+    prefetched.write_bytes(b"the real update")
+
+    def finish() -> None:
+        time.sleep(0.3)  # the prefetcher is still fetching when the pipeline asks
+        files.add(0, cid, digest, prefetched)
+        files.end(cid, digest)
+
+    worker = threading.Thread(target=finish)
+    worker.start()
+    got = vault.get(cid, digest, tmp_path / "out" / "a.bin")
+    worker.join()
+    assert os.stat(got).st_ino == os.stat(prefetched).st_ino  # waited for it, then handed over
+
+    other_cid, other_digest = _stored(store, tmp_path, "other.bin", b"another update")
+    assert files.begin(other_cid, other_digest)
+    files.end(other_cid, other_digest)  # that prefetch failed: nothing filed
+    assert vault.get(other_cid, other_digest, tmp_path / "out" / "b.bin").read_bytes() == b"another update"

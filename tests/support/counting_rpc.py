@@ -17,11 +17,13 @@ class CountingRelay:
     def __init__(self, target: str) -> None:
         self.target = target
         self.methods: Counter[str] = Counter()
+        self.posts = 0  # HTTP requests (a batch is one)
         self._lock = threading.Lock()
 
     def note(self, body: bytes) -> None:
         request = json.loads(body)
         with self._lock:
+            self.posts += 1
             for call in request if isinstance(request, list) else [request]:
                 self.methods[call["method"]] += 1
 
