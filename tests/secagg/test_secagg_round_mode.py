@@ -188,9 +188,10 @@ def _looks_uniform(words: np.ndarray) -> bool:
 
 
 def test_one_dropout_after_sharing_keys_is_tolerated_and_its_late_entry_excluded(
-    consortium: InProcessConsortium,
+    consortium: InProcessConsortium, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     c = consortium
+    landed = threading.Event()
 
     class Dropout(SecureClient):
         view: ClassVar[dict] = {}
@@ -204,7 +205,19 @@ def test_one_dropout_after_sharing_keys_is_tolerated_and_its_late_entry_excluded
             return False
         data = client.masked_input(state, Dropout.view)
         submit_entry(client.ctx, 1, state.trained, client.ctx.store.put(data), sm3(data))
+        landed.set()
         return True
+
+    honest_reveal = SecureClient._reveal
+
+    def reveal_once_the_late_entry_landed(self, round_index, state, view):  # type: ignore[no-untyped-def]
+        """The survivors reveal only after the late entry is mined, so the manifest is sure to see it
+        (otherwise the round may be over first, and the entry is merely past the manifest's entries)."""
+        if round_index == 1 and not isinstance(self, Dropout):
+            landed.wait(timeout=60)
+        return honest_reveal(self, round_index, state, view)
+
+    monkeypatch.setattr(SecureClient, "_reveal", reveal_once_the_late_entry_landed)
 
     _run_with_manual_member(c, 2, lambda n, h: Dropout(n, h), late)  # type: ignore[arg-type]
     manifest = _manifest(c, 1)
