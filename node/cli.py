@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, TypeVar
 
@@ -154,9 +155,18 @@ def init(
         Path | None, typer.Option(help="Transport password of --tls-key (default: <tls-key>.password).")
     ] = None,
     local_dp_epsilon: LocalDPEpsilonOption = None,
-    local_dp_delta: Annotated[float, typer.Option(help="Local DP-SGD: delta (below 1 / training records).")] = 1e-5,
-    local_dp_clip: Annotated[float, typer.Option(help="Local DP-SGD: L2 bound on each record's gradient.")] = 1.0,
-    local_dp_rounds: Annotated[int, typer.Option(help="Local DP-SGD: rounds the epsilon is planned over.")] = 50,
+    local_dp_delta: Annotated[
+        float | None,
+        typer.Option(help="Local DP-SGD: delta (below 1 / training records; default 1e-5). Needs --local-dp-epsilon."),
+    ] = None,
+    local_dp_clip: Annotated[
+        float | None,
+        typer.Option(help="Local DP-SGD: L2 bound on each record's gradient (default 1). Needs --local-dp-epsilon."),
+    ] = None,
+    local_dp_rounds: Annotated[
+        int | None,
+        typer.Option(help="Local DP-SGD: rounds the epsilon is planned over (default 50). Needs --local-dp-epsilon."),
+    ] = None,
 ) -> None:
     """Check and write the node's config and keys: KGC files are re-encrypted under the node's own password.
 
@@ -170,7 +180,10 @@ def init(
     from fedledger.sm9.threshold import KeyShare
     from fedledger.tls import check_member_certificate
     from node.config import CONFIG_NAME, DataConfig, NodeConfig, save_config
+    from node.local_budget import requested_policy
 
+    with errors_reported(BAD_INPUT):  # before any password is asked for
+        local_dp = requested_policy(local_dp_epsilon, local_dp_delta, local_dp_clip, local_dp_rounds)
     if (home / CONFIG_NAME).exists() and not force:
         fail(f"{home / CONFIG_NAME} exists: this node is initialised already (--force replaces it)")
     require_writable_home(home)
@@ -195,10 +208,7 @@ def init(
             aggregator_url=aggregator_url,
             store=store,
             data=DataConfig(source=data_source, partitions=partitions, index=index, scheme=scheme, alpha=alpha),  # type: ignore[arg-type]
-            local_dp_epsilon=local_dp_epsilon,
-            local_dp_delta=local_dp_delta,
-            local_dp_clip=local_dp_clip,
-            local_dp_rounds=local_dp_rounds,
+            **({f"local_dp_{name}": value for name, value in asdict(local_dp).items()} if local_dp else {}),
             **consortium_terms(selection, server_momentum),
         )
         if index >= partitions:

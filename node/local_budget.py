@@ -48,9 +48,13 @@ class LocalDPPolicy:
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.epsilon) and self.epsilon > 0):
-            raise DPParameterError(f"local DP epsilon must be positive, got {self.epsilon!r}")
-        if not 0 < self.delta < 1 or not (math.isfinite(self.clip) and self.clip > 0) or self.rounds < 1:
-            raise DPParameterError("local DP needs delta in (0, 1), a positive clip and at least one round")
+            raise DPParameterError(f"local DP epsilon must be a positive number, got {self.epsilon!r}")
+        if not 0 < self.delta < 1:
+            raise DPParameterError(f"local DP delta must be in (0, 1), got {self.delta!r}")
+        if not (math.isfinite(self.clip) and self.clip > 0):
+            raise DPParameterError(f"local DP clip must be a positive number, got {self.clip!r}")
+        if self.rounds < 1:
+            raise DPParameterError(f"local DP needs at least one planned round, got {self.rounds!r}")
 
     def round_for(self, records: int, batch_size: int, epochs: int) -> LocalDPRound:
         """The DP-SGD round a node with ``records`` training records runs under this policy."""
@@ -115,14 +119,34 @@ class LocalPrivacySpend:
         return planned
 
 
+def _given(**values: Any) -> dict[str, Any]:
+    """The options a command line gave (None: not given). Tested with ``is None``, never ``or``: a bad
+    0 must reach the policy's checks, not fall back to another value."""
+    return {name: value for name, value in values.items() if value is not None}
+
+
 def override_policy(policy: LocalDPPolicy | None, epsilon: float | None, rounds: int | None) -> LocalDPPolicy | None:
     """``policy`` with a command line's epsilon and planned rounds (either may be None: kept)."""
-    if epsilon is None and rounds is None:
+    given = _given(epsilon=epsilon, rounds=rounds)
+    if not given:
         return policy
     if policy is None and epsilon is None:
         raise DPParameterError("--local-dp-rounds needs --local-dp-epsilon (or local_dp_epsilon in node.toml)")
-    base = policy or LocalDPPolicy(epsilon or 1.0)
-    return replace(base, epsilon=epsilon or base.epsilon, rounds=rounds or base.rounds)
+    return replace(policy, **given) if policy is not None else LocalDPPolicy(**given)
+
+
+def requested_policy(
+    epsilon: float | None, delta: float | None, clip: float | None, rounds: int | None
+) -> LocalDPPolicy | None:
+    """The policy ``fedledger node init``'s options ask for (None: no local DP). Delta, clip or rounds
+    without an epsilon would be written and then ignored (local DP stays off), so they are refused."""
+    planning = _given(delta=delta, clip=clip, rounds=rounds)
+    if epsilon is None:
+        if planning:
+            options = ", ".join(f"--local-dp-{name}" for name in planning)
+            raise DPParameterError(f"{options} need --local-dp-epsilon: without it local DP-SGD is off")
+        return None
+    return LocalDPPolicy(epsilon, **planning)
 
 
 def local_dp_status(state_dir: Path) -> str | None:
